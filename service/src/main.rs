@@ -1,0 +1,2 @@
+//! Entry point of the timing service (placeholder until the service lands).
+fn main() {}
