@@ -20,7 +20,8 @@
 //! a row's rank is `1 + ZCOUNT(-inf, (score)`.
 //!
 //! Every write goes through the Lua script `store/mutate.lua`, which changes the record or the
-//! times and the rank scores in one atomic step.
+//! times and the rank scores in one atomic step. A results page is one call of
+//! `store/results.lua` (`ZCARD`, `ZRANGE`, `ZCOUNT` and one `HMGET` per row).
 //!
 //! # Connection
 //!
@@ -160,6 +161,7 @@ struct Inner {
     config: ConnectionManagerConfig,
     conn: RwLock<Conn>,
     mutate: Script,
+    results: Script,
     race: Arc<Race>,
 }
 
@@ -211,6 +213,7 @@ impl Store {
                     manager,
                 }),
                 mutate: Script::new(include_str!("store/mutate.lua")),
+                results: Script::new(include_str!("store/results.lua")),
                 race,
             }),
         })
@@ -480,7 +483,8 @@ impl Store {
     }
 
     /// A page of the ranking of `scope` at `checkpoint` with the requested competitor fields,
-    /// and the number of competitors in the scope. Two round trips, O(log N + page size).
+    /// and the number of competitors in the scope: one round trip (`store/results.lua`),
+    /// O(log N + page size).
     pub async fn results(
         &self,
         checkpoint: &str,
@@ -489,52 +493,52 @@ impl Store {
         limit: u64,
         fields: &[&str],
     ) -> Result<(u64, Vec<RankedEntry>), StoreError> {
-        let key = rank_key(checkpoint, scope);
-        let mut pipe = redis::pipe();
-        pipe.zcard(&key)
-            .zrange_withscores(&key, offset as isize, (offset + limit) as isize - 1);
-        let (total, page): (u64, Vec<(String, f64)>) = self.query(&pipe).await?;
-        let Some(&(_, first_score)) = page.first() else {
-            return Ok((total, Vec::new()));
+        let mut call = self.inner.results.key(rank_key(checkpoint, scope));
+        call.arg(offset).arg(limit).arg(UNTIMED).arg(fields);
+        let reply: Vec<Value> = self
+            .run(|mut conn| async move { call.invoke_async(&mut conn).await })
+            .await?;
+        let mut reply = reply.into_iter();
+        let int = |value: Option<Value>| -> Result<i64, StoreError> {
+            redis::from_redis_value(value.unwrap_or(Value::Nil)).map_err(parse_err)
         };
-        let first_score = first_score as u64;
+        let total = int(reply.next())?;
+        let better = int(reply.next())?;
+        let first_rank = u64::try_from(better).ok().map(|b| b + 1);
 
-        let mut pipe = redis::pipe();
-        let first_ranked = first_score < UNTIMED;
-        if first_ranked {
-            // Rank of the first row = 1 + the number of strictly better scores.
-            pipe.zcount(&key, "-inf", format!("({first_score}"));
-        }
-        for (bib, _) in &page {
-            pipe.cmd("HMGET").arg(competitor_key(bib)).arg(fields);
-        }
-        let mut replies: Vec<Value> = self.query(&pipe).await?;
-        let mut first_rank = None;
-        if first_ranked && !replies.is_empty() {
-            let better: u64 = redis::from_redis_value(replies.remove(0)).map_err(parse_err)?;
-            first_rank = Some(better + 1);
-        }
-
-        let mut out = Vec::with_capacity(page.len());
-        let mut previous: Option<(u64, u64)> = None; // (score, rank)
-        for (i, ((bib, score), reply)) in page.into_iter().zip(replies).enumerate() {
+        let mut out = Vec::with_capacity(limit as usize);
+        let mut previous: Option<(u64, u64)> = None; // (score, rank) of the previous row
+        let mut position = offset;
+        while let Some(bib) = reply.next() {
+            position += 1;
+            let bib: String = redis::from_redis_value(bib).map_err(parse_err)?;
+            let score: f64 =
+                redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
             let score = score as u64;
-            let fields: Vec<Option<String>> = redis::from_redis_value(reply).map_err(parse_err)?;
+            let mut values = Vec::with_capacity(fields.len());
+            for _ in fields {
+                let value: Option<String> =
+                    redis::from_redis_value(reply.next().unwrap_or(Value::Nil))
+                        .map_err(parse_err)?;
+                values.push(value);
+            }
             let (rank, elapsed_ms, status) = if score < UNTIMED {
-                let rank = match (previous, first_rank) {
-                    (Some((prev, rank)), _) if prev == score => rank,
-                    (None, Some(first)) if i == 0 => first,
-                    _ => offset + i as u64 + 1,
+                // Equal scores share the rank of the first of them; the page's first row
+                // gets its rank from the script's count of better scores.
+                let rank = match previous {
+                    Some((prev_score, prev_rank)) if prev_score == score => prev_rank,
+                    Some(_) => position,
+                    None => first_rank.unwrap_or(position),
                 };
                 previous = Some((score, rank));
                 (Some(rank), Some(score), None)
             } else if score >= OUT {
                 let status = match score - OUT {
-                    1 => Some(Status::Dnf),
-                    2 => Some(Status::Dsq),
-                    _ => Some(Status::Dns),
+                    1 => Status::Dnf,
+                    2 => Status::Dsq,
+                    _ => Status::Dns,
                 };
-                (None, None, status)
+                (None, None, Some(status))
             } else {
                 (None, None, None)
             };
@@ -543,9 +547,9 @@ impl Store {
                 rank,
                 elapsed_ms,
                 status,
-                fields,
+                fields: values,
             });
         }
-        Ok((total, out))
+        Ok((u64::try_from(total).unwrap_or(0), out))
     }
 }
