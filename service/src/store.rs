@@ -8,6 +8,7 @@
 //! | `competitor:<bib>` | hash | the competitor's fields, all strings (the original's key) |
 //! | `race:<bib>` | sorted set | member = checkpoint, score = time of day in ms (the original's key) |
 //! | `competitor_status` | hash | bib → `DNS` / `DNF` / `DSQ` |
+//! | `competitor_json` | hash | bib → the record as a JSON object (a copy for results pages) |
 //! | `rank:<checkpoint>:all` | sorted set | every competitor, score = ranking score at that checkpoint |
 //! | `rank:<checkpoint>:gender:<g>` | sorted set | the same, for one gender |
 //! | `rank:<checkpoint>:category:<c>` | sorted set | the same, for one category |
@@ -21,7 +22,8 @@
 //!
 //! Every write goes through the Lua script `store/mutate.lua`, which changes the record or the
 //! times and the rank scores in one atomic step. A results page is one call of
-//! `store/results.lua` (`ZCARD`, `ZRANGE`, `ZCOUNT` and one `HMGET` per row).
+//! `store/results.lua`: `ZCARD`, `ZRANGE`, `ZCOUNT` and one `HMGET` of `competitor_json` for
+//! all the page's rows (one command per row cost more Redis time than the rest of the page).
 //!
 //! # Connection
 //!
@@ -57,6 +59,7 @@ pub const UNTIMED: u64 = 1_000_000_000_000;
 pub const OUT: u64 = 2_000_000_000_000;
 
 const STATUS_KEY: &str = "competitor_status";
+const ROWS_KEY: &str = "competitor_json";
 
 /// A failed store operation.
 #[derive(Debug, thiserror::Error)]
@@ -146,8 +149,8 @@ pub struct RankedEntry {
     pub elapsed_ms: Option<u64>,
     /// DNS / DNF / DSQ, if set.
     pub status: Option<Status>,
-    /// The requested competitor fields, in request order (`None` when absent).
-    pub fields: Vec<Option<String>>,
+    /// The competitor's record as a JSON object of strings (`None` if deleted meanwhile).
+    pub record_json: Option<String>,
 }
 
 #[derive(Clone)]
@@ -482,8 +485,8 @@ impl Store {
         Ok((total, out))
     }
 
-    /// A page of the ranking of `scope` at `checkpoint` with the requested competitor fields,
-    /// and the number of competitors in the scope: one round trip (`store/results.lua`),
+    /// A page of the ranking of `scope` at `checkpoint` with the competitors' records, and the
+    /// number of competitors in the scope: one round trip (`store/results.lua`, four commands),
     /// O(log N + page size).
     pub async fn results(
         &self,
@@ -491,10 +494,9 @@ impl Store {
         scope: Scope<'_>,
         offset: u64,
         limit: u64,
-        fields: &[&str],
     ) -> Result<(u64, Vec<RankedEntry>), StoreError> {
         let mut call = self.inner.results.key(rank_key(checkpoint, scope));
-        call.arg(offset).arg(limit).arg(UNTIMED).arg(fields);
+        call.key(ROWS_KEY).arg(offset).arg(limit).arg(UNTIMED);
         let reply: Vec<Value> = self
             .run(|mut conn| async move { call.invoke_async(&mut conn).await })
             .await?;
@@ -515,13 +517,8 @@ impl Store {
             let score: f64 =
                 redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
             let score = score as u64;
-            let mut values = Vec::with_capacity(fields.len());
-            for _ in fields {
-                let value: Option<String> =
-                    redis::from_redis_value(reply.next().unwrap_or(Value::Nil))
-                        .map_err(parse_err)?;
-                values.push(value);
-            }
+            let record_json: Option<String> =
+                redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
             let (rank, elapsed_ms, status) = if score < UNTIMED {
                 // Equal scores share the rank of the first of them; the page's first row
                 // gets its rank from the script's count of better scores.
@@ -547,7 +544,7 @@ impl Store {
                 rank,
                 elapsed_ms,
                 status,
-                fields: values,
+                record_json,
             });
         }
         Ok((u64::try_from(total).unwrap_or(0), out))

@@ -36,7 +36,14 @@ struct ResultsQuery {
 }
 
 /// The competitor fields a row carries (null when the definition has no such field).
-const ROW_FIELDS: [&str; 5] = ["first_name", "last_name", "gender", "category", "country"];
+#[derive(Default, Deserialize)]
+struct RowFields {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    gender: Option<String>,
+    category: Option<String>,
+    country: Option<String>,
+}
 
 /// One row of the results.
 #[derive(Serialize)]
@@ -95,21 +102,24 @@ async fn results(
     };
     let (total, entries) = state
         .store
-        .results(checkpoint, scope, offset, limit, &ROW_FIELDS)
+        .results(checkpoint, scope, offset, limit)
         .await?;
     let results = entries
         .into_iter()
         .map(|entry| {
-            let mut fields = entry.fields.into_iter();
-            let mut next = || fields.next().flatten();
+            let fields: RowFields = entry
+                .record_json
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_default();
             Row {
                 rank: entry.rank,
                 bib: entry.bib,
-                first_name: next(),
-                last_name: next(),
-                gender: next(),
-                category: next(),
-                country: next(),
+                first_name: fields.first_name,
+                last_name: fields.last_name,
+                gender: fields.gender,
+                category: fields.category,
+                country: fields.country,
                 elapsed_ms: entry.elapsed_ms,
                 elapsed: entry.elapsed_ms.map(|ms| format_ms(ms, '.')),
                 status: entry.status,

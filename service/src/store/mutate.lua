@@ -20,6 +20,7 @@ local a = 4 + n -- index of the op's first argument
 local ckey = 'competitor:' .. bib
 local tkey = 'race:' .. bib
 local STATUS = 'competitor_status'
+local ROWS = 'competitor_json'   -- bib -> the record as JSON, read by results.lua
 local DAY = 86400000
 local UNTIMED = 1000000000000      -- score of a competitor without a time at the checkpoint
 local OUT = 2000000000000          -- base score of a competitor with a status
@@ -90,6 +91,9 @@ if op == 'put' then
   if exists then unindex(current()) end
   if mode ~= 'patch' then redis.call('DEL', ckey) end
   for i = a + 2, #ARGV, 2 do redis.call('HSET', ckey, ARGV[i], ARGV[i + 1]) end
+  local flat, record = redis.call('HGETALL', ckey), {}
+  for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
+  redis.call('HSET', ROWS, bib, cjson.encode(record))
   local g, c, co = current()
   index(g, c, co, order)
   return 'ok'
@@ -101,6 +105,7 @@ if op == 'delete' then
   unindex(g, c, co)
   redis.call('DEL', ckey, tkey)
   redis.call('HDEL', STATUS, bib)
+  redis.call('HDEL', ROWS, bib)
   return 'ok'
 elseif op == 'times' then
   for i = a, #ARGV, 2 do
