@@ -8,7 +8,7 @@
 //! | `competitor:<bib>` | hash | the competitor's fields, all strings (the original's key) |
 //! | `race:<bib>` | sorted set | member = checkpoint, score = time of day in ms (the original's key) |
 //! | `competitor_status` | hash | bib → `DNS` / `DNF` / `DSQ` |
-//! | `competitor_json` | hash | bib → the record as a JSON object (a copy for results pages) |
+//! | `competitor_rows` | hash | bib → JSON object of the results-row fields (`first_name`, `last_name`, `gender`, `category`, `country`; null when absent) |
 //! | `rank:<checkpoint>:all` | sorted set | every competitor, score = ranking score at that checkpoint |
 //! | `rank:<checkpoint>:gender:<g>` | sorted set | the same, for one gender |
 //! | `rank:<checkpoint>:category:<c>` | sorted set | the same, for one category |
@@ -22,8 +22,9 @@
 //!
 //! Every write goes through the Lua script `store/mutate.lua`, which changes the record or the
 //! times and the rank scores in one atomic step. A results page is one call of
-//! `store/results.lua`: `ZCARD`, `ZRANGE`, `ZCOUNT` and one `HMGET` of `competitor_json` for
-//! all the page's rows (one command per row cost more Redis time than the rest of the page).
+//! `store/results.lua`: `ZCARD`, `ZRANGE`, `ZCOUNT` and one `HMGET` of `competitor_rows` for
+//! all the page's rows (one command per row cost more Redis time than the rest of the page),
+//! whose JSON the results route copies into its answer without parsing it.
 //!
 //! # Connection
 //!
@@ -59,7 +60,7 @@ pub const UNTIMED: u64 = 1_000_000_000_000;
 pub const OUT: u64 = 2_000_000_000_000;
 
 const STATUS_KEY: &str = "competitor_status";
-const ROWS_KEY: &str = "competitor_json";
+const ROWS_KEY: &str = "competitor_rows";
 
 /// A failed store operation.
 #[derive(Debug, thiserror::Error)]
@@ -149,8 +150,8 @@ pub struct RankedEntry {
     pub elapsed_ms: Option<u64>,
     /// DNS / DNF / DSQ, if set.
     pub status: Option<Status>,
-    /// The competitor's record as a JSON object of strings (`None` if deleted meanwhile).
-    pub record_json: Option<String>,
+    /// The row fields as a JSON object, as written by `mutate.lua`.
+    pub row_json: Option<String>,
 }
 
 #[derive(Clone)]
@@ -517,7 +518,7 @@ impl Store {
             let score: f64 =
                 redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
             let score = score as u64;
-            let record_json: Option<String> =
+            let row_json: Option<String> =
                 redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
             let (rank, elapsed_ms, status) = if score < UNTIMED {
                 // Equal scores share the rank of the first of them; the page's first row
@@ -544,7 +545,7 @@ impl Store {
                 rank,
                 elapsed_ms,
                 status,
-                record_json,
+                row_json,
             });
         }
         Ok((u64::try_from(total).unwrap_or(0), out))

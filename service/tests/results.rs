@@ -267,3 +267,20 @@ async fn results_from_legacy_writes() {
         ]
     );
 }
+
+/// Names with quotes, backslashes, slashes and non-ASCII letters come back unchanged in the
+/// rows (the route copies stored row JSON into its answer).
+#[tokio::test]
+async fn results_rows_keep_special_characters() {
+    let app = spawn_app().await;
+    let name = "Matti \"Mäki\" Meikäläinen \\ / \u{1F3C3}";
+    let body = json!({"bib": "101", "first_name": name, "last_name": "O'Brien", "gender": "male",
+                      "country": "Suomi/Finland", "category": "men30"});
+    assert_eq!(app.post("/api/v1/competitors", body).await.0, 201);
+    finish(&app, "101", "09:00:00.000", "09:30:00.000").await;
+    let row = &app.get("/api/v1/results").await.1["results"][0];
+    assert_eq!(
+        (&row["first_name"], &row["last_name"], &row["country"]),
+        (&json!(name), &json!("O'Brien"), &json!("Suomi/Finland"))
+    );
+}

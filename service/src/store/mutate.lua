@@ -20,7 +20,9 @@ local a = 4 + n -- index of the op's first argument
 local ckey = 'competitor:' .. bib
 local tkey = 'race:' .. bib
 local STATUS = 'competitor_status'
-local ROWS = 'competitor_json'   -- bib -> the record as JSON, read by results.lua
+local ROWS = 'competitor_rows'   -- bib -> JSON of the results-row fields, read by results.lua
+-- The competitor fields of a results row (routes/results.rs writes the row around them).
+local ROW_FIELDS = { 'first_name', 'last_name', 'gender', 'category', 'country' }
 local DAY = 86400000
 local UNTIMED = 1000000000000      -- score of a competitor without a time at the checkpoint
 local OUT = 2000000000000          -- base score of a competitor with a status
@@ -91,9 +93,9 @@ if op == 'put' then
   if exists then unindex(current()) end
   if mode ~= 'patch' then redis.call('DEL', ckey) end
   for i = a + 2, #ARGV, 2 do redis.call('HSET', ckey, ARGV[i], ARGV[i + 1]) end
-  local flat, record = redis.call('HGETALL', ckey), {}
-  for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
-  redis.call('HSET', ROWS, bib, cjson.encode(record))
+  local values, row = redis.call('HMGET', ckey, unpack(ROW_FIELDS)), {}
+  for i, f in ipairs(ROW_FIELDS) do row[f] = values[i] or cjson.null end
+  redis.call('HSET', ROWS, bib, cjson.encode(row))
   local g, c, co = current()
   index(g, c, co, order)
   return 'ok'

@@ -1,6 +1,6 @@
 -- One page of a ranking in one round trip (read-only; see ../store.rs for the key schema).
 --
--- KEYS[1]: the rank set, KEYS[2]: the hash bib -> record JSON. ARGV: offset, limit, UNTIMED.
+-- KEYS[1]: the rank set, KEYS[2]: the hash bib -> row fields JSON. ARGV: offset, limit, UNTIMED.
 -- Returns {total, better, bib_1, score_1, json_1, bib_2, score_2, json_2, ...}: `total` is the
 -- number of competitors in the ranking, `better` the number of scores strictly below the first
 -- row's (its rank - 1), or -1 when the first row is unranked or the page empty. Four commands
