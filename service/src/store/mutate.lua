@@ -20,7 +20,7 @@ local a = 4 + n -- index of the op's first argument
 local ckey = 'competitor:' .. bib
 local tkey = 'race:' .. bib
 local STATUS = 'competitor_status'
-local ROWS = 'competitor_rows'   -- bib -> JSON of the results-row fields, read by results.lua
+local ROWS = 'competitor_rows'   -- bib -> JSON of the results-row fields, read by Store::results
 -- The competitor fields of a results row (routes/results.rs writes the row around them).
 local ROW_FIELDS = { 'first_name', 'last_name', 'gender', 'category', 'country' }
 local DAY = 86400000
