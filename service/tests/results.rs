@@ -134,6 +134,22 @@ async fn results_by_elapsed_time_with_own_starts_and_midnight() {
             row(Some(3), "101", Some("00:30:00.000"), None),
         ]
     );
+    // A later start alone re-ranks: 101 now ties with 102 (equal times: bib order).
+    let (status, _) = app
+        .put(
+            "/api/v1/competitors/101/times/start",
+            json!({"time": "09:05:00.000"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        rows(&app.get("/api/v1/results").await.1),
+        [
+            row(Some(1), "103", Some("00:20:00.000"), None),
+            row(Some(2), "101", Some("00:25:00.000"), None),
+            row(Some(2), "102", Some("00:25:00.000"), None),
+        ]
+    );
 }
 
 /// Rankings by category, by gender and at a split; changes of category and deletions move
