@@ -215,6 +215,19 @@ async fn results_scopes_splits_and_moves() {
         ]
     );
 
+    // A split time set alone ranks at that split only.
+    let split2 = json!({"time": "10:40:00.000"});
+    app.put("/api/v1/competitors/2/times/split2", split2).await;
+    assert_eq!(
+        bibs(app.get("/api/v1/results?checkpoint=split2").await.1),
+        [
+            (json!(1), "2".into()),
+            (json!(null), "1".into()),
+            (json!(null), "3".into())
+        ]
+    );
+    app.delete("/api/v1/competitors/2/times/split2").await;
+
     app.patch("/api/v1/competitors/3", json!({"category": "women40"}))
         .await;
     assert_eq!(
