@@ -2,7 +2,7 @@
 //!
 //! The log line (target `timing_service::request`) carries `method`, `route` (the matched
 //! route pattern such as `/api/v1/competitors/{bib}`, so logs can be grouped by route), `status`
-//! and `latency_ms`, plus `error` with the hidden detail of a 5xx answer
+//! and `latency_us` (microseconds), plus `error` with the hidden detail of a 5xx answer
 //! (`crate::error::ErrorDetail`).
 
 use std::time::{Duration, Instant};
@@ -35,15 +35,15 @@ pub async fn log_and_bound(request: Request, next: Next) -> Response {
         .into_response(),
     };
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     match response.extensions().get::<ErrorDetail>() {
         Some(ErrorDetail(error)) => tracing::warn!(
             target: "timing_service::request",
-            %method, %route, status, latency_ms, %error, "request"
+            %method, %route, status, latency_us, %error, "request"
         ),
         None => tracing::info!(
             target: "timing_service::request",
-            %method, %route, status, latency_ms, "request"
+            %method, %route, status, latency_us, "request"
         ),
     }
     response

@@ -152,7 +152,7 @@ async fn sigterm_finishes_in_flight_request_and_exits_0() {
         .lines()
         .find(|l| l.contains("route=/competitor"))
         .unwrap_or_else(|| panic!("no request line: {log}"));
-    for field in ["method=POST", "status=201", "latency_ms="] {
+    for field in ["method=POST", "status=201", "latency_us="] {
         assert!(line.contains(field), "`{line}` lacks {field}");
     }
 }
