@@ -1,2 +1,36 @@
-//! Entry point of the provisioner (placeholder).
-fn main() {}
+//! The `provisioner` binary: parses the command line, sets up logging on stderr, runs the
+//! command and turns its outcome into an exit code (0 ok, 1 error, 2 plan has changes,
+//! 3 timeout, 4 rolled back).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use provisioner::cli::Cli;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "provisioner=info",
+        1 => "provisioner=debug",
+        _ => "provisioner=trace,aws_smithy_runtime=debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+
+    let mut stdout = std::io::stdout();
+    match provisioner::run(cli, &mut stdout).await {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Command-line interface: the commands, their flags, and the flags every AWS command shares.
+//! Help texts come from the doc comments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Deploys the timing service and its Redis to AWS ECS Fargate, and removes them again.
+///
+/// Every run derives the state from AWS by name and tags: there is no local state file, so a
+/// laptop and CI can take turns. Exit codes: 0 ok, 1 error, 2 `plan` found changes,
+/// 3 timed out, 4 deployment rolled back or failing.
+#[derive(Debug, Parser)]
+#[command(name = "provisioner", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// AWS settings shared by every command.
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// App name: prefix of every resource name and value of the `app` tag.
+    #[arg(long, global = true, env = "PROVISIONER_APP", default_value = "timing", value_parser = parse_app_name)]
+    pub app: String,
+
+    /// Output format of the result on stdout (progress goes to stderr).
+    #[arg(long, global = true, env = "PROVISIONER_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Directory holding `task-definitions/` and `policies/` (default: the current directory).
+    #[arg(long, global = true, env = "PROVISIONER_ROOT", default_value = ".")]
+    pub root: PathBuf,
+
+    /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Region, profile and endpoint; anything not given comes from the standard AWS chain.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AwsArgs {
+    /// AWS region (default: AWS_REGION, then the profile's region).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// Named profile from ~/.aws/config (default: AWS_PROFILE, then `default`).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+
+    /// Send every AWS call to this endpoint instead (an emulator, a VPC endpoint).
+    /// AWS_ENDPOINT_URL works too.
+    #[arg(long, global = true)]
+    pub endpoint_url: Option<String>,
+}
+
+/// The result format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON document (schema in the README).
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create what is missing and update what differs, then wait until the services are stable.
+    Up(UpArgs),
+    /// Show what `up` would create or change; exit 2 if anything would change, 0 if not.
+    Plan(DeployArgs),
+    /// Remove everything `up` created for the app.
+    Down(DownArgs),
+    /// Check the task-definition and policy files and print the rendered task definitions,
+    /// without calling AWS.
+    Render(RenderArgs),
+}
+
+/// Flags of `up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// What the deployment is made of.
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+
+    /// Only show what would change (same as `plan`).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Return once AWS accepted the changes, without waiting for stable services.
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// How long to wait for stable services, with a unit: `90s`, `10m`.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Start services that are stopped (by default a deploy keeps a stopped app stopped).
+    #[arg(long)]
+    pub start: bool,
+}
+
+/// What a deployment is made of: shared by `up` and `plan`.
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// Image URI of the service (e.g. `<account>.dkr.ecr.<region>.amazonaws.com/timing/api@sha256:…`).
+    /// Default: the image the live service runs.
+    #[arg(long)]
+    pub image: Option<String>,
+
+    /// Image of Redis (the official image, from a public registry).
+    #[arg(long, default_value = DEFAULT_REDIS_IMAGE)]
+    pub redis_image: String,
+
+    /// VPC to deploy into (default: the account's default VPC).
+    #[arg(long)]
+    pub vpc: Option<String>,
+
+    /// Subnets for the tasks, comma-separated (default: the VPC's default subnets, else all of its subnets).
+    #[arg(long, value_delimiter = ',')]
+    pub subnets: Vec<String>,
+
+    /// CIDR allowed to reach the API port.
+    #[arg(long, default_value = "0.0.0.0/0")]
+    pub allow_cidr: String,
+
+    /// Days CloudWatch keeps the logs.
+    #[arg(long, default_value_t = 7)]
+    pub log_retention_days: i32,
+
+    /// How many images ECR keeps in the service repository.
+    #[arg(long, default_value_t = 10)]
+    pub keep_images: u32,
+
+    /// Number of API tasks when running.
+    #[arg(long, default_value_t = 1)]
+    pub api_count: i32,
+}
+
+/// The official Redis image, from ECR Public (no Docker Hub pull limits).
+pub const DEFAULT_REDIS_IMAGE: &str = "public.ecr.aws/docker/library/redis:7.4-alpine";
+
+impl DeployArgs {
+    /// The default Redis image.
+    pub fn default_redis_image() -> String {
+        DEFAULT_REDIS_IMAGE.to_owned()
+    }
+}
+
+/// Flags of `down`.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Do not ask for confirmation (required when there is no terminal, as in CI).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// How long to wait for services to drain and namespaces to go, with a unit.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Flags of `render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Account ID to render with.
+    #[arg(long, default_value = "123456789012")]
+    pub account: String,
+
+    /// Image of the service to render with.
+    #[arg(long, default_value = "example.invalid/timing/api:latest")]
+    pub image: String,
+}
+
+/// Parses `90s`, `10m`, `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}`: {e} (write a unit, e.g. 90s or 10m)"))
+}
+
+/// App names become parts of resource names (roles, security groups, namespaces, log groups),
+/// so they are restricted to what every one of those accepts.
+pub fn parse_app_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 20
+        && text.starts_with(|c: char| c.is_ascii_lowercase())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !text.ends_with('-');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{text}`: use 1-20 lowercase letters, digits and dashes, starting with a letter"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn app_names_are_restricted() {
+        assert!(parse_app_name("timing").is_ok());
+        assert!(parse_app_name("timing-staging2").is_ok());
+        for bad in [
+            "",
+            "Timing",
+            "9lives",
+            "a_b",
+            "x-",
+            "a-very-long-name-over-twenty",
+        ] {
+            assert!(parse_app_name(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

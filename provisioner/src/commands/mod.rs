@@ -1,0 +1,123 @@
+//! The commands. Each returns a [`Report`]: what it did, printed as text or JSON.
+
+pub mod down;
+pub mod render;
+pub mod up;
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::aws::CallSummary;
+use crate::plan::{Action, Change};
+
+/// The result of a command, on stdout. Its JSON form is the documented, stable schema
+/// (`schema_version` changes when a field changes meaning or disappears).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Version of this JSON schema.
+    pub schema_version: u32,
+    /// `up`, `plan`, `down`.
+    pub command: &'static str,
+    /// The app.
+    pub app: String,
+    /// The region.
+    pub region: String,
+    /// The account.
+    pub account: String,
+    /// True when nothing was changed on purpose (`plan`, `--dry-run`).
+    pub dry_run: bool,
+    /// Whether anything was (or, in a dry run, would be) changed.
+    pub changed: bool,
+    /// Every resource's outcome, in order.
+    pub changes: Vec<Change>,
+    /// The API's public endpoint, when a task runs.
+    pub endpoint: Option<String>,
+    /// AWS calls made.
+    pub aws_calls: CallSummary,
+    /// Things the user should know (kept stopped, data kept, …).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// A report of `changes`.
+    pub fn new(
+        command: &'static str,
+        app: &str,
+        region: &str,
+        account: &str,
+        dry_run: bool,
+        changes: Vec<Change>,
+        aws_calls: CallSummary,
+    ) -> Self {
+        Self {
+            schema_version: 1,
+            command,
+            app: app.to_owned(),
+            region: region.to_owned(),
+            account: account.to_owned(),
+            dry_run,
+            changed: changes.iter().any(|c| c.action.is_change()),
+            changes,
+            endpoint: None,
+            aws_calls,
+            notes: Vec::new(),
+        }
+    }
+
+    fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.dry_run {
+            " (plan: nothing changed)"
+        } else {
+            ""
+        };
+        writeln!(
+            f,
+            "{} app `{}` in {} (account {}){mode}",
+            self.command, self.app, self.region, self.account
+        )?;
+        for change in &self.changes {
+            writeln!(f, "  {change}")?;
+        }
+        let (create, update, delete) = (
+            self.count(Action::Create),
+            self.count(Action::Update),
+            self.count(Action::Delete),
+        );
+        let unchanged = self.count(Action::Unchanged) + self.count(Action::Absent);
+        let calls = &self.aws_calls;
+        if self.changed {
+            let verb = if self.dry_run { "would" } else { "did" };
+            writeln!(
+                f,
+                "{verb}: {create} to create, {update} to update, {delete} to delete, {unchanged} unchanged"
+            )?;
+        } else if self.command == "down" {
+            writeln!(
+                f,
+                "nothing left to remove: app `{}` has no resources",
+                self.app
+            )?;
+        } else {
+            writeln!(f, "no changes: the deployment matches the files")?;
+        }
+        writeln!(
+            f,
+            "AWS calls: {} read, {} mutating",
+            calls.read, calls.mutating
+        )?;
+        if let Some(endpoint) = &self.endpoint {
+            writeln!(f, "API endpoint: {endpoint}")?;
+        }
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
+        Ok(())
+    }
+}

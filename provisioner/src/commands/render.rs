@@ -1,0 +1,56 @@
+//! `render`: checks every file and prints the rendered task definitions, without AWS.
+
+use std::collections::BTreeMap;
+
+use crate::config::{Names, Templates};
+use crate::error::Result;
+
+/// The placeholder values of a deployment.
+#[derive(Debug, Clone)]
+pub struct RenderValues {
+    /// Account ID.
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// ARN of the execution role.
+    pub execution_role_arn: String,
+    /// ARN of the API task role.
+    pub api_task_role_arn: String,
+    /// The service image.
+    pub api_image: String,
+    /// The Redis image.
+    pub redis_image: String,
+}
+
+/// The map filling every placeholder of [`crate::config::PLACEHOLDERS`].
+pub fn placeholder_values(names: &Names, values: &RenderValues) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("APP", names.app.clone()),
+        ("ACCOUNT_ID", values.account.clone()),
+        ("REGION", values.region.clone()),
+        (
+            "PARTITION",
+            crate::aws::partition_of(&values.region).to_owned(),
+        ),
+        ("EXECUTION_ROLE_ARN", values.execution_role_arn.clone()),
+        ("API_TASK_ROLE_ARN", values.api_task_role_arn.clone()),
+        ("API_IMAGE", values.api_image.clone()),
+        ("REDIS_IMAGE", values.redis_image.clone()),
+        ("LOG_GROUP", names.log_group.clone()),
+        ("NAMESPACE", names.namespace.clone()),
+        ("REDIS_HOST", names.redis_host()),
+    ])
+}
+
+/// The rendered task definitions as one JSON document `{ "api": …, "redis": … }`.
+pub fn render(
+    templates: &Templates,
+    names: &Names,
+    values: &RenderValues,
+) -> Result<serde_json::Value> {
+    let map = placeholder_values(names, values);
+    Ok(serde_json::json!({
+        "api": templates.api.render(&map)?,
+        "redis": templates.redis.render(&map)?,
+    }))
+}

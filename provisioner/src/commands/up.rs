@@ -1,0 +1,277 @@
+//! `up` and `plan`: converge AWS to the files, in dependency order, with independent steps
+//! running concurrently:
+//!
+//! ```text
+//! network ─┬─ security groups ─────────────────────┐
+//!          └─ namespace ── discovery service ──────┤
+//! IAM roles ───────────────────────────────────────┼─ task definitions ─ redis ─ api ─ wait
+//! log group, ECR repository, cluster ──────────────┘
+//! ```
+
+use std::time::Duration;
+
+use crate::cli::DeployArgs;
+use crate::commands::Report;
+use crate::commands::render::{RenderValues, placeholder_values};
+use crate::config::Templates;
+use crate::error::{Error, Result};
+use crate::plan::Deployment;
+use crate::resources::iam::{RoleSpec, execution_role_policy_arn};
+use crate::resources::services::ServiceSpec;
+use crate::resources::{
+    cluster, discovery, ecr, iam, log_group, network, services, task_definitions,
+};
+
+/// How `up` runs.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// What to deploy.
+    pub deploy: DeployArgs,
+    /// Wait for stable services, at most this long; `None`: don't wait.
+    pub wait: Option<Duration>,
+    /// Start services that are stopped.
+    pub start: bool,
+}
+
+const REDIS_PORT_FALLBACK: i32 = 6379;
+const API_PORT_FALLBACK: i32 = 8080;
+
+/// The first container port of the service's container in a task-definition template.
+fn container_port(template: &crate::config::TaskDefinitionTemplate, fallback: i32) -> i32 {
+    template
+        .as_written
+        .container(&template.service)
+        .and_then(|c| c.port_mappings.as_ref())
+        .and_then(|p| p.first())
+        .map(|p| p.container_port)
+        .unwrap_or(fallback)
+}
+
+/// The API's port, from `task-definitions/api.json`.
+pub fn api_port(templates: &Templates) -> i32 {
+    container_port(&templates.api, API_PORT_FALLBACK)
+}
+
+/// Runs `up` (or `plan` when the deployment is a dry run).
+pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> Result<Report> {
+    let args = &options.deploy;
+    let names = &d.names;
+    let partition = crate::aws::partition_of(d.region()).to_owned();
+    let api_port = api_port(templates);
+    let redis_port = container_port(&templates.redis, REDIS_PORT_FALLBACK);
+
+    // Values the policy documents need are known before any call.
+    let policy_values = placeholder_values(
+        names,
+        &RenderValues {
+            account: d.account.clone(),
+            region: d.region().to_owned(),
+            execution_role_arn: String::new(),
+            api_task_role_arn: String::new(),
+            api_image: String::new(),
+            redis_image: args.redis_image.clone(),
+        },
+    );
+    let trust = templates.task_trust.render(&policy_values);
+    let execution_role = RoleSpec {
+        name: names.execution_role.clone(),
+        description: format!("ECS pulls images and writes logs for app {}", names.app),
+        trust_policy: trust.clone(),
+        managed_policies: vec![execution_role_policy_arn(&partition)],
+        inline_policies: Vec::new(),
+    };
+    let api_task_role = RoleSpec {
+        name: names.api_task_role.clone(),
+        description: format!("what the API containers of app {} may do in AWS", names.app),
+        trust_policy: trust,
+        managed_policies: Vec::new(),
+        inline_policies: templates
+            .api_task_policy
+            .iter()
+            .map(|t| ("api".to_owned(), t.render(&policy_values)))
+            .collect(),
+    };
+
+    let network_steps = async {
+        let net = network::resolve(d, args.vpc.as_deref(), &args.subnets).await?;
+        let (groups, registry) = tokio::try_join!(
+            network::ensure_security_groups(d, &net, api_port, redis_port, &args.allow_cidr),
+            async {
+                let namespace = discovery::ensure_namespace(d, &net.vpc_id).await?;
+                discovery::ensure_discovery_service(d, &namespace).await
+            }
+        )?;
+        Ok::<_, Error>((net, groups, registry))
+    };
+    let service_names = [names.redis_service.as_str(), names.api_service.as_str()];
+    let api_family = family(&templates.api, names);
+    let redis_family = family(&templates.redis, names);
+    let (
+        network_state,
+        execution_role_arn,
+        api_task_role_arn,
+        (),
+        _repository,
+        (),
+        live_services,
+        live_api,
+        live_redis,
+    ) = tokio::try_join!(
+        network_steps,
+        iam::ensure_role(d, &execution_role),
+        iam::ensure_role(d, &api_task_role),
+        log_group::ensure_log_group(d, args.log_retention_days),
+        ecr::ensure_repository(d, args.keep_images),
+        cluster::ensure_cluster(d),
+        services::describe(d, &service_names),
+        task_definitions::latest(d, &api_family),
+        task_definitions::latest(d, &redis_family),
+    )?;
+    let (net, groups, registry) = network_state;
+
+    // The image: as given, else the one the live service runs (so `up` without --image never
+    // changes the running version).
+    let api_image = match (&args.image, &live_api) {
+        (Some(image), _) => image.clone(),
+        (None, Some(live)) => live
+            .spec
+            .container(&templates.api.service)
+            .map(|c| c.image.clone())
+            .ok_or_else(|| {
+                Error::missing(
+                    format!("task definition {}", live.arn),
+                    "api container image",
+                )
+            })?,
+        (None, None) if d.dry_run => crate::plan::KNOWN_AFTER_APPLY.to_owned(),
+        (None, None) => {
+            return Err(Error::InvalidArgument {
+                flag: "--image",
+                message: "the first deployment needs the service image: pass --image URI".into(),
+            });
+        }
+    };
+    let values = placeholder_values(
+        names,
+        &RenderValues {
+            account: d.account.clone(),
+            region: d.region().to_owned(),
+            execution_role_arn,
+            api_task_role_arn,
+            api_image,
+            redis_image: args.redis_image.clone(),
+        },
+    );
+    let api_spec = templates.api.render(&values)?;
+    let redis_spec = templates.redis.render(&values)?;
+    let (api_task_definition, redis_task_definition) = tokio::try_join!(
+        task_definitions::ensure_task_definition(d, &api_spec, live_api.as_ref()),
+        task_definitions::ensure_task_definition(d, &redis_spec, live_redis.as_ref()),
+    )?;
+
+    let redis_service = ServiceSpec {
+        name: names.redis_service.clone(),
+        task_definition: redis_task_definition,
+        desired_count: 1,
+        subnets: net.subnet_ids.clone(),
+        security_groups: vec![groups.redis.clone()],
+        registry_arn: Some(registry.arn.clone()),
+        minimum_healthy_percent: 0,
+        maximum_percent: 100,
+    };
+    let api_service = ServiceSpec {
+        name: names.api_service.clone(),
+        task_definition: api_task_definition,
+        desired_count: args.api_count,
+        subnets: net.subnet_ids.clone(),
+        security_groups: vec![groups.api.clone()],
+        registry_arn: None,
+        minimum_healthy_percent: 100,
+        maximum_percent: 200,
+    };
+    // Redis first: the API needs it to become ready.
+    services::ensure_service(
+        d,
+        live_services.get(&names.redis_service),
+        &redis_service,
+        options.start,
+    )
+    .await?;
+    services::ensure_service(
+        d,
+        live_services.get(&names.api_service),
+        &api_service,
+        options.start,
+    )
+    .await?;
+
+    let mut report = Report::new(
+        if d.dry_run { "plan" } else { "up" },
+        &names.app,
+        d.region(),
+        &d.account,
+        d.dry_run,
+        d.changes(),
+        d.clients.calls.summary(),
+    );
+    let kept_stopped = live_services.values().any(|s| s.desired_count() == 0) && !options.start;
+    if kept_stopped {
+        report.notes.push("the services are stopped and were kept stopped; `provisioner start` or `up --start` runs them".into());
+    }
+    if d.dry_run || kept_stopped {
+        return Ok(report);
+    }
+    if let Some(limit) = options.wait {
+        if report.changed {
+            crate::commands::up::wait_stable(d, limit).await?;
+        }
+        report.endpoint = services::api_endpoint(d, api_port).await?;
+        if report.endpoint.is_none() {
+            report.notes.push("no running API task has a public IP yet; `provisioner status` shows it once one runs".into());
+        }
+    } else {
+        report.notes.push(
+            "not waiting (--no-wait): `provisioner status` shows when the services are stable"
+                .into(),
+        );
+    }
+    report.aws_calls = d.clients.calls.summary();
+    Ok(report)
+}
+
+/// The family a template renders to (a family name may use `${APP}` only).
+fn family(
+    template: &crate::config::TaskDefinitionTemplate,
+    names: &crate::config::Names,
+) -> String {
+    template.as_written.family.replace("${APP}", &names.app)
+}
+
+/// Waits until both services are stable.
+pub async fn wait_stable(d: &Deployment, limit: Duration) -> Result<()> {
+    use aws_sdk_ecs::client::Waiters;
+    let names = &d.names;
+    d.clients
+        .ecs
+        .wait_until_services_stable()
+        .cluster(&names.cluster)
+        .services(&names.redis_service)
+        .services(&names.api_service)
+        .wait(limit)
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            aws_smithy_runtime_api::client::waiters::error::WaiterError::ExceededMaxWait(_) => {
+                Error::Timeout {
+                    what: format!("services of app {} to become stable", names.app),
+                    waited: limit,
+                }
+            }
+            other => Error::Aws {
+                operation: "DescribeServices",
+                resource: format!("services of app {}", names.app),
+                code: None,
+                message: aws_smithy_types::error::display::DisplayErrorContext(&other).to_string(),
+            },
+        })
+}

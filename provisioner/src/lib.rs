@@ -1,0 +1,166 @@
+//! The provisioner: deploys the timing service and its Redis to AWS ECS Fargate with one
+//! command, and removes them with another.
+//!
+//! # Layout
+//! - [`cli`]: commands and flags.
+//! - [`aws`]: the one place that builds the AWS configuration and clients.
+//! - [`config`]: resource names and the task-definition and policy files.
+//! - [`taskdef`]: the serde mirror of a task definition and its comparison with AWS.
+//! - [`plan`]: the record of what a run changed, and the context every step shares.
+//! - [`resources`]: one module per AWS resource kind, each `ensure_*` and `delete_*`.
+//! - [`commands`]: `up`/`plan`, `down`, `render`, each producing a [`commands::Report`].
+//! - [`error`]: the error type and exit codes.
+//!
+//! There is no state file: every run reads the live state from AWS by name and tag.
+
+pub mod aws;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod plan;
+pub mod resources;
+pub mod taskdef;
+
+use std::io::{IsTerminal, Write};
+
+use cli::{Cli, Command, OutputFormat};
+use commands::Report;
+use config::{Names, Templates};
+use error::{Error, Result};
+use plan::Deployment;
+
+/// What a command produced, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Done,
+    /// `plan` found changes (exit 2).
+    PlanHasChanges,
+}
+
+impl Outcome {
+    /// The process exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::PlanHasChanges => 2,
+        }
+    }
+}
+
+/// Runs one command line; writes the result to `out`.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
+    let names = Names::new(&cli.app);
+    // Every file is checked before the first AWS call, so bad input creates nothing.
+    let templates = Templates::load(&cli.root)?;
+    match cli.command {
+        Command::Render(args) => {
+            let values = commands::render::RenderValues {
+                account: args.account.clone(),
+                region: cli
+                    .aws
+                    .region
+                    .clone()
+                    .unwrap_or_else(|| "eu-north-1".into()),
+                execution_role_arn: format!(
+                    "arn:aws:iam::{}:role/{}",
+                    args.account, names.execution_role
+                ),
+                api_task_role_arn: format!(
+                    "arn:aws:iam::{}:role/{}",
+                    args.account, names.api_task_role
+                ),
+                api_image: args.image.clone(),
+                redis_image: cli::DeployArgs::default_redis_image(),
+            };
+            let rendered = commands::render::render(&templates, &names, &values)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&rendered).unwrap_or_default()
+            )?;
+            Ok(Outcome::Done)
+        }
+        Command::Up(args) => {
+            let options = commands::up::UpOptions {
+                deploy: args.deploy,
+                wait: (!args.no_wait).then_some(args.timeout),
+                start: args.start,
+            };
+            let deployment = connect(&cli.aws, names, args.dry_run).await?;
+            let report = commands::up::up(&deployment, &templates, &options).await?;
+            emit(out, cli.output, &report)?;
+            Ok(plan_outcome(&report))
+        }
+        Command::Plan(deploy) => {
+            let options = commands::up::UpOptions {
+                deploy,
+                wait: None,
+                start: false,
+            };
+            let deployment = connect(&cli.aws, names, true).await?;
+            let report = commands::up::up(&deployment, &templates, &options).await?;
+            emit(out, cli.output, &report)?;
+            Ok(plan_outcome(&report))
+        }
+        Command::Down(args) => {
+            confirm_down(&cli.app, args.yes)?;
+            let deployment = connect(&cli.aws, names, false).await?;
+            let report = commands::down::down(&deployment, &templates, args.timeout).await?;
+            emit(out, cli.output, &report)?;
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+fn plan_outcome(report: &Report) -> Outcome {
+    if report.dry_run && report.changed {
+        Outcome::PlanHasChanges
+    } else {
+        Outcome::Done
+    }
+}
+
+async fn connect(args: &cli::AwsArgs, names: Names, dry_run: bool) -> Result<Deployment> {
+    let clients = aws::Clients::load(args).await?;
+    let account = clients.account_id().await?;
+    Ok(Deployment::new(clients, names, account, dry_run))
+}
+
+fn emit(out: &mut dyn Write, format: OutputFormat, report: &Report) -> Result<()> {
+    match format {
+        OutputFormat::Text => write!(out, "{report}")?,
+        OutputFormat::Json => {
+            let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
+            writeln!(out, "{json}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `down` deletes data: it asks on a terminal, and without one (CI) it needs `--yes`.
+fn confirm_down(app: &str, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() || std::env::var_os("CI").is_some() {
+        return Err(Error::NotConfirmed {
+            app: app.to_owned(),
+        });
+    }
+    eprint!(
+        "This deletes every resource of app `{app}`, its logs and images. Type the app name to confirm: "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin.read_line(&mut answer)?;
+    if answer.trim() == app {
+        Ok(())
+    } else {
+        Err(Error::NotConfirmed {
+            app: app.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,135 @@
+//! The record of what a command did or would do: one [`Change`] per resource, in the order
+//! they were decided, and the context every resource step shares ([`Deployment`]), which
+//! knows whether this run applies changes or only plans them.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::aws::Clients;
+use crate::config::Names;
+
+/// What happened, or would happen, to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Did not exist; created.
+    Create,
+    /// Existed but differed; updated.
+    Update,
+    /// Existed as wanted; nothing done.
+    Unchanged,
+    /// Existed; removed.
+    Delete,
+    /// Did not exist; nothing to remove.
+    Absent,
+}
+
+impl Action {
+    /// Whether this action changes AWS.
+    pub fn is_change(self) -> bool {
+        matches!(self, Action::Create | Action::Update | Action::Delete)
+    }
+}
+
+/// One resource's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Kind of resource, e.g. `ecs-service`.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+    /// What was or would be done.
+    pub action: Action,
+    /// Why (what differed), when it is not obvious.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let symbol = match self.action {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+            Action::Unchanged | Action::Absent => " ",
+        };
+        let action = format!("{:?}", self.action).to_lowercase();
+        write!(f, "{symbol} {:<10} {:<22} {}", action, self.kind, self.name)?;
+        if let Some(detail) = &self.detail {
+            write!(f, "  ({detail})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The value shown for an ID that only exists once the plan is applied.
+pub const KNOWN_AFTER_APPLY: &str = "(known after up)";
+
+/// What every resource step of one run shares.
+#[derive(Debug)]
+pub struct Deployment {
+    /// The AWS clients.
+    pub clients: Clients,
+    /// Resource names of the app.
+    pub names: Names,
+    /// The account ID.
+    pub account: String,
+    /// When true, steps only read and record what they would do.
+    pub dry_run: bool,
+    changes: Mutex<Vec<Change>>,
+}
+
+impl Deployment {
+    /// A context for one run.
+    pub fn new(clients: Clients, names: Names, account: String, dry_run: bool) -> Self {
+        Self {
+            clients,
+            names,
+            account,
+            dry_run,
+            changes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.clients.region
+    }
+
+    /// Records a resource's outcome; returns whether the step should now mutate AWS.
+    pub fn record(
+        &self,
+        kind: &'static str,
+        name: impl Into<String>,
+        action: Action,
+        detail: Option<String>,
+    ) -> bool {
+        let change = Change {
+            kind,
+            name: name.into(),
+            action,
+            detail,
+        };
+        if action.is_change() {
+            let verb = if self.dry_run { "would" } else { "will" };
+            tracing::info!("{verb} {change}");
+        } else {
+            tracing::debug!("{change}");
+        }
+        match self.changes.lock() {
+            Ok(mut changes) => changes.push(change),
+            Err(poisoned) => poisoned.into_inner().push(change),
+        }
+        action.is_change() && !self.dry_run
+    }
+
+    /// Every outcome recorded so far.
+    pub fn changes(&self) -> Vec<Change> {
+        match self.changes.lock() {
+            Ok(changes) => changes.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! Cloud Map: the private DNS namespace `<app>.local` in the VPC and the discovery service
+//! `redis` in it. ECS registers the Redis task's address there (`serviceRegistries`), so the
+//! API reaches Redis as `redis.<app>.local` whatever its address, with no AWS API rights.
+//!
+//! Namespace creation and deletion are asynchronous operations in Cloud Map (about 40 s on
+//! AWS): they are polled to completion with a bound.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_servicediscovery::types::{
+    DnsConfig, DnsConfigChange, DnsRecord, FilterCondition, HealthCheckCustomConfig,
+    NamespaceFilter, NamespaceFilterName, NamespaceType, OperationStatus, OperationTargetType,
+    RecordType, RoutingPolicy, ServiceChange, Tag,
+};
+
+use crate::error::{Error, Result};
+use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
+use crate::resources::{poll_until, retry_bounded};
+
+/// TTL of the Redis A record: short, so a replaced Redis task is found within seconds.
+pub const RECORD_TTL_SECONDS: i64 = 10;
+
+/// How long a Cloud Map operation may take before the provisioner gives up.
+pub const OPERATION_LIMIT: Duration = Duration::from_secs(300);
+
+/// The discovery service as ECS needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryService {
+    /// Cloud Map service ID.
+    pub id: String,
+    /// Its ARN, for the ECS service's `serviceRegistries`.
+    pub arn: String,
+}
+
+fn tags(d: &Deployment) -> Result<Vec<Tag>> {
+    d.names
+        .tags()
+        .into_iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(Error::request("Cloud Map tags"))
+        })
+        .collect()
+}
+
+/// The app's namespace ID, if it exists.
+pub async fn find_namespace(d: &Deployment) -> Result<Option<String>> {
+    let name = &d.names.namespace;
+    let filter = NamespaceFilter::builder()
+        .name(NamespaceFilterName::Type)
+        .values(NamespaceType::DnsPrivate.as_str())
+        .condition(FilterCondition::Eq)
+        .build()
+        .map_err(Error::request(format!("namespace {name}")))?;
+    let mut pages = d
+        .clients
+        .discovery
+        .list_namespaces()
+        .filters(filter)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| Error::aws("ListNamespaces", format!("namespace {name}"), e))?;
+        if let Some(found) = page
+            .namespaces()
+            .iter()
+            .find(|n| n.name() == Some(name.as_str()))
+        {
+            return Ok(found.id().map(str::to_owned));
+        }
+    }
+    Ok(None)
+}
+
+/// Polls a Cloud Map operation until it succeeds; returns the ID of `target` it reports.
+async fn wait_for_operation(
+    d: &Deployment,
+    operation_id: &str,
+    what: &str,
+    target: OperationTargetType,
+) -> Result<Option<String>> {
+    let discovery = &d.clients.discovery;
+    poll_until(what, OPERATION_LIMIT, Duration::from_secs(2), || async {
+        let out = discovery
+            .get_operation()
+            .operation_id(operation_id)
+            .send()
+            .await
+            .map_err(|e| Error::aws("GetOperation", what.to_owned(), e))?;
+        let Some(operation) = out.operation() else {
+            return Ok(None);
+        };
+        match operation.status() {
+            Some(OperationStatus::Success) => Ok(Some(
+                operation.targets().and_then(|t| t.get(&target)).cloned(),
+            )),
+            Some(OperationStatus::Fail) => Err(Error::Aws {
+                operation: "GetOperation",
+                resource: what.to_owned(),
+                code: operation.error_code().map(str::to_owned),
+                message: operation
+                    .error_message()
+                    .unwrap_or("the operation failed")
+                    .to_owned(),
+            }),
+            _ => Ok(None),
+        }
+    })
+    .await
+}
+
+/// Creates the namespace in the VPC if missing; returns its ID.
+pub async fn ensure_namespace(d: &Deployment, vpc_id: &str) -> Result<String> {
+    let name = &d.names.namespace;
+    if let Some(id) = find_namespace(d).await? {
+        d.record("dns-namespace", name, Action::Unchanged, None);
+        return Ok(id);
+    }
+    if !d.record(
+        "dns-namespace",
+        name,
+        Action::Create,
+        Some(format!("private, in {vpc_id}")),
+    ) {
+        return Ok(KNOWN_AFTER_APPLY.to_owned());
+    }
+    let created = d
+        .clients
+        .discovery
+        .create_private_dns_namespace()
+        .name(name)
+        .vpc(vpc_id)
+        .description(format!("service discovery of app {}", d.names.app))
+        .creator_request_id(creator_request_id(name))
+        .set_tags(Some(tags(d)?))
+        .send()
+        .await;
+    let operation_id = match created {
+        Ok(out) => out.operation_id().map(str::to_owned),
+        Err(e) => match e.as_service_error() {
+            // A concurrent run created it: the error carries its ID.
+            Some(aws_sdk_servicediscovery::operation::create_private_dns_namespace::CreatePrivateDnsNamespaceError::NamespaceAlreadyExists(exists)) => {
+                if let Some(id) = exists.namespace_id() {
+                    return Ok(id.to_owned());
+                }
+                None
+            }
+            _ => return Err(Error::aws("CreatePrivateDnsNamespace", format!("namespace {name}"), e)),
+        },
+    };
+    if let Some(operation_id) = operation_id {
+        let what = format!("namespace {name} to be created");
+        if let Some(id) =
+            wait_for_operation(d, &operation_id, &what, OperationTargetType::Namespace).await?
+        {
+            return Ok(id);
+        }
+    }
+    find_namespace(d)
+        .await?
+        .ok_or_else(|| Error::missing(format!("namespace {name}"), "Id"))
+}
+
+/// A unique request ID: Cloud Map refuses a reused one, and a namespace may be created again
+/// after `down`.
+fn creator_request_id(name: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!("{name}-{now}")
+}
+
+/// The discovery service of that name in the namespace, if any. ListServices' namespace
+/// filter is not honoured by every implementation, so each candidate's namespace is checked.
+async fn find_service(
+    d: &Deployment,
+    namespace_id: &str,
+) -> Result<Option<aws_sdk_servicediscovery::types::Service>> {
+    let name = &d.names.discovery_service;
+    let discovery = &d.clients.discovery;
+    let filter = aws_sdk_servicediscovery::types::ServiceFilter::builder()
+        .name(aws_sdk_servicediscovery::types::ServiceFilterName::NamespaceId)
+        .values(namespace_id)
+        .condition(FilterCondition::Eq)
+        .build()
+        .map_err(Error::request(format!("discovery service {name}")))?;
+    let mut pages = discovery
+        .list_services()
+        .filters(filter)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| Error::aws("ListServices", format!("discovery service {name}"), e))?;
+        for summary in page
+            .services()
+            .iter()
+            .filter(|s| s.name() == Some(name.as_str()))
+        {
+            let Some(id) = summary.id() else { continue };
+            let service = discovery
+                .get_service()
+                .id(id)
+                .send()
+                .await
+                .map_err(|e| Error::aws("GetService", format!("discovery service {name}"), e))?
+                .service;
+            if let Some(service) = service.filter(|s| s.namespace_id() == Some(namespace_id)) {
+                return Ok(Some(service));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn record() -> Result<DnsRecord> {
+    DnsRecord::builder()
+        .r#type(RecordType::A)
+        .ttl(RECORD_TTL_SECONDS)
+        .build()
+        .map_err(Error::request("DNS record"))
+}
+
+/// Creates the discovery service (A record, short TTL) or converges its TTL.
+pub async fn ensure_discovery_service(
+    d: &Deployment,
+    namespace_id: &str,
+) -> Result<DiscoveryService> {
+    let name = &d.names.discovery_service;
+    let qualified = d.names.redis_host();
+    let planned = DiscoveryService {
+        id: KNOWN_AFTER_APPLY.into(),
+        arn: KNOWN_AFTER_APPLY.into(),
+    };
+    let live = if namespace_id == KNOWN_AFTER_APPLY {
+        None
+    } else {
+        find_service(d, namespace_id).await?
+    };
+    if let Some(service) = live {
+        let found = DiscoveryService {
+            id: service.id().unwrap_or_default().to_owned(),
+            arn: service.arn().unwrap_or_default().to_owned(),
+        };
+        let ttl = service
+            .dns_config()
+            .and_then(|c| c.dns_records().first())
+            .map(|r| r.ttl());
+        if ttl == Some(RECORD_TTL_SECONDS) {
+            d.record("discovery-service", &qualified, Action::Unchanged, None);
+            return Ok(found);
+        }
+        if d.record(
+            "discovery-service",
+            &qualified,
+            Action::Update,
+            Some(format!("TTL {ttl:?} → {RECORD_TTL_SECONDS}")),
+        ) {
+            let change = ServiceChange::builder()
+                .dns_config(
+                    DnsConfigChange::builder()
+                        .dns_records(record()?)
+                        .build()
+                        .map_err(Error::request("DNS config"))?,
+                )
+                .build();
+            d.clients
+                .discovery
+                .update_service()
+                .id(&found.id)
+                .service(change)
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::aws("UpdateService", format!("discovery service {qualified}"), e)
+                })?;
+        }
+        return Ok(found);
+    }
+    if !d.record(
+        "discovery-service",
+        &qualified,
+        Action::Create,
+        Some(format!("A record, TTL {RECORD_TTL_SECONDS}s")),
+    ) {
+        return Ok(planned);
+    }
+    let dns = DnsConfig::builder()
+        .routing_policy(RoutingPolicy::Multivalue)
+        .dns_records(record()?)
+        .build()
+        .map_err(Error::request("DNS config"))?;
+    let created = d
+        .clients
+        .discovery
+        .create_service()
+        .name(name)
+        .namespace_id(namespace_id)
+        .dns_config(dns)
+        .health_check_custom_config(HealthCheckCustomConfig::builder().build())
+        .creator_request_id(creator_request_id(&qualified))
+        .set_tags(Some(tags(d)?))
+        .send()
+        .await;
+    match created {
+        Ok(out) => {
+            let service = out.service.ok_or_else(|| {
+                Error::missing(format!("discovery service {qualified}"), "Service")
+            })?;
+            Ok(DiscoveryService {
+                id: service.id.ok_or_else(|| {
+                    Error::missing(format!("discovery service {qualified}"), "Service.Id")
+                })?,
+                arn: service.arn.ok_or_else(|| {
+                    Error::missing(format!("discovery service {qualified}"), "Service.Arn")
+                })?,
+            })
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_service_already_exists()) =>
+        {
+            let service = find_service(d, namespace_id).await?.ok_or_else(|| {
+                Error::missing(format!("discovery service {qualified}"), "Service")
+            })?;
+            Ok(DiscoveryService {
+                id: service.id().unwrap_or_default().to_owned(),
+                arn: service.arn().unwrap_or_default().to_owned(),
+            })
+        }
+        Err(e) => Err(Error::aws(
+            "CreateService",
+            format!("discovery service {qualified}"),
+            e,
+        )),
+    }
+}
+
+/// Deregisters every instance, deletes the discovery service, then the namespace, in the
+/// order Cloud Map requires.
+pub async fn delete_discovery(d: &Deployment, limit: Duration) -> Result<()> {
+    let discovery = &d.clients.discovery;
+    let namespace = &d.names.namespace;
+    let qualified = d.names.redis_host();
+    let Some(namespace_id) = find_namespace(d).await? else {
+        d.record("discovery-service", &qualified, Action::Absent, None);
+        d.record("dns-namespace", namespace, Action::Absent, None);
+        return Ok(());
+    };
+    match find_service(d, &namespace_id).await? {
+        None => {
+            d.record("discovery-service", &qualified, Action::Absent, None);
+        }
+        Some(service) => {
+            let id = service.id().unwrap_or_default().to_owned();
+            d.record("discovery-service", &qualified, Action::Delete, None);
+            let instances = discovery
+                .list_instances()
+                .service_id(&id)
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::aws("ListInstances", format!("discovery service {qualified}"), e)
+                })?;
+            for instance in instances.instances() {
+                let Some(instance_id) = instance.id() else {
+                    continue;
+                };
+                let out = discovery
+                    .deregister_instance()
+                    .service_id(&id)
+                    .instance_id(instance_id)
+                    .send()
+                    .await;
+                match out {
+                    Ok(out) => {
+                        if let Some(operation) = out.operation_id() {
+                            let what =
+                                format!("instance {instance_id} of {qualified} to be deregistered");
+                            wait_for_operation(d, operation, &what, OperationTargetType::Instance)
+                                .await?;
+                        }
+                    }
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_instance_not_found()) => {}
+                    Err(e) => {
+                        return Err(Error::aws(
+                            "DeregisterInstance",
+                            format!("instance {instance_id} of {qualified}"),
+                            e,
+                        ));
+                    }
+                }
+            }
+            retry_bounded(
+                &format!("deleting discovery service {qualified}"),
+                limit,
+                |e| e.aws_code() == Some("ResourceInUse"),
+                || async {
+                    match discovery.delete_service().id(&id).send().await {
+                        Ok(_) => Ok(()),
+                        Err(e)
+                            if e.as_service_error()
+                                .is_some_and(|e| e.is_service_not_found()) =>
+                        {
+                            Ok(())
+                        }
+                        Err(e) => Err(Error::aws(
+                            "DeleteService",
+                            format!("discovery service {qualified}"),
+                            e,
+                        )),
+                    }
+                },
+            )
+            .await?;
+        }
+    }
+    d.record("dns-namespace", namespace, Action::Delete, None);
+    let deleted = retry_bounded(
+        &format!("deleting namespace {namespace}"),
+        limit,
+        |e| e.aws_code() == Some("ResourceInUse"),
+        || async {
+            match discovery.delete_namespace().id(&namespace_id).send().await {
+                Ok(out) => Ok(out.operation_id().map(str::to_owned)),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_namespace_not_found()) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(Error::aws(
+                    "DeleteNamespace",
+                    format!("namespace {namespace}"),
+                    e,
+                )),
+            }
+        },
+    )
+    .await?;
+    if let Some(operation) = deleted {
+        let what = format!("namespace {namespace} to be deleted");
+        wait_for_operation(d, &operation, &what, OperationTargetType::Namespace).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! The ECR repository of the service image (`<app>/api`): scanned on push, with a lifecycle
+//! policy that keeps the last N images so storage does not grow without bound.
+
+use aws_sdk_ecr::types::{ImageScanningConfiguration, Tag};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
+
+/// The lifecycle policy keeping the newest `keep` images.
+pub fn lifecycle_policy(keep: u32) -> Value {
+    json!({
+        "rules": [{
+            "rulePriority": 1,
+            "description": format!("keep the last {keep} images"),
+            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep},
+            "action": {"type": "expire"}
+        }]
+    })
+}
+
+/// Creates the repository or converges its settings; returns its URI.
+pub async fn ensure_repository(d: &Deployment, keep_images: u32) -> Result<String> {
+    let ecr = &d.clients.ecr;
+    let name = &d.names.repository;
+    let resource = format!("ECR repository {name}");
+    let live = match ecr
+        .describe_repositories()
+        .repository_names(name)
+        .send()
+        .await
+    {
+        Ok(out) => out.repositories().first().cloned(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_repository_not_found_exception()) =>
+        {
+            None
+        }
+        Err(e) => return Err(Error::aws("DescribeRepositories", resource, e)),
+    };
+    let wanted_policy = lifecycle_policy(keep_images);
+
+    let Some(repository) = live else {
+        if !d.record(
+            "ecr-repository",
+            name,
+            Action::Create,
+            Some(format!("scan on push, keep {keep_images} images")),
+        ) {
+            return Ok(KNOWN_AFTER_APPLY.to_owned());
+        }
+        let tags = d
+            .names
+            .tags()
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build());
+        let created = ecr
+            .create_repository()
+            .repository_name(name)
+            .image_scanning_configuration(
+                ImageScanningConfiguration::builder()
+                    .scan_on_push(true)
+                    .build(),
+            )
+            .set_tags(Some(tags.collect::<std::result::Result<_, _>>().map_err(
+                |e| Error::Invalid {
+                    path: resource.clone().into(),
+                    message: e.to_string(),
+                },
+            )?))
+            .send()
+            .await;
+        let uri = match created {
+            Ok(out) => out
+                .repository()
+                .and_then(|r| r.repository_uri())
+                .map(str::to_owned),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_repository_already_exists_exception()) =>
+            {
+                None
+            }
+            Err(e) => return Err(Error::aws("CreateRepository", resource, e)),
+        };
+        put_lifecycle_policy(d, &wanted_policy).await?;
+        return match uri {
+            Some(uri) => Ok(uri),
+            None => repository_uri(d).await,
+        };
+    };
+
+    let uri = repository
+        .repository_uri()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::missing(resource.clone(), "repository.repositoryUri"))?;
+    let scan_on_push = repository
+        .image_scanning_configuration()
+        .is_some_and(|c| c.scan_on_push());
+    let live_policy = match ecr
+        .get_lifecycle_policy()
+        .repository_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .lifecycle_policy_text()
+            .and_then(|t| serde_json::from_str::<Value>(t).ok()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_lifecycle_policy_not_found_exception()) =>
+        {
+            None
+        }
+        Err(e) => return Err(Error::aws("GetLifecyclePolicy", resource, e)),
+    };
+    let policy_matches = live_policy.as_ref() == Some(&wanted_policy);
+    if scan_on_push && policy_matches {
+        d.record("ecr-repository", name, Action::Unchanged, None);
+        return Ok(uri);
+    }
+    let mut detail = Vec::new();
+    if !scan_on_push {
+        detail.push("scan on push".to_owned());
+    }
+    if !policy_matches {
+        detail.push(format!("lifecycle: keep {keep_images} images"));
+    }
+    if !d.record(
+        "ecr-repository",
+        name,
+        Action::Update,
+        Some(detail.join(", ")),
+    ) {
+        return Ok(uri);
+    }
+    if !scan_on_push {
+        ecr.put_image_scanning_configuration()
+            .repository_name(name)
+            .image_scanning_configuration(
+                ImageScanningConfiguration::builder()
+                    .scan_on_push(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| Error::aws("PutImageScanningConfiguration", resource, e))?;
+    }
+    if !policy_matches {
+        put_lifecycle_policy(d, &wanted_policy).await?;
+    }
+    Ok(uri)
+}
+
+async fn put_lifecycle_policy(d: &Deployment, policy: &Value) -> Result<()> {
+    let name = &d.names.repository;
+    d.clients
+        .ecr
+        .put_lifecycle_policy()
+        .repository_name(name)
+        .lifecycle_policy_text(policy.to_string())
+        .send()
+        .await
+        .map_err(|e| Error::aws("PutLifecyclePolicy", format!("ECR repository {name}"), e))?;
+    Ok(())
+}
+
+async fn repository_uri(d: &Deployment) -> Result<String> {
+    let name = &d.names.repository;
+    let resource = format!("ECR repository {name}");
+    let out = d
+        .clients
+        .ecr
+        .describe_repositories()
+        .repository_names(name)
+        .send()
+        .await
+        .map_err(|e| Error::aws("DescribeRepositories", resource.clone(), e))?;
+    out.repositories()
+        .first()
+        .and_then(|r| r.repository_uri())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::missing(resource, "repository.repositoryUri"))
+}
+
+/// Deletes a repository of the app with every image in it.
+pub async fn delete_repository(d: &Deployment, name: &str) -> Result<()> {
+    match d
+        .clients
+        .ecr
+        .delete_repository()
+        .repository_name(name)
+        .force(true)
+        .send()
+        .await
+    {
+        Ok(_) => {
+            d.record("ecr-repository", name, Action::Delete, None);
+            Ok(())
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_repository_not_found_exception()) =>
+        {
+            d.record("ecr-repository", name, Action::Absent, None);
+            Ok(())
+        }
+        Err(e) => Err(Error::aws(
+            "DeleteRepository",
+            format!("ECR repository {name}"),
+            e,
+        )),
+    }
+}

@@ -1,0 +1,99 @@
+//! The CloudWatch log group both containers write to (`/ecs/<app>`, streams `api/…` and
+//! `redis/…`), with a retention so logs do not cost money forever.
+
+use crate::error::{Error, Result};
+use crate::plan::{Action, Deployment};
+
+/// Creates the group or converges its retention.
+pub async fn ensure_log_group(d: &Deployment, retention_days: i32) -> Result<()> {
+    let logs = &d.clients.logs;
+    let name = &d.names.log_group;
+    let resource = format!("log group {name}");
+    let found = logs
+        .describe_log_groups()
+        .log_group_name_prefix(name)
+        .send()
+        .await
+        .map_err(|e| Error::aws("DescribeLogGroups", resource.clone(), e))?;
+    let live = found
+        .log_groups()
+        .iter()
+        .find(|g| g.log_group_name() == Some(name.as_str()));
+    match live {
+        Some(group) if group.retention_in_days() == Some(retention_days) => {
+            d.record("log-group", name, Action::Unchanged, None);
+            return Ok(());
+        }
+        Some(group) => {
+            let detail = format!(
+                "retention {:?} → {retention_days} days",
+                group.retention_in_days()
+            );
+            if !d.record("log-group", name, Action::Update, Some(detail)) {
+                return Ok(());
+            }
+        }
+        None => {
+            if !d.record(
+                "log-group",
+                name,
+                Action::Create,
+                Some(format!("retention {retention_days} days")),
+            ) {
+                return Ok(());
+            }
+            let created = logs
+                .create_log_group()
+                .log_group_name(name)
+                .set_tags(Some(
+                    d.names
+                        .tags()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect(),
+                ))
+                .send()
+                .await;
+            match created {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_resource_already_exists_exception()) => {}
+                Err(e) => return Err(Error::aws("CreateLogGroup", resource, e)),
+            }
+        }
+    }
+    logs.put_retention_policy()
+        .log_group_name(name)
+        .retention_in_days(retention_days)
+        .send()
+        .await
+        .map_err(|e| Error::aws("PutRetentionPolicy", resource, e))?;
+    Ok(())
+}
+
+/// Deletes the group and its logs.
+pub async fn delete_log_group(d: &Deployment) -> Result<()> {
+    let name = &d.names.log_group;
+    match d
+        .clients
+        .logs
+        .delete_log_group()
+        .log_group_name(name)
+        .send()
+        .await
+    {
+        Ok(_) => {
+            d.record("log-group", name, Action::Delete, None);
+            Ok(())
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            d.record("log-group", name, Action::Absent, None);
+            Ok(())
+        }
+        Err(e) => Err(Error::aws("DeleteLogGroup", format!("log group {name}"), e)),
+    }
+}

@@ -1,0 +1,478 @@
+//! EC2 networking: which VPC and subnets the tasks run in (the default VPC unless given),
+//! and the two security groups: `<app>-api` (the service port open to `--allow-cidr`) and
+//! `<app>-redis` (6379 from the API group only). Ingress rules are converged exactly: a rule
+//! someone added by hand to these groups is revoked, so Redis never ends up open.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, IpRange, ResourceType, SecurityGroup, Tag, TagSpecification,
+    UserIdGroupPair,
+};
+
+use crate::config::TAG_APP;
+use crate::error::{Error, Result};
+use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
+use crate::resources::retry_bounded;
+
+/// Where the tasks run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// The VPC.
+    pub vpc_id: String,
+    /// The subnets the services place tasks in.
+    pub subnet_ids: Vec<String>,
+}
+
+/// The IDs of the app's two security groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroups {
+    /// Attached to the API tasks.
+    pub api: String,
+    /// Attached to the Redis task.
+    pub redis: String,
+}
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
+        .build()
+}
+
+/// Finds the VPC and subnets: the ones given, else the default VPC and its default subnets.
+pub async fn resolve(d: &Deployment, vpc: Option<&str>, subnets: &[String]) -> Result<Network> {
+    let ec2 = &d.clients.ec2;
+    if !subnets.is_empty() {
+        let found = ec2
+            .describe_subnets()
+            .set_subnet_ids(Some(subnets.to_vec()))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::aws(
+                    "DescribeSubnets",
+                    format!("subnets {}", subnets.join(",")),
+                    e,
+                )
+            })?;
+        let vpcs: BTreeSet<&str> = found.subnets().iter().filter_map(|s| s.vpc_id()).collect();
+        let vpc_id = match (vpc, vpcs.len()) {
+            (Some(vpc), _) if vpcs.iter().all(|v| *v == vpc) => vpc.to_owned(),
+            (None, 1) => vpcs
+                .iter()
+                .next()
+                .map(|v| (*v).to_owned())
+                .unwrap_or_default(),
+            _ => {
+                return Err(Error::InvalidArgument {
+                    flag: "--subnets",
+                    message: format!(
+                        "the subnets must all be in one VPC{}",
+                        vpc.map(|v| format!(" ({v})")).unwrap_or_default()
+                    ),
+                });
+            }
+        };
+        return Ok(Network {
+            vpc_id,
+            subnet_ids: subnets.to_vec(),
+        });
+    }
+
+    let vpc_id = match vpc {
+        Some(vpc) => vpc.to_owned(),
+        None => {
+            let vpcs = ec2
+                .describe_vpcs()
+                .filters(filter("isDefault", &["true"]))
+                .send()
+                .await
+                .map_err(|e| Error::aws("DescribeVpcs", "the default VPC", e))?;
+            vpcs.vpcs()
+                .first()
+                .and_then(|v| v.vpc_id())
+                .map(str::to_owned)
+                .ok_or_else(|| Error::NoDefaultVpc {
+                    region: d.region().to_owned(),
+                })?
+        }
+    };
+    let all = ec2
+        .describe_subnets()
+        .filters(filter("vpc-id", &[&vpc_id]))
+        .send()
+        .await
+        .map_err(|e| Error::aws("DescribeSubnets", format!("subnets of {vpc_id}"), e))?;
+    let defaults: Vec<String> = all
+        .subnets()
+        .iter()
+        .filter(|s| s.default_for_az() == Some(true))
+        .filter_map(|s| s.subnet_id().map(str::to_owned))
+        .collect();
+    let mut subnet_ids = if defaults.is_empty() {
+        all.subnets()
+            .iter()
+            .filter_map(|s| s.subnet_id().map(str::to_owned))
+            .collect()
+    } else {
+        defaults
+    };
+    subnet_ids.sort();
+    if subnet_ids.is_empty() {
+        return Err(Error::InvalidArgument {
+            flag: "--vpc",
+            message: format!("VPC {vpc_id} has no subnets"),
+        });
+    }
+    Ok(Network { vpc_id, subnet_ids })
+}
+
+/// One ingress rule, in a form that compares.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Rule {
+    protocol: String,
+    from_port: i32,
+    to_port: i32,
+    source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    Cidr(String),
+    Group(String),
+}
+
+impl Rule {
+    fn tcp(port: i32, source: Source) -> Self {
+        Self {
+            protocol: "tcp".into(),
+            from_port: port,
+            to_port: port,
+            source,
+        }
+    }
+
+    fn to_permission(&self, description: &str) -> IpPermission {
+        let builder = IpPermission::builder()
+            .ip_protocol(&self.protocol)
+            .from_port(self.from_port)
+            .to_port(self.to_port);
+        match &self.source {
+            Source::Cidr(cidr) => builder.ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(cidr)
+                    .description(description)
+                    .build(),
+            ),
+            Source::Group(group) => builder.user_id_group_pairs(
+                UserIdGroupPair::builder()
+                    .group_id(group)
+                    .description(description)
+                    .build(),
+            ),
+        }
+        .build()
+    }
+}
+
+fn live_rules(group: &SecurityGroup) -> BTreeSet<Rule> {
+    let mut rules = BTreeSet::new();
+    for permission in group.ip_permissions() {
+        let protocol = permission.ip_protocol().unwrap_or("-1").to_owned();
+        let from_port = permission.from_port().unwrap_or(-1);
+        let to_port = permission.to_port().unwrap_or(-1);
+        let rule = |source| Rule {
+            protocol: protocol.clone(),
+            from_port,
+            to_port,
+            source,
+        };
+        for range in permission.ip_ranges() {
+            if let Some(cidr) = range.cidr_ip() {
+                rules.insert(rule(Source::Cidr(cidr.to_owned())));
+            }
+        }
+        for range in permission.ipv6_ranges() {
+            if let Some(cidr) = range.cidr_ipv6() {
+                rules.insert(rule(Source::Cidr(cidr.to_owned())));
+            }
+        }
+        for pair in permission.user_id_group_pairs() {
+            if let Some(group) = pair.group_id() {
+                rules.insert(rule(Source::Group(group.to_owned())));
+            }
+        }
+    }
+    rules
+}
+
+/// The app's security groups as they are now, found by VPC, name and app tag.
+async fn find_groups(d: &Deployment, vpc_id: Option<&str>) -> Result<Vec<SecurityGroup>> {
+    let names = &d.names;
+    let mut request = d
+        .clients
+        .ec2
+        .describe_security_groups()
+        .filters(filter(
+            "group-name",
+            &[&names.api_security_group, &names.redis_security_group],
+        ))
+        .filters(filter(&format!("tag:{TAG_APP}"), &[&names.app]));
+    if let Some(vpc_id) = vpc_id {
+        request = request.filters(filter("vpc-id", &[vpc_id]));
+    }
+    let out = request.send().await.map_err(|e| {
+        Error::aws(
+            "DescribeSecurityGroups",
+            format!("security groups of {}", names.app),
+            e,
+        )
+    })?;
+    Ok(out.security_groups().to_vec())
+}
+
+/// Creates the groups if missing and converges their ingress rules.
+pub async fn ensure_security_groups(
+    d: &Deployment,
+    network: &Network,
+    api_port: i32,
+    redis_port: i32,
+    allow_cidr: &str,
+) -> Result<SecurityGroups> {
+    let names = &d.names;
+    let live = find_groups(d, Some(&network.vpc_id)).await?;
+    let by_name = |name: &str| live.iter().find(|g| g.group_name() == Some(name));
+
+    let api_id = match by_name(&names.api_security_group) {
+        Some(group) => group_id(group)?,
+        None => {
+            create_group(
+                d,
+                &names.api_security_group,
+                "timing API tasks",
+                &network.vpc_id,
+            )
+            .await?
+        }
+    };
+    let redis_id = match by_name(&names.redis_security_group) {
+        Some(group) => group_id(group)?,
+        None => {
+            create_group(
+                d,
+                &names.redis_security_group,
+                "Redis task, reachable from the API only",
+                &network.vpc_id,
+            )
+            .await?
+        }
+    };
+
+    let api_rules = BTreeSet::from([Rule::tcp(api_port, Source::Cidr(allow_cidr.to_owned()))]);
+    let redis_rules = BTreeSet::from([Rule::tcp(redis_port, Source::Group(api_id.clone()))]);
+    let api_live = by_name(&names.api_security_group)
+        .map(live_rules)
+        .unwrap_or_default();
+    let redis_live = by_name(&names.redis_security_group)
+        .map(live_rules)
+        .unwrap_or_default();
+    converge_rules(
+        d,
+        &names.api_security_group,
+        &api_id,
+        &api_live,
+        &api_rules,
+        "API port",
+    )
+    .await?;
+    converge_rules(
+        d,
+        &names.redis_security_group,
+        &redis_id,
+        &redis_live,
+        &redis_rules,
+        "Redis from the API tasks",
+    )
+    .await?;
+    Ok(SecurityGroups {
+        api: api_id,
+        redis: redis_id,
+    })
+}
+
+fn group_id(group: &SecurityGroup) -> Result<String> {
+    group
+        .group_id()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::missing("security group", "GroupId"))
+}
+
+async fn create_group(
+    d: &Deployment,
+    name: &str,
+    description: &str,
+    vpc_id: &str,
+) -> Result<String> {
+    if !d.record("security-group", name, Action::Create, None) {
+        return Ok(KNOWN_AFTER_APPLY.to_owned());
+    }
+    let tags = d
+        .names
+        .tags()
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build());
+    let tags = tags
+        .chain([Tag::builder().key("Name").value(name).build()])
+        .collect();
+    let out = d
+        .clients
+        .ec2
+        .create_security_group()
+        .group_name(name)
+        .description(description)
+        .vpc_id(vpc_id)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SecurityGroup)
+                .set_tags(Some(tags))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| Error::aws("CreateSecurityGroup", format!("security group {name}"), e))?;
+    out.group_id()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::missing(format!("security group {name}"), "GroupId"))
+}
+
+async fn converge_rules(
+    d: &Deployment,
+    name: &str,
+    group_id: &str,
+    live: &BTreeSet<Rule>,
+    wanted: &BTreeSet<Rule>,
+    description: &str,
+) -> Result<()> {
+    let missing: Vec<&Rule> = wanted.difference(live).collect();
+    let extra: Vec<&Rule> = live.difference(wanted).collect();
+    if missing.is_empty() && extra.is_empty() {
+        d.record("ingress-rules", name, Action::Unchanged, None);
+        return Ok(());
+    }
+    let detail = format!("{} to add, {} to revoke", missing.len(), extra.len());
+    let action = if live.is_empty() {
+        Action::Create
+    } else {
+        Action::Update
+    };
+    if !d.record("ingress-rules", name, action, Some(detail)) {
+        return Ok(());
+    }
+    let ec2 = &d.clients.ec2;
+    if !extra.is_empty() {
+        ec2.revoke_security_group_ingress()
+            .group_id(group_id)
+            .set_ip_permissions(Some(
+                extra.iter().map(|r| r.to_permission(description)).collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::aws(
+                    "RevokeSecurityGroupIngress",
+                    format!("security group {name}"),
+                    e,
+                )
+            })?;
+    }
+    if !missing.is_empty() {
+        let result = ec2
+            .authorize_security_group_ingress()
+            .group_id(group_id)
+            .set_ip_permissions(Some(
+                missing
+                    .iter()
+                    .map(|r| r.to_permission(description))
+                    .collect(),
+            ))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            // A concurrent run added it first: the state is what we want.
+            Err(e) if crate::error::code_of(&e) == Some("InvalidPermission.Duplicate") => {}
+            Err(e) => {
+                return Err(Error::aws(
+                    "AuthorizeSecurityGroupIngress",
+                    format!("security group {name}"),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the app's security groups: first the rules that reference another group (AWS
+/// refuses to delete a group another group's rule points at), then the groups, retrying
+/// while network interfaces of stopped tasks still hold them.
+pub async fn delete_security_groups(d: &Deployment, limit: Duration) -> Result<()> {
+    let names = &d.names;
+    let groups = find_groups(d, None).await?;
+    let ec2 = &d.clients.ec2;
+    for name in [&names.api_security_group, &names.redis_security_group] {
+        if !groups.iter().any(|g| g.group_name() == Some(name.as_str())) {
+            d.record("security-group", name.as_str(), Action::Absent, None);
+        }
+    }
+    for group in &groups {
+        let referencing: Vec<IpPermission> = group
+            .ip_permissions()
+            .iter()
+            .filter(|p| !p.user_id_group_pairs().is_empty())
+            .cloned()
+            .collect();
+        if !referencing.is_empty() {
+            ec2.revoke_security_group_ingress()
+                .group_id(group_id(group)?)
+                .set_ip_permissions(Some(referencing))
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::aws(
+                        "RevokeSecurityGroupIngress",
+                        format!("security group {}", group.group_name().unwrap_or_default()),
+                        e,
+                    )
+                })?;
+        }
+    }
+    // Redis first: nothing references it.
+    let mut ordered = groups.clone();
+    ordered.sort_by_key(|g| g.group_name() != Some(names.redis_security_group.as_str()));
+    for group in &ordered {
+        let name = group.group_name().unwrap_or_default().to_owned();
+        let id = group_id(group)?;
+        d.record("security-group", &name, Action::Delete, Some(id.clone()));
+        retry_bounded(
+            &format!("deleting security group {name}"),
+            limit,
+            |e| e.aws_code() == Some("DependencyViolation"),
+            || async {
+                match ec2.delete_security_group().group_id(&id).send().await {
+                    Ok(_) => Ok(()),
+                    Err(e) if crate::error::code_of(&e) == Some("InvalidGroup.NotFound") => Ok(()),
+                    Err(e) => Err(Error::aws(
+                        "DeleteSecurityGroup",
+                        format!("security group {name}"),
+                        e,
+                    )),
+                }
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,430 @@
+//! The ECS services `redis` and `api` on Fargate: created or updated to the wanted task
+//! definition, network and registry; scaled; deleted and drained; and the API's public
+//! endpoint read from its task's network interface.
+//!
+//! A service that is stopped (desired count 0, see `provisioner stop`) stays stopped through
+//! an `up`: a deploy must never silently restart billing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration,
+    DesiredStatus, LaunchType, NetworkConfiguration, PropagateTags, Service, ServiceRegistry, Tag,
+};
+
+use crate::error::{Error, Result};
+use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
+use crate::resources::{poll_until, retry_bounded};
+
+/// How long ECS may take to accept a newly created IAM role ("unable to assume role").
+const ROLE_PROPAGATION_LIMIT: Duration = Duration::from_secs(90);
+
+/// What one ECS service should be.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// Service name in the cluster.
+    pub name: String,
+    /// Task definition ARN to run.
+    pub task_definition: String,
+    /// Tasks to run when started.
+    pub desired_count: i32,
+    /// Subnets for the tasks.
+    pub subnets: Vec<String>,
+    /// Security groups of the tasks.
+    pub security_groups: Vec<String>,
+    /// Cloud Map service to register tasks in.
+    pub registry_arn: Option<String>,
+    /// Deployment limits: Redis has no shared storage, so it must never run twice.
+    pub minimum_healthy_percent: i32,
+    /// Deployment limits.
+    pub maximum_percent: i32,
+}
+
+/// The live services of the app that exist (ACTIVE or DRAINING), by name.
+pub async fn describe(d: &Deployment, names: &[&str]) -> Result<BTreeMap<String, Service>> {
+    let cluster = &d.names.cluster;
+    let out = match d
+        .clients
+        .ecs
+        .describe_services()
+        .cluster(cluster)
+        .set_services(Some(names.iter().map(|n| (*n).to_owned()).collect()))
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_cluster_not_found_exception()) =>
+        {
+            return Ok(BTreeMap::new());
+        }
+        Err(e) => {
+            return Err(Error::aws(
+                "DescribeServices",
+                format!("services of cluster {cluster}"),
+                e,
+            ));
+        }
+    };
+    Ok(out
+        .services()
+        .iter()
+        .filter(|s| s.status() != Some("INACTIVE"))
+        .filter_map(|s| Some((s.service_name()?.to_owned(), s.clone())))
+        .collect())
+}
+
+fn network(spec: &ServiceSpec) -> Result<NetworkConfiguration> {
+    Ok(NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder()
+                .set_subnets(Some(spec.subnets.clone()))
+                .set_security_groups(Some(spec.security_groups.clone()))
+                // A public IP so the task can pull images without a NAT gateway, and the API
+                // is reachable without a load balancer.
+                .assign_public_ip(AssignPublicIp::Enabled)
+                .build()
+                .map_err(Error::request(format!("ECS service {}", spec.name)))?,
+        )
+        .build())
+}
+
+fn deployment_configuration(spec: &ServiceSpec) -> DeploymentConfiguration {
+    DeploymentConfiguration::builder()
+        .deployment_circuit_breaker(
+            DeploymentCircuitBreaker::builder()
+                .enable(true)
+                .rollback(true)
+                .build(),
+        )
+        .minimum_healthy_percent(spec.minimum_healthy_percent)
+        .maximum_percent(spec.maximum_percent)
+        .build()
+}
+
+/// What differs between the live service and the spec (empty: nothing).
+fn differences(live: &Service, spec: &ServiceSpec, desired: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    if live.task_definition() != Some(spec.task_definition.as_str()) {
+        out.push(format!(
+            "task definition → {}",
+            short_arn(&spec.task_definition)
+        ));
+    }
+    if live.desired_count() != desired {
+        out.push(format!(
+            "desired count {} → {desired}",
+            live.desired_count()
+        ));
+    }
+    let vpc = live
+        .network_configuration()
+        .and_then(|n| n.awsvpc_configuration());
+    let set = |items: &[String]| items.iter().cloned().collect::<BTreeSet<_>>();
+    if vpc.map(|v| set(v.subnets())) != Some(set(&spec.subnets)) {
+        out.push("subnets".into());
+    }
+    if vpc.map(|v| set(v.security_groups())) != Some(set(&spec.security_groups)) {
+        out.push("security groups".into());
+    }
+    let registries: Vec<&str> = live
+        .service_registries()
+        .iter()
+        .filter_map(|r| r.registry_arn())
+        .collect();
+    if registries
+        != spec
+            .registry_arn
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    {
+        out.push("service registry".into());
+    }
+    // Some ECS implementations omit the deployment configuration; only a present one that
+    // differs is a difference.
+    if let Some(config) = live.deployment_configuration() {
+        let breaker = config.deployment_circuit_breaker();
+        if breaker.is_some_and(|b| !(b.enable() && b.rollback())) {
+            out.push("circuit breaker".into());
+        }
+    }
+    out
+}
+
+/// `arn:…:task-definition/timing-api:3` → `timing-api:3`.
+pub fn short_arn(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// Creates or updates one service. `start` lifts a stopped service to its desired count.
+pub async fn ensure_service(
+    d: &Deployment,
+    live: Option<&Service>,
+    spec: &ServiceSpec,
+    start: bool,
+) -> Result<()> {
+    let cluster = &d.names.cluster;
+    let resource = format!("ECS service {}", spec.name);
+    let ecs = &d.clients.ecs;
+    match live {
+        Some(live) if live.status() == Some("ACTIVE") => {
+            let stopped = live.desired_count() == 0;
+            let desired = if stopped && !start {
+                0
+            } else {
+                spec.desired_count
+            };
+            let diff = differences(live, spec, desired);
+            let mut detail = diff.join(", ");
+            if stopped && !start {
+                detail.push_str(if detail.is_empty() {
+                    "stopped; kept stopped (pass --start)"
+                } else {
+                    "; kept stopped (pass --start)"
+                });
+            }
+            let action = if diff.is_empty() {
+                Action::Unchanged
+            } else {
+                Action::Update
+            };
+            if !d.record(
+                "ecs-service",
+                &spec.name,
+                action,
+                (!detail.is_empty()).then_some(detail),
+            ) {
+                return Ok(());
+            }
+            let mut request = ecs
+                .update_service()
+                .cluster(cluster)
+                .service(&spec.name)
+                .task_definition(&spec.task_definition)
+                .desired_count(desired)
+                .network_configuration(network(spec)?)
+                .deployment_configuration(deployment_configuration(spec));
+            request = match &spec.registry_arn {
+                Some(arn) => {
+                    request.service_registries(ServiceRegistry::builder().registry_arn(arn).build())
+                }
+                None => request.set_service_registries(Some(Vec::new())),
+            };
+            request
+                .send()
+                .await
+                .map_err(|e| Error::aws("UpdateService", resource, e))?;
+            Ok(())
+        }
+        other => {
+            // Deleted a moment ago and still draining: a new one can only be created once the
+            // old one is gone.
+            if other.is_some() && !d.dry_run {
+                wait_until_gone(d, &[spec.name.as_str()], Duration::from_secs(600)).await?;
+            }
+            if !d.record(
+                "ecs-service",
+                &spec.name,
+                Action::Create,
+                Some(format!("{} task(s)", spec.desired_count)),
+            ) {
+                return Ok(());
+            }
+            if spec.task_definition == KNOWN_AFTER_APPLY {
+                return Err(Error::missing(resource, "task definition ARN"));
+            }
+            let tags: Vec<Tag> = d
+                .names
+                .tags()
+                .into_iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect();
+            retry_bounded(
+                &format!("creating {resource}"),
+                ROLE_PROPAGATION_LIMIT,
+                is_role_not_ready,
+                || async {
+                    let mut request = ecs
+                        .create_service()
+                        .cluster(cluster)
+                        .service_name(&spec.name)
+                        .task_definition(&spec.task_definition)
+                        .desired_count(spec.desired_count)
+                        .launch_type(LaunchType::Fargate)
+                        .network_configuration(network(spec)?)
+                        .deployment_configuration(deployment_configuration(spec))
+                        .propagate_tags(PropagateTags::Service)
+                        .enable_ecs_managed_tags(true)
+                        .set_tags(Some(tags.clone()));
+                    if let Some(arn) = &spec.registry_arn {
+                        request = request.service_registries(
+                            ServiceRegistry::builder().registry_arn(arn).build(),
+                        );
+                    }
+                    request
+                        .send()
+                        .await
+                        .map_err(|e| Error::aws("CreateService", resource.clone(), e))?;
+                    Ok(())
+                },
+            )
+            .await
+        }
+    }
+}
+
+/// ECS checks that it can assume the task's roles; right after they are created IAM may
+/// not have propagated them yet.
+fn is_role_not_ready(err: &Error) -> bool {
+    matches!(err, Error::Aws { code: Some(code), message, .. }
+        if code == "InvalidParameterException" && message.to_lowercase().contains("assume"))
+}
+
+/// Sets a service's desired count.
+pub async fn scale(d: &Deployment, name: &str, count: i32) -> Result<()> {
+    d.clients
+        .ecs
+        .update_service()
+        .cluster(&d.names.cluster)
+        .service(name)
+        .desired_count(count)
+        .send()
+        .await
+        .map_err(|e| Error::aws("UpdateService", format!("ECS service {name}"), e))?;
+    Ok(())
+}
+
+/// Waits until none of the services exists any more (INACTIVE or missing).
+pub async fn wait_until_gone(d: &Deployment, names: &[&str], limit: Duration) -> Result<()> {
+    let what = format!("services {} to drain and be deleted", names.join(", "));
+    poll_until(&what, limit, Duration::from_secs(5), || async {
+        Ok(describe(d, names).await?.is_empty().then_some(()))
+    })
+    .await
+}
+
+/// Scales each service to 0 and deletes it, in the order given, then waits until they are
+/// drained.
+pub async fn delete_services(d: &Deployment, names: &[&str], limit: Duration) -> Result<()> {
+    let live = describe(d, names).await?;
+    let ecs = &d.clients.ecs;
+    for name in names {
+        let Some(service) = live.get(*name) else {
+            d.record("ecs-service", *name, Action::Absent, None);
+            continue;
+        };
+        d.record(
+            "ecs-service",
+            *name,
+            Action::Delete,
+            Some(format!("{} running", service.running_count())),
+        );
+        if service.status() == Some("ACTIVE") && service.desired_count() > 0 {
+            scale(d, name, 0).await?;
+        }
+        match ecs
+            .delete_service()
+            .cluster(&d.names.cluster)
+            .service(*name)
+            .force(true)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_service_not_found_exception()) => {}
+            Err(e) => {
+                return Err(Error::aws(
+                    "DeleteService",
+                    format!("ECS service {name}"),
+                    e,
+                ));
+            }
+        }
+    }
+    if !live.is_empty() {
+        wait_until_gone(d, names, limit).await?;
+    }
+    Ok(())
+}
+
+/// The API's public endpoint, from the network interface of one of its running tasks.
+pub async fn api_endpoint(d: &Deployment, port: i32) -> Result<Option<String>> {
+    let ecs = &d.clients.ecs;
+    let cluster = &d.names.cluster;
+    let service = &d.names.api_service;
+    let tasks = match ecs
+        .list_tasks()
+        .cluster(cluster)
+        .service_name(service)
+        .desired_status(DesiredStatus::Running)
+        .send()
+        .await
+    {
+        Ok(out) => out.task_arns().to_vec(),
+        Err(e)
+            if e.as_service_error().is_some_and(|e| {
+                e.is_cluster_not_found_exception() || e.is_service_not_found_exception()
+            }) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(Error::aws(
+                "ListTasks",
+                format!("tasks of ECS service {service}"),
+                e,
+            ));
+        }
+    };
+    if tasks.is_empty() {
+        return Ok(None);
+    }
+    let described = ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .set_tasks(Some(tasks))
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                "DescribeTasks",
+                format!("tasks of ECS service {service}"),
+                e,
+            )
+        })?;
+    let interfaces: Vec<String> = described
+        .tasks()
+        .iter()
+        .flat_map(|t| t.attachments())
+        .flat_map(|a| a.details())
+        .filter(|kv| kv.name() == Some("networkInterfaceId"))
+        .filter_map(|kv| kv.value().map(str::to_owned))
+        .collect();
+    if interfaces.is_empty() {
+        return Ok(None);
+    }
+    let out = d
+        .clients
+        .ec2
+        .describe_network_interfaces()
+        .set_network_interface_ids(Some(interfaces))
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                "DescribeNetworkInterfaces",
+                format!("network interfaces of {service}"),
+                e,
+            )
+        })?;
+    Ok(out
+        .network_interfaces()
+        .iter()
+        .find_map(|i| i.association().and_then(|a| a.public_ip()))
+        .map(|ip| format!("http://{ip}:{port}")))
+}

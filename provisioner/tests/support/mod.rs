@@ -1,0 +1,355 @@
+//! Test fixtures for driving the real `provisioner` binary against moto in server mode.
+//!
+//! - [`Moto`]: a `moto_server` on a free loopback port, started with the two settings it
+//!   needs (managed IAM policies loaded, ECS services reported running), killed on drop.
+//! - [`Proxy`]: an HTTP proxy between the binary and moto that records every AWS call (so the
+//!   tests count mutating calls independently of the provisioner's own counter) and can be
+//!   told to fail every request after the first N (an interrupted `up`).
+//! - [`run`]: runs the binary with dummy credentials and returns its exit code and output.
+//!
+//! What moto does not emulate, and these tests therefore cannot show: it runs no containers
+//! (no tasks, no network interfaces, no public IPs, nothing registered in Cloud Map by ECS),
+//! its deployments never roll out or roll back, Cloud Map operations finish at once, it keeps
+//! no VPC on a private namespace's hosted zone, and it lets some teardown orders pass that AWS
+//! refuses (a cluster with services, a namespace with services, a security group referenced
+//! by another). The waiting and failure logic is tested with aws-smithy-mocks instead.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+pub const REGION: &str = "eu-north-1";
+pub const ACCOUNT: &str = "123456789012";
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A moto server of this test's own.
+pub struct Moto {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .env("MOTO_ECS_SERVICE_RUNNING", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start moto_server ({e}): install it with `pip install 'moto[server]'` or run scripts/install-deps")
+            });
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(response) = client.get(format!("{url}/moto-api/data.json")).send().await {
+                if response.status().is_success() {
+                    return Self { child, url };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("moto_server did not answer on {url} within 20 s");
+    }
+
+    /// SDK configuration pointing straight at moto, for checking what the binary did.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.url)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One AWS call seen by the proxy.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Operation name, e.g. `CreateService`.
+    pub operation: String,
+    /// Request body as text.
+    pub body: String,
+}
+
+impl Call {
+    pub fn is_mutating(&self) -> bool {
+        ![
+            "Describe",
+            "List",
+            "Get",
+            "BatchGet",
+            "BatchCheck",
+            "Filter",
+        ]
+        .iter()
+        .any(|p| self.operation.starts_with(p))
+    }
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    upstream: String,
+    client: reqwest::Client,
+    calls: Arc<Mutex<Vec<Call>>>,
+    answered: Arc<AtomicUsize>,
+    fail_after: Arc<AtomicUsize>,
+}
+
+/// A recording, fault-injecting proxy in front of moto.
+pub struct Proxy {
+    state: ProxyState,
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The operation of an AWS request: JSON protocols name it in `X-Amz-Target`, query
+/// protocols (IAM, EC2, STS) in the `Action` form field.
+fn operation_of(headers: &HeaderMap, body: &str) -> String {
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return target.rsplit('.').next().unwrap_or(target).to_owned();
+    }
+    body.split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .map(str::to_owned)
+        .unwrap_or_else(|| "Unknown".to_owned())
+}
+
+async fn forward(
+    State(state): State<ProxyState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let operation = operation_of(&headers, &text);
+    let seen = state.answered.fetch_add(1, Ordering::SeqCst);
+    if seen >= state.fail_after.load(Ordering::SeqCst) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected fault: the emulator stopped answering",
+        )
+            .into_response();
+    }
+    state.calls.lock().unwrap().push(Call {
+        operation,
+        body: text,
+    });
+    let url = format!(
+        "{}{}",
+        state.upstream,
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let mut request = state.client.request(method, url).body(body);
+    for (name, value) in &headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    match request.send().await {
+        Ok(upstream) => {
+            let status = upstream.status();
+            let mut response_headers = HeaderMap::new();
+            for (name, value) in upstream.headers() {
+                if name != "content-length" && name != "transfer-encoding" && name != "connection" {
+                    response_headers.insert(name.clone(), value.clone());
+                }
+            }
+            let bytes = upstream.bytes().await.unwrap_or_default();
+            (status, response_headers, bytes).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+impl Proxy {
+    pub async fn start(moto: &Moto) -> Self {
+        let state = ProxyState {
+            upstream: moto.url.clone(),
+            client: reqwest::Client::new(),
+            calls: Arc::default(),
+            answered: Arc::default(),
+            fail_after: Arc::new(AtomicUsize::new(usize::MAX)),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { state, url, task }
+    }
+
+    /// Every call recorded so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    /// Forgets the calls recorded so far.
+    pub fn clear(&self) {
+        self.state.calls.lock().unwrap().clear();
+    }
+
+    /// Mutating operations recorded so far.
+    pub fn mutating(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(Call::is_mutating)
+            .map(|c| c.operation)
+            .collect()
+    }
+
+    /// From now on, answer only `n` more requests, then fail every one.
+    pub fn fail_after(&self, n: usize) {
+        let answered = self.state.answered.load(Ordering::SeqCst);
+        self.state.fail_after.store(answered + n, Ordering::SeqCst);
+    }
+
+    /// Answer every request again.
+    pub fn heal(&self) {
+        self.state.fail_after.store(usize::MAX, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The repository root (task-definitions/, policies/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A copy of the repository's task-definition and policy files, to modify.
+pub fn copy_of_files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["task-definitions", "policies"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for entry in std::fs::read_dir(repo_root().join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.path().join(sub).join(entry.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout parsed as the JSON report.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Panics with the output unless the exit code is `code`.
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs the provisioner with dummy credentials against `endpoint`, files from `root`.
+pub async fn run(endpoint: &str, root: &Path, args: &[&str]) -> Run {
+    run_with_env(
+        Some(endpoint),
+        root,
+        args,
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", REGION),
+        ],
+    )
+    .await
+}
+
+/// Runs the provisioner with exactly the environment given (plus PATH and an empty HOME).
+pub async fn run_with_env(
+    endpoint: Option<&str>,
+    root: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
+    let home = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_provisioner"));
+    command
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("AWS_CONFIG_FILE", home.path().join("config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.path().join("credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(endpoint) = endpoint {
+        command.env("AWS_ENDPOINT_URL", endpoint);
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(300), command.output())
+        .await
+        .expect("the provisioner ran for over 5 minutes")
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
