@@ -29,7 +29,10 @@ use aws_sdk_ecs::types::{
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
 use provisioner::logs::{LogsError, LogsOptions, Service, fetch_logs, fetch_logs_with};
-use provisioner::watch::{Goal, WatchError, WatchEvent, WatchSink, WatchSpec, watch_services};
+use provisioner::watch::{
+    Goal, WatchError, WatchEvent, WatchSink, WatchSpec, recent_stopped_tasks, service_views,
+    watch_services,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Building the replayed answers
@@ -721,6 +724,154 @@ async fn a_missing_service_cannot_become_stable() {
     .unwrap_err();
     assert!(matches!(err, WatchError::ServiceMissing { .. }), "{err:?}");
     assert_eq!(err.exit_code(), 1);
+}
+
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_wait_json_has_the_documented_fields() {
+    // docs/ci.md documents these names; a change here is a change of the CLI's JSON schema.
+    let crash = |id: &str| {
+        stopped_task(
+            id,
+            TD6,
+            "ecs-svc/api-new",
+            "Essential container in task exited",
+            TaskStopCode::EssentialContainerExited,
+            Some(1),
+        )
+    };
+    let ecs = ecs_client(&[
+        describe(vec![service("api", TD6, InProgress, (1, 0, 1))]),
+        list_stopped("api", &[&task_arn("c1")]),
+        describe_tasks(vec![crash("c1")]),
+    ]);
+    let logs = logs_client(&[log_lines("api/api/c1", &["boom"])]);
+    let mut spec = spec(&["api"], Goal::Stable);
+    spec.failed_tasks_limit = 1;
+    let json = watch_services(&ecs, &logs, &spec, &mut Recorder::default())
+        .await
+        .unwrap_err()
+        .to_json();
+    assert_eq!(
+        keys(&json),
+        [
+            "exit_code",
+            "kind",
+            "message",
+            "service",
+            "services",
+            "stopped_tasks"
+        ]
+    );
+    assert_eq!(
+        keys(&json["services"][0]),
+        [
+            "deployments",
+            "desired",
+            "pending",
+            "rollout_reason",
+            "rollout_state",
+            "running",
+            "service",
+            "status",
+            "task_definition"
+        ]
+    );
+    assert_eq!(
+        keys(&json["stopped_tasks"][0]),
+        [
+            "containers",
+            "failed",
+            "service",
+            "stop_code",
+            "stopped_at",
+            "stopped_reason",
+            "task_definition",
+            "task_id"
+        ]
+    );
+    assert_eq!(
+        keys(&json["stopped_tasks"][0]["containers"][0]),
+        [
+            "exit_code",
+            "log_lines",
+            "log_note",
+            "log_stream",
+            "name",
+            "reason"
+        ]
+    );
+    assert_eq!(
+        json["stopped_tasks"][0]["stopped_at"],
+        "2023-11-14T22:13:40.000Z"
+    );
+}
+
+#[tokio::test]
+async fn status_helpers_read_states_events_and_recent_stopped_tasks() {
+    let mut api = service("api", TD6, Completed, (1, 1, 0));
+    api.events = Some(vec![event(
+        "e2",
+        30,
+        "(service api) has reached a steady state.",
+    )]);
+    let old = {
+        let mut t = stopped_task(
+            "old",
+            TD5,
+            "ecs-svc/api-old",
+            "Task stopped by user",
+            TaskStopCode::UserInitiated,
+            Some(0),
+        );
+        t.stopped_at = Some(at(-7200));
+        t
+    };
+    let crash = stopped_task(
+        "c1",
+        TD6,
+        "ecs-svc/api-new",
+        "Essential container in task exited",
+        TaskStopCode::EssentialContainerExited,
+        Some(2),
+    );
+    let ecs = ecs_client(&[
+        describe(vec![api]),
+        list_stopped("api", &[&task_arn("old"), &task_arn("c1")]),
+        describe_tasks(vec![old, crash]),
+    ]);
+    let logs = logs_client(&[log_lines("api/api/c1", &["panic: boom"])]);
+
+    let views = service_views(&ecs, "timing", &["api".to_owned(), "redis".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(views[0].state.running, 1);
+    assert_eq!(
+        views[0].events[0].message,
+        "(service api) has reached a steady state."
+    );
+    assert_eq!(views[1].state.status, "MISSING");
+    let json = serde_json::to_value(&views[0]).unwrap();
+    assert_eq!(json["running"], 1, "state fields are flattened: {json}");
+
+    let mut spec = WatchSpec::new("timing", vec!["api".into()], Goal::Stable, "/ecs/timing");
+    spec.started_at = t0() - Duration::from_secs(3600);
+    let stopped = recent_stopped_tasks(&ecs, &logs, &spec, "api")
+        .await
+        .unwrap();
+    assert_eq!(
+        stopped.len(),
+        1,
+        "the task stopped two hours ago is left out: {stopped:?}"
+    );
+    assert!(stopped[0].failed);
+    assert_eq!(stopped[0].containers[0].exit_code, Some(2));
+    assert_eq!(stopped[0].containers[0].log_lines, ["panic: boom"]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -408,3 +408,62 @@ async fn check_stopped_tasks(
     }
     Ok(())
 }
+
+/// One service as `status` shows it: its state and its events (newest first, as ECS lists
+/// them), from one DescribeServices call.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServiceView {
+    /// Counts, status, rollout, task definition.
+    #[serde(flatten)]
+    pub state: ServiceState,
+    /// The service's recent events (ECS keeps the last 100).
+    pub events: Vec<ServiceEventRecord>,
+}
+
+/// The services' current states and events, for `status` (read-only; a missing cluster or
+/// service comes back with status `MISSING`).
+pub async fn service_views(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    services: &[String],
+) -> Result<Vec<ServiceView>, WatchError> {
+    let snaps = observe::describe_services(ecs, cluster, services).await?;
+    Ok(snaps
+        .into_iter()
+        .map(|s| ServiceView {
+            state: s.state,
+            events: s.events,
+        })
+        .collect())
+}
+
+/// Tasks of `service` that stopped since `spec.started_at` (one ListTasks page; ECS keeps
+/// stopped tasks for about an hour), oldest first, classified (`failed`), with the last
+/// `spec.log_lines` lines of each container's log (none when 0). For `status`: build the spec
+/// with [`WatchSpec::new`] and set `started_at` to how far back to look.
+pub async fn recent_stopped_tasks(
+    ecs: &aws_sdk_ecs::Client,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    spec: &WatchSpec,
+    service: &str,
+) -> Result<Vec<StoppedTask>, WatchError> {
+    let arns = observe::list_stopped_tasks(ecs, &spec.cluster, service).await?;
+    let mut tasks = observe::describe_tasks(ecs, &spec.cluster, service, &arns).await?;
+    tasks.sort_by_key(observe::task_time);
+    let prefix = spec.stream_prefix(service);
+    let mut stopped: Vec<StoppedTask> = tasks
+        .iter()
+        .filter(|t| observe::task_time(t).is_none_or(|at| at >= spec.started_at))
+        .map(|t| {
+            let mut s = observe::stopped_task(service, prefix, t);
+            s.failed = judge::is_failure(&s);
+            s
+        })
+        .collect();
+    if spec.log_lines > 0 {
+        let fetch = observe::fetch_log_tails(logs, &spec.log_group, spec.log_lines, &mut stopped);
+        // Logs are a courtesy in `status`: a slow read leaves them empty rather than hanging.
+        let _ = tokio::time::timeout(LOG_FETCH_LIMIT, fetch).await;
+    }
+    Ok(stopped)
+}
