@@ -23,8 +23,8 @@ use aws_sdk_cloudwatchlogs::Client;
 /// Time before the newest event seen that each follow poll reads again.
 pub const FOLLOW_LOOKBACK: Duration = Duration::from_secs(10);
 
-/// Which service's containers to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which service's containers to read (usable directly as a clap argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Service {
     /// The timing API.
     Api,

@@ -87,7 +87,9 @@ pub struct WatchSpec {
     /// CloudWatch log group of the services' containers.
     pub log_group: String,
     /// When the command began changing things: service events and stopped tasks older than
-    /// this are not reported. Take it just before the first mutating call.
+    /// this are not reported. Take it just before the first mutating call. It is compared with
+    /// AWS's timestamps: a local clock running ahead of AWS's hides the events of those seconds
+    /// (NTP keeps that well under a second).
     pub started_at: SystemTime,
     /// Failed tasks of the new deployment of one service that end the wait with
     /// [`WatchError::TasksFailing`].
