@@ -9,6 +9,8 @@
 //! - [`plan`]: the record of what a run changed, and the context every step shares.
 //! - [`resources`]: one module per AWS resource kind, each `ensure_*` and `delete_*`.
 //! - [`commands`]: `up`/`plan`, `down`, `render`, each producing a [`commands::Report`].
+//! - [`watch`]: follows a deployment until it is stable, drained, rolled back or failing.
+//! - [`logs`]: reads the containers' CloudWatch logs.
 //! - [`error`]: the error type and exit codes.
 //!
 //! There is no state file: every run reads the live state from AWS by name and tag.
@@ -18,9 +20,11 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod logs;
 pub mod plan;
 pub mod resources;
 pub mod taskdef;
+pub mod watch;
 
 use std::io::{IsTerminal, Write};
 
