@@ -1,2 +1,112 @@
-//! Entry point of the timing service (placeholder until the service lands).
-fn main() {}
+//! `timing-service`: reads the configuration, then serves (or runs the `healthcheck`
+//! subcommand). Everything else lives in the library (`lib.rs`).
+
+use std::{io::IsTerminal, process::ExitCode};
+
+use clap::Parser;
+use timing_service::{
+    AppState, app,
+    config::{Cli, Command},
+    healthcheck,
+    race::Race,
+    serve, shutdown_signal,
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        return healthcheck_main(&cli);
+    }
+    init_tracing(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("timing-service: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+fn healthcheck_main(cli: &Cli) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(healthcheck::run(cli.listen_addr)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("timing-service healthcheck: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let race = match Race::load(
+        cli.race_db_file.as_deref(),
+        cli.race_competitor_file.as_deref(),
+    ) {
+        Ok(race) => race,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("timing-service: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(checkpoints = ?race.checkpoints, "race definition loaded");
+    let state = match AppState::new(&cli.redis_url, race, cli.api_token) {
+        Ok(state) => state,
+        Err(err) => {
+            eprintln!("timing-service: invalid REDIS_URL: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if state.token.is_none() {
+        tracing::warn!(
+            "TIMING_API_TOKEN is not set: writes are open to anyone who can reach the port"
+        );
+    }
+    if let Err(err) = state.store.ping().await {
+        tracing::warn!(%err, "redis is not answering yet; requests answer 503 until it does");
+    }
+    let listener = match tokio::net::TcpListener::bind(cli.listen_addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!(
+                "timing-service: cannot listen on {}: {err}",
+                cli.listen_addr
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %cli.listen_addr, "listening");
+    match serve(listener, app(state), shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(%err, "server error");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,60 @@
+-- wrk script for bench/service.sh: one scenario per run, chosen by the first argument
+-- (`wrk ... -s bench/wrk/timing.lua -- <scenario> <competitors>`).
+--   create   POST /api/v1/competitors with a fresh bib per request
+--   settime  PUT  /api/v1/competitors/<random bib>/times/finish
+--   gettimes GET  /api/v1/competitors/<random bib>/times
+--   legacy   GET  /gettimes/<random bib>
+--   results  GET  /api/v1/results?offset=<random>&limit=50
+-- `done` prints one machine-readable line: RESULT requests req/s p50_ms p99_ms non2xx errors.
+
+local threads = {}
+
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+
+local scenario, competitors, counter = "results", 10000, 0
+local json = { ["Content-Type"] = "application/json" }
+
+function init(args)
+  scenario = args[1] or scenario
+  competitors = tonumber(args[2] or competitors)
+  math.randomseed(os.time() * 100 + tid)
+end
+
+local function random_bib()
+  return tostring(math.random(1, competitors))
+end
+
+local function random_time()
+  return string.format("%02d:%02d:%02d.%03d", math.random(10, 12), math.random(0, 59),
+    math.random(0, 59), math.random(0, 999))
+end
+
+function request()
+  if scenario == "create" then
+    counter = counter + 1
+    local body = string.format(
+      '{"bib":"w%d-%d","first_name":"Bench","last_name":"Runner","gender":"male","country":"FI","category":"men20"}',
+      tid, counter)
+    return wrk.format("POST", "/api/v1/competitors", json, body)
+  elseif scenario == "settime" then
+    return wrk.format("PUT", "/api/v1/competitors/" .. random_bib() .. "/times/finish", json,
+      '{"time":"' .. random_time() .. '"}')
+  elseif scenario == "gettimes" then
+    return wrk.format("GET", "/api/v1/competitors/" .. random_bib() .. "/times")
+  elseif scenario == "legacy" then
+    return wrk.format("GET", "/gettimes/" .. random_bib())
+  else
+    local offset = math.random(0, competitors - 50)
+    return wrk.format("GET", "/api/v1/results?limit=50&offset=" .. offset)
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %.0f %.3f %.3f %d %d\n", summary.requests,
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, e.status, e.connect + e.read + e.write + e.timeout))
+end

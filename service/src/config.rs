@@ -1,0 +1,47 @@
+//! Command line and environment: every setting is an environment variable (ECS task
+//! definitions set those), with a matching flag for local runs.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+
+/// Race-timing HTTP API on axum and Redis.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Address and port to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// Redis URL; the host name is resolved again on every reconnect.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Bearer token required by every write; unset (or empty), writes are open.
+    #[arg(long, env = "TIMING_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Checkpoints file in the original's `db.json` shape; unset, the original's checkpoints.
+    #[arg(long, env = "RACE_DB_FILE")]
+    pub race_db_file: Option<PathBuf>,
+
+    /// Competitor definition in the original's `competitor.json` shape; unset, the original's.
+    #[arg(long, env = "RACE_COMPETITOR_FILE")]
+    pub race_competitor_file: Option<PathBuf>,
+
+    /// Log format: `text` (default) or `json` (one JSON object per line).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 if `GET /health` on the port of LISTEN_ADDR answers 200 within 2 s, 1 otherwise
+    /// (the container health check: the image has no curl).
+    Healthcheck,
+}

@@ -1,0 +1,155 @@
+//! The race-timing HTTP service: competitors, times and rankings in Redis, behind the legacy
+//! proof of concept's routes and a versioned JSON API under `/api/v1`.
+//!
+//! # Layout
+//!
+//! - `config`: command line and environment variables;
+//! - `race`: the race definition (checkpoints, fields, genders, categories) and its files;
+//! - `model`: bibs, times of day, elapsed times, statuses;
+//! - `store`: the only module that talks to Redis; documents the key schema;
+//! - `routes`: one module per route group;
+//! - `error`: the error type every route answers with, and the extractors that produce it;
+//! - `auth`, `layers`: bearer-token check, request log line and time bound;
+//! - `healthcheck`: the `healthcheck` subcommand used as the container health check.
+//!
+//! `main.rs` only reads the configuration and calls [`serve`]; tests call [`app`] / [`serve`]
+//! with their own listener, Redis and shutdown future.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod healthcheck;
+pub mod layers;
+pub mod model;
+pub mod race;
+pub mod routes;
+pub mod store;
+
+use std::{future::Future, io, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request},
+    middleware,
+};
+use tokio::net::TcpListener;
+
+use crate::{error::ApiError, race::Race, store::Store};
+
+/// State shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The Redis store.
+    pub store: Store,
+    /// The race definition.
+    pub race: Arc<Race>,
+    /// The bearer token writes need, if any.
+    pub token: Option<Arc<str>>,
+}
+
+impl AppState {
+    /// Builds the state; an empty token counts as none.
+    pub fn new(
+        redis_url: &str,
+        race: Race,
+        token: Option<String>,
+    ) -> Result<Self, redis::RedisError> {
+        let race = Arc::new(race);
+        Ok(Self {
+            store: Store::new(redis_url, race.clone())?,
+            race,
+            token: token.filter(|t| !t.is_empty()).map(Arc::from),
+        })
+    }
+}
+
+async fn no_route(request: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+async fn wrong_method(request: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+/// The whole application: routes, body limit, auth, request log and time bound.
+pub fn app(state: AppState) -> Router {
+    routes::router()
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(error::BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(middleware::from_fn(layers::log_and_bound))
+        .with_state(state)
+}
+
+/// How long in-flight requests may take to finish after the shutdown signal (ECS waits
+/// `stopTimeout`, 30 s in the task definition, before SIGKILL).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish (at most [`DRAIN_TIMEOUT`]).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = signalled_tx.send(());
+    });
+    let drain_bound = async move {
+        if signalled_rx.await.is_ok() {
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = drain_bound => {
+            tracing::warn!("in-flight requests not finished within {} s; exiting", DRAIN_TIMEOUT.as_secs());
+            Ok(())
+        }
+    }
+}
+
+/// Completes on SIGTERM (how ECS stops a task) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

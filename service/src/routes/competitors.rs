@@ -1,0 +1,243 @@
+//! `/api/v1/competitors`: create, read, replace, patch, delete and list competitors.
+//!
+//! A competitor is the definition's fields (all strings) plus `status` (`DNS`, `DNF`, `DSQ` or
+//! null, set through `/competitors/{bib}/status`, see `crate::routes::times`).
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    routing::get,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::{
+    AppState,
+    error::{ApiError, ApiPath, ApiQuery, JsonBody},
+    model::Bib,
+    store::{Competitor, ListFilter, Outcome, PutMode},
+};
+
+/// The competitor routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/competitors",
+            get(list_competitors).post(create_competitor),
+        )
+        .route(
+            "/api/v1/competitors/{bib}",
+            get(get_competitor)
+                .put(replace_competitor)
+                .patch(patch_competitor)
+                .delete(delete_competitor),
+        )
+}
+
+/// 404 for an unknown bib.
+pub(crate) fn not_found(bib: &Bib) -> ApiError {
+    ApiError::NotFound(format!("no competitor with bib `{bib}`"))
+}
+
+/// The JSON of a competitor: its fields and `status`.
+fn view(competitor: Competitor) -> Value {
+    let mut map: Map<String, Value> = competitor
+        .fields
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    map.insert(
+        "status".into(),
+        competitor
+            .status
+            .map_or(Value::Null, |s| Value::String(s.as_str().into())),
+    );
+    Value::Object(map)
+}
+
+/// The JSON of a record just written from validated fields.
+fn written(fields: Vec<(String, String)>) -> Value {
+    view(Competitor {
+        fields: fields.into_iter().collect(),
+        status: None,
+    })
+}
+
+/// The body with the path's bib: the body may omit `bib` but not contradict it.
+fn with_path_bib(mut body: Map<String, Value>, bib: &Bib) -> Result<Map<String, Value>, ApiError> {
+    if let Some(given) = body.get("bib") {
+        let given = Bib::from_json(given)?;
+        if &given != bib {
+            return Err(ApiError::Unprocessable(format!(
+                "the body's bib `{given}` differs from the path's `{bib}`; a bib cannot be changed"
+            )));
+        }
+    }
+    body.insert("bib".into(), Value::String(bib.to_string()));
+    Ok(body)
+}
+
+/// `POST /api/v1/competitors`: 201, or 409 when the bib exists.
+async fn create_competitor(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> Result<(StatusCode, HeaderMap, Json<Value>), ApiError> {
+    let valid = state.race.validate_competitor(&body, false)?;
+    let fields = valid.fields;
+    let bib = valid
+        .bib
+        .ok_or_else(|| ApiError::Unprocessable("missing field `bib`".into()))?;
+    match state
+        .store
+        .put_competitor(PutMode::Create, &bib, &fields)
+        .await?
+    {
+        Outcome::Exists => Err(ApiError::Conflict(format!(
+            "a competitor with bib `{bib}` already exists"
+        ))),
+        _ => {
+            let mut headers = HeaderMap::new();
+            if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/competitors/{bib}")) {
+                headers.insert(header::LOCATION, location);
+            }
+            Ok((StatusCode::CREATED, headers, Json(written(fields))))
+        }
+    }
+}
+
+/// `GET /api/v1/competitors/{bib}`.
+async fn get_competitor(
+    State(state): State<AppState>,
+    ApiPath(bib): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let bib = Bib::from_path(&bib)?;
+    let competitor = state.store.competitor(&bib).await?;
+    competitor
+        .map(|c| Json(view(c)))
+        .ok_or_else(|| not_found(&bib))
+}
+
+/// `PUT /api/v1/competitors/{bib}`: replaces every field of an existing competitor (times and
+/// status are kept).
+async fn replace_competitor(
+    State(state): State<AppState>,
+    ApiPath(bib): ApiPath<String>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let bib = Bib::from_path(&bib)?;
+    let body = with_path_bib(body, &bib)?;
+    let fields = state.race.validate_competitor(&body, false)?.fields;
+    match state
+        .store
+        .put_competitor(PutMode::Replace, &bib, &fields)
+        .await?
+    {
+        Outcome::Missing => Err(not_found(&bib)),
+        _ => get_competitor(State(state), ApiPath(bib.to_string())).await,
+    }
+}
+
+/// `PATCH /api/v1/competitors/{bib}`: changes the given fields only.
+async fn patch_competitor(
+    State(state): State<AppState>,
+    ApiPath(bib): ApiPath<String>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let bib = Bib::from_path(&bib)?;
+    let body = with_path_bib(body, &bib)?;
+    let fields = state.race.validate_competitor(&body, true)?.fields;
+    match state
+        .store
+        .put_competitor(PutMode::Patch, &bib, &fields)
+        .await?
+    {
+        Outcome::Missing => Err(not_found(&bib)),
+        _ => get_competitor(State(state), ApiPath(bib.to_string())).await,
+    }
+}
+
+/// `DELETE /api/v1/competitors/{bib}`: removes the competitor, their times and rankings.
+async fn delete_competitor(
+    State(state): State<AppState>,
+    ApiPath(bib): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let bib = Bib::from_path(&bib)?;
+    match state.store.delete_competitor(&bib).await? {
+        Outcome::Missing => Err(not_found(&bib)),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// Query of the competitor listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    category: Option<String>,
+    gender: Option<String>,
+    country: Option<String>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// Default and largest page size of listings and results.
+pub(crate) const DEFAULT_LIMIT: u64 = 50;
+/// Largest page size of listings and results.
+pub(crate) const MAX_LIMIT: u64 = 500;
+
+/// Checks `limit` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]) and `offset`.
+pub(crate) fn page(offset: Option<u64>, limit: Option<u64>) -> Result<(u64, u64), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Unprocessable(format!(
+            "`limit` must be between 1 and {MAX_LIMIT}, got {limit}"
+        )));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset > i32::MAX as u64 {
+        return Err(ApiError::Unprocessable(format!(
+            "`offset` must be at most {}",
+            i32::MAX
+        )));
+    }
+    Ok((offset, limit))
+}
+
+/// Checks that `value` is one of `allowed`.
+pub(crate) fn known<'a>(
+    what: &str,
+    value: Option<&'a str>,
+    allowed: &[String],
+) -> Result<Option<&'a str>, ApiError> {
+    match value {
+        Some(v) if !allowed.iter().any(|a| a == v) => Err(ApiError::Unprocessable(format!(
+            "unknown {what} `{v}`; allowed: {} (encode `+` as %2B in a URL)",
+            allowed.join(", ")
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// `GET /api/v1/competitors?category=&gender=&country=&offset=&limit=`: ordered by bib.
+async fn list_competitors(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (offset, limit) = page(query.offset, query.limit)?;
+    let filter = ListFilter {
+        gender: known("gender", query.gender.as_deref(), &state.race.genders)?,
+        category: known(
+            "category",
+            query.category.as_deref(),
+            &state.race.categories,
+        )?,
+        country: query.country.as_deref(),
+    };
+    let (total, competitors) = state.store.list_competitors(filter, offset, limit).await?;
+    Ok(Json(serde_json::json!({
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "competitors": competitors.into_iter().map(view).collect::<Vec<_>>(),
+    })))
+}

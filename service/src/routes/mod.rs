@@ -1,0 +1,28 @@
+//! The HTTP routes, one module per route group, merged into one router by `crate::app`.
+//!
+//! - `legacy`: the proof of concept's routes (`/competitor`, `/settimes`, …);
+//! - `competitors`, `times`, `results`: the versioned API under `/api/v1`;
+//! - `openapi`: `/api/v1/openapi.json` and `/api/v1/race`;
+//! - `health`: `/health` and `/ready`.
+
+pub mod competitors;
+pub mod health;
+pub mod legacy;
+pub mod openapi;
+pub mod results;
+pub mod times;
+
+use axum::Router;
+
+use crate::AppState;
+
+/// Every route, without middleware.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(legacy::router())
+        .merge(competitors::router())
+        .merge(times::router())
+        .merge(results::router())
+        .merge(openapi::router())
+        .merge(health::router())
+}

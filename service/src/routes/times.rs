@@ -1,0 +1,220 @@
+//! `/api/v1/competitors/{bib}/times` and `/status`: a competitor's times and race status.
+//!
+//! Times of day are written `hh:mm:ss.SSS` (the legacy `hh:mm:ss:SSS` is accepted too, hours up
+//! to 99). Reading gives, for every checkpoint in race order, the time of day, the elapsed time
+//! from the competitor's own start and the leg time from the previous checkpoint (null when
+//! either time is missing); a time earlier than the one it is measured from crossed midnight.
+
+use std::collections::HashMap;
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    routing::{get, put},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{
+    AppState,
+    error::{ApiError, ApiPath, JsonBody},
+    model::{Bib, Status, elapsed_ms, format_ms, parse_time_of_day},
+    routes::competitors::not_found,
+    store::Outcome,
+};
+
+/// The time and status routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/competitors/{bib}/times",
+            get(get_times).patch(set_times),
+        )
+        .route(
+            "/api/v1/competitors/{bib}/times/{checkpoint}",
+            put(set_time).delete(clear_time),
+        )
+        .route("/api/v1/competitors/{bib}/status", put(set_status))
+}
+
+/// One checkpoint of a competitor's times.
+#[derive(Serialize)]
+struct CheckpointTime {
+    checkpoint: String,
+    time_of_day: Option<String>,
+    elapsed_ms: Option<u64>,
+    elapsed: Option<String>,
+    leg_ms: Option<u64>,
+    leg: Option<String>,
+}
+
+/// A competitor's times.
+#[derive(Serialize)]
+struct TimesView {
+    bib: String,
+    status: Option<Status>,
+    checkpoints: Vec<CheckpointTime>,
+}
+
+/// `GET /api/v1/competitors/{bib}/times`.
+async fn get_times(
+    State(state): State<AppState>,
+    ApiPath(bib): ApiPath<String>,
+) -> Result<Json<TimesView>, ApiError> {
+    let bib = Bib::from_path(&bib)?;
+    let (times, status) = state
+        .store
+        .competitor_times(&bib)
+        .await?
+        .ok_or_else(|| not_found(&bib))?;
+    let times: HashMap<String, u64> = times.into_iter().collect();
+    let start = state
+        .race
+        .checkpoints
+        .first()
+        .and_then(|c| times.get(c))
+        .copied();
+    let mut previous = None;
+    let checkpoints = state
+        .race
+        .checkpoints
+        .iter()
+        .map(|checkpoint| {
+            let time = times.get(checkpoint).copied();
+            let since = |from: Option<u64>| from.zip(time).map(|(f, t)| elapsed_ms(f, t));
+            let (elapsed, leg) = (since(start), since(previous));
+            previous = time;
+            CheckpointTime {
+                checkpoint: checkpoint.clone(),
+                time_of_day: time.map(|t| format_ms(t, '.')),
+                elapsed_ms: elapsed,
+                elapsed: elapsed.map(|e| format_ms(e, '.')),
+                leg_ms: leg,
+                leg: leg.map(|l| format_ms(l, '.')),
+            }
+        })
+        .collect();
+    Ok(Json(TimesView {
+        bib: bib.to_string(),
+        status,
+        checkpoints,
+    }))
+}
+
+/// Parses a time from a JSON value, naming the checkpoint in the error.
+fn time_value(checkpoint: &str, value: &Value) -> Result<Option<u64>, ApiError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(text) => parse_time_of_day(text)
+            .map(Some)
+            .map_err(|e| ApiError::Unprocessable(format!("checkpoint `{checkpoint}`: {e}"))),
+        other => Err(ApiError::Unprocessable(format!(
+            "checkpoint `{checkpoint}`: expected a time \"hh:mm:ss.SSS\" or null, got {other}"
+        ))),
+    }
+}
+
+/// Applies validated changes; 404 when the competitor does not exist.
+async fn apply(
+    state: &AppState,
+    bib: &Bib,
+    changes: &[(&str, Option<u64>)],
+) -> Result<StatusCode, ApiError> {
+    match state.store.set_times(bib, changes).await? {
+        Outcome::Missing => Err(not_found(bib)),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// `PATCH /api/v1/competitors/{bib}/times` with `{"checkpoint": "hh:mm:ss.SSS" | null, ...}`:
+/// sets (or with null clears) several checkpoints at once, all or nothing.
+async fn set_times(
+    State(state): State<AppState>,
+    ApiPath(bib): ApiPath<String>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> Result<StatusCode, ApiError> {
+    let bib = Bib::from_path(&bib)?;
+    if body.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "no checkpoint given; send {\"checkpoint\": \"hh:mm:ss.SSS\" or null, ...}".into(),
+        ));
+    }
+    let mut changes = Vec::with_capacity(body.len());
+    for (checkpoint, value) in &body {
+        if !state.race.has_checkpoint(checkpoint) {
+            return Err(ApiError::Unprocessable(format!(
+                "unknown checkpoint `{checkpoint}`; the checkpoints are: {}",
+                state.race.checkpoints.join(", ")
+            )));
+        }
+        changes.push((checkpoint.as_str(), time_value(checkpoint, value)?));
+    }
+    apply(&state, &bib, &changes).await
+}
+
+/// Body of `PUT .../times/{checkpoint}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetTime {
+    time: String,
+}
+
+/// Validates the path of a single-checkpoint route (404 for an unknown checkpoint).
+fn checkpoint_path(state: &AppState, bib: &str, checkpoint: &str) -> Result<Bib, ApiError> {
+    let bib = Bib::from_path(bib)?;
+    if !state.race.has_checkpoint(checkpoint) {
+        return Err(ApiError::NotFound(format!(
+            "no checkpoint `{checkpoint}`; the checkpoints are: {}",
+            state.race.checkpoints.join(", ")
+        )));
+    }
+    Ok(bib)
+}
+
+/// `PUT /api/v1/competitors/{bib}/times/{checkpoint}` with `{"time": "hh:mm:ss.SSS"}`.
+async fn set_time(
+    State(state): State<AppState>,
+    ApiPath((bib, checkpoint)): ApiPath<(String, String)>,
+    JsonBody(body): JsonBody<SetTime>,
+) -> Result<StatusCode, ApiError> {
+    let bib = checkpoint_path(&state, &bib, &checkpoint)?;
+    let ms = time_value(&checkpoint, &Value::String(body.time))?;
+    apply(&state, &bib, &[(checkpoint.as_str(), ms)]).await
+}
+
+/// `DELETE /api/v1/competitors/{bib}/times/{checkpoint}`: clears one checkpoint.
+async fn clear_time(
+    State(state): State<AppState>,
+    ApiPath((bib, checkpoint)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let bib = checkpoint_path(&state, &bib, &checkpoint)?;
+    apply(&state, &bib, &[(checkpoint.as_str(), None)]).await
+}
+
+/// `PUT /api/v1/competitors/{bib}/status` with `{"status": "DNS" | "DNF" | "DSQ" | null}`
+/// (null clears it; the field is required so an empty body cannot clear by accident).
+async fn set_status(
+    State(state): State<AppState>,
+    ApiPath(bib): ApiPath<String>,
+    JsonBody(mut body): JsonBody<Map<String, Value>>,
+) -> Result<StatusCode, ApiError> {
+    let bib = Bib::from_path(&bib)?;
+    let value = body
+        .remove("status")
+        .ok_or_else(|| ApiError::Unprocessable("missing field `status`".into()))?;
+    if let Some(unknown) = body.keys().next() {
+        return Err(ApiError::Unprocessable(format!(
+            "unknown field `{unknown}`; expected only `status`"
+        )));
+    }
+    let status: Option<Status> = serde_json::from_value(value).map_err(|e| {
+        ApiError::Unprocessable(format!(
+            "invalid status: {e}; expected \"DNS\", \"DNF\", \"DSQ\" or null"
+        ))
+    })?;
+    match state.store.set_status(&bib, status).await? {
+        Outcome::Missing => Err(not_found(&bib)),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}

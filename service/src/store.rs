@@ -1,0 +1,555 @@
+//! All Redis access: the key schema, the connection that survives Redis restarts and moves, and
+//! one method per query. No other module builds a key or sends a command.
+//!
+//! # Key schema
+//!
+//! | key | type | content |
+//! | --- | --- | --- |
+//! | `competitor:<bib>` | hash | the competitor's fields, all strings (the original's key) |
+//! | `race:<bib>` | sorted set | member = checkpoint, score = time of day in ms (the original's key) |
+//! | `competitor_status` | hash | bib → `DNS` / `DNF` / `DSQ` |
+//! | `rank:<checkpoint>:all` | sorted set | every competitor, score = ranking score at that checkpoint |
+//! | `rank:<checkpoint>:gender:<g>` | sorted set | the same, for one gender |
+//! | `rank:<checkpoint>:category:<c>` | sorted set | the same, for one category |
+//! | `competitors:all`, `competitors:{gender,category,country}:<v>` | sorted set | bibs for listings, score = [`Bib::order_score`] |
+//!
+//! Rank sets exist for every checkpoint after the start. A ranking score is the elapsed time in
+//! ms from the competitor's own start ([`UNTIMED`] without both times, [`OUT`] + 1/2/3 with a
+//! DNF/DSQ/DNS status), so `ZRANGE` returns finishers by time, then those without a time, then
+//! those out of the race, and a page costs O(log N + page size). Equal times share a rank:
+//! a row's rank is `1 + ZCOUNT(-inf, (score)`.
+//!
+//! Every write goes through the Lua script `store/mutate.lua`, which changes the record or the
+//! times and the rank scores in one atomic step. A results page is one call of
+//! `store/results.lua` (`ZCARD`, `ZRANGE`, `ZCOUNT` and one `HMGET` per row).
+//!
+//! # Connection
+//!
+//! One multiplexed [`ConnectionManager`] serves all requests. It reconnects by itself after an
+//! I/O error, resolving the host name again (on Fargate, Redis comes back at a new address under
+//! the same DNS name). A peer that vanished without closing the socket only shows as timeouts,
+//! which the manager does not treat as fatal, so after a timeout the store replaces the manager
+//! with a fresh one. Every operation is bounded by [`OP_TIMEOUT`]: with Redis down, requests
+//! answer 503 quickly instead of hanging.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use redis::{
+    Client, RedisResult, Script, Value,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+use crate::{
+    model::{Bib, Status},
+    race::Race,
+};
+
+/// Upper bound of one store operation, connection included.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Ranking score of a competitor without a time at the checkpoint (or without a start).
+pub const UNTIMED: u64 = 1_000_000_000_000;
+/// Base ranking score of a competitor with a status (DNF 1, DSQ 2, DNS 3 are added).
+pub const OUT: u64 = 2_000_000_000_000;
+
+const STATUS_KEY: &str = "competitor_status";
+
+/// A failed store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis cannot be reached or did not answer in time (HTTP 503).
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered with an error or an unexpected value (HTTP 500).
+    #[error("redis error: {0}")]
+    Internal(String),
+}
+
+/// The result of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Done,
+    /// No competitor with this bib.
+    Missing,
+    /// A create found the bib taken.
+    Exists,
+}
+
+/// How a competitor record is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Only if the bib is free.
+    Create,
+    /// Only if the bib exists; the record is replaced.
+    Replace,
+    /// Create or replace (the legacy `POST /competitor`).
+    Upsert,
+    /// Only if the bib exists; the given fields are merged into the record.
+    Patch,
+}
+
+impl PutMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Replace => "replace",
+            Self::Upsert => "upsert",
+            Self::Patch => "patch",
+        }
+    }
+}
+
+/// A stored competitor: fields (sorted by name) and status.
+#[derive(Debug, Clone)]
+pub struct Competitor {
+    /// The stored fields, all strings.
+    pub fields: BTreeMap<String, String>,
+    /// DNS / DNF / DSQ, if set.
+    pub status: Option<Status>,
+}
+
+/// A ranking filter.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Everyone.
+    All,
+    /// One gender.
+    Gender(&'a str),
+    /// One category.
+    Category(&'a str),
+}
+
+/// Filters of a competitor listing (all optional, combined with AND).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ListFilter<'a> {
+    /// Only this gender.
+    pub gender: Option<&'a str>,
+    /// Only this category.
+    pub category: Option<&'a str>,
+    /// Only this country.
+    pub country: Option<&'a str>,
+}
+
+/// One row of a ranking page, before formatting.
+#[derive(Debug, Clone)]
+pub struct RankedEntry {
+    /// The competitor.
+    pub bib: String,
+    /// Rank within the scope, `None` when unranked.
+    pub rank: Option<u64>,
+    /// Elapsed ms from the competitor's start, when ranked.
+    pub elapsed_ms: Option<u64>,
+    /// DNS / DNF / DSQ, if set.
+    pub status: Option<Status>,
+    /// The requested competitor fields, in request order (`None` when absent).
+    pub fields: Vec<Option<String>>,
+}
+
+#[derive(Clone)]
+struct Conn {
+    generation: u64,
+    manager: ConnectionManager,
+}
+
+struct Inner {
+    client: Client,
+    config: ConnectionManagerConfig,
+    conn: RwLock<Conn>,
+    mutate: Script,
+    results: Script,
+    race: Arc<Race>,
+}
+
+/// The Redis store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+fn competitor_key(bib: &str) -> String {
+    format!("competitor:{bib}")
+}
+
+fn times_key(bib: &str) -> String {
+    format!("race:{bib}")
+}
+
+/// The rank set of `scope` at `checkpoint`.
+fn rank_key(checkpoint: &str, scope: Scope<'_>) -> String {
+    match scope {
+        Scope::All => format!("rank:{checkpoint}:all"),
+        Scope::Gender(g) => format!("rank:{checkpoint}:gender:{g}"),
+        Scope::Category(c) => format!("rank:{checkpoint}:category:{c}"),
+    }
+}
+
+fn parse_err(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("unexpected reply: {err}"))
+}
+
+impl Store {
+    /// Creates the store without connecting: the first request connects, so the service starts
+    /// (and answers `/health`) while Redis is still coming up.
+    pub fn new(redis_url: &str, race: Arc<Race>) -> Result<Self, redis::RedisError> {
+        let client = Client::open(redis_url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                conn: RwLock::new(Conn {
+                    generation: 0,
+                    manager,
+                }),
+                mutate: Script::new(include_str!("store/mutate.lua")),
+                results: Script::new(include_str!("store/results.lua")),
+                race,
+            }),
+        })
+    }
+
+    fn connection(&self) -> Conn {
+        match self.inner.conn.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the connection manager of `generation` with a fresh one (if nobody did yet).
+    fn renew(&self, generation: u64) {
+        let mut guard = match self.inner.conn.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if guard.generation != generation {
+            return;
+        }
+        match ConnectionManager::new_lazy_with_config(
+            self.inner.client.clone(),
+            self.inner.config.clone(),
+        ) {
+            Ok(manager) => {
+                tracing::warn!("redis timed out; reconnecting");
+                *guard = Conn {
+                    generation: generation + 1,
+                    manager,
+                };
+            }
+            Err(err) => tracing::error!(%err, "cannot create a new redis connection"),
+        }
+    }
+
+    /// Runs one operation on the shared connection, bounded by [`OP_TIMEOUT`].
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let Conn {
+            generation,
+            manager,
+        } = self.connection();
+        match tokio::time::timeout(OP_TIMEOUT, op(manager)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                if err.is_timeout() {
+                    self.renew(generation);
+                }
+                if err.is_io_error()
+                    || err.is_timeout()
+                    || err.is_connection_dropped()
+                    || err.is_connection_refusal()
+                    || err.is_unrecoverable_error()
+                {
+                    Err(StoreError::Unavailable(err.to_string()))
+                } else {
+                    Err(StoreError::Internal(err.to_string()))
+                }
+            }
+            Err(_) => {
+                self.renew(generation);
+                Err(StoreError::Unavailable(format!(
+                    "no answer within {} ms",
+                    OP_TIMEOUT.as_millis()
+                )))
+            }
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        self.run(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await
+    }
+
+    /// Runs `mutate.lua` with the op, the bib, the checkpoints and the op's arguments.
+    async fn mutate(&self, op: &str, bib: &Bib, args: &[&str]) -> Result<Outcome, StoreError> {
+        let mut call = self.inner.mutate.prepare_invoke();
+        call.arg(op)
+            .arg(bib.as_str())
+            .arg(self.inner.race.checkpoints.len());
+        for checkpoint in &self.inner.race.checkpoints {
+            call.arg(checkpoint);
+        }
+        for arg in args {
+            call.arg(*arg);
+        }
+        let reply: String = self
+            .run(|mut conn| async move { call.invoke_async(&mut conn).await })
+            .await?;
+        match reply.as_str() {
+            "ok" => Ok(Outcome::Done),
+            "missing" => Ok(Outcome::Missing),
+            "exists" => Ok(Outcome::Exists),
+            other => Err(parse_err(format!("mutate.lua answered `{other}`"))),
+        }
+    }
+
+    /// Answers when Redis answers `PING`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("PING");
+        let _: (String,) = self.query(&pipe).await?;
+        Ok(())
+    }
+
+    /// Writes a competitor record (validated by the caller, fields in definition order).
+    pub async fn put_competitor(
+        &self,
+        mode: PutMode,
+        bib: &Bib,
+        fields: &[(String, String)],
+    ) -> Result<Outcome, StoreError> {
+        let order = bib.order_score().to_string();
+        let mut args = vec![mode.as_str(), order.as_str()];
+        for (name, value) in fields {
+            args.push(name);
+            args.push(value);
+        }
+        self.mutate("put", bib, &args).await
+    }
+
+    /// Deletes a competitor with their times, status and ranking entries.
+    pub async fn delete_competitor(&self, bib: &Bib) -> Result<Outcome, StoreError> {
+        self.mutate("delete", bib, &[]).await
+    }
+
+    /// Sets (`Some(ms)`) or clears (`None`) times, all at once, and re-ranks the competitor.
+    pub async fn set_times(
+        &self,
+        bib: &Bib,
+        changes: &[(&str, Option<u64>)],
+    ) -> Result<Outcome, StoreError> {
+        let values: Vec<String> = changes
+            .iter()
+            .map(|(_, ms)| ms.map(|ms| ms.to_string()).unwrap_or_default())
+            .collect();
+        let mut args = Vec::with_capacity(changes.len() * 2);
+        for ((checkpoint, _), value) in changes.iter().zip(&values) {
+            args.push(*checkpoint);
+            args.push(value.as_str());
+        }
+        self.mutate("times", bib, &args).await
+    }
+
+    /// Sets or clears a competitor's status and re-ranks them.
+    pub async fn set_status(
+        &self,
+        bib: &Bib,
+        status: Option<Status>,
+    ) -> Result<Outcome, StoreError> {
+        self.mutate("status", bib, &[status.map_or("", Status::as_str)])
+            .await
+    }
+
+    /// A competitor's record and status.
+    pub async fn competitor(&self, bib: &Bib) -> Result<Option<Competitor>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.hgetall(competitor_key(bib.as_str()))
+            .hget(STATUS_KEY, bib.as_str());
+        let (fields, status): (BTreeMap<String, String>, Option<String>) =
+            self.query(&pipe).await?;
+        Ok((!fields.is_empty()).then(|| Competitor {
+            fields,
+            status: status.as_deref().and_then(Status::from_stored),
+        }))
+    }
+
+    /// A competitor's times of day (checkpoint, ms), as stored, in time order.
+    pub async fn times(&self, bib: &Bib) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.zrange_withscores(times_key(bib.as_str()), 0, -1);
+        let (times,): (Vec<(String, f64)>,) = self.query(&pipe).await?;
+        Ok(times.into_iter().map(|(c, ms)| (c, ms as u64)).collect())
+    }
+
+    /// A competitor's times and status; `None` when the competitor does not exist.
+    pub async fn competitor_times(
+        &self,
+        bib: &Bib,
+    ) -> Result<Option<(Vec<(String, u64)>, Option<Status>)>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.exists(competitor_key(bib.as_str()))
+            .zrange_withscores(times_key(bib.as_str()), 0, -1)
+            .hget(STATUS_KEY, bib.as_str());
+        let (exists, times, status): (bool, Vec<(String, f64)>, Option<String>) =
+            self.query(&pipe).await?;
+        Ok(exists.then(|| {
+            (
+                times.into_iter().map(|(c, ms)| (c, ms as u64)).collect(),
+                status.as_deref().and_then(Status::from_stored),
+            )
+        }))
+    }
+
+    /// A page of competitors (ordered by bib) matching `filter`, and the number matching.
+    pub async fn list_competitors(
+        &self,
+        filter: ListFilter<'_>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<Competitor>), StoreError> {
+        let mut keys = Vec::new();
+        if let Some(g) = filter.gender {
+            keys.push(format!("competitors:gender:{g}"));
+        }
+        if let Some(c) = filter.category {
+            keys.push(format!("competitors:category:{c}"));
+        }
+        if let Some(c) = filter.country {
+            keys.push(format!("competitors:country:{c}"));
+        }
+        let (total, bibs): (u64, Vec<String>) = match keys.as_slice() {
+            [] | [_] => {
+                let key = keys.pop().unwrap_or_else(|| "competitors:all".to_owned());
+                let mut pipe = redis::pipe();
+                pipe.zcard(&key)
+                    .zrange(&key, offset as isize, (offset + limit) as isize - 1);
+                self.query(&pipe).await?
+            }
+            _ => {
+                // Several filters: intersect (O(N), listing is not a race-day hot path).
+                let mut pipe = redis::pipe();
+                pipe.cmd("ZINTER")
+                    .arg(keys.len())
+                    .arg(&keys)
+                    .arg("AGGREGATE")
+                    .arg("MIN");
+                let (all,): (Vec<String>,) = self.query(&pipe).await?;
+                let page = all
+                    .iter()
+                    .skip(offset as usize)
+                    .take(limit as usize)
+                    .cloned()
+                    .collect();
+                (all.len() as u64, page)
+            }
+        };
+        if bibs.is_empty() {
+            return Ok((total, Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        for bib in &bibs {
+            pipe.hgetall(competitor_key(bib)).hget(STATUS_KEY, bib);
+        }
+        let replies: Vec<Value> = self.query(&pipe).await?;
+        let mut out = Vec::with_capacity(bibs.len());
+        let mut replies = replies.into_iter();
+        while let (Some(fields), Some(status)) = (replies.next(), replies.next()) {
+            let fields: BTreeMap<String, String> =
+                redis::from_redis_value(fields).map_err(parse_err)?;
+            let status: Option<String> = redis::from_redis_value(status).map_err(parse_err)?;
+            if !fields.is_empty() {
+                out.push(Competitor {
+                    fields,
+                    status: status.as_deref().and_then(Status::from_stored),
+                });
+            }
+        }
+        Ok((total, out))
+    }
+
+    /// A page of the ranking of `scope` at `checkpoint` with the requested competitor fields,
+    /// and the number of competitors in the scope: one round trip (`store/results.lua`),
+    /// O(log N + page size).
+    pub async fn results(
+        &self,
+        checkpoint: &str,
+        scope: Scope<'_>,
+        offset: u64,
+        limit: u64,
+        fields: &[&str],
+    ) -> Result<(u64, Vec<RankedEntry>), StoreError> {
+        let mut call = self.inner.results.key(rank_key(checkpoint, scope));
+        call.arg(offset).arg(limit).arg(UNTIMED).arg(fields);
+        let reply: Vec<Value> = self
+            .run(|mut conn| async move { call.invoke_async(&mut conn).await })
+            .await?;
+        let mut reply = reply.into_iter();
+        let int = |value: Option<Value>| -> Result<i64, StoreError> {
+            redis::from_redis_value(value.unwrap_or(Value::Nil)).map_err(parse_err)
+        };
+        let total = int(reply.next())?;
+        let better = int(reply.next())?;
+        let first_rank = u64::try_from(better).ok().map(|b| b + 1);
+
+        let mut out = Vec::with_capacity(limit as usize);
+        let mut previous: Option<(u64, u64)> = None; // (score, rank) of the previous row
+        let mut position = offset;
+        while let Some(bib) = reply.next() {
+            position += 1;
+            let bib: String = redis::from_redis_value(bib).map_err(parse_err)?;
+            let score: f64 =
+                redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+            let score = score as u64;
+            let mut values = Vec::with_capacity(fields.len());
+            for _ in fields {
+                let value: Option<String> =
+                    redis::from_redis_value(reply.next().unwrap_or(Value::Nil))
+                        .map_err(parse_err)?;
+                values.push(value);
+            }
+            let (rank, elapsed_ms, status) = if score < UNTIMED {
+                // Equal scores share the rank of the first of them; the page's first row
+                // gets its rank from the script's count of better scores.
+                let rank = match previous {
+                    Some((prev_score, prev_rank)) if prev_score == score => prev_rank,
+                    Some(_) => position,
+                    None => first_rank.unwrap_or(position),
+                };
+                previous = Some((score, rank));
+                (Some(rank), Some(score), None)
+            } else if score >= OUT {
+                let status = match score - OUT {
+                    1 => Status::Dnf,
+                    2 => Status::Dsq,
+                    _ => Status::Dns,
+                };
+                (None, None, Some(status))
+            } else {
+                (None, None, None)
+            };
+            out.push(RankedEntry {
+                bib,
+                rank,
+                elapsed_ms,
+                status,
+                fields: values,
+            });
+        }
+        Ok((u64::try_from(total).unwrap_or(0), out))
+    }
+}

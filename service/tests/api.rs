@@ -1,0 +1,23 @@
+//! Integration tests of the timing service, through real HTTP against a real `redis-server`
+//! (each test starts its own on a free loopback port; see `common`). One test binary, one
+//! module per area (the ripgrep layout): linking once keeps `cargo test` fast.
+
+// Tests state their expectations with `expect` / `unwrap`: a failure is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+/// Bearer-token auth on and off.
+mod auth;
+/// `/api/v1/competitors` CRUD, listing and bad input.
+mod competitors;
+/// Legacy routes with the original's example bodies.
+mod legacy;
+/// The real binary: SIGTERM with a request in flight, `healthcheck`, invalid definition files.
+mod process;
+/// `/health`, `/ready`, Redis stopped and restarted, fallbacks, OpenAPI, race definition.
+mod resilience;
+/// `/api/v1/results`: ties, own start times, midnight, scopes, statuses, pagination.
+mod results;
+/// `/api/v1/competitors/{bib}/times` and `/status`.
+mod times;

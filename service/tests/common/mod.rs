@@ -1,0 +1,250 @@
+//! Test helpers: a real `redis-server` per test on a free loopback port, the service on
+//! `127.0.0.1:0`, and a small JSON client.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use reqwest::Method;
+use serde_json::Value;
+use timing_service::{AppState, app, race::Race, serve};
+
+/// A `redis-server` child process, killed on drop.
+pub struct Redis {
+    child: Option<Child>,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+/// A free TCP port on 127.0.0.1 (free when this returns; tests tolerate the small race).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot find a free port")
+}
+
+fn spawn_redis(port: u16) -> Child {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `redis-server` ({e}); the tests need a real Redis: install it with \
+                 `apt-get install -y redis-server` (or run scripts/install-deps)"
+            )
+        })
+}
+
+fn pong(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut buf).is_ok()
+        && &buf == b"+PONG\r\n"
+}
+
+impl Redis {
+    /// Starts a fresh, empty Redis on a free port.
+    pub fn start() -> Self {
+        for _ in 0..5 {
+            let mut redis = Self {
+                child: None,
+                port: free_port(),
+            };
+            if redis.restart() {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    /// (Re)starts Redis on its port; `false` when it does not answer within 5 s.
+    pub fn restart(&mut self) -> bool {
+        self.stop();
+        let mut child = spawn_redis(self.port);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if pong(self.port) {
+                self.child = Some(child);
+                return true;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                return false; // exited: port taken
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Kills Redis (no save).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The service on a loopback port with its own Redis.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// Its Redis.
+    pub redis: Redis,
+    /// Token sent by [`TestApp::call`] when set.
+    pub token: Option<String>,
+    client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Starts the service with the original race definition and no token.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Race::default(), None).await
+}
+
+/// Starts the service with a race definition and an optional API token.
+pub async fn spawn_app_with(race: Race, token: Option<&str>) -> TestApp {
+    let redis = Redis::start();
+    let state = AppState::new(&redis.url(), race, token.map(str::to_owned)).expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let _ = serve(listener, app(state), std::future::pending()).await;
+    });
+    TestApp {
+        base,
+        redis,
+        token: token.map(str::to_owned),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client"),
+        server,
+    }
+}
+
+impl TestApp {
+    /// Sends a request (JSON body if given, the app's token if set) and returns the status and
+    /// the JSON answer (`Null` for an empty body).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        self.send(request).await
+    }
+
+    /// Sends a prepared request and returns status and JSON.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.expect("request failed");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        };
+        (status, json)
+    }
+
+    /// A raw request builder (no token, no body).
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Creates a competitor through v1, asserting 201.
+    pub async fn competitor(&self, bib: &str, gender: &str, category: &str) {
+        let (status, body) = self
+            .post(
+                "/api/v1/competitors",
+                serde_json::json!({"bib": bib, "first_name": format!("First{bib}"),
+                    "last_name": format!("Last{bib}"), "gender": gender, "country": "Finland",
+                    "category": category}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// Sets times through v1 (`{"start": "...", ...}`), asserting 204.
+    pub async fn times(&self, bib: &str, times: Value) {
+        let (status, body) = self
+            .patch(&format!("/api/v1/competitors/{bib}/times"), times)
+            .await;
+        assert_eq!(status, 204, "{body}");
+    }
+}
+
+/// Asserts a 4xx JSON error whose message contains `needle`.
+#[track_caller]
+pub fn assert_error(answer: &(u16, Value), status: u16, needle: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    let message = answer.1["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(needle),
+        "`{message}` should contain `{needle}`"
+    );
+}

@@ -1,0 +1,181 @@
+//! Health and readiness, Redis going away and coming back, fallbacks, and the documents the
+//! service serves about itself.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use timing_service::race::Race;
+
+use crate::common::{TestApp, assert_error, spawn_app, spawn_app_with};
+
+async fn wait_ready(app: &TestApp) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if app.get("/ready").await.0 == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// `/health` and `/ready` answer 200 while Redis is up.
+#[tokio::test]
+async fn health_and_ready() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/health").await, (200, json!({"status": "ok"})));
+    assert_eq!(app.get("/ready").await, (200, json!({"status": "ready"})));
+}
+
+/// Redis stopped mid-test: reads and writes answer 503 JSON (no hang, no panic), `/ready`
+/// 503, `/health` 200. Restarted on the same port: the same service recovers by itself.
+#[tokio::test]
+async fn redis_down_then_back() {
+    let mut app = spawn_app().await;
+    app.competitor("1", "male", "men30").await;
+    app.redis.stop();
+
+    for _ in 0..3 {
+        assert_error(&app.get("/api/v1/competitors/1").await, 503, "unavailable");
+    }
+    let answer = app.post("/api/v1/competitors", json!({"bib": "2"})).await;
+    assert_eq!(
+        answer.0, 422,
+        "validation still answers first: {}",
+        answer.1
+    );
+    let answer = app
+        .patch(
+            "/api/v1/competitors/1/times",
+            json!({"start": "10:00:00.000"}),
+        )
+        .await;
+    assert_eq!(
+        (answer.0, &answer.1["code"]),
+        (503, &json!("unavailable")),
+        "{}",
+        answer.1
+    );
+    assert_error(&app.get("/api/v1/results").await, 503, "unavailable");
+    assert_error(&app.get("/gettimes/1").await, 503, "unavailable");
+    assert_error(&app.get("/ready").await, 503, "unavailable");
+    assert_eq!(app.get("/health").await.0, 200);
+
+    assert!(app.redis.restart(), "redis did not restart on its port");
+    assert!(
+        wait_ready(&app).await,
+        "the service did not reconnect within 15 s"
+    );
+    // The restarted Redis is empty (no persistence in tests): write and read again.
+    app.competitor("1", "male", "men30").await;
+    assert_eq!(app.get("/api/v1/competitors/1").await.0, 200);
+    app.times(
+        "1",
+        json!({"start": "10:00:00.000", "finish": "10:30:00.000"}),
+    )
+    .await;
+    assert_eq!(app.get("/api/v1/results").await.1["results"][0]["rank"], 1);
+}
+
+/// Unknown routes and methods answer JSON errors.
+#[tokio::test]
+async fn unknown_route_and_method() {
+    let app = spawn_app().await;
+    assert_error(&app.get("/nope").await, 404, "no route for GET /nope");
+    assert_error(
+        &app.send(app.request(Method::DELETE, "/api/v1/results"))
+            .await,
+        405,
+        "DELETE is not allowed",
+    );
+}
+
+/// `/api/v1/openapi.json` is valid OpenAPI JSON documenting every v1 route.
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let app = spawn_app().await;
+    let (status, doc) = app.get("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (path, methods) in [
+        ("/api/v1/competitors", &["get", "post"][..]),
+        (
+            "/api/v1/competitors/{bib}",
+            &["get", "put", "patch", "delete"],
+        ),
+        ("/api/v1/competitors/{bib}/times", &["get", "patch"]),
+        (
+            "/api/v1/competitors/{bib}/times/{checkpoint}",
+            &["put", "delete"],
+        ),
+        ("/api/v1/competitors/{bib}/status", &["put"]),
+        ("/api/v1/results", &["get"]),
+        ("/api/v1/race", &["get"]),
+        ("/health", &["get"]),
+        ("/ready", &["get"]),
+    ] {
+        for method in methods {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+    }
+}
+
+/// A custom race definition (other checkpoints and categories) drives validation and rankings.
+#[tokio::test]
+async fn custom_race_definition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db.json");
+    let competitor = dir.path().join("competitor.json");
+    std::fs::write(
+        &db,
+        r#"{"allowed_checkpoints": ["start", "km10", "finish"]}"#,
+    )
+    .expect("write");
+    std::fs::write(
+        &competitor,
+        r#"{"competitor_info": {"allowed_keys": ["bib", "first_name", "last_name", "gender", "category", "club"],
+            "allowed_genders": ["m", "f"], "allowed_categories": ["open", "junior"]}}"#,
+    )
+    .expect("write");
+    let race = Race::load(Some(&db), Some(&competitor)).expect("valid definition");
+    let app = spawn_app_with(race, None).await;
+
+    let (_, definition) = app.get("/api/v1/race").await;
+    assert_eq!(
+        definition["checkpoints"],
+        json!(["start", "km10", "finish"])
+    );
+    let runner = json!({"bib": "1", "first_name": "A", "last_name": "B", "gender": "f",
+                        "category": "junior", "club": "HKV"});
+    assert_eq!(app.post("/competitor", runner).await.0, 201);
+    let times = json!({"bib": 1, "settimes": {"start": "10:00:00:000", "km10": "10:40:00:000", "finish": -1}});
+    assert_eq!(app.post("/settimes", times).await.0, 201);
+    let page = app
+        .get("/api/v1/results?checkpoint=km10&category=junior")
+        .await
+        .1;
+    assert_eq!(
+        (
+            &page["results"][0]["rank"],
+            &page["results"][0]["elapsed"],
+            &page["results"][0]["country"]
+        ),
+        (&json!(1), &json!("00:40:00.000"), &json!(null))
+    );
+    assert_error(
+        &app.get("/api/v1/results?checkpoint=split1").await,
+        422,
+        "unknown checkpoint",
+    );
+    let old_shape = json!({"bib": "2", "first_name": "A", "last_name": "B", "gender": "female",
+                           "country": "FI", "category": "women40"});
+    assert_error(
+        &app.post("/competitor", old_shape).await,
+        422,
+        "unknown field `country`",
+    );
+}

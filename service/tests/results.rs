@@ -1,0 +1,269 @@
+//! `/api/v1/results`: ranking by elapsed time from each competitor's own start.
+
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, assert_error, spawn_app};
+
+/// `(rank, bib, elapsed, status)` of each row.
+fn rows(page: &Value) -> Vec<(Value, String, Value, Value)> {
+    page["results"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["rank"].clone(),
+                        r["bib"].as_str().unwrap_or("").to_owned(),
+                        r["elapsed"].clone(),
+                        r["status"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn row(
+    rank: Option<u64>,
+    bib: &str,
+    elapsed: Option<&str>,
+    status: Option<&str>,
+) -> (Value, String, Value, Value) {
+    (json!(rank), bib.to_owned(), json!(elapsed), json!(status))
+}
+
+async fn finish(app: &TestApp, bib: &str, start: &str, finish: &str) {
+    app.times(bib, json!({"start": start, "finish": finish}))
+        .await;
+}
+
+/// Equal times share a rank (1, 2, 2, 4); competitors without a finish follow unranked, then
+/// those with a status; pages keep the ranks of the whole list.
+#[tokio::test]
+async fn results_ties_unfinished_and_statuses() {
+    let app = spawn_app().await;
+    for bib in ["1", "2", "3", "4", "5", "6", "7"] {
+        app.competitor(bib, "male", "men30").await;
+    }
+    finish(&app, "1", "10:00:00.000", "11:10:00.000").await; // 1:10
+    finish(&app, "2", "10:00:00.000", "11:00:00.000").await; // 1:00
+    finish(&app, "3", "10:05:00.000", "11:15:00.000").await; // 1:10
+    finish(&app, "4", "10:00:00.000", "11:20:00.000").await; // 1:20
+    app.times("5", json!({"start": "10:00:00.000"})).await; // no finish
+    finish(&app, "6", "10:00:00.000", "10:30:00.000").await;
+    app.put("/api/v1/competitors/6/status", json!({"status": "DSQ"}))
+        .await; // fastest, but out
+    app.put("/api/v1/competitors/7/status", json!({"status": "DNS"}))
+        .await;
+
+    let (status, page) = app.get("/api/v1/results").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        (&page["total"], &page["checkpoint"]),
+        (&json!(7), &json!("finish"))
+    );
+    assert_eq!(
+        rows(&page),
+        [
+            row(Some(1), "2", Some("01:00:00.000"), None),
+            row(Some(2), "1", Some("01:10:00.000"), None),
+            row(Some(2), "3", Some("01:10:00.000"), None),
+            row(Some(4), "4", Some("01:20:00.000"), None),
+            row(None, "5", None, None),
+            row(None, "6", None, Some("DSQ")),
+            row(None, "7", None, Some("DNS")),
+        ]
+    );
+    let first = &page["results"][0];
+    assert_eq!(
+        (
+            &first["first_name"],
+            &first["last_name"],
+            &first["gender"],
+            &first["category"],
+            &first["elapsed_ms"]
+        ),
+        (
+            &json!("First2"),
+            &json!("Last2"),
+            &json!("male"),
+            &json!("men30"),
+            &json!(3_600_000)
+        )
+    );
+
+    // A page starting on the second of two tied rows keeps the shared rank.
+    let page = app.get("/api/v1/results?offset=2&limit=3").await.1;
+    assert_eq!(
+        rows(&page),
+        [
+            row(Some(2), "3", Some("01:10:00.000"), None),
+            row(Some(4), "4", Some("01:20:00.000"), None),
+            row(None, "5", None, None)
+        ]
+    );
+    assert_eq!(page["total"], 7);
+    assert_eq!(rows(&app.get("/api/v1/results?offset=7").await.1), []);
+
+    // Clearing the status puts the competitor back in the ranking.
+    app.put("/api/v1/competitors/6/status", json!({"status": null}))
+        .await;
+    assert_eq!(
+        rows(&app.get("/api/v1/results?limit=1").await.1),
+        [row(Some(1), "6", Some("00:30:00.000"), None)]
+    );
+}
+
+/// The seed's demo race: different start times, ranked by elapsed time rather than finish time
+/// of day; a start before midnight and a finish after it.
+#[tokio::test]
+async fn results_by_elapsed_time_with_own_starts_and_midnight() {
+    let app = spawn_app().await;
+    for bib in ["101", "102", "103"] {
+        app.competitor(bib, "male", "men30").await;
+    }
+    finish(&app, "101", "09:00:00.000", "09:30:00.000").await; // finishes first, 30 min
+    finish(&app, "102", "09:10:00.000", "09:35:00.000").await; // 25 min
+    finish(&app, "103", "23:50:00.000", "00:10:00.000").await; // 20 min across midnight
+    let page = app.get("/api/v1/results?category=men30").await.1;
+    assert_eq!(
+        rows(&page),
+        [
+            row(Some(1), "103", Some("00:20:00.000"), None),
+            row(Some(2), "102", Some("00:25:00.000"), None),
+            row(Some(3), "101", Some("00:30:00.000"), None),
+        ]
+    );
+}
+
+/// Rankings by category, by gender and at a split; changes of category and deletions move
+/// competitors between rankings; bad queries are refused.
+#[tokio::test]
+async fn results_scopes_splits_and_moves() {
+    let app = spawn_app().await;
+    app.competitor("1", "male", "men30").await;
+    app.competitor("2", "female", "women40").await;
+    app.competitor("3", "female", "women30").await;
+    app.times(
+        "1",
+        json!({"start": "10:00:00.000", "split1": "10:20:00.000", "finish": "11:00:00.000"}),
+    )
+    .await;
+    app.times(
+        "2",
+        json!({"start": "10:00:00.000", "split1": "10:10:00.000", "finish": "11:30:00.000"}),
+    )
+    .await;
+    app.times(
+        "3",
+        json!({"start": "10:00:00.000", "split1": "10:15:00.000", "finish": "11:10:00.000"}),
+    )
+    .await;
+
+    let bibs = |page: Value| {
+        rows(&page)
+            .into_iter()
+            .map(|r| (r.0, r.1))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        bibs(app.get("/api/v1/results").await.1),
+        [
+            (json!(1), "1".into()),
+            (json!(2), "3".into()),
+            (json!(3), "2".into())
+        ]
+    );
+    assert_eq!(
+        bibs(app.get("/api/v1/results?gender=female").await.1),
+        [(json!(1), "3".into()), (json!(2), "2".into())]
+    );
+    assert_eq!(
+        bibs(app.get("/api/v1/results?category=women40").await.1),
+        [(json!(1), "2".into())]
+    );
+    assert_eq!(
+        bibs(app.get("/api/v1/results?checkpoint=split1").await.1),
+        [
+            (json!(1), "2".into()),
+            (json!(2), "3".into()),
+            (json!(3), "1".into())
+        ]
+    );
+    assert_eq!(
+        bibs(app.get("/api/v1/results?checkpoint=split2").await.1),
+        [
+            (json!(null), "1".into()),
+            (json!(null), "2".into()),
+            (json!(null), "3".into())
+        ]
+    );
+
+    app.patch("/api/v1/competitors/3", json!({"category": "women40"}))
+        .await;
+    assert_eq!(
+        bibs(app.get("/api/v1/results?category=women40").await.1),
+        [(json!(1), "3".into()), (json!(2), "2".into())]
+    );
+    assert_eq!(
+        app.get("/api/v1/results?category=women30").await.1["total"],
+        0
+    );
+    app.delete("/api/v1/competitors/3").await;
+    assert_eq!(
+        bibs(app.get("/api/v1/results?gender=female").await.1),
+        [(json!(1), "2".into())]
+    );
+    assert_eq!(app.get("/api/v1/results").await.1["total"], 2);
+
+    assert_error(
+        &app.get("/api/v1/results?checkpoint=start").await,
+        422,
+        "is the start",
+    );
+    assert_error(
+        &app.get("/api/v1/results?checkpoint=km5").await,
+        422,
+        "unknown checkpoint `km5`",
+    );
+    assert_error(
+        &app.get("/api/v1/results?category=men99").await,
+        422,
+        "unknown category",
+    );
+    assert_error(
+        &app.get("/api/v1/results?gender=male&category=men30").await,
+        422,
+        "not both",
+    );
+    assert_error(&app.get("/api/v1/results?limit=1000").await, 422, "`limit`");
+    assert_error(
+        &app.get("/api/v1/results?offset=-1").await,
+        400,
+        "invalid query",
+    );
+}
+
+/// Writes through the legacy routes feed the rankings too.
+#[tokio::test]
+async fn results_from_legacy_writes() {
+    let app = spawn_app().await;
+    for (bib, start, finish) in [
+        (201, "10:00:00:000", "10:45:00:000"),
+        (202, "10:02:00:000", "10:44:00:000"),
+    ] {
+        let body = json!({"bib": bib, "first_name": "A", "last_name": "B", "gender": "female",
+                          "country": "Finland", "category": "women40"});
+        assert_eq!(app.post("/competitor", body).await.0, 201);
+        let times = json!({"bib": bib, "settimes": {"start": start, "split1": -1, "split2": -1, "finish": finish}});
+        assert_eq!(app.post("/settimes", times).await.0, 201);
+    }
+    let page = app.get("/api/v1/results?category=women40").await.1;
+    assert_eq!(
+        rows(&page),
+        [
+            row(Some(1), "202", Some("00:42:00.000"), None),
+            row(Some(2), "201", Some("00:45:00.000"), None)
+        ]
+    );
+}
