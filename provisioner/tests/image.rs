@@ -21,11 +21,12 @@ use provisioner::image::oci::{
     OCI_LAYER_GZIP, OCI_MANIFEST, Platform,
 };
 use provisioner::image::{
-    Destination, Endpoint, ImageContent, ImageError, ImageSource, MirrorSource, NativeBuild,
-    PublishOptions, Registry, RegistryAuth, SilentProgress, UploadOptions, git, image_exists,
-    mirror_image, publish_service_image, push_image, resolve_image,
+    ConsoleProgress, Destination, Endpoint, ImageContent, ImageError, ImageSource, MirrorSource,
+    NativeBuild, PublishOptions, Registry, RegistryAuth, SilentProgress, UploadOptions, git,
+    image_exists, mirror_image, publish_service_image, push_image, resolve_image,
 };
 use support::proxy::{Cut, Proxy};
+use support::token::TokenServer;
 use support::{KillOnDrop, TestMoto, TestRedis, TestRegistry};
 use tokio::sync::OnceCell;
 
@@ -208,7 +209,10 @@ async fn native_image_is_pushed_read_back_and_runs() {
     opts.native = built.build.clone();
     opts.upload.state_dir = Some(state.path().to_path_buf());
     let started = Instant::now();
-    let published = publish_service_image(&opts, &SilentProgress).await.unwrap();
+    // Plain progress lines (as in CI) go to the captured stderr.
+    let published = publish_service_image(&opts, &ConsoleProgress::lines())
+        .await
+        .unwrap();
     let push_secs = started.elapsed().as_secs_f64();
     eprintln!(
         "first push (incl. no-op cargo build): {push_secs:.1} s, {} bytes uploaded; initial build {:.1} s",
@@ -536,6 +540,22 @@ async fn upload_cut_mid_chunk_is_retried_in_the_same_run() {
     assert_eq!(published.digest, image.digest());
     assert!(published.transfer.bytes_uploaded >= image.size());
     assert!(proxy.requests().iter().any(|r| r.cut));
+    eprintln!(
+        "mid-chunk cut: {} blob bytes sent for a {} byte image; requests: {:?}",
+        published.transfer.bytes_uploaded,
+        image.size(),
+        proxy
+            .requests()
+            .iter()
+            .map(|r| format!(
+                "{} {} {}{}",
+                r.method,
+                r.path,
+                r.body_forwarded,
+                if r.cut { " CUT" } else { "" }
+            ))
+            .collect::<Vec<_>>()
+    );
     let reader = Registry::connect(
         &endpoint(&registry.url()),
         "timing-api",
@@ -604,7 +624,7 @@ async fn mirror_copies_the_amd64_image_between_registries() {
 
     let d = dest(&target.url(), "timing-redis", aws_auth());
     let src = MirrorSource::public(format!("{}/library/redis:7.4-alpine", source.host()));
-    let mirrored = mirror_image(&src, &d, &small_upload(), &SilentProgress)
+    let mirrored = mirror_image(&src, &d, &small_upload(), &ConsoleProgress::lines())
         .await
         .unwrap();
     assert_eq!(
@@ -919,4 +939,51 @@ async fn docker_builder_when_a_daemon_answers() {
             .await
             .unwrap()
     );
+}
+
+/// A registry in token mode (as Docker Hub and most hosted registries): the client follows
+/// the Bearer challenge, gets a token for exactly `repository:<name>:pull,push` (or `pull`)
+/// with its credentials, and pushes; wrong credentials are refused at the token server.
+#[tokio::test]
+async fn bearer_token_registry_push_and_pull() {
+    let tokens = TokenServer::start("AWS", MOTO_PASSWORD);
+    let registry = TestRegistry::start_with_token(&tokens);
+    let image = synthetic_image("amd64", 40_000, 9);
+    let d = dest(&registry.url(), "timing-api", aws_auth());
+    let published = push_image(&d, &image, "v1", &small_upload(), &SilentProgress)
+        .await
+        .unwrap();
+    assert_eq!(published.digest, image.digest());
+    assert!(
+        tokens
+            .scopes()
+            .contains(&"repository:timing-api:pull,push".to_string()),
+        "{:?}",
+        tokens.scopes()
+    );
+    assert!(
+        image_exists(
+            &format!("{}/timing-api:v1", registry.host()),
+            None,
+            aws_auth().as_ref()
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        tokens.scopes().last().map(String::as_str),
+        Some("repository:timing-api:pull")
+    );
+
+    let wrong = dest(
+        &registry.url(),
+        "timing-api",
+        Some(RegistryAuth::new("AWS", "wrong")),
+    );
+    let err = push_image(&wrong, &image, "v2", &small_upload(), &SilentProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImageError::Unauthorized { .. }), "{err:?}");
+    assert!(err.to_string().contains("GET token"), "{err}");
+    assert_eq!(registry.requests("PUT", "/manifests/v2"), 0);
 }

@@ -151,13 +151,7 @@ pub async fn mirror_image(
                 data: BlobData::File(path.clone()),
                 label,
             };
-            match dst.push_blob(&blob, progress).await? {
-                BlobOutcome::Skipped => stats.blobs_skipped += 1,
-                BlobOutcome::Uploaded { sent } => {
-                    stats.blobs_uploaded += 1;
-                    stats.bytes_uploaded += sent;
-                }
-            }
+            stats.record(dst.push_blob(&blob, progress).await?);
             // Keep disk use to one blob at a time.
             let _ = std::fs::remove_file(&path);
         }

@@ -228,13 +228,7 @@ pub async fn push_image(
         progress.step(&format!("{}:{tag} is already {digest}", dest.repository));
     } else {
         for blob in image.blobs() {
-            match registry.push_blob(blob, progress).await? {
-                BlobOutcome::Skipped => stats.blobs_skipped += 1,
-                BlobOutcome::Uploaded { sent } => {
-                    stats.blobs_uploaded += 1;
-                    stats.bytes_uploaded += sent;
-                }
-            }
+            stats.record(registry.push_blob(blob, progress).await?);
         }
         registry
             .put_manifest(tag, &image.manifest_media_type, &image.manifest)

@@ -21,6 +21,11 @@ pub enum BlobOutcome {
         /// Bytes sent in this run (less than the size when an earlier upload was resumed).
         sent: u64,
     },
+    /// It was downloaded (the source side of a mirror).
+    Pulled {
+        /// Bytes received.
+        bytes: u64,
+    },
 }
 
 /// Receives progress events. Implementations must be cheap: they are called per chunk.
@@ -150,7 +155,7 @@ impl Progress for ConsoleProgress {
                     String::new()
                 };
                 eprintln!(
-                    "{label} {}: uploading {}{resumed}",
+                    "{label} {}: transferring {}{resumed}",
                     short_digest(digest),
                     human_bytes(total)
                 );
@@ -209,7 +214,14 @@ impl Progress for ConsoleProgress {
                             eprintln!("{line}");
                         }
                     }
-                    (None, BlobOutcome::Uploaded { .. }) => {}
+                    (Some(bar), BlobOutcome::Pulled { bytes }) => {
+                        bar.finish_with_message(format!(
+                            "{} pulled ({})",
+                            short_digest(digest),
+                            human_bytes(bytes)
+                        ));
+                    }
+                    (None, _) => {}
                 }
             }
             Mode::Lines { blobs } => {
@@ -224,6 +236,11 @@ impl Progress for ConsoleProgress {
                         "{label} {}: pushed ({} sent)",
                         short_digest(digest),
                         human_bytes(sent)
+                    ),
+                    BlobOutcome::Pulled { bytes } => eprintln!(
+                        "{label} {}: pulled ({})",
+                        short_digest(digest),
+                        human_bytes(bytes)
                     ),
                 }
             }

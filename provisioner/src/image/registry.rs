@@ -118,6 +118,20 @@ pub struct TransferStats {
     pub manifest_uploaded: bool,
 }
 
+impl TransferStats {
+    /// Counts one blob's outcome.
+    pub fn record(&mut self, outcome: BlobOutcome) {
+        match outcome {
+            BlobOutcome::Skipped => self.blobs_skipped += 1,
+            BlobOutcome::Uploaded { sent } => {
+                self.blobs_uploaded += 1;
+                self.bytes_uploaded += sent;
+            }
+            BlobOutcome::Pulled { .. } => {}
+        }
+    }
+}
+
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Challenge {
@@ -700,7 +714,7 @@ impl Registry {
                 .map_err(|e| ImageError::io("creating", dest, e))?;
             let mut hasher = Sha256::new();
             let mut size = 0u64;
-            progress.blob_started(&format!("{label} (pull)"), digest, total, 0);
+            progress.blob_started(label, digest, total, 0);
             while let Some(chunk) = resp
                 .chunk()
                 .await
@@ -726,14 +740,14 @@ impl Registry {
                     actual,
                 });
             }
-            progress.blob_finished(label, digest, BlobOutcome::Uploaded { sent: 0 });
+            progress.blob_finished(label, digest, BlobOutcome::Pulled { bytes: size });
             Ok(size)
         })
         .await
     }
 
-    /// Pushes a blob unless the registry has it. Returns the bytes sent in this run (0 when
-    /// skipped) and whether it was skipped.
+    /// Pushes a blob unless the registry has it. `Uploaded { sent }` counts the bytes the
+    /// registry acknowledged in this run (less than the size when an upload was resumed).
     pub async fn push_blob(
         &self,
         blob: &Blob,
@@ -826,8 +840,9 @@ impl Registry {
                 })
                 .await
                 .map_err(|e| interrupted(0, e))?;
+            self.finish_upload(resp, &operation, digest).await?;
             *sent += total;
-            return self.finish_upload(resp, &operation, digest).await;
+            return Ok(());
         }
 
         while offset < total {
@@ -846,10 +861,11 @@ impl Registry {
                 })
                 .await
                 .map_err(|e| interrupted(offset, e))?;
-            *sent += len;
             if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
                 return Err(self.unexpected(&operation, resp).await);
             }
+            // Counted once acknowledged: a cut chunk is not "uploaded".
+            *sent += len;
             location = self.location_of(&resp, &operation)?;
             // The registry's Range is the truth; our own count only fills in when it is absent.
             offset = range_end(resp.headers()).map_or(offset + len, |end| end + 1);

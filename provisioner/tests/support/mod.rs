@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod token;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -73,8 +74,20 @@ impl TestRegistry {
         Self::start_inner(Some((user, password)))
     }
 
+    /// Starts a registry in token mode: Bearer tokens from `server`.
+    pub fn start_with_token(server: &token::TokenServer) -> Self {
+        let section = format!(
+            "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            server.realm(),
+            token::SERVICE,
+            token::ISSUER,
+            server.cert().display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::launch(dir, section)
+    }
+
     fn start_inner(auth: Option<(&str, &str)>) -> Self {
-        let program = require_program("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().expect("tempdir");
         let auth_section = match auth {
             Some((user, password)) => {
@@ -93,6 +106,11 @@ impl TestRegistry {
             }
             None => String::new(),
         };
+        Self::launch(dir, auth_section)
+    }
+
+    fn launch(dir: TempDir, auth_section: String) -> Self {
+        let program = require_program("docker-registry", "docker-registry");
         let port = free_port();
         let config = format!(
             "version: 0.1\n\
