@@ -31,7 +31,8 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LOCATION, WWW_AUTHENTICATE,
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
+    WWW_AUTHENTICATE,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
@@ -505,13 +506,21 @@ impl Registry {
         self.check_expiry()?;
         let mut reauthenticated = false;
         loop {
-            let mut req = make(&self.http);
+            let mut request = make(&self.http)
+                .build()
+                .map_err(|e| self.transport(operation, &e))?;
+            // Credentials go only to the registry itself, never to another host a Location
+            // header may point at (the way reqwest drops them on cross-host redirects).
             let header = self.authorization.lock().ok().and_then(|a| a.clone());
-            if let Some(header) = header {
-                req = req.header(AUTHORIZATION, header);
+            if let Some(header) = header
+                && self.same_origin(request.url())
+                && let Ok(value) = HeaderValue::from_str(&header)
+            {
+                request.headers_mut().insert(AUTHORIZATION, value);
             }
-            let resp = req
-                .send()
+            let resp = self
+                .http
+                .execute(request)
                 .await
                 .map_err(|e| self.transport(operation, &e))?;
             if resp.status() != StatusCode::UNAUTHORIZED || reauthenticated {
@@ -546,6 +555,12 @@ impl Registry {
             Ok(resp)
         })
         .await
+    }
+
+    fn same_origin(&self, url: &Url) -> bool {
+        self.endpoint
+            .join("/")
+            .is_ok_and(|base| base.origin() == url.origin())
     }
 
     fn url(&self, path: &str) -> Result<Url, ImageError> {

@@ -13,32 +13,74 @@ pub mod token;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, below the kernel's ephemeral range (32768+), so that
+/// sockets bound to port 0 (proxies, token servers, outgoing connections) in parallel tests
+/// can never take it between this choice and the server's own bind.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    if NEXT.load(Ordering::SeqCst) == 0 {
+        let seed = std::process::id()
+            ^ SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default();
+        let _ = NEXT.compare_exchange(
+            0,
+            (seed % u32::from(SPAN)) as u16,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+    for _ in 0..SPAN {
+        let port = LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{LOW}-{}", LOW + SPAN);
 }
 
-/// Waits until something accepts TCP connections on `port`.
-pub fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+/// Starts a server on a free port: `command(port)` is spawned; if it exits before listening
+/// (someone took the port), another port is tried, up to 5 times.
+pub fn spawn_listening(what: &str, log: &Path, command: impl Fn(u16) -> Command) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = command(port)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        if wait_for_port(port, what, &mut child) {
+            return (child, port);
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{what} exited with {status} before listening on 127.0.0.1:{port}; its log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+    }
+    panic!(
+        "{what} did not start in 5 tries; its log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// Waits until `port` accepts connections while `child` runs: `false` if the child exited
+/// first (or right after: then the port belonged to someone else).
+fn wait_for_port(port: u16, what: &str, child: &mut Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+            return matches!(child.try_wait(), Ok(None));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{what} did not listen on 127.0.0.1:{port} within 15 s");
+    let _ = child.kill();
+    panic!("{what} did not listen on 127.0.0.1:{port} within 20 s");
 }
 
 fn require_program(program: &str, package: &str) -> PathBuf {
@@ -111,29 +153,28 @@ impl TestRegistry {
 
     fn launch(dir: TempDir, auth_section: String) -> Self {
         let program = require_program("docker-registry", "docker-registry");
-        let port = free_port();
-        let config = format!(
-            "version: 0.1\n\
-             log:\n  level: info\n  formatter: text\n\
-             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n  \
-             maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: image-tests-secret\n\
-             {auth_section}",
-            root = dir.path().join("data").display(),
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).expect("write registry config");
         let log_path = dir.path().join("registry.log");
-        let log = std::fs::File::create(&log_path).expect("create registry log");
-        let mut child = Command::new(program)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("start docker-registry");
-        wait_for_port(port, "docker-registry", &mut child, &log_path);
+        let (child, port) = spawn_listening("docker-registry", &log_path, |port| {
+            let config = format!(
+                "version: 0.1\n\
+                 log:\n  level: info\n  formatter: text\n\
+                 storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n  \
+                 maintenance:\n    uploadpurging:\n      enabled: false\n\
+                 http:\n  addr: 127.0.0.1:{port}\n  secret: image-tests-secret\n\
+                 {auth_section}",
+                root = dir.path().join("data").display(),
+            );
+            let config_path = dir.path().join("config.yml");
+            std::fs::write(&config_path, config).expect("write registry config");
+            let log = std::fs::File::create(&log_path).expect("create registry log");
+            let mut cmd = Command::new(&program);
+            cmd.arg("serve")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("clone log handle"))
+                .stderr(log);
+            cmd
+        });
         TestRegistry { child, port, dir }
     }
 
@@ -200,21 +241,20 @@ impl TestRedis {
     pub fn start() -> Self {
         let program = require_program("redis-server", "redis-server");
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let log_path = dir.path().join("redis.log");
-        let mut child = Command::new(program)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--logfile")
-            .arg(&log_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        wait_for_port(port, "redis-server", &mut child, &log_path);
+        let (child, port) = spawn_listening("redis-server", &log_path, |port| {
+            let mut cmd = Command::new(&program);
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .arg("--logfile")
+                .arg(&log_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            cmd
+        });
         TestRedis {
             child,
             port,
@@ -246,19 +286,18 @@ impl TestMoto {
             "python3-pip` then `pip install 'moto[server]==5.2.1'",
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let log_path = dir.path().join("moto.log");
-        let log = std::fs::File::create(&log_path).expect("create moto log");
-        let mut child = Command::new(program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-            .env("MOTO_ECS_SERVICE_RUNNING", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("start moto_server");
-        wait_for_port(port, "moto_server", &mut child, &log_path);
+        let (child, port) = spawn_listening("moto_server", &log_path, |port| {
+            let log = std::fs::File::create(&log_path).expect("create moto log");
+            let mut cmd = Command::new(&program);
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+                .env("MOTO_ECS_SERVICE_RUNNING", "1")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("clone log handle"))
+                .stderr(log);
+            cmd
+        });
         TestMoto {
             child,
             port,
