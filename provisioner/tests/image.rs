@@ -195,7 +195,8 @@ fn service_command(rootfs: &Path, args: &[&str], listen_port: u16, redis_port: u
 }
 
 /// Native build → push → manifest and config read back → layer unpacked → the binary from
-/// the layer serves `/health` against a real Redis and its `healthcheck` exits 0.
+/// the layer serves `/health`, reaches a real Redis by host name (`/ready`), and its
+/// `healthcheck` exits 0.
 #[tokio::test]
 async fn native_image_is_pushed_read_back_and_runs() {
     let built = native().await;
@@ -279,7 +280,8 @@ async fn native_image_is_pushed_read_back_and_runs() {
             .is_some_and(|e| e.iter().any(|v| v.starts_with("PATH=")))
     );
 
-    // The layer: its diff_id is the sha256 of the uncompressed tar; one entry, root-owned, 0755.
+    // The layer: its diff_id is the sha256 of the uncompressed tar; the binary (0755) and
+    // /etc/nsswitch.conf, root-owned, mtime 0, in sorted order.
     let layer = pull_blob(&reader, &manifest.layers[0].digest).await;
     let mut tar_bytes = Vec::new();
     GzDecoder::new(&layer[..])
@@ -292,13 +294,23 @@ async fn native_image_is_pushed_read_back_and_runs() {
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();
         let header = entry.header().clone();
-        names.push(entry.path().unwrap().to_string_lossy().into_owned());
-        assert_eq!(header.mode().unwrap(), 0o755);
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mode = if name == "etc/nsswitch.conf" {
+            0o644
+        } else {
+            0o755
+        };
+        assert_eq!(header.mode().unwrap(), mode, "{name}");
+        names.push(name);
         assert_eq!((header.uid().unwrap(), header.gid().unwrap()), (0, 0));
         assert_eq!(header.mtime().unwrap(), 0);
         entry.unpack_in(rootfs.path()).unwrap();
     }
-    assert_eq!(names, vec!["timing-service"]);
+    assert_eq!(names, vec!["etc/", "etc/nsswitch.conf", "timing-service"]);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.path().join("etc/nsswitch.conf")).unwrap(),
+        oci::NSSWITCH_CONF
+    );
     assert_eq!(
         std::fs::read(rootfs.path().join("timing-service")).unwrap(),
         std::fs::read(&built.binary).unwrap()
@@ -333,6 +345,22 @@ async fn native_image_is_pushed_read_back_and_runs() {
         "GET /health; service log:\n{}",
         std::fs::read_to_string(log.path()).unwrap_or_default()
     );
+    // /ready pings Redis: REDIS_URL names `localhost`, so this proves the static binary
+    // resolved a host name (through the image's nsswitch.conf and /etc/hosts).
+    let ready_url = format!("http://127.0.0.1:{port}/ready");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = http.get(&ready_url).send().await.map(|r| r.status());
+        if matches!(status, Ok(s) if s == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET /ready never answered 200 ({status:?}); service log:\n{}",
+            std::fs::read_to_string(log.path()).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let health = service_command(rootfs.path(), &["healthcheck"], port, redis.port)
         .output()
         .expect("run healthcheck");

@@ -1,9 +1,9 @@
 //! OCI image content: the deterministic layer, the image config, the manifest, and digests.
 //!
 //! Everything here is pure: the same binary gives the same layer, config and manifest digests
-//! (fixed mtimes, uid/gid 0, mode 0755, no timestamps in the gzip header, epoch `created`), so a
-//! deploy of an unchanged service finds every blob and the manifest already in the registry and
-//! the task definition keeps the same image digest.
+//! (sorted entries, fixed mtimes, uid/gid 0, fixed modes, no timestamps in the gzip header,
+//! epoch `created`), so a deploy of an unchanged service finds every blob and the manifest
+//! already in the registry and the task definition keeps the same image digest.
 //!
 //! The serde types mirror the OCI image-spec documents (and Docker's v2 schema 2, which has the
 //! same shape) closely enough to write the native image and to read any single-platform
@@ -312,13 +312,41 @@ pub struct PackedLayer {
     pub diff_id: String,
 }
 
-/// Packs files into one deterministic gzip'd tar layer.
+/// What one layer entry holds.
+#[derive(Debug, Clone)]
+pub enum EntrySource {
+    /// A directory.
+    Dir,
+    /// A file copied from disk.
+    File(PathBuf),
+    /// A file with these bytes.
+    Bytes(Vec<u8>),
+}
+
+/// One entry of a layer: where it goes, what it holds, its permission bits.
+#[derive(Debug, Clone)]
+pub struct LayerEntry {
+    /// Absolute path in the image (`/timing-service`, `/etc/`).
+    pub path: String,
+    /// Contents.
+    pub source: EntrySource,
+    /// Permission bits (0o755, 0o644).
+    pub mode: u32,
+}
+
+/// `/etc/nsswitch.conf` of the service image: host names from `/etc/hosts` first, then DNS
+/// (as distroless images do), so the static glibc binary does not depend on glibc's
+/// built-in default order.
+pub const NSSWITCH_CONF: &str = "hosts: files dns\n";
+
+/// Packs entries into one deterministic gzip'd tar layer.
 ///
-/// `files` are `(path in image, file on disk)`; entries are sorted by path, owned by 0:0, mode
-/// 0755, mtime 0, with no user or group names, so equal inputs give equal digests.
-pub fn pack_layer(files: &[(&str, &Path)]) -> Result<PackedLayer, ImageError> {
-    let mut sorted: Vec<_> = files.to_vec();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
+/// Entries are sorted by path, owned by 0:0, mtime 0, with no user or group names, so equal
+/// inputs give equal digests whatever the files' own times and owners.
+pub fn pack_layer(entries: &[LayerEntry]) -> Result<PackedLayer, ImageError> {
+    let mut sorted: Vec<&LayerEntry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let label = PathBuf::from(sorted.last().map_or("", |e| e.path.as_str()));
     let gz = GzEncoder::new(Vec::new(), Compression::default());
     let hashing = HashingWriter {
         inner: gz,
@@ -326,42 +354,70 @@ pub fn pack_layer(files: &[(&str, &Path)]) -> Result<PackedLayer, ImageError> {
     };
     let mut tar = tar::Builder::new(hashing);
     tar.mode(tar::HeaderMode::Deterministic);
-    for (in_image, on_disk) in &sorted {
-        let name = in_image.trim_start_matches('/');
-        let file = File::open(on_disk).map_err(|e| ImageError::io("opening", *on_disk, e))?;
-        let size = file
-            .metadata()
-            .map_err(|e| ImageError::io("reading metadata of", *on_disk, e))?
-            .len();
+    for entry in sorted {
+        let name = entry.path.trim_start_matches('/');
         let mut header = tar::Header::new_ustar();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_size(size);
-        header.set_mode(0o755);
+        header.set_mode(entry.mode);
         header.set_uid(0);
         header.set_gid(0);
         header.set_mtime(0);
-        tar.append_data(&mut header, name, file)
-            .map_err(|e| ImageError::io("adding to the layer tar", *on_disk, e))?;
+        let added = match &entry.source {
+            EntrySource::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                tar.append_data(&mut header, name, io::empty())
+            }
+            EntrySource::Bytes(bytes) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(bytes.len() as u64);
+                tar.append_data(&mut header, name, &bytes[..])
+            }
+            EntrySource::File(path) => {
+                let file = File::open(path).map_err(|e| ImageError::io("opening", path, e))?;
+                let size = file
+                    .metadata()
+                    .map_err(|e| ImageError::io("reading metadata of", path, e))?
+                    .len();
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(size);
+                tar.append_data(&mut header, name, file)
+            }
+        };
+        added.map_err(|e| ImageError::io("adding to the layer tar", &entry.path, e))?;
     }
     let hashing = tar
         .into_inner()
-        .map_err(|e| ImageError::io("finishing the layer tar for", files_label(files), e))?;
+        .map_err(|e| ImageError::io("finishing the layer tar with", &label, e))?;
     let diff_id = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
     let compressed = hashing
         .inner
         .finish()
-        .map_err(|e| ImageError::io("compressing the layer for", files_label(files), e))?;
+        .map_err(|e| ImageError::io("compressing the layer with", &label, e))?;
     Ok(PackedLayer {
         blob: Blob::in_memory(OCI_LAYER_GZIP, compressed, "layer"),
         diff_id,
     })
 }
 
-fn files_label(files: &[(&str, &Path)]) -> PathBuf {
-    files
-        .first()
-        .map(|(_, p)| p.to_path_buf())
-        .unwrap_or_default()
+/// The service layer: `/timing-service` (0755) and `/etc/nsswitch.conf` (0644).
+pub fn service_layer(binary: &Path) -> Result<PackedLayer, ImageError> {
+    pack_layer(&[
+        LayerEntry {
+            path: "/etc/".into(),
+            source: EntrySource::Dir,
+            mode: 0o755,
+        },
+        LayerEntry {
+            path: "/etc/nsswitch.conf".into(),
+            source: EntrySource::Bytes(NSSWITCH_CONF.as_bytes().to_vec()),
+            mode: 0o644,
+        },
+        LayerEntry {
+            path: BINARY_PATH_IN_IMAGE.into(),
+            source: EntrySource::File(binary.to_path_buf()),
+            mode: 0o755,
+        },
+    ])
 }
 
 /// The image config of the service image: linux/amd64, entrypoint `/timing-service`, port
@@ -397,7 +453,7 @@ pub fn service_config(diff_id: &str) -> ImageConfig {
 
 /// Packs the service binary into a one-layer OCI image (config + manifest).
 pub fn service_image(binary: &Path) -> Result<ImageContent, ImageError> {
-    let layer = pack_layer(&[(BINARY_PATH_IN_IMAGE, binary)])?;
+    let layer = service_layer(binary)?;
     let config = service_config(&layer.diff_id);
     let config_bytes = to_json(&config, "image config")?;
     let config = Blob::in_memory(OCI_CONFIG, config_bytes, "config");
