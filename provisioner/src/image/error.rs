@@ -252,7 +252,10 @@ pub enum ImageError {
     },
 
     /// Git could not tell the commit of the work tree.
-    #[error("cannot read the git commit of `{dir}`: {detail}")]
+    #[error(
+        "cannot read the git commit of `{dir}` (the image tag): {detail}; build from a git work \
+         tree or pass `--image URI`"
+    )]
     Git {
         /// The work tree.
         dir: PathBuf,

@@ -24,13 +24,20 @@
 //! for loopback). The task definition gets `Destination::public_repository_uri`, the ECR URI.
 //!
 //! # Wiring into `provisioner up`
+//! Flags: `--image URI` → `ImageSource::Given`; `--builder auto|docker|native` (default `auto`
+//! = [`detect_builder`]); `--registry-endpoint URL` → `Destination::endpoint` (default: the
+//! proxy endpoint [`ecr_auth`] returns); `--mirror-redis` → [`mirror_image`] into the app's
+//! Redis repository, whose `reference_by_digest` replaces the public Redis image.
 //! ```text
 //! let (auth, proxy) = image::ecr_auth(&clients.ecr).await?;
 //! let endpoint = Endpoint::parse(args.registry_endpoint.as_deref().unwrap_or(&proxy))?;
 //! let dest = Destination { endpoint, repository, public_repository_uri, auth: Some(auth) };
 //! let source = match args.image { Some(uri) => ImageSource::Given(uri), None => detect_builder().await };
+//! // Before any service is touched: a missing --image fails here (ImageError::NotFound).
 //! let api = publish_service_image(&PublishOptions::new(root, source, dest.clone()), &progress).await?;
-//! // --mirror-redis: mirror_image(&MirrorSource::public(REDIS), &redis_dest, &upload, &progress)
+//! // api.reference_by_digest → ${API_IMAGE} of task-definitions/api.json
+//! // --mirror-redis: mirror_image(&MirrorSource::public(REDIS), &redis_dest, &UploadOptions::default(), &progress)
+//! // --dry-run: prepare_native_image(&NativeBuild::service(root), &progress) gives tag + digest, pushes nothing
 //! ```
 
 pub mod build;
@@ -169,9 +176,7 @@ pub async fn publish_service_image(
     match &opts.source {
         ImageSource::Given(reference) => resolve_given(reference, dest, &opts.upload).await,
         ImageSource::Native => {
-            let tag = git::image_tag(&opts.native.workspace_root).await?;
-            let binary = build_native(&opts.native, progress).await?;
-            let image = oci::service_image(&binary)?;
+            let (tag, image) = prepare_native_image(&opts.native, progress).await?;
             progress.step(&format!(
                 "image {} ({}), pushing to {}/{}:{tag}",
                 image.digest(),
@@ -192,6 +197,21 @@ pub async fn publish_service_image(
                 progress,
             )
             .await?;
+            // Trust but verify: the registry must serve the digest docker reported.
+            let registry = Registry::connect(
+                &dest.endpoint,
+                &dest.repository,
+                dest.auth.as_ref(),
+                false,
+                &opts.upload,
+            )
+            .await?;
+            if registry.manifest_digest(&digest).await?.is_none() {
+                return Err(ImageError::NotFound {
+                    registry: registry.host(),
+                    reference: format!("{}@{digest} (reported by docker push)", dest.repository),
+                });
+            }
             Ok(PublishedImage {
                 reference_by_digest: dest.reference_by_digest(&digest),
                 tag: Some(tag),
@@ -202,6 +222,17 @@ pub async fn publish_service_image(
             })
         }
     }
+}
+
+/// Builds and packs the native image without pushing it (for `--dry-run`): its tag and content
+/// (`ImageContent::digest` is what a push would deploy).
+pub async fn prepare_native_image(
+    build: &NativeBuild,
+    progress: &dyn Progress,
+) -> Result<(String, ImageContent), ImageError> {
+    let tag = git::image_tag(&build.workspace_root).await?;
+    let binary = build_native(build, progress).await?;
+    Ok((tag, oci::service_image(&binary)?))
 }
 
 /// Pushes built image content under `tag`: manifest checked first, then each blob; only what
