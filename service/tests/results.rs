@@ -134,6 +134,22 @@ async fn results_by_elapsed_time_with_own_starts_and_midnight() {
             row(Some(3), "101", Some("00:30:00.000"), None),
         ]
     );
+    // A later start alone re-ranks: 101 now ties with 102 (equal times: bib order).
+    let (status, _) = app
+        .put(
+            "/api/v1/competitors/101/times/start",
+            json!({"time": "09:05:00.000"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        rows(&app.get("/api/v1/results").await.1),
+        [
+            row(Some(1), "103", Some("00:20:00.000"), None),
+            row(Some(2), "101", Some("00:25:00.000"), None),
+            row(Some(2), "102", Some("00:25:00.000"), None),
+        ]
+    );
 }
 
 /// Rankings by category, by gender and at a split; changes of category and deletions move
@@ -198,6 +214,19 @@ async fn results_scopes_splits_and_moves() {
             (json!(null), "3".into())
         ]
     );
+
+    // A split time set alone ranks at that split only.
+    let split2 = json!({"time": "10:40:00.000"});
+    app.put("/api/v1/competitors/2/times/split2", split2).await;
+    assert_eq!(
+        bibs(app.get("/api/v1/results?checkpoint=split2").await.1),
+        [
+            (json!(1), "2".into()),
+            (json!(null), "1".into()),
+            (json!(null), "3".into())
+        ]
+    );
+    app.delete("/api/v1/competitors/2/times/split2").await;
 
     app.patch("/api/v1/competitors/3", json!({"category": "women40"}))
         .await;
@@ -265,5 +294,22 @@ async fn results_from_legacy_writes() {
             row(Some(1), "202", Some("00:42:00.000"), None),
             row(Some(2), "201", Some("00:45:00.000"), None)
         ]
+    );
+}
+
+/// Names with quotes, backslashes, slashes and non-ASCII letters come back unchanged in the
+/// rows (the route copies stored row JSON into its answer).
+#[tokio::test]
+async fn results_rows_keep_special_characters() {
+    let app = spawn_app().await;
+    let name = "Matti \"Mäki\" Meikäläinen \\ / \u{1F3C3}";
+    let body = json!({"bib": "101", "first_name": name, "last_name": "O'Brien", "gender": "male",
+                      "country": "Suomi/Finland", "category": "men30"});
+    assert_eq!(app.post("/api/v1/competitors", body).await.0, 201);
+    finish(&app, "101", "09:00:00.000", "09:30:00.000").await;
+    let row = &app.get("/api/v1/results").await.1["results"][0];
+    assert_eq!(
+        (&row["first_name"], &row["last_name"], &row["country"]),
+        (&json!(name), &json!("O'Brien"), &json!("Suomi/Finland"))
     );
 }

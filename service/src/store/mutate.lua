@@ -20,6 +20,9 @@ local a = 4 + n -- index of the op's first argument
 local ckey = 'competitor:' .. bib
 local tkey = 'race:' .. bib
 local STATUS = 'competitor_status'
+local ROWS = 'competitor_rows'   -- bib -> JSON of the results-row fields, read by Store::results
+-- The competitor fields of a results row (routes/results.rs writes the row around them).
+local ROW_FIELDS = { 'first_name', 'last_name', 'gender', 'category', 'country' }
 local DAY = 86400000
 local UNTIMED = 1000000000000      -- score of a competitor without a time at the checkpoint
 local OUT = 2000000000000          -- base score of a competitor with a status
@@ -48,16 +51,19 @@ local function unindex(g, c, co)
   for _, k in ipairs(list) do redis.call('ZREM', k, bib) end
 end
 
--- Writes the competitor's score in every rank set: elapsed ms from their own start when
--- both times are known, UNTIMED otherwise, OUT + order when they have a status. The
--- listing sets are written only when `order` is given (the record changed).
-local function index(g, c, co, order)
+-- Writes the competitor's score in the rank sets: elapsed ms from their own start when
+-- both times are known, UNTIMED otherwise, OUT + order when they have a status. `only`, when
+-- given, limits the work to those checkpoint indexes (a time changed there, not the start).
+-- The listing sets are written only when `order` is given (the record changed).
+local function index(g, c, co, order, only)
   local rank, list = sets(g, c, co)
   local status = redis.call('HGET', STATUS, bib)
   local start = redis.call('ZSCORE', tkey, cps[1])
   local scores = {}
   for i = 2, n do
-    if status then
+    if only and not only[i] then
+      -- unchanged
+    elseif status then
       scores[i] = OUT + (STATUS_ORDER[status] or 9)
     else
       local t = redis.call('ZSCORE', tkey, cps[i])
@@ -70,7 +76,9 @@ local function index(g, c, co, order)
       end
     end
   end
-  for _, e in ipairs(rank) do redis.call('ZADD', e[2], scores[e[1]], bib) end
+  for _, e in ipairs(rank) do
+    if scores[e[1]] then redis.call('ZADD', e[2], scores[e[1]], bib) end
+  end
   if order then
     for _, k in ipairs(list) do redis.call('ZADD', k, order, bib) end
   end
@@ -89,7 +97,10 @@ if op == 'put' then
   if (mode == 'replace' or mode == 'patch') and not exists then return 'missing' end
   if exists then unindex(current()) end
   if mode ~= 'patch' then redis.call('DEL', ckey) end
-  for i = a + 2, #ARGV, 2 do redis.call('HSET', ckey, ARGV[i], ARGV[i + 1]) end
+  if #ARGV >= a + 3 then redis.call('HSET', ckey, unpack(ARGV, a + 2)) end
+  local values, row = redis.call('HMGET', ckey, unpack(ROW_FIELDS)), {}
+  for i, f in ipairs(ROW_FIELDS) do row[f] = values[i] or cjson.null end
+  redis.call('HSET', ROWS, bib, cjson.encode(row))
   local g, c, co = current()
   index(g, c, co, order)
   return 'ok'
@@ -97,13 +108,20 @@ end
 
 if not exists then return 'missing' end
 local g, c, co = current()
+local only = nil
 if op == 'delete' then
   unindex(g, c, co)
   redis.call('DEL', ckey, tkey)
   redis.call('HDEL', STATUS, bib)
+  redis.call('HDEL', ROWS, bib)
   return 'ok'
 elseif op == 'times' then
+  local position = {}
+  for i = 1, n do position[cps[i]] = i end
+  only = {}
   for i = a, #ARGV, 2 do
+    local p = position[ARGV[i]]
+    if p == 1 then only = nil elseif only and p then only[p] = true end
     if ARGV[i + 1] == '' then
       redis.call('ZREM', tkey, ARGV[i])
     else
@@ -119,5 +137,5 @@ elseif op == 'status' then
 else
   return redis.error_reply('unknown op ' .. op)
 end
-index(g, c, co, nil)
+index(g, c, co, nil, only)
 return 'ok'
