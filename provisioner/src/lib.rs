@@ -11,6 +11,7 @@
 //! - [`commands`]: `up`/`plan`, `down`, `render`, each producing a [`commands::Report`].
 //! - [`watch`]: follows a deployment until it is stable, drained, rolled back or failing.
 //! - [`logs`]: reads the containers' CloudWatch logs.
+//! - [`image`]: builds the service image (natively or with Docker) and pushes it to a registry.
 //! - [`error`]: the error type and exit codes.
 //!
 //! There is no state file: every run reads the live state from AWS by name and tag.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod image;
 pub mod logs;
 pub mod plan;
 pub mod resources;
