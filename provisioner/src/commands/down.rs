@@ -4,8 +4,9 @@
 //! partial `up`, after an interrupted `down`, and twice in a row.
 //!
 //! Order: services (scaled to 0, deleted, drained) → Cloud Map instances, service, namespace
-//! → cluster → task-definition revisions → security groups → log group → ECR repository →
-//! IAM roles (policies first).
+//! → cluster → then, concurrently as they depend on nothing left: task-definition revisions,
+//! security groups (cross-references first), log group, ECR repositories, IAM roles (policies
+//! first).
 
 use std::time::Duration;
 
@@ -45,31 +46,48 @@ pub async fn down(d: &Deployment, templates: &Templates, limit: Duration) -> Res
             "cluster: kept, because its services could not be removed; run `down` again".to_owned(),
         );
     }
-    for template in [&templates.api, &templates.redis] {
-        let family = template.as_written.family.replace("${APP}", &names.app);
-        note(
-            &mut failures,
-            "task definitions",
-            task_definitions::delete_family(d, &family).await,
-        );
-    }
-    note(
-        &mut failures,
-        "security groups",
-        network::delete_security_groups(d, limit).await,
+    // What is left depends on nothing above or on each other: remove it concurrently.
+    let api_family = templates
+        .api
+        .as_written
+        .family
+        .replace("${APP}", &names.app);
+    let redis_family = templates
+        .redis
+        .as_written
+        .family
+        .replace("${APP}", &names.app);
+    let (
+        api_family,
+        redis_family,
+        groups,
+        logs,
+        repository,
+        redis_repository,
+        api_role,
+        execution_role,
+    ) = tokio::join!(
+        task_definitions::delete_family(d, &api_family),
+        task_definitions::delete_family(d, &redis_family),
+        network::delete_security_groups(d, limit),
+        log_group::delete_log_group(d),
+        ecr::delete_repository(d, &names.repository),
+        ecr::delete_repository(d, &names.redis_repository),
+        // A role is deleted after its policies, inside delete_role.
+        iam::delete_role(d, &names.api_task_role),
+        iam::delete_role(d, &names.execution_role),
     );
-    note(
-        &mut failures,
-        "log group",
-        log_group::delete_log_group(d).await,
-    );
-    note(
-        &mut failures,
-        "ECR repository",
-        ecr::delete_repository(d, &names.repository).await,
-    );
-    for role in [&names.api_task_role, &names.execution_role] {
-        note(&mut failures, "IAM role", iam::delete_role(d, role).await);
+    for (step, result) in [
+        ("task definitions", api_family),
+        ("task definitions", redis_family),
+        ("security groups", groups),
+        ("log group", logs),
+        ("ECR repository", repository),
+        ("ECR repository", redis_repository),
+        ("IAM role", api_role),
+        ("IAM role", execution_role),
+    ] {
+        note(&mut failures, step, result);
     }
     if !failures.is_empty() {
         return Err(Error::Incomplete { failures });
