@@ -27,10 +27,9 @@ mod image_support;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use image_support::TestRegistry;
+use image_support::{TestRegistry, synthetic_image};
 use provisioner::image::oci::{
-    self, Blob, Descriptor, ImageConfig, Index, Manifest, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP,
-    OCI_MANIFEST, Platform,
+    self, Descriptor, Index, Manifest, OCI_INDEX, OCI_MANIFEST, Platform,
 };
 use provisioner::image::{
     Destination, Endpoint, ImageContent, NativeBuild, Registry, RegistryAuth, SilentProgress,
@@ -366,39 +365,6 @@ async fn missing_image_in_the_own_repository_creates_no_service() {
     assert!(touched.is_empty(), "{touched:?}");
     let ecs = aws_sdk_ecs::Client::new(&moto.sdk_config().await);
     assert!(service_names(&ecs).await.is_empty());
-}
-
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// A small single-platform image: a config for `arch` and one layer.
-fn synthetic_image(arch: &str, layer_len: usize, seed: u64) -> ImageContent {
-    let layer = Blob::in_memory(OCI_LAYER_GZIP, noise(layer_len, seed), "layer");
-    let config = ImageConfig {
-        created: None,
-        architecture: arch.to_string(),
-        os: "linux".to_string(),
-        config: Default::default(),
-        rootfs: oci::RootFs {
-            kind: "layers".into(),
-            diff_ids: vec![format!("sha256:{}", "0".repeat(64))],
-        },
-        history: vec![],
-    };
-    let config = Blob::in_memory(OCI_CONFIG, serde_json::to_vec(&config).unwrap(), "config");
-    oci::image_from_parts(config, vec![layer]).unwrap()
 }
 
 /// A public-registry-like source: `library/redis:7.4` is an amd64+arm64 index; returns the

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use flate2::read::GzDecoder;
 use provisioner::image::oci::{
-    self, Blob, DOCKER_MANIFEST, ImageConfig, Index, Manifest, OCI_CONFIG, OCI_INDEX,
-    OCI_LAYER_GZIP, OCI_MANIFEST, Platform,
+    self, DOCKER_MANIFEST, ImageConfig, Index, Manifest, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP,
+    OCI_MANIFEST, Platform,
 };
 use provisioner::image::{
     ConsoleProgress, Destination, Endpoint, ImageContent, ImageError, ImageSource, MirrorSource,
@@ -28,7 +28,7 @@ use provisioner::image::{
 };
 use support::proxy::{Cut, Proxy};
 use support::token::TokenServer;
-use support::{KillOnDrop, TestMoto, TestRedis, TestRegistry};
+use support::{KillOnDrop, TestMoto, TestRedis, TestRegistry, synthetic_image};
 use tokio::sync::OnceCell;
 
 /// moto's ECR password for its dummy account.
@@ -106,39 +106,6 @@ fn dest(url: &str, repository: &str, auth: Option<RegistryAuth>) -> Destination 
 
 fn aws_auth() -> Option<RegistryAuth> {
     Some(RegistryAuth::new("AWS", MOTO_PASSWORD))
-}
-
-/// Deterministic pseudo-random bytes (incompressible enough, no extra dependency).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// A synthetic single-platform image: a config for `arch` and one layer of `layer_len` bytes.
-fn synthetic_image(arch: &str, layer_len: usize, seed: u64) -> ImageContent {
-    let layer = Blob::in_memory(OCI_LAYER_GZIP, noise(layer_len, seed), "layer");
-    let config = ImageConfig {
-        created: None,
-        architecture: arch.to_string(),
-        os: "linux".to_string(),
-        config: Default::default(),
-        rootfs: oci::RootFs {
-            kind: "layers".into(),
-            diff_ids: vec![format!("sha256:{}", "0".repeat(64))],
-        },
-        history: vec![],
-    };
-    let config = Blob::in_memory(OCI_CONFIG, serde_json::to_vec(&config).unwrap(), "config");
-    oci::image_from_parts(config, vec![layer]).unwrap()
 }
 
 fn small_upload() -> UploadOptions {

@@ -327,3 +327,48 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Deterministic pseudo-random bytes (incompressible enough, no extra dependency).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A synthetic single-platform image: a config for `arch` and one layer of `layer_len` bytes.
+pub fn synthetic_image(
+    arch: &str,
+    layer_len: usize,
+    seed: u64,
+) -> provisioner::image::oci::ImageContent {
+    let layer = provisioner::image::oci::Blob::in_memory(
+        provisioner::image::oci::OCI_LAYER_GZIP,
+        noise(layer_len, seed),
+        "layer",
+    );
+    let config = provisioner::image::oci::ImageConfig {
+        created: None,
+        architecture: arch.to_string(),
+        os: "linux".to_string(),
+        config: Default::default(),
+        rootfs: provisioner::image::oci::RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![format!("sha256:{}", "0".repeat(64))],
+        },
+        history: vec![],
+    };
+    let config = provisioner::image::oci::Blob::in_memory(
+        provisioner::image::oci::OCI_CONFIG,
+        serde_json::to_vec(&config).unwrap(),
+        "config",
+    );
+    provisioner::image::oci::image_from_parts(config, vec![layer]).unwrap()
+}
