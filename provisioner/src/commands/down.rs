@@ -4,8 +4,9 @@
 //! partial `up`, after an interrupted `down`, and twice in a row.
 //!
 //! Order: services (scaled to 0, deleted, drained) → Cloud Map instances, service, namespace
-//! → cluster → task-definition revisions → security groups → log group → ECR repository →
-//! IAM roles (policies first).
+//! → cluster → task-definition revisions → EFS mount targets and their security group (the
+//! file system too with `--delete-data`) → security groups → log group → ECR repository →
+//! SSM parameters → IAM roles (policies first).
 
 use std::time::Duration;
 
@@ -14,11 +15,16 @@ use crate::config::Templates;
 use crate::error::{Error, Result};
 use crate::plan::Deployment;
 use crate::resources::{
-    cluster, discovery, ecr, iam, log_group, network, services, task_definitions,
+    cluster, discovery, ecr, efs, iam, log_group, network, secrets, services, task_definitions,
 };
 
-/// Runs `down`.
-pub async fn down(d: &Deployment, templates: &Templates, limit: Duration) -> Result<Report> {
+/// Runs `down`. Redis's data (the EFS file system) is kept unless `delete_data`.
+pub async fn down(
+    d: &Deployment,
+    templates: &Templates,
+    limit: Duration,
+    delete_data: bool,
+) -> Result<Report> {
     let names = &d.names;
     let mut failures: Vec<String> = Vec::new();
     let note = |failures: &mut Vec<String>, step: &str, result: Result<()>| {
@@ -53,6 +59,14 @@ pub async fn down(d: &Deployment, templates: &Templates, limit: Duration) -> Res
             task_definitions::delete_family(d, &family).await,
         );
     }
+    // Before the security groups: the mount targets' group references `redis`.
+    let data_note = match efs::delete_data(d, delete_data, limit).await {
+        Ok(kept) => kept,
+        Err(err) => {
+            note(&mut failures, "EFS data", Err(err));
+            None
+        }
+    };
     note(
         &mut failures,
         "security groups",
@@ -68,13 +82,22 @@ pub async fn down(d: &Deployment, templates: &Templates, limit: Duration) -> Res
         "ECR repository",
         ecr::delete_repository(d, &names.repository).await,
     );
-    for role in [&names.api_task_role, &names.execution_role] {
+    note(
+        &mut failures,
+        "SSM parameters",
+        secrets::delete_parameters(d).await,
+    );
+    for role in [
+        &names.api_task_role,
+        &names.redis_task_role,
+        &names.execution_role,
+    ] {
         note(&mut failures, "IAM role", iam::delete_role(d, role).await);
     }
     if !failures.is_empty() {
         return Err(Error::Incomplete { failures });
     }
-    Ok(Report::new(
+    let mut report = Report::new(
         "down",
         &names.app,
         d.region(),
@@ -82,5 +105,7 @@ pub async fn down(d: &Deployment, templates: &Templates, limit: Duration) -> Res
         false,
         d.changes(),
         d.clients.calls.summary(),
-    ))
+    );
+    report.notes.extend(data_note);
+    Ok(report)
 }
