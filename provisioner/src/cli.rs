@@ -77,6 +77,80 @@ pub enum Command {
     /// Check the task-definition and policy files and print the rendered task definitions,
     /// without calling AWS.
     Render(RenderArgs),
+    /// Run the services again after `stop`: redis, then the API; wait until they are stable
+    /// and the API answers `/ready`; print the new endpoint (it changes on every start).
+    Start(StartArgs),
+    /// Stop billing for tasks: desired count 0 for every service (API first), wait until no
+    /// task runs, and say what still costs money.
+    Stop(WaitArgs),
+    /// Show what runs and where: per service counts, rollout, revision, image; the endpoint;
+    /// recent events; why recent tasks stopped.
+    Status(StatusArgs),
+    /// Print the containers' CloudWatch logs.
+    Logs(LogsArgs),
+}
+
+/// How long a command waits.
+#[derive(Debug, Clone, Args)]
+pub struct WaitArgs {
+    /// How long to wait, with a unit: `90s`, `10m`.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Return once AWS accepted the change, without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Flags of `start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Waiting.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+
+    /// Number of API tasks.
+    #[arg(long, default_value_t = 1)]
+    pub api_count: i32,
+}
+
+/// Flags of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// How many recent service events to show per service.
+    #[arg(long, default_value_t = 5)]
+    pub events: usize,
+
+    /// How far back to look for stopped tasks, with a unit.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub since: Duration,
+}
+
+/// Flags of `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Whose logs.
+    #[arg(value_enum, default_value = "api")]
+    pub service: crate::logs::Service,
+
+    /// From how long ago, with a unit.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub since: Duration,
+
+    /// Keep printing new lines until interrupted.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+/// How `up` gets the service image when `--image` is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Builder {
+    /// Docker when a daemon answers, else native.
+    Auto,
+    /// `docker build` and `docker push`.
+    Docker,
+    /// A static binary packed into an OCI image and pushed without a daemon.
+    Native,
 }
 
 /// Flags of `up`.
@@ -106,10 +180,29 @@ pub struct UpArgs {
 /// What a deployment is made of: shared by `up` and `plan`.
 #[derive(Debug, Clone, Args)]
 pub struct DeployArgs {
-    /// Image URI of the service (e.g. `<account>.dkr.ecr.<region>.amazonaws.com/timing/api@sha256:…`).
-    /// Default: the image the live service runs.
-    #[arg(long)]
+    /// Image of the service, built elsewhere (e.g. `<account>.dkr.ecr.<region>.amazonaws.com/timing/api:<tag>`).
+    /// It must exist; it is deployed by digest. Default: build the image from this workspace
+    /// and push it to the app's ECR repository.
+    #[arg(long, conflicts_with = "keep_image")]
     pub image: Option<String>,
+
+    /// Deploy the image the API runs now (no build): for changes to everything but the code.
+    #[arg(long)]
+    pub keep_image: bool,
+
+    /// How to build the image when `--image` is not given.
+    #[arg(long, value_enum, default_value_t = Builder::Auto)]
+    pub builder: Builder,
+
+    /// Send registry requests (pushes, checks) to this endpoint instead of ECR's, e.g. a pull-through
+    /// mirror or a local registry (`http://` only for loopback). The task definition still names ECR.
+    #[arg(long)]
+    pub registry_endpoint: Option<String>,
+
+    /// Copy the Redis image into the app's ECR repository `<app>/redis` and run it from there,
+    /// so tasks do not depend on a public registry at start.
+    #[arg(long)]
+    pub mirror_redis: bool,
 
     /// Image of Redis (the official image, from a public registry).
     #[arg(long, default_value = DEFAULT_REDIS_IMAGE)]

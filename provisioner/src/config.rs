@@ -56,6 +56,8 @@ pub struct Names {
     pub log_group: String,
     /// ECR repository of the service image.
     pub repository: String,
+    /// ECR repository of the mirrored Redis image (`--mirror-redis`).
+    pub redis_repository: String,
     /// Role ECS uses to pull images and write logs.
     pub execution_role: String,
     /// Role the API's containers run with.
@@ -96,6 +98,7 @@ impl Names {
             cluster: app.to_owned(),
             log_group: format!("/ecs/{app}"),
             repository: format!("{app}/api"),
+            redis_repository: format!("{app}/redis"),
             execution_role: format!("{app}-task-execution"),
             api_task_role: format!("{app}-api-task"),
             api_security_group: format!("{app}-api"),

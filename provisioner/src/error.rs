@@ -161,6 +161,39 @@ pub enum Error {
         region: String,
     },
 
+    /// A wait for the services ended without reaching its goal (timeout, rollback, failing
+    /// tasks); carries the services' states and the stopped tasks' reasons and logs.
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
+
+    /// Building, checking or pushing an image failed.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+
+    /// Reading the logs failed.
+    #[error(transparent)]
+    Logs(#[from] crate::logs::LogsError),
+
+    /// The given image is not in the registry.
+    #[error(
+        "image `{image}` does not exist in {repository}: push it first, or leave out --image to build it"
+    )]
+    ImageNotFound {
+        /// The reference given.
+        image: String,
+        /// The repository looked in.
+        repository: String,
+    },
+
+    /// Ctrl-C while waiting; AWS carries on with what was asked.
+    #[error(
+        "interrupted while waiting; AWS carries on with the changes already made: `provisioner status` shows where they stand, and running `provisioner {command}` again continues from there"
+    )]
+    Interrupted {
+        /// The command to run again.
+        command: &'static str,
+    },
+
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -173,7 +206,29 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Timeout { .. } => 3,
+            Error::Watch(watch) => u8::try_from(watch.exit_code()).unwrap_or(1),
+            Error::Interrupted { .. } => 130,
             _ => 1,
+        }
+    }
+
+    /// The `error` object of the JSON output: the watcher's detailed form for a failed wait,
+    /// `kind`/`exit_code`/`message` otherwise.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Error::Watch(watch) => watch.to_json(),
+            other => serde_json::json!({
+                "kind": match other {
+                    Error::Timeout { .. } => "timed_out",
+                    Error::Aws { .. } => "aws",
+                    Error::Interrupted { .. } => "interrupted",
+                    Error::NotDeployed { .. } => "not_deployed",
+                    Error::ReadFile { .. } | Error::Parse { .. } | Error::UnknownPlaceholder { .. } | Error::Invalid { .. } => "bad_input",
+                    _ => "error",
+                },
+                "exit_code": other.exit_code(),
+                "message": other.to_string(),
+            }),
         }
     }
 

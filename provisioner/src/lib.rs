@@ -35,6 +35,7 @@ use commands::Report;
 use config::{Names, Templates};
 use error::{Error, Result};
 use plan::Deployment;
+use serde_json::json;
 
 /// What a command produced, for the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +94,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 deploy: args.deploy,
                 wait: (!args.no_wait).then_some(args.timeout),
                 start: args.start,
+                root: cli.root.clone(),
             };
             let deployment = connect(&cli.aws, names, args.dry_run).await?;
             let report = commands::up::up(&deployment, &templates, &options).await?;
@@ -104,6 +106,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 deploy,
                 wait: None,
                 start: false,
+                root: cli.root.clone(),
             };
             let deployment = connect(&cli.aws, names, true).await?;
             let report = commands::up::up(&deployment, &templates, &options).await?;
@@ -117,6 +120,47 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 commands::down::down(&deployment, &templates, args.timeout, args.delete_data)
                     .await?;
             emit(out, cli.output, &report)?;
+            Ok(Outcome::Done)
+        }
+        Command::Stop(args) => {
+            let deployment = connect(&cli.aws, names, false).await?;
+            let report =
+                commands::scale::stop(&deployment, (!args.no_wait).then_some(args.timeout)).await?;
+            emit(out, cli.output, &report)?;
+            Ok(Outcome::Done)
+        }
+        Command::Start(args) => {
+            let deployment = connect(&cli.aws, names, false).await?;
+            let wait = (!args.wait.no_wait).then_some(args.wait.timeout);
+            let api_port = commands::up::api_port(&templates);
+            let report =
+                commands::scale::start(&deployment, args.api_count, wait, api_port).await?;
+            emit(out, cli.output, &report)?;
+            Ok(Outcome::Done)
+        }
+        Command::Status(args) => {
+            let deployment = connect(&cli.aws, names, false).await?;
+            let api_port = commands::up::api_port(&templates);
+            let report =
+                commands::status::status(&deployment, args.events, args.since, api_port).await?;
+            emit(out, cli.output, &report)?;
+            Ok(Outcome::Done)
+        }
+        Command::Logs(args) => {
+            let clients = aws::Clients::load(&cli.aws).await?;
+            let mut writer = out;
+            let fetch = logs::fetch_logs(
+                &clients.logs,
+                &names.log_group,
+                args.service,
+                args.since,
+                args.follow,
+                &mut writer,
+            );
+            tokio::select! {
+                result = fetch => result?,
+                _ = tokio::signal::ctrl_c() => {}
+            }
             Ok(Outcome::Done)
         }
     }
@@ -136,7 +180,11 @@ async fn connect(args: &cli::AwsArgs, names: Names, dry_run: bool) -> Result<Dep
     Ok(Deployment::new(clients, names, account, dry_run))
 }
 
-fn emit(out: &mut dyn Write, format: OutputFormat, report: &Report) -> Result<()> {
+fn emit<R: std::fmt::Display + serde::Serialize>(
+    out: &mut dyn Write,
+    format: OutputFormat,
+    report: &R,
+) -> Result<()> {
     match format {
         OutputFormat::Text => write!(out, "{report}")?,
         OutputFormat::Json => {
@@ -145,6 +193,12 @@ fn emit(out: &mut dyn Write, format: OutputFormat, report: &Report) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The JSON written to stdout when a command fails with `--output json`: the command, the
+/// app and an `error` object (see [`Error::to_json`]), so CI can read why.
+pub fn error_json(cli_command: &str, app: &str, err: &Error) -> serde_json::Value {
+    json!({ "schema_version": 1, "command": cli_command, "app": app, "error": err.to_json() })
 }
 
 /// `down` deletes data: it asks on a terminal, and without one (CI) it needs `--yes`.

@@ -1,11 +1,11 @@
 //! The `provisioner` binary: parses the command line, sets up logging on stderr, runs the
 //! command and turns its outcome into an exit code (0 ok, 1 error, 2 plan has changes,
-//! 3 timeout, 4 rolled back).
+//! 3 timeout, 4 rolled back or failing, 130 interrupted).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use provisioner::cli::Cli;
+use provisioner::cli::{Cli, OutputFormat};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -21,16 +21,39 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(
+            std::env::var_os("NO_COLOR").is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )
         .with_target(false)
         .without_time()
         .init();
 
+    let (output, app) = (cli.output, cli.app.clone());
+    let command = command_name(&cli);
     let mut stdout = std::io::stdout();
     match provisioner::run(cli, &mut stdout).await {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(err) => {
             eprintln!("error: {err}");
+            if output == OutputFormat::Json {
+                println!("{:#}", provisioner::error_json(command, &app, &err));
+            }
             ExitCode::from(err.exit_code())
         }
+    }
+}
+
+fn command_name(cli: &Cli) -> &'static str {
+    use provisioner::cli::Command;
+    match cli.command {
+        Command::Up(_) => "up",
+        Command::Plan(_) => "plan",
+        Command::Down(_) => "down",
+        Command::Render(_) => "render",
+        Command::Start(_) => "start",
+        Command::Stop(_) => "stop",
+        Command::Status(_) => "status",
+        Command::Logs(_) => "logs",
     }
 }

@@ -3,13 +3,15 @@
 //! namespace per VPC, and tests run in parallel). What moto cannot show is listed in
 //! `support/mod.rs`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::BTreeSet;
 
-use support::{ACCOUNT, Moto, Proxy, REGION, copy_of_files, repo_root, run};
+use support::{ACCOUNT, Moto, Proxy, REGION, copy_of_files, repo_root, run, seed_image};
 
-const IMAGE: &str = "123456789012.dkr.ecr.eu-north-1.amazonaws.com/timing/api:0a1b2c3";
+const REPOSITORY_URI: &str = "123456789012.dkr.ecr.eu-north-1.amazonaws.com/timing/api";
 
 fn tag_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeSet<(String, String)> {
     pairs
@@ -29,6 +31,7 @@ fn has_app_tags(tags: &BTreeSet<(String, String)>, app: &str) -> bool {
 async fn up_creates_everything_and_a_second_up_changes_nothing() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto).await;
+    let (image, digest) = seed_image(&moto, "timing", "0a1b2c3").await;
     let root = repo_root();
 
     let plan = run(&proxy.url, &root, &["plan", "--output", "json"])
@@ -47,7 +50,7 @@ async fn up_creates_everything_and_a_second_up_changes_nothing() {
         &[
             "up",
             "--image",
-            IMAGE,
+            &image,
             "--output",
             "json",
             "--timeout",
@@ -66,12 +69,18 @@ async fn up_creates_everything_and_a_second_up_changes_nothing() {
         .filter(|c| c["action"] == "create")
         .map(|c| c["kind"].as_str().unwrap())
         .collect();
+    // The repository existed already (the image had been pushed to it): `up` converged it.
+    let repository_change = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "ecr-repository");
+    assert_eq!(repository_change.unwrap()["action"], "update", "{report:#}");
     for kind in [
         "security-group",
         "ingress-rules",
         "iam-role",
         "log-group",
-        "ecr-repository",
         "ecs-cluster",
         "dns-namespace",
         "discovery-service",
@@ -259,7 +268,11 @@ async fn up_creates_everything_and_a_second_up_changes_nothing() {
         .unwrap();
     let api_task = api_task.task_definition().unwrap();
     let container = &api_task.container_definitions()[0];
-    assert_eq!(container.image(), Some(IMAGE));
+    // Deployed by digest, so the revision changes exactly when the image does.
+    assert_eq!(
+        container.image(),
+        Some(format!("{REPOSITORY_URI}@{digest}").as_str())
+    );
     let env: Vec<(&str, &str)> = container
         .environment()
         .iter()
@@ -370,6 +383,8 @@ async fn up_creates_everything_and_a_second_up_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(groups.log_groups()[0].retention_in_days(), Some(7));
+    // moto implements the older ListTagsLogGroup, not ListTagsForResource.
+    #[allow(deprecated)]
     let log_tags = logs
         .list_tags_log_group()
         .log_group_name("/ecs/timing")
@@ -413,14 +428,20 @@ async fn up_creates_everything_and_a_second_up_changes_nothing() {
 
     // A second `up` changes nothing, makes no mutating call (seen by the proxy), and says so.
     proxy.clear();
-    let again = run(&proxy.url, &root, &["up", "--output", "json"])
-        .await
-        .expect_code(0);
+    let again = run(
+        &proxy.url,
+        &root,
+        &["up", "--keep-image", "--output", "json"],
+    )
+    .await
+    .expect_code(0);
     assert_eq!(proxy.mutating(), Vec::<String>::new());
     let again = again.json();
     assert_eq!(again["changed"], false);
     assert_eq!(again["aws_calls"]["mutating"], 0);
-    let text = run(&proxy.url, &root, &["up"]).await.expect_code(0);
+    let text = run(&proxy.url, &root, &["up", "--keep-image"])
+        .await
+        .expect_code(0);
     assert!(text.stdout.contains("no changes"), "{}", text.stdout);
     run(&proxy.url, &root, &["plan"]).await.expect_code(0);
 }
@@ -430,8 +451,9 @@ async fn up_creates_everything_and_a_second_up_changes_nothing() {
 async fn a_changed_task_definition_makes_one_revision_and_one_service_update() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto).await;
+    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
     let files = copy_of_files();
-    run(&proxy.url, files.path(), &["up", "--image", IMAGE])
+    run(&proxy.url, files.path(), &["up", "--image", &image])
         .await
         .expect_code(0);
 
@@ -447,7 +469,9 @@ async fn a_changed_task_definition_makes_one_revision_and_one_service_update() {
     assert!(plan.stdout.contains("timing-api:1 → 2"), "{}", plan.stdout);
 
     proxy.clear();
-    run(&proxy.url, files.path(), &["up"]).await.expect_code(0);
+    run(&proxy.url, files.path(), &["up", "--keep-image"])
+        .await
+        .expect_code(0);
     let mut mutating = proxy.mutating();
     mutating.sort();
     assert_eq!(mutating, ["RegisterTaskDefinition", "UpdateService"]);
@@ -565,6 +589,7 @@ async fn assert_nothing_left(moto: &Moto, app: &str) {
 async fn down_removes_one_app_and_leaves_the_other() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto).await;
+    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
     let root = repo_root();
     let config = moto.sdk_config().await;
     let ec2 = aws_sdk_ec2::Client::new(&config);
@@ -591,10 +616,11 @@ async fn down_removes_one_app_and_leaves_the_other() {
         subnets.push(subnet.subnet().unwrap().subnet_id().unwrap().to_owned());
     }
 
-    run(&proxy.url, &root, &["up", "--image", IMAGE])
+    run(&proxy.url, &root, &["up", "--image", &image])
         .await
         .expect_code(0);
     let subnet_list = subnets.join(",");
+    let (other_image, _) = seed_image(&moto, "other", "0a1b2c3").await;
     run(
         &proxy.url,
         &root,
@@ -603,7 +629,7 @@ async fn down_removes_one_app_and_leaves_the_other() {
             "--app",
             "other",
             "--image",
-            IMAGE,
+            &other_image,
             "--vpc",
             &vpc_id,
             "--subnets",
@@ -652,10 +678,11 @@ async fn down_removes_one_app_and_leaves_the_other() {
 async fn an_interrupted_up_is_finished_by_the_next_one() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto).await;
+    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
     let root = repo_root();
     for cut in [8, 20] {
         proxy.fail_after(cut);
-        let failed = run(&proxy.url, &root, &["up", "--image", IMAGE]).await;
+        let failed = run(&proxy.url, &root, &["up", "--image", &image]).await;
         assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
         assert!(
             failed.stderr.contains("error:") && failed.stderr.contains("failed"),
@@ -667,13 +694,15 @@ async fn an_interrupted_up_is_finished_by_the_next_one() {
     let finished = run(
         &proxy.url,
         &root,
-        &["up", "--image", IMAGE, "--output", "json"],
+        &["up", "--image", &image, "--output", "json"],
     )
     .await
     .expect_code(0);
     assert_eq!(finished.json()["changed"], true);
     proxy.clear();
-    run(&proxy.url, &root, &["up"]).await.expect_code(0);
+    run(&proxy.url, &root, &["up", "--keep-image"])
+        .await
+        .expect_code(0);
     assert_eq!(proxy.mutating(), Vec::<String>::new());
 
     proxy.fail_after(10);
@@ -691,6 +720,7 @@ async fn an_interrupted_up_is_finished_by_the_next_one() {
 async fn bad_files_are_refused_before_any_aws_call() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto).await;
+    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
     let cases = [
         (
             "task-definitions/api.json",
@@ -723,7 +753,7 @@ async fn bad_files_are_refused_before_any_aws_call() {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "{file} lacks {from}");
         std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-        let run = run(&proxy.url, files.path(), &["up", "--image", IMAGE])
+        let run = run(&proxy.url, files.path(), &["up", "--image", &image])
             .await
             .expect_code(1);
         assert!(
@@ -749,8 +779,9 @@ async fn bad_files_are_refused_before_any_aws_call() {
 async fn down_without_yes_refuses_when_there_is_no_terminal() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto).await;
+    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
     let root = repo_root();
-    run(&proxy.url, &root, &["up", "--image", IMAGE])
+    run(&proxy.url, &root, &["up", "--image", &image])
         .await
         .expect_code(0);
     proxy.clear();

@@ -2,6 +2,8 @@
 
 pub mod down;
 pub mod render;
+pub mod scale;
+pub mod status;
 pub mod up;
 
 use std::fmt;
@@ -33,8 +35,14 @@ pub struct Report {
     pub changes: Vec<Change>,
     /// The API's public endpoint, when a task runs.
     pub endpoint: Option<String>,
+    /// How the wait for the services ended, when the command waited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<crate::watch::WatchReport>,
     /// AWS calls made.
     pub aws_calls: CallSummary,
+    /// What is billed (stop: what still costs money; start: what running costs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub costs: Vec<scale::Cost>,
     /// Things the user should know (kept stopped, data kept, …).
     pub notes: Vec<String>,
 }
@@ -60,6 +68,8 @@ impl Report {
             changed: changes.iter().any(|c| c.action.is_change()),
             changes,
             endpoint: None,
+            wait: None,
+            costs: Vec::new(),
             aws_calls,
             notes: Vec::new(),
         }
@@ -112,8 +122,25 @@ impl fmt::Display for Report {
             "AWS calls: {} read, {} mutating",
             calls.read, calls.mutating
         )?;
+        if let Some(wait) = &self.wait {
+            let states: Vec<String> = wait.services.iter().map(|s| s.summary()).collect();
+            writeln!(
+                f,
+                "services {} after {:.0}s: {}",
+                wait.goal,
+                wait.waited.as_secs_f64(),
+                states.join("; ")
+            )?;
+        }
         if let Some(endpoint) = &self.endpoint {
             writeln!(f, "API endpoint: {endpoint}")?;
+        }
+        for cost in &self.costs {
+            writeln!(
+                f,
+                "cost: ~${:.2}/month  {} ({})",
+                cost.usd_per_month, cost.item, cost.basis
+            )?;
         }
         for note in &self.notes {
             writeln!(f, "note: {note}")?;

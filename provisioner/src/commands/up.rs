@@ -8,7 +8,8 @@
 //! log group, ECR repository, cluster ────────────────────┘
 //! ```
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use crate::cli::DeployArgs;
 use crate::commands::Report;
@@ -16,6 +17,9 @@ use crate::commands::render::{RenderValues, placeholder_values};
 use crate::config::Templates;
 use crate::error::{Error, Result};
 use crate::plan::Deployment;
+use crate::watch::{Goal, WatchReport, WatchSpec};
+
+mod images;
 use crate::resources::iam::{RoleSpec, execution_role_policy_arn};
 use crate::resources::services::ServiceSpec;
 use crate::resources::{
@@ -31,6 +35,8 @@ pub struct UpOptions {
     pub wait: Option<Duration>,
     /// Start services that are stopped.
     pub start: bool,
+    /// Workspace root: the files, and the service's sources for a build.
+    pub root: PathBuf,
 }
 
 const REDIS_PORT_FALLBACK: i32 = 6379;
@@ -56,6 +62,8 @@ pub fn api_port(templates: &Templates) -> i32 {
 pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> Result<Report> {
     let args = &options.deploy;
     let names = &d.names;
+    // Events and stopped tasks older than this are not this run's.
+    let started_at = SystemTime::now();
     let partition = crate::aws::partition_of(d.region()).to_owned();
     let api_port = api_port(templates);
     let redis_port = container_port(&templates.redis, REDIS_PORT_FALLBACK);
@@ -138,7 +146,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         execution_role_arn,
         api_task_role_arn,
         (),
-        _repository,
+        repository_uri,
         (),
         live_services,
         live_api,
@@ -149,7 +157,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         iam::ensure_role(d, &execution_role),
         iam::ensure_role(d, &api_task_role),
         log_group::ensure_log_group(d, args.log_retention_days),
-        ecr::ensure_repository(d, args.keep_images),
+        ecr::ensure_repository(d, &names.repository, args.keep_images),
         cluster::ensure_cluster(d),
         services::describe(d, &service_names),
         task_definitions::latest(d, &api_family),
@@ -164,28 +172,13 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     )?;
     let (net, groups, data, registry) = network_state;
 
-    // The image: as given, else the one the live service runs (so `up` without --image never
-    // changes the running version).
-    let api_image = match (&args.image, &live_api) {
-        (Some(image), _) => image.clone(),
-        (None, Some(live)) => live
-            .spec
-            .container(&templates.api.service)
-            .map(|c| c.image.clone())
-            .ok_or_else(|| {
-                Error::missing(
-                    format!("task definition {}", live.arn),
-                    "api container image",
-                )
-            })?,
-        (None, None) if d.dry_run => crate::plan::KNOWN_AFTER_APPLY.to_owned(),
-        (None, None) => {
-            return Err(Error::InvalidArgument {
-                flag: "--image",
-                message: "the first deployment needs the service image: pass --image URI".into(),
-            });
-        }
-    };
+    let live_image = live_api
+        .as_ref()
+        .and_then(|live| live.spec.container(&templates.api.service))
+        .map(|c| c.image.clone());
+    let images =
+        images::service_images(d, args, &options.root, &repository_uri, live_image).await?;
+    let api_image = images.api;
     let mut values = placeholder_values(
         names,
         &RenderValues {
@@ -194,7 +187,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
             execution_role_arn,
             api_task_role_arn,
             api_image,
-            redis_image: args.redis_image.clone(),
+            redis_image: images.redis,
         },
     );
     values.extend(data.placeholder_values());
@@ -267,10 +260,11 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     if d.dry_run || kept_stopped {
         return Ok(report);
     }
+    report.notes.extend(images.notes);
     if let Some(limit) = options.wait {
-        if report.changed {
-            crate::commands::up::wait_stable(d, limit).await?;
-        }
+        let services = vec![names.redis_service.clone(), names.api_service.clone()];
+        let watched = watch(d, services, Goal::Stable, limit, started_at, "up").await?;
+        report.wait = Some(watched);
         report.endpoint = services::api_endpoint(d, api_port).await?;
         if report.endpoint.is_none() {
             report.notes.push("no running API task has a public IP yet; `provisioner status` shows it once one runs".into());
@@ -293,31 +287,22 @@ fn family(
     template.as_written.family.replace("${APP}", &names.app)
 }
 
-/// Waits until both services are stable.
-pub async fn wait_stable(d: &Deployment, limit: Duration) -> Result<()> {
-    use aws_sdk_ecs::client::Waiters;
-    let names = &d.names;
-    d.clients
-        .ecs
-        .wait_until_services_stable()
-        .cluster(&names.cluster)
-        .services(&names.redis_service)
-        .services(&names.api_service)
-        .wait(limit)
-        .await
-        .map(|_| ())
-        .map_err(|e| match e {
-            aws_smithy_runtime_api::client::waiters::error::WaiterError::ExceededMaxWait(_) => {
-                Error::Timeout {
-                    what: format!("services of app {} to become stable", names.app),
-                    waited: limit,
-                }
-            }
-            other => Error::Aws {
-                operation: "DescribeServices",
-                resource: format!("services of app {}", names.app),
-                code: None,
-                message: aws_smithy_types::error::display::DisplayErrorContext(&other).to_string(),
-            },
-        })
+/// Follows the services until they reach `goal`, showing progress on stderr; Ctrl-C stops
+/// the wait (not the deployment) with a hint how to continue.
+pub async fn watch(
+    d: &Deployment,
+    services: Vec<String>,
+    goal: Goal,
+    limit: Duration,
+    started_at: SystemTime,
+    command: &'static str,
+) -> Result<WatchReport> {
+    let mut spec = WatchSpec::new(&d.names.cluster, services, goal, &d.names.log_group);
+    spec.timeout = limit;
+    spec.started_at = started_at;
+    let mut sink = crate::watch::stderr_sink();
+    tokio::select! {
+        result = crate::watch::watch_services(&d.clients.ecs, &d.clients.logs, &spec, sink.as_mut()) => Ok(result?),
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted { command }),
+    }
 }

@@ -1,7 +1,7 @@
 //! The ECR repository of the service image (`<app>/api`): scanned on push, with a lifecycle
 //! policy that keeps the last N images so storage does not grow without bound.
 
-use aws_sdk_ecr::types::{ImageScanningConfiguration, Tag};
+use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, Tag};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -20,9 +20,8 @@ pub fn lifecycle_policy(keep: u32) -> Value {
 }
 
 /// Creates the repository or converges its settings; returns its URI.
-pub async fn ensure_repository(d: &Deployment, keep_images: u32) -> Result<String> {
+pub async fn ensure_repository(d: &Deployment, name: &str, keep_images: u32) -> Result<String> {
     let ecr = &d.clients.ecr;
-    let name = &d.names.repository;
     let resource = format!("ECR repository {name}");
     let live = match ecr
         .describe_repositories()
@@ -84,10 +83,10 @@ pub async fn ensure_repository(d: &Deployment, keep_images: u32) -> Result<Strin
             }
             Err(e) => return Err(Error::aws("CreateRepository", resource, e)),
         };
-        put_lifecycle_policy(d, &wanted_policy).await?;
+        put_lifecycle_policy(d, name, &wanted_policy).await?;
         return match uri {
             Some(uri) => Ok(uri),
-            None => repository_uri(d).await,
+            None => repository_uri(d, name).await,
         };
     };
 
@@ -148,13 +147,12 @@ pub async fn ensure_repository(d: &Deployment, keep_images: u32) -> Result<Strin
             .map_err(|e| Error::aws("PutImageScanningConfiguration", resource, e))?;
     }
     if !policy_matches {
-        put_lifecycle_policy(d, &wanted_policy).await?;
+        put_lifecycle_policy(d, name, &wanted_policy).await?;
     }
     Ok(uri)
 }
 
-async fn put_lifecycle_policy(d: &Deployment, policy: &Value) -> Result<()> {
-    let name = &d.names.repository;
+async fn put_lifecycle_policy(d: &Deployment, name: &str, policy: &Value) -> Result<()> {
     d.clients
         .ecr
         .put_lifecycle_policy()
@@ -166,8 +164,7 @@ async fn put_lifecycle_policy(d: &Deployment, policy: &Value) -> Result<()> {
     Ok(())
 }
 
-async fn repository_uri(d: &Deployment) -> Result<String> {
-    let name = &d.names.repository;
+async fn repository_uri(d: &Deployment, name: &str) -> Result<String> {
     let resource = format!("ECR repository {name}");
     let out = d
         .clients
@@ -182,6 +179,84 @@ async fn repository_uri(d: &Deployment) -> Result<String> {
         .and_then(|r| r.repository_uri())
         .map(str::to_owned)
         .ok_or_else(|| Error::missing(resource, "repository.repositoryUri"))
+}
+
+/// The digest of an image in one of the app's repositories, by tag or digest; `None` when
+/// the repository or the image does not exist. Uses the ECR API, so it needs no registry access.
+pub async fn image_digest(
+    d: &Deployment,
+    repository: &str,
+    reference: &str,
+) -> Result<Option<String>> {
+    let id = if reference.starts_with("sha256:") {
+        ImageIdentifier::builder().image_digest(reference).build()
+    } else {
+        ImageIdentifier::builder().image_tag(reference).build()
+    };
+    match d
+        .clients
+        .ecr
+        .describe_images()
+        .repository_name(repository)
+        .image_ids(id)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out
+            .image_details()
+            .first()
+            .and_then(|i| i.image_digest())
+            .map(str::to_owned)),
+        Err(e)
+            if e.as_service_error().is_some_and(|e| {
+                e.is_image_not_found_exception() || e.is_repository_not_found_exception()
+            }) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(Error::aws(
+            "DescribeImages",
+            format!("image {repository}:{reference}"),
+            e,
+        )),
+    }
+}
+
+/// Total size of the images stored in a repository (for `stop`'s cost note).
+pub async fn stored_bytes(d: &Deployment, repository: &str) -> Result<i64> {
+    let mut total = 0;
+    let mut pages = d
+        .clients
+        .ecr
+        .describe_images()
+        .repository_name(repository)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(page) => {
+                total += page
+                    .image_details()
+                    .iter()
+                    .filter_map(|i| i.image_size_in_bytes())
+                    .sum::<i64>()
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_repository_not_found_exception()) =>
+            {
+                return Ok(0);
+            }
+            Err(e) => {
+                return Err(Error::aws(
+                    "DescribeImages",
+                    format!("ECR repository {repository}"),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Deletes a repository of the app with every image in it.

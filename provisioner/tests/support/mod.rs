@@ -14,7 +14,7 @@
 //! refuses (a cluster with services, a namespace with services, a security group referenced
 //! by another). The waiting and failure logic is tested with aws-smithy-mocks instead.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,8 @@ pub struct Moto {
 }
 
 impl Moto {
+    // The child is killed and waited for in `Drop`.
+    #[allow(clippy::zombie_processes)]
     pub async fn start() -> Self {
         let port = free_port();
         let child = std::process::Command::new("moto_server")
@@ -62,10 +64,10 @@ impl Moto {
         let url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(response) = client.get(format!("{url}/moto-api/data.json")).send().await {
-                if response.status().is_success() {
-                    return Self { child, url };
-                }
+            if let Ok(response) = client.get(format!("{url}/moto-api/data.json")).send().await
+                && response.status().is_success()
+            {
+                return Self { child, url };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -352,4 +354,69 @@ pub async fn run_with_env(
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// Puts a small image into moto's ECR repository `<app>/api` (created, tagged as the
+/// provisioner would), since moto's registry accepts no layer pushes; returns the image URI
+/// by tag and the digest ECR reports.
+pub async fn seed_image(moto: &Moto, app: &str, tag: &str) -> (String, String) {
+    let config = moto.sdk_config().await;
+    let ecr = aws_sdk_ecr::Client::new(&config);
+    let repository = format!("{app}/api");
+    let tags = [("app", app), ("managed-by", "provisioner")]
+        .into_iter()
+        .map(|(k, v)| {
+            aws_sdk_ecr::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .unwrap()
+        });
+    let created = ecr
+        .create_repository()
+        .repository_name(&repository)
+        .set_tags(Some(tags.collect()))
+        .send()
+        .await;
+    let uri = match created {
+        Ok(out) => out
+            .repository()
+            .unwrap()
+            .repository_uri()
+            .unwrap()
+            .to_owned(),
+        Err(_) => ecr
+            .describe_repositories()
+            .repository_names(&repository)
+            .send()
+            .await
+            .unwrap()
+            .repositories()[0]
+            .repository_uri()
+            .unwrap()
+            .to_owned(),
+    };
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2, "digest": format!("sha256:{:0>64}", tag)},
+        "layers": []
+    });
+    let put = ecr
+        .put_image()
+        .repository_name(&repository)
+        .image_manifest(manifest.to_string())
+        .image_tag(tag)
+        .send()
+        .await
+        .unwrap();
+    let digest = put
+        .image()
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .image_digest()
+        .unwrap()
+        .to_owned();
+    (format!("{uri}:{tag}"), digest)
 }

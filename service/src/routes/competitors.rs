@@ -111,11 +111,15 @@ async fn get_competitor(
     State(state): State<AppState>,
     ApiPath(bib): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let bib = Bib::from_path(&bib)?;
-    let competitor = state.store.competitor(&bib).await?;
+    read(&state, &Bib::from_path(&bib)?).await
+}
+
+/// The competitor's JSON, 404 when absent.
+async fn read(state: &AppState, bib: &Bib) -> Result<Json<Value>, ApiError> {
+    let competitor = state.store.competitor(bib).await?;
     competitor
         .map(|c| Json(view(c)))
-        .ok_or_else(|| not_found(&bib))
+        .ok_or_else(|| not_found(bib))
 }
 
 /// `PUT /api/v1/competitors/{bib}`: replaces every field of an existing competitor (times and
@@ -125,17 +129,7 @@ async fn replace_competitor(
     ApiPath(bib): ApiPath<String>,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    let bib = Bib::from_path(&bib)?;
-    let body = with_path_bib(body, &bib)?;
-    let fields = state.race.validate_competitor(&body, false)?.fields;
-    match state
-        .store
-        .put_competitor(PutMode::Replace, &bib, &fields)
-        .await?
-    {
-        Outcome::Missing => Err(not_found(&bib)),
-        _ => get_competitor(State(state), ApiPath(bib.to_string())).await,
-    }
+    update(&state, &bib, body, PutMode::Replace).await
 }
 
 /// `PATCH /api/v1/competitors/{bib}`: changes the given fields only.
@@ -144,16 +138,23 @@ async fn patch_competitor(
     ApiPath(bib): ApiPath<String>,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    let bib = Bib::from_path(&bib)?;
+    update(&state, &bib, body, PutMode::Patch).await
+}
+
+/// Replaces or patches an existing competitor and answers the stored result.
+async fn update(
+    state: &AppState,
+    bib: &str,
+    body: Map<String, Value>,
+    mode: PutMode,
+) -> Result<Json<Value>, ApiError> {
+    let bib = Bib::from_path(bib)?;
     let body = with_path_bib(body, &bib)?;
-    let fields = state.race.validate_competitor(&body, true)?.fields;
-    match state
-        .store
-        .put_competitor(PutMode::Patch, &bib, &fields)
-        .await?
-    {
+    let partial = mode == PutMode::Patch;
+    let fields = state.race.validate_competitor(&body, partial)?.fields;
+    match state.store.put_competitor(mode, &bib, &fields).await? {
         Outcome::Missing => Err(not_found(&bib)),
-        _ => get_competitor(State(state), ApiPath(bib.to_string())).await,
+        _ => read(state, &bib).await,
     }
 }
 

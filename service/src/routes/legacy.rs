@@ -17,7 +17,7 @@ use crate::{
     AppState,
     error::{ApiError, ApiPath, JsonBody},
     model::{Bib, format_ms, parse_time_of_day},
-    store::{Outcome, PutMode},
+    store::{Competitor, Outcome, PutMode},
 };
 
 /// The legacy routes.
@@ -60,17 +60,21 @@ async fn create_competitor(
     ))
 }
 
+/// The stored competitor, 404 with the original's message when absent.
+async fn stored(state: &AppState, bib: &str) -> Result<(Bib, Competitor), ApiError> {
+    let bib = Bib::from_path(bib)?;
+    match state.store.competitor(&bib).await? {
+        Some(competitor) => Ok((bib, competitor)),
+        None => Err(not_found(&bib)),
+    }
+}
+
 /// `GET /getcompetitor/{bib}`: the stored record.
 async fn get_competitor(
     State(state): State<AppState>,
     ApiPath(bib): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let bib = Bib::from_path(&bib)?;
-    let competitor = state
-        .store
-        .competitor(&bib)
-        .await?
-        .ok_or_else(|| not_found(&bib))?;
+    let (_, competitor) = stored(&state, &bib).await?;
     Ok(Json(json!(competitor.fields)))
 }
 
@@ -79,12 +83,7 @@ async fn check_competitor(
     State(state): State<AppState>,
     ApiPath(bib): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let bib = Bib::from_path(&bib)?;
-    let competitor = state
-        .store
-        .competitor(&bib)
-        .await?
-        .ok_or_else(|| not_found(&bib))?;
+    let (bib, competitor) = stored(&state, &bib).await?;
     let record: Map<String, Value> = competitor
         .fields
         .into_iter()

@@ -1,0 +1,296 @@
+//! `stop` and `start`: the billing switch. ECS has no "stop service", so the services' desired
+//! counts go to 0 (API first, so it never runs without Redis) and back (Redis first, so the
+//! API finds it when it starts). Each waits until the change has taken effect, bounded.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::commands::Report;
+use crate::commands::up::watch;
+use crate::error::{Error, Result};
+use crate::plan::{Action, Deployment};
+use crate::resources::{cluster, ecr, services};
+use crate::watch::Goal;
+
+/// One thing that is billed, with a rough monthly figure (US list prices; they vary a little
+/// by region).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Cost {
+    /// What is billed.
+    pub item: String,
+    /// Rough US dollars per month.
+    pub usd_per_month: f64,
+    /// How the figure was made.
+    pub basis: String,
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+/// ECR storage, per GB-month.
+const ECR_USD_PER_GB_MONTH: f64 = 0.10;
+/// CloudWatch Logs storage, per GB-month.
+const LOGS_USD_PER_GB_MONTH: f64 = 0.03;
+/// A Route 53 hosted zone (the private namespace has one), per month.
+const HOSTED_ZONE_USD_PER_MONTH: f64 = 0.50;
+/// One Fargate task of 0.25 vCPU and 0.5 GB on Linux/x86, per hour.
+const FARGATE_SMALL_TASK_USD_PER_HOUR: f64 = 0.25 * 0.04048 + 0.5 * 0.004445;
+/// One public IPv4 address, per hour.
+const PUBLIC_IPV4_USD_PER_HOUR: f64 = 0.005;
+const HOURS_PER_MONTH: f64 = 730.0;
+
+fn round_cents(usd: f64) -> f64 {
+    (usd * 100.0).round() / 100.0
+}
+
+/// The services of the app as they are now; an error when the app is not deployed.
+async fn deployed_services(
+    d: &Deployment,
+) -> Result<std::collections::BTreeMap<String, aws_sdk_ecs::types::Service>> {
+    let names = &d.names;
+    let not_deployed = || Error::NotDeployed {
+        app: names.app.clone(),
+        region: d.region().to_owned(),
+    };
+    if !cluster::cluster_is_active(d).await? {
+        return Err(not_deployed());
+    }
+    let live = services::describe(d, &[&names.api_service, &names.redis_service]).await?;
+    if live.is_empty() {
+        Err(not_deployed())
+    } else {
+        Ok(live)
+    }
+}
+
+/// Sets `name` to `count` tasks unless it already is; records the outcome.
+async fn set_count(
+    d: &Deployment,
+    live: Option<&aws_sdk_ecs::types::Service>,
+    name: &str,
+    count: i32,
+) -> Result<()> {
+    let Some(service) = live else {
+        return Err(Error::NotDeployed {
+            app: d.names.app.clone(),
+            region: d.region().to_owned(),
+        });
+    };
+    let current = service.desired_count();
+    if current == count {
+        d.record(
+            "ecs-service",
+            name,
+            Action::Unchanged,
+            Some(format!("desired count {count}")),
+        );
+        return Ok(());
+    }
+    d.record(
+        "ecs-service",
+        name,
+        Action::Update,
+        Some(format!("desired count {current} → {count}")),
+    );
+    services::scale(d, name, count).await
+}
+
+/// `stop`: every service to 0 tasks, API first; waits until none runs.
+pub async fn stop(d: &Deployment, wait: Option<Duration>) -> Result<Report> {
+    let names = &d.names;
+    let started_at = SystemTime::now();
+    let live = deployed_services(d).await?;
+    set_count(d, live.get(&names.api_service), &names.api_service, 0).await?;
+    set_count(d, live.get(&names.redis_service), &names.redis_service, 0).await?;
+    let mut report = Report::new(
+        "stop",
+        &names.app,
+        d.region(),
+        &d.account,
+        false,
+        d.changes(),
+        Default::default(),
+    );
+    if let Some(limit) = wait {
+        let services = vec![names.api_service.clone(), names.redis_service.clone()];
+        report.wait = Some(watch(d, services, Goal::Drained, limit, started_at, "stop").await?);
+        report.notes.push(
+            "no task runs: task billing (Fargate vCPU, memory, public IPv4) has stopped".into(),
+        );
+    } else {
+        report
+            .notes
+            .push("tasks are stopping (--no-wait); task billing ends when none runs".into());
+    }
+    report.costs = still_billed(d).await?;
+    report.notes.push(format!(
+        "still billed while stopped: about ${:.2}/month (see costs); `provisioner down` removes it all",
+        report.costs.iter().map(|c| c.usd_per_month).sum::<f64>()
+    ));
+    report.aws_calls = d.clients.calls.summary();
+    Ok(report)
+}
+
+/// What costs money while no task runs.
+async fn still_billed(d: &Deployment) -> Result<Vec<Cost>> {
+    let names = &d.names;
+    let mut image_bytes = 0;
+    for repository in [&names.repository, &names.redis_repository] {
+        image_bytes += ecr::stored_bytes(d, repository).await?;
+    }
+    let groups = d
+        .clients
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(&names.log_group)
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                "DescribeLogGroups",
+                format!("log group {}", names.log_group),
+                e,
+            )
+        })?;
+    let log_bytes: i64 = groups
+        .log_groups()
+        .iter()
+        .filter(|g| g.log_group_name() == Some(names.log_group.as_str()))
+        .filter_map(|g| g.stored_bytes())
+        .sum();
+    Ok(vec![
+        Cost {
+            item: format!(
+                "ECR images ({}, {})",
+                names.repository, names.redis_repository
+            ),
+            usd_per_month: round_cents(image_bytes as f64 / GIB * ECR_USD_PER_GB_MONTH),
+            basis: format!("{image_bytes} bytes at ${ECR_USD_PER_GB_MONTH}/GB-month"),
+        },
+        Cost {
+            item: format!("CloudWatch logs ({})", names.log_group),
+            usd_per_month: round_cents(log_bytes as f64 / GIB * LOGS_USD_PER_GB_MONTH),
+            basis: format!(
+                "{log_bytes} bytes at ${LOGS_USD_PER_GB_MONTH}/GB-month, until the retention expires them"
+            ),
+        },
+        Cost {
+            item: format!(
+                "Cloud Map namespace {} (a Route 53 private hosted zone)",
+                names.namespace
+            ),
+            usd_per_month: HOSTED_ZONE_USD_PER_MONTH,
+            basis: "per hosted zone".into(),
+        },
+    ])
+}
+
+/// `start`: Redis to 1 task and stable, then the API to `api_count` and stable, then `/ready`
+/// through the public endpoint.
+pub async fn start(
+    d: &Deployment,
+    api_count: i32,
+    wait: Option<Duration>,
+    api_port: i32,
+) -> Result<Report> {
+    let names = &d.names;
+    let started_at = SystemTime::now();
+    let live = deployed_services(d).await?;
+    set_count(d, live.get(&names.redis_service), &names.redis_service, 1).await?;
+    let mut waits = Vec::new();
+    if let Some(limit) = wait {
+        waits.push(
+            watch(
+                d,
+                vec![names.redis_service.clone()],
+                Goal::Stable,
+                limit,
+                started_at,
+                "start",
+            )
+            .await?,
+        );
+    }
+    set_count(
+        d,
+        live.get(&names.api_service),
+        &names.api_service,
+        api_count,
+    )
+    .await?;
+    let mut report = Report::new(
+        "start",
+        &names.app,
+        d.region(),
+        &d.account,
+        false,
+        d.changes(),
+        Default::default(),
+    );
+    let tasks = f64::from(1 + api_count);
+    report.costs = vec![Cost {
+        item: format!(
+            "{} Fargate task(s) of 0.25 vCPU / 0.5 GB, each with a public IPv4",
+            1 + api_count
+        ),
+        usd_per_month: round_cents(
+            tasks * (FARGATE_SMALL_TASK_USD_PER_HOUR + PUBLIC_IPV4_USD_PER_HOUR) * HOURS_PER_MONTH,
+        ),
+        basis: "while running; `provisioner stop` ends it".into(),
+    }];
+    let Some(limit) = wait else {
+        report.notes.push(
+            "not waiting (--no-wait): `provisioner status` shows the endpoint once the API runs"
+                .into(),
+        );
+        report.aws_calls = d.clients.calls.summary();
+        return Ok(report);
+    };
+    let api_wait = watch(
+        d,
+        vec![names.api_service.clone()],
+        Goal::Stable,
+        limit,
+        started_at,
+        "start",
+    )
+    .await?;
+    report.wait = Some(api_wait);
+    report.endpoint = services::api_endpoint(d, api_port).await?;
+    match &report.endpoint {
+        Some(endpoint) => {
+            wait_ready(endpoint, limit).await?;
+            report.notes.push(format!(
+                "{endpoint}/ready answers; the address changes on every start"
+            ));
+        }
+        None => report
+            .notes
+            .push("the API task has no public IP to check `/ready` on".into()),
+    }
+    report.aws_calls = d.clients.calls.summary();
+    Ok(report)
+}
+
+/// Polls `<endpoint>/ready` until it answers 200, at most `limit`.
+async fn wait_ready(endpoint: &str, limit: Duration) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| Error::Request {
+            resource: "HTTP client".into(),
+            message: e.to_string(),
+        })?;
+    let url = format!("{endpoint}/ready");
+    crate::resources::poll_until(
+        &format!("{url} to answer 200"),
+        limit,
+        Duration::from_secs(3),
+        || async {
+            Ok(match client.get(&url).send().await {
+                Ok(response) if response.status().is_success() => Some(()),
+                _ => None,
+            })
+        },
+    )
+    .await
+}

@@ -1,0 +1,204 @@
+//! `status`: what runs and where. Read-only: per service the counts, rollout state,
+//! task-definition revision and image (digest); the API's public endpoint; recent service
+//! events; and for tasks that stopped recently, why (stop reason, exit codes).
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::aws::CallSummary;
+use crate::error::{Error, Result};
+use crate::plan::Deployment;
+use crate::resources::{cluster, services};
+use crate::watch::{ServiceEventRecord, ServiceState, StoppedTask, WatchSpec};
+
+/// The result of `status`. Its JSON form is part of the documented schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// Version of this JSON schema.
+    pub schema_version: u32,
+    /// `status`.
+    pub command: &'static str,
+    /// The app.
+    pub app: String,
+    /// The region.
+    pub region: String,
+    /// The account.
+    pub account: String,
+    /// Whether the app's cluster exists.
+    pub deployed: bool,
+    /// One entry per service.
+    pub services: Vec<ServiceStatus>,
+    /// The API's public endpoint, when a task runs.
+    pub endpoint: Option<String>,
+    /// AWS calls made.
+    pub aws_calls: CallSummary,
+}
+
+/// One service.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    /// Counts, status, rollout, task definition (`family:revision`).
+    #[serde(flatten)]
+    pub state: ServiceState,
+    /// The image the task definition runs.
+    pub image: Option<String>,
+    /// Its digest, when the image is referred to by digest.
+    pub image_digest: Option<String>,
+    /// The most recent service events, newest first.
+    pub events: Vec<ServiceEventRecord>,
+    /// Tasks that stopped within `--since`, oldest first, with reasons and exit codes.
+    pub stopped_tasks: Vec<StoppedTask>,
+}
+
+/// Runs `status`.
+pub async fn status(
+    d: &Deployment,
+    events: usize,
+    since: Duration,
+    api_port: i32,
+) -> Result<StatusReport> {
+    let names = &d.names;
+    let mut report = StatusReport {
+        schema_version: 1,
+        command: "status",
+        app: names.app.clone(),
+        region: d.region().to_owned(),
+        account: d.account.clone(),
+        deployed: cluster::cluster_is_active(d).await?,
+        services: Vec::new(),
+        endpoint: None,
+        aws_calls: CallSummary::default(),
+    };
+    if report.deployed {
+        let service_names = vec![names.redis_service.clone(), names.api_service.clone()];
+        let views =
+            crate::watch::service_views(&d.clients.ecs, &names.cluster, &service_names).await?;
+        let mut spec = WatchSpec::new(
+            &names.cluster,
+            service_names,
+            crate::watch::Goal::Stable,
+            &names.log_group,
+        );
+        spec.started_at = SystemTime::now()
+            .checked_sub(since)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        spec.log_lines = 5;
+        for view in views {
+            let (image, image_digest) = match &view.state.task_definition {
+                Some(task_definition) => image_of(d, task_definition, &view.state.service).await?,
+                None => (None, None),
+            };
+            let stopped_tasks = if view.state.status == "MISSING" {
+                Vec::new()
+            } else {
+                crate::watch::recent_stopped_tasks(
+                    &d.clients.ecs,
+                    &d.clients.logs,
+                    &spec,
+                    &view.state.service,
+                )
+                .await?
+            };
+            report.services.push(ServiceStatus {
+                image,
+                image_digest,
+                events: view.events.into_iter().take(events).collect(),
+                stopped_tasks,
+                state: view.state,
+            });
+        }
+        report.endpoint = services::api_endpoint(d, api_port).await?;
+    }
+    report.aws_calls = d.clients.calls.summary();
+    Ok(report)
+}
+
+/// The image of the service's container in a task definition, and its digest.
+async fn image_of(
+    d: &Deployment,
+    task_definition: &str,
+    container: &str,
+) -> Result<(Option<String>, Option<String>)> {
+    let out = d
+        .clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(task_definition)
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                "DescribeTaskDefinition",
+                format!("task definition {task_definition}"),
+                e,
+            )
+        })?;
+    let image = out
+        .task_definition()
+        .and_then(|t| {
+            t.container_definitions()
+                .iter()
+                .find(|c| c.name() == Some(container))
+        })
+        .and_then(|c| c.image())
+        .map(str::to_owned);
+    let digest = image
+        .as_deref()
+        .and_then(|i| i.split_once('@'))
+        .map(|(_, digest)| digest.to_owned());
+    Ok((image, digest))
+}
+
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "app `{}` in {} (account {})",
+            self.app, self.region, self.account
+        )?;
+        if !self.deployed {
+            return writeln!(
+                f,
+                "not deployed: no cluster `{}`; `provisioner up` deploys it",
+                self.app
+            );
+        }
+        for service in &self.services {
+            let state = &service.state;
+            writeln!(
+                f,
+                "  {:<6} {:<8} desired {} running {} pending {}  rollout {}  {}",
+                state.service,
+                state.status,
+                state.desired,
+                state.running,
+                state.pending,
+                state.rollout_state.as_deref().unwrap_or("-"),
+                state.task_definition.as_deref().unwrap_or("-"),
+            )?;
+            if let Some(image) = &service.image {
+                writeln!(f, "         image {image}")?;
+            }
+            for event in &service.events {
+                let at = event.at.map(crate::watch::rfc3339).unwrap_or_default();
+                writeln!(f, "         event {at} {}", event.message)?;
+            }
+            for task in &service.stopped_tasks {
+                writeln!(f, "         stopped {}", task.summary())?;
+            }
+        }
+        match &self.endpoint {
+            Some(endpoint) => writeln!(f, "API endpoint: {endpoint}")?,
+            None => writeln!(f, "API endpoint: none (no API task with a public IP runs)")?,
+        }
+        if self.services.iter().all(|s| s.state.desired == 0) {
+            writeln!(
+                f,
+                "stopped: no task is billed; `provisioner start` runs the services"
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+//! Day-to-day operation through the real binary against moto: `stop`/`start` change and
+//! report desired counts in the right order, `status` shows them, `up` keeps a stopped app
+//! stopped, `logs` prints a service's lines, and every command on an app that does not exist
+//! answers in one line. (moto runs no containers: there is no endpoint or `/ready` to reach;
+//! the waiting logic itself is tested with replayed responses in tests/watch.rs.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{Moto, Proxy, repo_root, run, seed_image};
+
+async fn desired_counts(moto: &Moto) -> (i32, i32) {
+    let config = moto.sdk_config().await;
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let out = ecs
+        .describe_services()
+        .cluster("timing")
+        .services("redis")
+        .services("api")
+        .send()
+        .await
+        .unwrap();
+    let count = |name: &str| {
+        out.services()
+            .iter()
+            .find(|s| s.service_name() == Some(name))
+            .map(|s| s.desired_count())
+            .unwrap()
+    };
+    (count("redis"), count("api"))
+}
+
+/// The services named in the recorded UpdateService calls, in order.
+fn updated_services(proxy: &Proxy) -> Vec<String> {
+    proxy
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "UpdateService")
+        .map(|c| {
+            serde_json::from_str::<serde_json::Value>(&c.body).unwrap()["service"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn stop_start_and_status_control_and_report_the_desired_counts() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto).await;
+    let root = repo_root();
+    let (image, digest) = seed_image(&moto, "timing", "0a1b2c3").await;
+    run(&proxy.url, &root, &["up", "--image", &image])
+        .await
+        .expect_code(0);
+
+    let status = run(&proxy.url, &root, &["status", "--output", "json"])
+        .await
+        .expect_code(0)
+        .json();
+    assert_eq!(status["schema_version"], 1);
+    assert_eq!(status["deployed"], true);
+    let services = status["services"].as_array().unwrap();
+    let api = services.iter().find(|s| s["service"] == "api").unwrap();
+    assert_eq!(
+        (api["desired"].as_i64(), api["running"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(api["task_definition"], "timing-api:1");
+    assert_eq!(api["image_digest"], digest.as_str());
+    assert!(api["events"].is_array() && api["stopped_tasks"].is_array());
+    assert!(
+        services
+            .iter()
+            .any(|s| s["service"] == "redis" && s["desired"] == 1)
+    );
+
+    // stop: API first, then Redis; both at 0; what still costs money is listed.
+    proxy.clear();
+    let stop = run(&proxy.url, &root, &["stop", "--output", "json"])
+        .await
+        .expect_code(0)
+        .json();
+    assert_eq!(updated_services(&proxy), ["api", "redis"]);
+    assert_eq!(desired_counts(&moto).await, (0, 0));
+    assert_eq!(stop["wait"]["goal"], "drained");
+    let costs: Vec<&str> = stop["costs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["item"].as_str().unwrap())
+        .collect();
+    assert!(
+        costs.iter().any(|c| c.starts_with("ECR images"))
+            && costs.iter().any(|c| c.starts_with("Cloud Map")),
+        "{costs:?}"
+    );
+    let text = run(&proxy.url, &root, &["status"])
+        .await
+        .expect_code(0)
+        .stdout;
+    assert!(text.contains("stopped: no task is billed"), "{text}");
+
+    // A deploy never restarts billing by itself; a second stop changes nothing.
+    proxy.clear();
+    let up = run(
+        &proxy.url,
+        &root,
+        &["up", "--keep-image", "--output", "json"],
+    )
+    .await
+    .expect_code(0)
+    .json();
+    assert_eq!(desired_counts(&moto).await, (0, 0));
+    assert!(
+        up["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("kept stopped")),
+        "{up:#}"
+    );
+    assert_eq!(proxy.mutating(), Vec::<String>::new());
+    run(&proxy.url, &root, &["stop"]).await.expect_code(0);
+    assert_eq!(proxy.mutating(), Vec::<String>::new());
+
+    // start: Redis first, then the API.
+    proxy.clear();
+    let start = run(&proxy.url, &root, &["start", "--output", "json"])
+        .await
+        .expect_code(0)
+        .json();
+    assert_eq!(updated_services(&proxy), ["redis", "api"]);
+    assert_eq!(desired_counts(&moto).await, (1, 1));
+    assert_eq!(start["wait"]["goal"], "stable");
+    assert!(start["costs"][0]["usd_per_month"].as_f64().unwrap() > 0.0);
+
+    // up --start lifts a stopped app.
+    run(&proxy.url, &root, &["stop", "--no-wait"])
+        .await
+        .expect_code(0);
+    assert_eq!(desired_counts(&moto).await, (0, 0));
+    run(&proxy.url, &root, &["up", "--keep-image", "--start"])
+        .await
+        .expect_code(0);
+    assert_eq!(desired_counts(&moto).await, (1, 1));
+}
+
+#[tokio::test]
+async fn commands_on_an_app_that_does_not_exist_say_so() {
+    let moto = Moto::start().await;
+    let root = repo_root();
+    for command in ["start", "stop"] {
+        let refused = run(&moto.url, &root, &[command, "--app", "ghost"])
+            .await
+            .expect_code(1);
+        assert!(
+            refused
+                .stderr
+                .contains("app `ghost` is not deployed in eu-north-1"),
+            "{}",
+            refused.stderr
+        );
+    }
+    let json = run(
+        &moto.url,
+        &root,
+        &["start", "--app", "ghost", "--output", "json"],
+    )
+    .await
+    .expect_code(1)
+    .json();
+    assert_eq!(json["error"]["kind"], "not_deployed");
+    assert_eq!(json["error"]["exit_code"], 1);
+
+    let status = run(&moto.url, &root, &["status", "--app", "ghost"])
+        .await
+        .expect_code(0);
+    assert!(status.stdout.contains("not deployed"), "{}", status.stdout);
+    let status = run(
+        &moto.url,
+        &root,
+        &["status", "--app", "ghost", "--output", "json"],
+    )
+    .await
+    .expect_code(0)
+    .json();
+    assert_eq!(
+        (
+            status["deployed"].as_bool(),
+            status["services"].as_array().map(Vec::len)
+        ),
+        (Some(false), Some(0))
+    );
+
+    let logs = run(&moto.url, &root, &["logs", "--app", "ghost"])
+        .await
+        .expect_code(1);
+    assert!(logs.stderr.contains("/ecs/ghost"), "{}", logs.stderr);
+}
+
+#[tokio::test]
+async fn logs_prints_the_lines_of_one_service() {
+    let moto = Moto::start().await;
+    let root = repo_root();
+    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
+    run(&moto.url, &root, &["up", "--image", &image, "--no-wait"])
+        .await
+        .expect_code(0);
+
+    let config = moto.sdk_config().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (stream, message) in [
+        ("api/api/task1", "api says hello"),
+        ("redis/redis/task2", "redis says hello"),
+    ] {
+        logs.create_log_stream()
+            .log_group_name("/ecs/timing")
+            .log_stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        logs.put_log_events()
+            .log_group_name("/ecs/timing")
+            .log_stream_name(stream)
+            .log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now)
+                    .message(message)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let api = run(&moto.url, &root, &["logs", "api", "--since", "5m"])
+        .await
+        .expect_code(0);
+    assert!(
+        api.stdout.contains("api says hello") && !api.stdout.contains("redis says hello"),
+        "{}",
+        api.stdout
+    );
+    let redis = run(&moto.url, &root, &["logs", "redis"])
+        .await
+        .expect_code(0);
+    assert!(
+        redis.stdout.contains("redis says hello"),
+        "{}",
+        redis.stdout
+    );
+}
