@@ -248,6 +248,8 @@ pub struct Templates {
     pub api_task_policy: Option<Template>,
     /// `policies/redis-task-role.json`: Redis may mount its data access point, nothing else.
     pub redis_task_policy: Template,
+    /// `policies/efs-file-system.json`: the data file system's own policy (who may mount it).
+    pub file_system_policy: Template,
     /// `policies/task-execution-secrets.json`: ECS may read the API token parameter.
     pub execution_secrets_policy: Template,
     /// `policies/task-execution-redis-auth.json`: ECS may read the Redis password parameters
@@ -270,6 +272,7 @@ impl Templates {
             None
         };
         let redis_task_policy = load_policy(&policies.join("redis-task-role.json"))?;
+        let file_system_policy = load_policy(&policies.join("efs-file-system.json"))?;
         let execution_secrets_policy = load_policy(&policies.join("task-execution-secrets.json"))?;
         let execution_redis_auth_policy =
             load_policy(&policies.join("task-execution-redis-auth.json"))?;
@@ -279,6 +282,7 @@ impl Templates {
             task_trust,
             api_task_policy,
             redis_task_policy,
+            file_system_policy,
             execution_secrets_policy,
             execution_redis_auth_policy,
         })

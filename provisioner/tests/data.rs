@@ -354,6 +354,27 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
         ap.access_point_arn().unwrap()
     );
 
+    // The file system's own policy: NFS clients only as that role, through that access
+    // point, over TLS (without a policy EFS lets any client that reaches it mount it).
+    let fs_policy = aws
+        .efs
+        .describe_file_system_policy()
+        .file_system_id(&fs_id)
+        .send()
+        .await
+        .unwrap();
+    let fs_policy: serde_json::Value = serde_json::from_str(fs_policy.policy().unwrap()).unwrap();
+    let condition = &fs_policy["Statement"][0]["Condition"];
+    assert_eq!(
+        condition["ArnEquals"]["aws:PrincipalArn"],
+        format!("arn:aws:iam::{ACCOUNT}:role/timing-redis-task")
+    );
+    assert_eq!(
+        condition["StringEquals"]["elasticfilesystem:AccessPointArn"],
+        ap.access_point_arn().unwrap()
+    );
+    assert_eq!(condition["Bool"]["aws:SecureTransport"], "true");
+
     // The token: a SecureString, tagged, injected by ARN, in no task definition and no output.
     let (token, kind) = aws.token().await.expect("the token parameter");
     assert_eq!(kind, aws_sdk_ssm::types::ParameterType::SecureString);

@@ -129,6 +129,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
                 let data = efs::ensure_data(d, &net, &groups.redis).await?;
                 let role = efs::redis_task_role(d, templates, &policy_values, redis_trust, &data);
                 iam::ensure_role(d, &role).await?;
+                efs::ensure_file_system_policy(d, templates, &policy_values, &data).await?;
                 Ok::<_, Error>((groups, data))
             },
             async {

@@ -13,6 +13,9 @@
 //! - the Redis task role (`policies/redis-task-role.json`): `ClientMount` and `ClientWrite`
 //!   on this file system only through this access point. The task definition mounts it with
 //!   transit encryption (TLS) and IAM authorisation.
+//! - a file system policy (`policies/efs-file-system.json`) allowing NFS clients only as that
+//!   role, through that access point, over TLS: without one, EFS lets any client that reaches
+//!   a mount target mount the file system, and the role's own policy would restrict nothing.
 //!
 //! `down` deletes the mount targets and the security group (they reference the `redis` group,
 //! which `down` deletes) and keeps the file system and its access point, so a later `up`
@@ -792,6 +795,64 @@ pub fn redis_task_role(
             templates.redis_task_policy.render(&values),
         )],
     }
+}
+
+/// Puts the file system policy when it differs from `policies/efs-file-system.json`. Run
+/// after the Redis task role exists (the policy names it).
+pub async fn ensure_file_system_policy(
+    d: &Deployment,
+    templates: &Templates,
+    values: &BTreeMap<&'static str, String>,
+    data: &DataVolume,
+) -> Result<()> {
+    let mut values = values.clone();
+    values.extend(data.placeholder_values());
+    let wanted = templates.file_system_policy.render(&values);
+    let id = &data.file_system_id;
+    let resource = format!("EFS file system policy of {}", d.names.file_system);
+    let live = if id == KNOWN_AFTER_APPLY {
+        None
+    } else {
+        match d
+            .clients
+            .efs
+            .describe_file_system_policy()
+            .file_system_id(id)
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .policy()
+                .and_then(|text| serde_json::from_str::<Value>(text).ok()),
+            Err(e) if not_found(&e, "PolicyNotFound") => None,
+            Err(e) => return Err(Error::aws("DescribeFileSystemPolicy", resource, e)),
+        }
+    };
+    let action = match &live {
+        Some(live) if *live == wanted => {
+            d.record(
+                "efs-policy",
+                d.names.file_system.as_str(),
+                Action::Unchanged,
+                None,
+            );
+            return Ok(());
+        }
+        Some(_) => Action::Update,
+        None => Action::Create,
+    };
+    if !d.record("efs-policy", d.names.file_system.as_str(), action, None) {
+        return Ok(());
+    }
+    d.clients
+        .efs
+        .put_file_system_policy()
+        .file_system_id(id)
+        .policy(wanted.to_string())
+        .send()
+        .await
+        .map_err(|e| Error::aws("PutFileSystemPolicy", resource, e))?;
+    Ok(())
 }
 
 /// `down`'s part: mount targets (waited for), then the security group; the file system and
