@@ -144,7 +144,7 @@ async fn find_file_system(d: &Deployment) -> Result<Option<FileSystemDescription
     Ok(found)
 }
 
-/// Bytes of race data stored (EFS `SizeInBytes.Value`, metered about once an hour), or
+/// Bytes of race data stored (EFS `SizeInBytes.Value`, metered periodically by EFS, not live), or
 /// `None` when the app has no file system. For `status`.
 pub async fn data_size(d: &Deployment) -> Result<Option<i64>> {
     Ok(find_file_system(d)
