@@ -449,6 +449,27 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
     assert_eq!(again.json()["changed"], false);
     assert_eq!(aws.token().await.unwrap().0, token);
 
+    // A mount target removed by hand is put back, and only that changes.
+    let victim = &mount_targets[0];
+    aws.efs
+        .delete_mount_target()
+        .mount_target_id(victim.mount_target_id())
+        .send()
+        .await
+        .unwrap();
+    proxy.clear();
+    run(&proxy.url, &root, &["up", "--keep-image", "--no-wait"])
+        .await
+        .expect_code(0);
+    assert_eq!(proxy.mutating(), ["CreateMountTargets"]);
+    let zones_now: BTreeSet<String> = aws
+        .mount_targets(&fs_id)
+        .await
+        .iter()
+        .map(|mt| mt.availability_zone_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(zones_now, zones);
+
     // `down` keeps the data and says so; the token and the role go, so do the mount targets
     // and their group (they reference the `redis` group, which goes).
     let down = run(&proxy.url, &root, &["down", "--yes", "--output", "json"])

@@ -562,7 +562,6 @@ pub async fn ensure_mount_targets(
             LifeCycleState::Deleting | LifeCycleState::Deleted
         )
     };
-    let efs = &d.clients.efs;
 
     // Remove what is not wanted first: a file system's mount targets must all be in one VPC.
     let mut removed = Vec::new();
@@ -595,89 +594,20 @@ pub async fn ensure_mount_targets(
         wait_mount_targets_gone(d, file_system_id, MOUNT_TARGET_LIMIT).await?;
     }
 
-    let mut created = false;
-    for (zone, subnet) in &wanted {
-        let existing = live.iter().find(|mt| {
-            !gone(mt) && &zone_of(mt) == zone && mt.vpc_id() == Some(network.vpc_id.as_str())
-        });
-        match existing {
-            Some(mt) => {
-                let groups = efs
-                    .describe_mount_target_security_groups()
-                    .mount_target_id(mt.mount_target_id())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        Error::aws(
-                            "DescribeMountTargetSecurityGroups",
-                            format!("mount target {}", mt.mount_target_id()),
-                            e,
-                        )
-                    })?;
-                if groups.security_groups() == [group_id.to_owned()] {
-                    d.record(
-                        "efs-mount-target",
-                        zone.as_str(),
-                        Action::Unchanged,
-                        Some(mt.subnet_id().to_owned()),
-                    );
-                    continue;
-                }
-                let detail = format!(
-                    "security groups {:?} → [{group_id}]",
-                    groups.security_groups()
-                );
-                if d.record(
-                    "efs-mount-target",
-                    zone.as_str(),
-                    Action::Update,
-                    Some(detail),
-                ) {
-                    efs.modify_mount_target_security_groups()
-                        .mount_target_id(mt.mount_target_id())
-                        .security_groups(group_id)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            Error::aws(
-                                "ModifyMountTargetSecurityGroups",
-                                format!("mount target {}", mt.mount_target_id()),
-                                e,
-                            )
-                        })?;
-                }
-            }
-            None => {
-                if !d.record(
-                    "efs-mount-target",
-                    zone.as_str(),
-                    Action::Create,
-                    Some(subnet.clone()),
-                ) {
-                    continue;
-                }
-                let result = efs
-                    .create_mount_target()
-                    .file_system_id(file_system_id)
-                    .subnet_id(subnet)
-                    .security_groups(group_id)
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => created = true,
-                    // A concurrent run created the zone's mount target first.
-                    Err(e) if not_found(&e, "MountTargetConflict") => created = true,
-                    Err(e) => {
-                        return Err(Error::aws(
-                            "CreateMountTarget",
-                            format!("mount target of {file_system_id} in {subnet}"),
-                            e,
-                        ));
-                    }
-                }
-            }
+    // Each zone's mount target converges on its own, concurrently.
+    let zones = wanted.iter().map(|(zone, subnet)| {
+        let live = &live;
+        async move {
+            let existing = live.iter().find(|mt| {
+                !gone(mt) && &zone_of(mt) == zone && mt.vpc_id() == Some(network.vpc_id.as_str())
+            });
+            converge_mount_target(d, file_system_id, zone, subnet, existing, group_id).await
         }
-    }
+    });
+    let created = futures::future::try_join_all(zones)
+        .await?
+        .into_iter()
+        .any(|created| created);
     let pending = live
         .iter()
         .any(|mt| *mt.life_cycle_state() == LifeCycleState::Creating);
@@ -710,6 +640,87 @@ pub async fn ensure_mount_targets(
         },
     )
     .await
+}
+
+/// One zone's mount target: checks the security groups of an existing one, else creates
+/// one; returns whether it created one.
+async fn converge_mount_target(
+    d: &Deployment,
+    file_system_id: &str,
+    zone: &str,
+    subnet: &str,
+    existing: Option<&MountTargetDescription>,
+    group_id: &str,
+) -> Result<bool> {
+    let efs = &d.clients.efs;
+    let Some(mt) = existing else {
+        if !d.record(
+            "efs-mount-target",
+            zone,
+            Action::Create,
+            Some(subnet.to_owned()),
+        ) {
+            return Ok(false);
+        }
+        let result = efs
+            .create_mount_target()
+            .file_system_id(file_system_id)
+            .subnet_id(subnet)
+            .security_groups(group_id)
+            .send()
+            .await;
+        return match result {
+            Ok(_) => Ok(true),
+            // A concurrent run created the zone's mount target first.
+            Err(e) if not_found(&e, "MountTargetConflict") => Ok(true),
+            Err(e) => Err(Error::aws(
+                "CreateMountTarget",
+                format!("mount target of {file_system_id} in {subnet}"),
+                e,
+            )),
+        };
+    };
+    let id = mt.mount_target_id();
+    let groups = efs
+        .describe_mount_target_security_groups()
+        .mount_target_id(id)
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                "DescribeMountTargetSecurityGroups",
+                format!("mount target {id}"),
+                e,
+            )
+        })?;
+    if groups.security_groups() == [group_id.to_owned()] {
+        d.record(
+            "efs-mount-target",
+            zone,
+            Action::Unchanged,
+            Some(mt.subnet_id().to_owned()),
+        );
+        return Ok(false);
+    }
+    let detail = format!(
+        "security groups {:?} → [{group_id}]",
+        groups.security_groups()
+    );
+    if d.record("efs-mount-target", zone, Action::Update, Some(detail)) {
+        efs.modify_mount_target_security_groups()
+            .mount_target_id(id)
+            .security_groups(group_id)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::aws(
+                    "ModifyMountTargetSecurityGroups",
+                    format!("mount target {id}"),
+                    e,
+                )
+            })?;
+    }
+    Ok(false)
 }
 
 async fn delete_mount_target(d: &Deployment, id: &str) -> Result<()> {
