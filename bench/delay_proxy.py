@@ -104,7 +104,9 @@ def operation_of(headers, method, path, body):
         fields.update(urllib.parse.parse_qs(body.decode("utf-8", "replace")))
     if "Action" in fields:
         return fields["Action"][0]
-    return f"{method} {urllib.parse.urlsplit(path).path}"
+    # REST protocols (EFS) name the operation by method and path only: a GET only reads.
+    verb = "Describe" if method in ("GET", "HEAD") else method
+    return f"{verb} {urllib.parse.urlsplit(path).path}"
 
 
 def service_of(headers):

@@ -113,6 +113,10 @@ pub struct Clients {
     pub discovery: aws_sdk_servicediscovery::Client,
     /// STS: the account ID.
     pub sts: aws_sdk_sts::Client,
+    /// EFS: the file system holding Redis's data.
+    pub efs: aws_sdk_efs::Client,
+    /// SSM Parameter Store: the API token (and Redis password) as SecureString parameters.
+    pub ssm: aws_sdk_ssm::Client,
     /// The region in use.
     pub region: String,
     /// Counts the calls of all the clients above.
@@ -163,6 +167,8 @@ impl Clients {
             logs: client_with_counter!(aws_sdk_cloudwatchlogs, config, calls),
             discovery: client_with_counter!(aws_sdk_servicediscovery, config, calls),
             sts: client_with_counter!(aws_sdk_sts, config, calls),
+            efs: client_with_counter!(aws_sdk_efs, config, calls),
+            ssm: client_with_counter!(aws_sdk_ssm, config, calls),
             region,
             calls,
         }

@@ -231,6 +231,11 @@ pub struct DeployArgs {
     /// Number of API tasks when running.
     #[arg(long, default_value_t = 1)]
     pub api_count: i32,
+
+    /// Require a password for Redis (AUTH), generated and kept in SSM Parameter Store. Once
+    /// enabled it stays on for later deploys until `down`.
+    #[arg(long)]
+    pub redis_password: bool,
 }
 
 /// The official Redis image, from ECR Public (no Docker Hub pull limits).
@@ -253,6 +258,11 @@ pub struct DownArgs {
     /// How long to wait for services to drain and namespaces to go, with a unit.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Delete Redis's data too (the EFS file system with every competitor and time). Without
+    /// it the data is kept, and the next `up` starts Redis on it again.
+    #[arg(long)]
+    pub delete_data: bool,
 }
 
 /// Flags of `render`.

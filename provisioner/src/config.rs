@@ -33,6 +33,15 @@ pub const PLACEHOLDERS: &[&str] = &[
     "LOG_GROUP",
     "NAMESPACE",
     "REDIS_HOST",
+    // Race data and secrets (issue 6): see `resources::efs` and `resources::secrets`.
+    "REDIS_TASK_ROLE_ARN",
+    "EFS_FILE_SYSTEM_ID",
+    "EFS_FILE_SYSTEM_ARN",
+    "EFS_ACCESS_POINT_ID",
+    "EFS_ACCESS_POINT_ARN",
+    "API_TOKEN_PARAMETER_ARN",
+    "REDIS_PASSWORD_PARAMETER_ARN",
+    "REDIS_URL_PARAMETER_ARN",
 ];
 
 /// Names of every resource of one app. Everything is derived from the app name, so the
@@ -65,6 +74,20 @@ pub struct Names {
     pub api_service: String,
     /// ECS service of Redis.
     pub redis_service: String,
+    /// Role the Redis container runs with (mounts the data file system).
+    pub redis_task_role: String,
+    /// EFS file system of Redis's data: its creation token and `Name` tag.
+    pub file_system: String,
+    /// EFS access point Redis mounts (its `Name` tag).
+    pub access_point: String,
+    /// Security group of the file system's mount targets.
+    pub efs_security_group: String,
+    /// SSM parameter holding the API write token.
+    pub api_token_parameter: String,
+    /// SSM parameter holding the Redis password (`--redis-password`).
+    pub redis_password_parameter: String,
+    /// SSM parameter holding the API's `REDIS_URL` with the password (`--redis-password`).
+    pub redis_url_parameter: String,
 }
 
 impl Names {
@@ -84,6 +107,13 @@ impl Names {
             discovery_service: "redis".to_owned(),
             api_service: "api".to_owned(),
             redis_service: "redis".to_owned(),
+            redis_task_role: format!("{app}-redis-task"),
+            file_system: format!("{app}-redis-data"),
+            access_point: format!("{app}-redis"),
+            efs_security_group: format!("{app}-efs"),
+            api_token_parameter: format!("/{app}/api-token"),
+            redis_password_parameter: format!("/{app}/redis-password"),
+            redis_url_parameter: format!("/{app}/redis-url"),
         }
     }
 
@@ -216,6 +246,15 @@ pub struct Templates {
     pub task_trust: Template,
     /// `policies/api-task-role.json`, if present: what the API's containers may do in AWS.
     pub api_task_policy: Option<Template>,
+    /// `policies/redis-task-role.json`: Redis may mount its data access point, nothing else.
+    pub redis_task_policy: Template,
+    /// `policies/efs-file-system.json`: the data file system's own policy (who may mount it).
+    pub file_system_policy: Template,
+    /// `policies/task-execution-secrets.json`: ECS may read the API token parameter.
+    pub execution_secrets_policy: Template,
+    /// `policies/task-execution-redis-auth.json`: ECS may read the Redis password parameters
+    /// (only with `--redis-password`).
+    pub execution_redis_auth_policy: Template,
 }
 
 impl Templates {
@@ -232,11 +271,20 @@ impl Templates {
         } else {
             None
         };
+        let redis_task_policy = load_policy(&policies.join("redis-task-role.json"))?;
+        let file_system_policy = load_policy(&policies.join("efs-file-system.json"))?;
+        let execution_secrets_policy = load_policy(&policies.join("task-execution-secrets.json"))?;
+        let execution_redis_auth_policy =
+            load_policy(&policies.join("task-execution-redis-auth.json"))?;
         Ok(Self {
             api,
             redis,
             task_trust,
             api_task_policy,
+            redis_task_policy,
+            file_system_policy,
+            execution_secrets_policy,
+            execution_redis_auth_policy,
         })
     }
 }

@@ -116,7 +116,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
         Command::Down(args) => {
             confirm_down(&cli.app, args.yes)?;
             let deployment = connect(&cli.aws, names, false).await?;
-            let report = commands::down::down(&deployment, &templates, args.timeout).await?;
+            let report =
+                commands::down::down(&deployment, &templates, args.timeout, args.delete_data)
+                    .await?;
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }

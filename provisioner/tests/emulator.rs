@@ -304,6 +304,12 @@ async fn up_creates_everything_and_a_second_up_changes_nothing() {
         redis_container.command(),
         [
             "redis-server",
+            "--dir",
+            "/data",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--save",
             "20",
             "1",

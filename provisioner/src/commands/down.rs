@@ -4,9 +4,10 @@
 //! partial `up`, after an interrupted `down`, and twice in a row.
 //!
 //! Order: services (scaled to 0, deleted, drained) → Cloud Map instances, service, namespace
-//! → cluster → then, concurrently as they depend on nothing left: task-definition revisions,
-//! security groups (cross-references first), log group, ECR repositories, IAM roles (policies
-//! first).
+//! → cluster → task-definition revisions and, at the same time, EFS mount targets and their
+//! security group (the file system too with `--delete-data`) → then, concurrently as they
+//! depend on nothing left: security groups (cross-references first), log group, ECR
+//! repositories, SSM parameters, IAM roles (policies first).
 
 use std::time::Duration;
 
@@ -15,11 +16,16 @@ use crate::config::Templates;
 use crate::error::{Error, Result};
 use crate::plan::Deployment;
 use crate::resources::{
-    cluster, discovery, ecr, iam, log_group, network, services, task_definitions,
+    cluster, discovery, ecr, efs, iam, log_group, network, secrets, services, task_definitions,
 };
 
-/// Runs `down`.
-pub async fn down(d: &Deployment, templates: &Templates, limit: Duration) -> Result<Report> {
+/// Runs `down`. Redis's data (the EFS file system) is kept unless `delete_data`.
+pub async fn down(
+    d: &Deployment,
+    templates: &Templates,
+    limit: Duration,
+    delete_data: bool,
+) -> Result<Report> {
     let names = &d.names;
     let mut failures: Vec<String> = Vec::new();
     let note = |failures: &mut Vec<String>, step: &str, result: Result<()>| {
@@ -46,7 +52,6 @@ pub async fn down(d: &Deployment, templates: &Templates, limit: Duration) -> Res
             "cluster: kept, because its services could not be removed; run `down` again".to_owned(),
         );
     }
-    // What is left depends on nothing above or on each other: remove it concurrently.
     let api_family = templates
         .api
         .as_written
@@ -57,34 +62,50 @@ pub async fn down(d: &Deployment, templates: &Templates, limit: Duration) -> Res
         .as_written
         .family
         .replace("${APP}", &names.app);
+    // The mount targets' security group references `redis`: it goes before the groups.
+    let (api_family, redis_family, data) = tokio::join!(
+        task_definitions::delete_family(d, &api_family),
+        task_definitions::delete_family(d, &redis_family),
+        efs::delete_data(d, delete_data, limit),
+    );
+    note(&mut failures, "task definitions", api_family);
+    note(&mut failures, "task definitions", redis_family);
+    let data_note = match data {
+        Ok(kept) => kept,
+        Err(err) => {
+            note(&mut failures, "EFS data", Err(err));
+            None
+        }
+    };
+    // What is left depends on nothing above or on each other: remove it concurrently.
     let (
-        api_family,
-        redis_family,
         groups,
         logs,
         repository,
         redis_repository,
+        parameters,
         api_role,
+        redis_role,
         execution_role,
     ) = tokio::join!(
-        task_definitions::delete_family(d, &api_family),
-        task_definitions::delete_family(d, &redis_family),
         network::delete_security_groups(d, limit),
         log_group::delete_log_group(d),
         ecr::delete_repository(d, &names.repository),
         ecr::delete_repository(d, &names.redis_repository),
+        secrets::delete_parameters(d),
         // A role is deleted after its policies, inside delete_role.
         iam::delete_role(d, &names.api_task_role),
+        iam::delete_role(d, &names.redis_task_role),
         iam::delete_role(d, &names.execution_role),
     );
     for (step, result) in [
-        ("task definitions", api_family),
-        ("task definitions", redis_family),
         ("security groups", groups),
         ("log group", logs),
         ("ECR repository", repository),
         ("ECR repository", redis_repository),
+        ("SSM parameters", parameters),
         ("IAM role", api_role),
+        ("IAM role", redis_role),
         ("IAM role", execution_role),
     ] {
         note(&mut failures, step, result);
@@ -92,7 +113,7 @@ pub async fn down(d: &Deployment, templates: &Templates, limit: Duration) -> Res
     if !failures.is_empty() {
         return Err(Error::Incomplete { failures });
     }
-    Ok(Report::new(
+    let mut report = Report::new(
         "down",
         &names.app,
         d.region(),
@@ -100,5 +121,7 @@ pub async fn down(d: &Deployment, templates: &Templates, limit: Duration) -> Res
         false,
         d.changes(),
         d.clients.calls.summary(),
-    ))
+    );
+    report.notes.extend(data_note);
+    Ok(report)
 }

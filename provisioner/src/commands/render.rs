@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::config::{Names, Templates};
 use crate::error::Result;
+use crate::plan::KNOWN_AFTER_APPLY;
 
 /// The placeholder values of a deployment.
 #[derive(Debug, Clone)]
@@ -39,7 +40,39 @@ pub fn placeholder_values(names: &Names, values: &RenderValues) -> BTreeMap<&'st
         ("LOG_GROUP", names.log_group.clone()),
         ("NAMESPACE", names.namespace.clone()),
         ("REDIS_HOST", names.redis_host()),
+        // Race data and secrets (issue 6). The parameter and role ARNs follow from the names;
+        // the EFS IDs exist only once `up` created them: `up` replaces these with
+        // `resources::efs::DataVolume::placeholder_values`.
+        (
+            "REDIS_TASK_ROLE_ARN",
+            format!(
+                "arn:{}:iam::{}:role/{}",
+                crate::aws::partition_of(&values.region),
+                values.account,
+                names.redis_task_role
+            ),
+        ),
+        ("EFS_FILE_SYSTEM_ID", KNOWN_AFTER_APPLY.to_owned()),
+        ("EFS_FILE_SYSTEM_ARN", KNOWN_AFTER_APPLY.to_owned()),
+        ("EFS_ACCESS_POINT_ID", KNOWN_AFTER_APPLY.to_owned()),
+        ("EFS_ACCESS_POINT_ARN", KNOWN_AFTER_APPLY.to_owned()),
+        (
+            "API_TOKEN_PARAMETER_ARN",
+            parameter_arn(values, &names.api_token_parameter),
+        ),
+        (
+            "REDIS_PASSWORD_PARAMETER_ARN",
+            parameter_arn(values, &names.redis_password_parameter),
+        ),
+        (
+            "REDIS_URL_PARAMETER_ARN",
+            parameter_arn(values, &names.redis_url_parameter),
+        ),
     ])
+}
+
+fn parameter_arn(values: &RenderValues, name: &str) -> String {
+    crate::resources::secrets::parameter_arn(&values.region, &values.account, name)
 }
 
 /// The rendered task definitions as one JSON document `{ "api": …, "redis": … }`.

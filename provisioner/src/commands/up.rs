@@ -2,10 +2,10 @@
 //! running concurrently:
 //!
 //! ```text
-//! network ─┬─ security groups ─────────────────────┐
-//!          └─ namespace ── discovery service ──────┤
-//! IAM roles ───────────────────────────────────────┼─ task definitions ─ redis ─ api ─ wait
-//! log group, ECR repository, cluster ──────────────┘
+//! network ─┬─ security groups ─ EFS data ─ redis role ─┐
+//!          └─ namespace ── discovery service ────────────┤
+//! IAM roles, SSM parameters ─────────────────────────────┼─ task definitions ─ redis ─ api ─ wait
+//! log group, ECR repository, cluster ────────────────────┘
 //! ```
 
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ mod images;
 use crate::resources::iam::{RoleSpec, execution_role_policy_arn};
 use crate::resources::services::ServiceSpec;
 use crate::resources::{
-    cluster, discovery, ecr, iam, log_group, network, services, task_definitions,
+    cluster, discovery, ecr, efs, iam, log_group, network, secrets, services, task_definitions,
 };
 
 /// How `up` runs.
@@ -81,13 +81,26 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         },
     );
     let trust = templates.task_trust.render(&policy_values);
+    // Issue 6: Redis AUTH, once enabled, stays on (its parameter exists) until `down`.
+    let redis_auth = args.redis_password || secrets::redis_password_enabled(d).await?;
+    let mut execution_inline = vec![(
+        "secrets".to_owned(),
+        templates.execution_secrets_policy.render(&policy_values),
+    )];
+    if redis_auth {
+        execution_inline.push((
+            "redis-auth".to_owned(),
+            templates.execution_redis_auth_policy.render(&policy_values),
+        ));
+    }
     let execution_role = RoleSpec {
         name: names.execution_role.clone(),
         description: format!("ECS pulls images and writes logs for app {}", names.app),
         trust_policy: trust.clone(),
         managed_policies: vec![execution_role_policy_arn(&partition)],
-        inline_policies: Vec::new(),
+        inline_policies: execution_inline,
     };
+    let redis_trust = trust.clone();
     let api_task_role = RoleSpec {
         name: names.api_task_role.clone(),
         description: format!("what the API containers of app {} may do in AWS", names.app),
@@ -102,14 +115,29 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
 
     let network_steps = async {
         let net = network::resolve(d, args.vpc.as_deref(), &args.subnets).await?;
-        let (groups, registry) = tokio::try_join!(
-            network::ensure_security_groups(d, &net, api_port, redis_port, &args.allow_cidr),
+        let ((groups, data), registry) = tokio::try_join!(
+            async {
+                let groups = network::ensure_security_groups(
+                    d,
+                    &net,
+                    api_port,
+                    redis_port,
+                    &args.allow_cidr,
+                )
+                .await?;
+                // Issue 6: Redis's data on EFS, and the role that may mount it.
+                let data = efs::ensure_data(d, &net, &groups.redis).await?;
+                let role = efs::redis_task_role(d, templates, &policy_values, redis_trust, &data);
+                iam::ensure_role(d, &role).await?;
+                efs::ensure_file_system_policy(d, templates, &policy_values, &data).await?;
+                Ok::<_, Error>((groups, data))
+            },
             async {
                 let namespace = discovery::ensure_namespace(d, &net.vpc_id).await?;
                 discovery::ensure_discovery_service(d, &namespace).await
             }
         )?;
-        Ok::<_, Error>((net, groups, registry))
+        Ok::<_, Error>((net, groups, data, registry))
     };
     let service_names = [names.redis_service.as_str(), names.api_service.as_str()];
     let api_family = family(&templates.api, names);
@@ -124,6 +152,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         live_services,
         live_api,
         live_redis,
+        (),
     ) = tokio::try_join!(
         network_steps,
         iam::ensure_role(d, &execution_role),
@@ -134,8 +163,15 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         services::describe(d, &service_names),
         task_definitions::latest(d, &api_family),
         task_definitions::latest(d, &redis_family),
+        async {
+            secrets::ensure_api_token(d).await?;
+            if redis_auth {
+                secrets::ensure_redis_password(d, redis_port).await?;
+            }
+            Ok(())
+        },
     )?;
-    let (net, groups, registry) = network_state;
+    let (net, groups, data, registry) = network_state;
 
     let live_image = live_api
         .as_ref()
@@ -144,7 +180,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     let images =
         images::service_images(d, args, &options.root, &repository_uri, live_image).await?;
     let api_image = images.api;
-    let values = placeholder_values(
+    let mut values = placeholder_values(
         names,
         &RenderValues {
             account: d.account.clone(),
@@ -155,8 +191,19 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
             redis_image: images.redis,
         },
     );
-    let api_spec = templates.api.render(&values)?;
-    let redis_spec = templates.redis.render(&values)?;
+    values.extend(data.placeholder_values());
+    let mut api_spec = templates.api.render(&values)?;
+    let mut redis_spec = templates.redis.render(&values)?;
+    if redis_auth {
+        secrets::apply_redis_auth(
+            &mut redis_spec,
+            &templates.redis.service,
+            &mut api_spec,
+            &templates.api.service,
+            &values["REDIS_PASSWORD_PARAMETER_ARN"],
+            &values["REDIS_URL_PARAMETER_ARN"],
+        );
+    }
     let (api_task_definition, redis_task_definition) = tokio::try_join!(
         task_definitions::ensure_task_definition(d, &api_spec, live_api.as_ref()),
         task_definitions::ensure_task_definition(d, &redis_spec, live_redis.as_ref()),

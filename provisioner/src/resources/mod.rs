@@ -5,9 +5,11 @@
 pub mod cluster;
 pub mod discovery;
 pub mod ecr;
+pub mod efs;
 pub mod iam;
 pub mod log_group;
 pub mod network;
+pub mod secrets;
 pub mod services;
 pub mod task_definitions;
 

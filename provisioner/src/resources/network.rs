@@ -34,7 +34,7 @@ pub struct SecurityGroups {
     pub redis: String,
 }
 
-fn filter(name: &str, values: &[&str]) -> Filter {
+pub(crate) fn filter(name: &str, values: &[&str]) -> Filter {
     Filter::builder()
         .name(name)
         .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
@@ -131,7 +131,7 @@ pub async fn resolve(d: &Deployment, vpc: Option<&str>, subnets: &[String]) -> R
 
 /// One ingress rule, in a form that compares.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Rule {
+pub(crate) struct Rule {
     protocol: String,
     from_port: i32,
     to_port: i32,
@@ -139,13 +139,13 @@ struct Rule {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Source {
+pub(crate) enum Source {
     Cidr(String),
     Group(String),
 }
 
 impl Rule {
-    fn tcp(port: i32, source: Source) -> Self {
+    pub(crate) fn tcp(port: i32, source: Source) -> Self {
         Self {
             protocol: "tcp".into(),
             from_port: port,
@@ -177,7 +177,7 @@ impl Rule {
     }
 }
 
-fn live_rules(group: &SecurityGroup) -> BTreeSet<Rule> {
+pub(crate) fn live_rules(group: &SecurityGroup) -> BTreeSet<Rule> {
     let mut rules = BTreeSet::new();
     for permission in group.ip_permissions() {
         let protocol = permission.ip_protocol().unwrap_or("-1").to_owned();
@@ -302,14 +302,14 @@ pub async fn ensure_security_groups(
     })
 }
 
-fn group_id(group: &SecurityGroup) -> Result<String> {
+pub(crate) fn group_id(group: &SecurityGroup) -> Result<String> {
     group
         .group_id()
         .map(str::to_owned)
         .ok_or_else(|| Error::missing("security group", "GroupId"))
 }
 
-async fn create_group(
+pub(crate) async fn create_group(
     d: &Deployment,
     name: &str,
     description: &str,
@@ -347,7 +347,7 @@ async fn create_group(
         .ok_or_else(|| Error::missing(format!("security group {name}"), "GroupId"))
 }
 
-async fn converge_rules(
+pub(crate) async fn converge_rules(
     d: &Deployment,
     name: &str,
     group_id: &str,

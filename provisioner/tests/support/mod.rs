@@ -136,14 +136,43 @@ pub struct Proxy {
 
 /// The operation of an AWS request: JSON protocols name it in `X-Amz-Target`, query
 /// protocols (IAM, EC2, STS) in the `Action` form field.
-fn operation_of(headers: &HeaderMap, body: &str) -> String {
+fn operation_of(method: &Method, uri: &Uri, headers: &HeaderMap, body: &str) -> String {
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return target.rsplit('.').next().unwrap_or(target).to_owned();
     }
     body.split('&')
         .find_map(|pair| pair.strip_prefix("Action="))
         .map(str::to_owned)
-        .unwrap_or_else(|| "Unknown".to_owned())
+        .unwrap_or_else(|| rest_operation(method, uri.path()))
+}
+
+/// REST protocols (EFS) name the operation by method and path only: a name in the same
+/// verb-first style from both, e.g. `GET /2015-02-01/file-systems` → `DescribeFileSystems`,
+/// `DELETE /2015-02-01/mount-targets/fsmt-1` → `DeleteMountTargets`.
+fn rest_operation(method: &Method, path: &str) -> String {
+    let verb = match *method {
+        Method::GET | Method::HEAD => "Describe",
+        Method::POST => "Create",
+        Method::PUT | Method::PATCH => "Modify",
+        Method::DELETE => "Delete",
+        _ => "Unknown",
+    };
+    // The resource: the last path segment that is not an ID or a version date.
+    let resource = path
+        .split('/')
+        .rfind(|s| !s.is_empty() && !s.chars().any(|c| c.is_ascii_digit()))
+        .unwrap_or("Unknown");
+    let resource: String = resource
+        .split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("{verb}{resource}")
 }
 
 async fn forward(
@@ -154,7 +183,7 @@ async fn forward(
     body: Bytes,
 ) -> Response {
     let text = String::from_utf8_lossy(&body).into_owned();
-    let operation = operation_of(&headers, &text);
+    let operation = operation_of(&method, &uri, &headers, &text);
     let seen = state.answered.fetch_add(1, Ordering::SeqCst);
     if seen >= state.fail_after.load(Ordering::SeqCst) {
         return (

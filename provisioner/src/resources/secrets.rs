@@ -1,0 +1,468 @@
+//! Secrets of the deployment, kept out of task definitions: SSM Parameter Store
+//! `SecureString` parameters that ECS reads at task start and injects as environment
+//! variables (the task definitions' `secrets`, `valueFrom` = the parameter's ARN).
+//!
+//! - `/<app>/api-token`: the API's write token (`TIMING_API_TOKEN`). `up` generates it on the
+//!   first deploy (32 random bytes from the OS, URL-safe base64 without padding: 43
+//!   characters) and never overwrites it; [`rotate_token`] replaces it; [`read_token`] is the
+//!   only way the value leaves AWS (the `provisioner token` command). It is never logged.
+//! - `/<app>/redis-password` and `/<app>/redis-url` (`--redis-password`): Redis's `requirepass`
+//!   and the API's `REDIS_URL` with that password in it. The service reads one `REDIS_URL`
+//!   and has no separate password variable, so the URL itself is the secret.
+//!
+//! The parameters use the AWS managed key `alias/aws/ssm`. The execution role may call
+//! `ssm:GetParameters` on exactly these ARNs (`policies/task-execution-secrets.json`,
+//! `policies/task-execution-redis-auth.json`); it needs no `kms:Decrypt`, because ECS's
+//! documentation requires that only for a customer managed key.
+//!
+//! `down` deletes the parameters always: they hold no race data, and a later `up` makes a
+//! new token (clients must be given the new one: `provisioner token`).
+
+use aws_sdk_ssm::types::{ParameterType, Tag};
+
+use crate::error::{Error, Result};
+use crate::plan::{Action, Deployment};
+use crate::taskdef::{NameValue, SecretSpec, TaskDefinitionSpec};
+
+/// The environment variable the service reads its write token from.
+pub const API_TOKEN_ENV: &str = "TIMING_API_TOKEN";
+/// The variable the Redis container gets its password in: `redis-cli` (the health check)
+/// authenticates with it on its own, and the command passes it to `--requirepass`.
+pub const REDIS_PASSWORD_ENV: &str = "REDISCLI_AUTH";
+
+/// The ARN of the SSM parameter `name` (which starts with `/`).
+pub fn parameter_arn(region: &str, account: &str, name: &str) -> String {
+    let partition = crate::aws::partition_of(region);
+    let name = name.trim_start_matches('/');
+    format!("arn:{partition}:ssm:{region}:{account}:parameter/{name}")
+}
+
+/// 32 random bytes from the operating system, URL-safe base64 without padding.
+pub fn generate_secret() -> Result<String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Request {
+        resource: "a random secret".into(),
+        message: format!("the operating system's random source failed: {e}"),
+    })?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn tags(d: &Deployment) -> Result<Vec<Tag>> {
+    d.names
+        .tags()
+        .into_iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(Error::request("SSM parameter tags"))
+        })
+        .collect()
+}
+
+/// What a parameter is now: absent, or present with its type.
+async fn live_type(d: &Deployment, name: &str) -> Result<Option<ParameterType>> {
+    match d
+        .clients
+        .ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(false)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(Some(
+            out.parameter()
+                .and_then(|p| p.r#type())
+                .cloned()
+                .ok_or_else(|| Error::missing(format!("SSM parameter {name}"), "Parameter.Type"))?,
+        )),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(Error::aws(
+            "GetParameter",
+            format!("SSM parameter {name}"),
+            e,
+        )),
+    }
+}
+
+/// Creates the SecureString parameter `name` with `value()` if it does not exist. An existing
+/// parameter is never overwritten (a token already given to timing clients stays valid); one
+/// that is not a SecureString is refused.
+async fn ensure_secure_parameter(
+    d: &Deployment,
+    name: &str,
+    description: &str,
+    value: impl FnOnce() -> Result<String>,
+) -> Result<()> {
+    match live_type(d, name).await? {
+        Some(ParameterType::SecureString) => {
+            d.record("ssm-parameter", name, Action::Unchanged, None);
+            return Ok(());
+        }
+        Some(other) => {
+            return Err(Error::Aws {
+                operation: "GetParameter",
+                resource: format!("SSM parameter {name}"),
+                code: None,
+                message: format!(
+                    "it is a {} parameter, not a SecureString: delete it (`aws ssm delete-parameter --name {name}`) and run `up` again",
+                    other.as_str()
+                ),
+            });
+        }
+        None => {}
+    }
+    if !d.record(
+        "ssm-parameter",
+        name,
+        Action::Create,
+        Some("SecureString, generated".into()),
+    ) {
+        return Ok(());
+    }
+    let created = d
+        .clients
+        .ssm
+        .put_parameter()
+        .name(name)
+        .description(description)
+        .value(value()?)
+        .r#type(ParameterType::SecureString)
+        .overwrite(false)
+        .set_tags(Some(tags(d)?))
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        // A concurrent run created it first: keep theirs.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_parameter_already_exists()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(Error::aws(
+            "PutParameter",
+            format!("SSM parameter {name}"),
+            e,
+        )),
+    }
+}
+
+/// Creates the API token parameter on the first deploy; leaves an existing one as it is.
+pub async fn ensure_api_token(d: &Deployment) -> Result<()> {
+    let description = format!(
+        "write token of the timing API of app {} (TIMING_API_TOKEN)",
+        d.names.app
+    );
+    ensure_secure_parameter(
+        d,
+        &d.names.api_token_parameter,
+        &description,
+        generate_secret,
+    )
+    .await
+}
+
+/// The API token, decrypted. For `provisioner token`: the one place the value is shown.
+pub async fn read_token(d: &Deployment) -> Result<String> {
+    let name = &d.names.api_token_parameter;
+    match d
+        .clients
+        .ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .parameter()
+            .and_then(|p| p.value())
+            .map(str::to_owned)
+            .ok_or_else(|| Error::missing(format!("SSM parameter {name}"), "Parameter.Value")),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found()) =>
+        {
+            Err(Error::NotDeployed {
+                app: d.names.app.clone(),
+                region: d.region().to_owned(),
+            })
+        }
+        Err(e) => Err(Error::aws(
+            "GetParameter",
+            format!("SSM parameter {name}"),
+            e,
+        )),
+    }
+}
+
+/// Replaces the API token with a new random one. Running API tasks keep the old token until
+/// they are replaced: the caller restarts the api service (`force_new_deployment`).
+pub async fn rotate_token(d: &Deployment) -> Result<()> {
+    let name = &d.names.api_token_parameter;
+    let action = if live_type(d, name).await?.is_some() {
+        Action::Update
+    } else {
+        Action::Create
+    };
+    if !d.record(
+        "ssm-parameter",
+        name.as_str(),
+        action,
+        Some("new random token".into()),
+    ) {
+        return Ok(());
+    }
+    if action == Action::Create {
+        return ensure_api_token(d).await;
+    }
+    // Tags cannot be sent with Overwrite; the parameter keeps the ones it has.
+    d.clients
+        .ssm
+        .put_parameter()
+        .name(name)
+        .value(generate_secret()?)
+        .r#type(ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(|e| Error::aws("PutParameter", format!("SSM parameter {name}"), e))?;
+    Ok(())
+}
+
+/// Whether Redis AUTH is on: the password parameter exists.
+pub async fn redis_password_enabled(d: &Deployment) -> Result<bool> {
+    Ok(live_type(d, &d.names.redis_password_parameter)
+        .await?
+        .is_some())
+}
+
+/// Creates the Redis password and the matching `REDIS_URL` parameters if missing
+/// (`--redis-password`). Once created they stay, and AUTH stays on, until `down`.
+pub async fn ensure_redis_password(d: &Deployment, redis_port: i32) -> Result<()> {
+    let names = &d.names;
+    let password_name = &names.redis_password_parameter;
+    let url_name = &names.redis_url_parameter;
+    let existing = live_type(d, password_name).await?;
+    let password = match existing {
+        // The URL is derived from the password: read it back to (re)build the URL.
+        Some(_) if !d.dry_run => Some(read_parameter(d, password_name).await?),
+        Some(_) => None,
+        None => {
+            let password = generate_secret()?;
+            ensure_secure_parameter(
+                d,
+                password_name,
+                &format!("requirepass of the Redis of app {}", names.app),
+                || Ok(password.clone()),
+            )
+            .await?;
+            Some(password)
+        }
+    };
+    if existing.is_some() {
+        d.record(
+            "ssm-parameter",
+            password_name.as_str(),
+            Action::Unchanged,
+            None,
+        );
+    }
+    let host = names.redis_host();
+    ensure_secure_parameter(
+        d,
+        url_name,
+        &format!(
+            "REDIS_URL of the API of app {}, with the password",
+            names.app
+        ),
+        || {
+            let password =
+                password.ok_or_else(|| Error::missing(password_name.clone(), "value"))?;
+            Ok(format!("redis://:{password}@{host}:{redis_port}"))
+        },
+    )
+    .await
+}
+
+async fn read_parameter(d: &Deployment, name: &str) -> Result<String> {
+    let out = d
+        .clients
+        .ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| Error::aws("GetParameter", format!("SSM parameter {name}"), e))?;
+    out.parameter()
+        .and_then(|p| p.value())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::missing(format!("SSM parameter {name}"), "Parameter.Value"))
+}
+
+/// Turns the rendered task definitions into their Redis AUTH form:
+/// - Redis: the password in `REDISCLI_AUTH` (from the parameter), and the command run through
+///   a shell so `--requirepass "$REDISCLI_AUTH"` is expanded; the shell execs the image's
+///   entrypoint, which still drops root for the `redis` user as it does for `redis-server`.
+/// - API: `REDIS_URL` no longer in `environment` but in `secrets`, from the URL parameter.
+pub fn apply_redis_auth(
+    redis: &mut TaskDefinitionSpec,
+    redis_container: &str,
+    api: &mut TaskDefinitionSpec,
+    api_container: &str,
+    password_arn: &str,
+    url_arn: &str,
+) {
+    if let Some(container) = redis
+        .container_definitions
+        .iter_mut()
+        .find(|c| c.name == redis_container)
+    {
+        let args = container.command.take().unwrap_or_default();
+        let mut line = String::from("exec docker-entrypoint.sh");
+        for arg in &args {
+            line.push(' ');
+            line.push_str(&shell_quote(arg));
+        }
+        line.push_str(&format!(" --requirepass \"${REDIS_PASSWORD_ENV}\""));
+        container.command = Some(vec!["sh".into(), "-c".into(), line]);
+        container
+            .secrets
+            .get_or_insert_with(Vec::new)
+            .push(SecretSpec {
+                name: REDIS_PASSWORD_ENV.into(),
+                value_from: password_arn.into(),
+            });
+    }
+    if let Some(container) = api
+        .container_definitions
+        .iter_mut()
+        .find(|c| c.name == api_container)
+    {
+        if let Some(env) = &mut container.environment {
+            env.retain(|e: &NameValue| e.name != "REDIS_URL");
+        }
+        container
+            .secrets
+            .get_or_insert_with(Vec::new)
+            .push(SecretSpec {
+                name: "REDIS_URL".into(),
+                value_from: url_arn.into(),
+            });
+    }
+}
+
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// Deletes the app's parameters (the token and, if any, the Redis password and URL).
+pub async fn delete_parameters(d: &Deployment) -> Result<()> {
+    let names = &d.names;
+    for name in [
+        &names.api_token_parameter,
+        &names.redis_password_parameter,
+        &names.redis_url_parameter,
+    ] {
+        match d.clients.ssm.delete_parameter().name(name).send().await {
+            Ok(_) => {
+                d.record("ssm-parameter", name.as_str(), Action::Delete, None);
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found()) =>
+            {
+                // Only the token is always expected; absent Redis AUTH parameters are normal.
+                if name == &names.api_token_parameter {
+                    d.record("ssm-parameter", name.as_str(), Action::Absent, None);
+                }
+            }
+            Err(e) => {
+                return Err(Error::aws(
+                    "DeleteParameter",
+                    format!("SSM parameter {name}"),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_43_url_safe_characters_and_differ() {
+        let a = generate_secret().unwrap();
+        let b = generate_secret().unwrap();
+        assert_eq!(a.len(), 43);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{a}"
+        );
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn parameter_arns_have_one_slash_after_parameter() {
+        assert_eq!(
+            parameter_arn("eu-north-1", "123456789012", "/timing/api-token"),
+            "arn:aws:ssm:eu-north-1:123456789012:parameter/timing/api-token"
+        );
+        assert_eq!(
+            parameter_arn("cn-north-1", "1", "/a/b"),
+            "arn:aws-cn:ssm:cn-north-1:1:parameter/a/b"
+        );
+    }
+
+    #[test]
+    fn redis_auth_moves_the_url_to_secrets_and_wraps_the_command() {
+        let mut redis: TaskDefinitionSpec = serde_json::from_value(serde_json::json!({
+            "family": "r", "containerDefinitions": [{"name": "redis", "image": "redis",
+                "command": ["redis-server", "--save", "20 1", "--appendonly", "yes"]}]
+        }))
+        .unwrap();
+        let mut api: TaskDefinitionSpec = serde_json::from_value(serde_json::json!({
+            "family": "a", "containerDefinitions": [{"name": "api", "image": "api",
+                "environment": [{"name": "REDIS_URL", "value": "redis://h:6379"}, {"name": "X", "value": "1"}]}]
+        }))
+        .unwrap();
+        apply_redis_auth(&mut redis, "redis", &mut api, "api", "arn:pw", "arn:url");
+        let redis = &redis.container_definitions[0];
+        assert_eq!(
+            redis.command.as_deref().unwrap(),
+            [
+                "sh",
+                "-c",
+                "exec docker-entrypoint.sh redis-server --save '20 1' --appendonly yes --requirepass \"$REDISCLI_AUTH\""
+            ]
+        );
+        assert_eq!(redis.secrets.as_ref().unwrap()[0].value_from, "arn:pw");
+        let api = &api.container_definitions[0];
+        assert_eq!(api.env("REDIS_URL"), None);
+        assert_eq!(api.env("X"), Some("1"));
+        assert_eq!(api.secrets.as_ref().unwrap()[0].name, "REDIS_URL");
+    }
+}
