@@ -9,23 +9,32 @@
 //! | `race:<bib>` | sorted set | member = checkpoint, score = time of day in ms (the original's key) |
 //! | `competitor_status` | hash | bib → `DNS` / `DNF` / `DSQ` |
 //! | `competitor_rows` | hash | bib → JSON object of the results-row fields (`first_name`, `last_name`, `gender`, `category`, `country`; null when absent) |
-//! | `rank:<checkpoint>:all` | sorted set | every competitor, score = ranking score at that checkpoint |
+//! | `rank:<checkpoint>:all` | sorted set | competitors with a time or a status, score = ranking score at that checkpoint |
 //! | `rank:<checkpoint>:gender:<g>` | sorted set | the same, for one gender |
 //! | `rank:<checkpoint>:category:<c>` | sorted set | the same, for one category |
+//! | `untimed:all`, `untimed:{gender,category}:<v>` | sorted set | competitors with neither a time nor a status, score = entry order (from `untimed_seq`) |
+//! | `untimed_seq` | string | counter scoring the untimed sets, so entries are appended rather than inserted |
 //! | `competitors:all`, `competitors:{gender,category,country}:<v>` | sorted set | bibs for listings, score = [`Bib::order_score`] |
 //!
 //! Rank sets exist for every checkpoint after the start. A ranking score is the elapsed time in
 //! ms from the competitor's own start ([`UNTIMED`] without both times, [`OUT`] + 1/2/3 with a
 //! DNF/DSQ/DNS status), so `ZRANGE` returns finishers by time, then those without a time, then
-//! those out of the race, and a page costs O(log N + page size). Equal times share a rank:
-//! a row's rank is `1 + ZCOUNT(-inf, (score)`.
+//! those out of the race. A competitor with neither a time nor a status (every new one) is
+//! in the untimed set of each of their scopes instead of in any rank set, so creating a
+//! competitor writes 3 ranking entries rather than 3 per checkpoint; their first time or status
+//! moves them into the rank sets. A ranking is then the rank set below [`OUT`], the untimed
+//! set, the rank set from [`OUT`] on: three ranges whose bounds come from `ZCARD`s and one
+//! `ZCOUNT`, so a page costs O(log N + page size). Equal times share a rank: a row's rank is
+//! `1 + ZCOUNT(-inf, (score)`.
 //!
 //! Every write goes through the Lua script `store/mutate.lua`, which changes the record or the
-//! times and the rank scores in one atomic step. A results page is four commands in two
-//! pipelined round trips: `ZCARD` + `ZRANGE`, then `ZCOUNT` + one `HMGET` of `competitor_rows`
-//! for all the page's rows, whose JSON the results route copies into its answer without
-//! parsing it. (Measured: one `HMGET` per row, or the same four commands in a Lua script, cost
-//! Redis, the single-threaded bottleneck, about twice the time per page.)
+//! times and the ranking entries in one atomic step. A results page is two pipelined round
+//! trips: `ZCARD`s, a `ZCOUNT` and a `ZRANGE` of the rank set, then `ZCOUNT` + one `HMGET` of
+//! `competitor_rows` for all the page's rows, whose JSON the results route copies into its
+//! answer without parsing it (a page reaching past the timed rows reads its untimed and
+//! out-of-race parts in one more round trip between them). (Measured: one `HMGET` per row,
+//! or the page read in a Lua script, cost Redis, the single-threaded bottleneck, about twice
+//! the time per page.)
 //!
 //! # Connection
 //!
@@ -192,6 +201,15 @@ fn rank_key(checkpoint: &str, scope: Scope<'_>) -> String {
     }
 }
 
+/// The untimed set of `scope`: its competitors with neither a time nor a status.
+fn untimed_key(scope: Scope<'_>) -> String {
+    match scope {
+        Scope::All => "untimed:all".to_owned(),
+        Scope::Gender(g) => format!("untimed:gender:{g}"),
+        Scope::Category(c) => format!("untimed:category:{c}"),
+    }
+}
+
 fn parse_err(err: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("unexpected reply: {err}"))
 }
@@ -298,11 +316,13 @@ impl Store {
             .await
     }
 
-    /// Runs `mutate.lua` with the op, the bib, the checkpoints and the op's arguments.
+    /// Runs `mutate.lua` with the op, the bib, its order score, the checkpoints and the op's
+    /// arguments.
     async fn mutate(&self, op: &str, bib: &Bib, args: &[&str]) -> Result<Outcome, StoreError> {
         let mut call = self.inner.mutate.prepare_invoke();
         call.arg(op)
             .arg(bib.as_str())
+            .arg(bib.order_score())
             .arg(self.inner.race.checkpoints.len());
         for checkpoint in &self.inner.race.checkpoints {
             call.arg(checkpoint);
@@ -336,8 +356,7 @@ impl Store {
         bib: &Bib,
         fields: &[(String, String)],
     ) -> Result<Outcome, StoreError> {
-        let order = bib.order_score().to_string();
-        let mut args = vec![mode.as_str(), order.as_str()];
+        let mut args = vec![mode.as_str()];
         for (name, value) in fields {
             args.push(name);
             args.push(value);
@@ -486,8 +505,16 @@ impl Store {
     }
 
     /// A page of the ranking of `scope` at `checkpoint` with the rows' fields, and the number
-    /// of competitors in the scope: two round trips of two commands each (`ZCARD` + `ZRANGE`,
-    /// then `ZCOUNT` + one `HMGET` of `competitor_rows`), O(log N + page size).
+    /// of competitors in the scope, O(log N + page size).
+    ///
+    /// The ranking is the rank set's members below [`OUT`] (finishers by time, then those
+    /// with some time but none at this checkpoint), then the untimed set (no time, no status;
+    /// in entry order), then the rank set's members from [`OUT`] on (DNF, DSQ, DNS). The first round
+    /// trip reads the sizes and the page's part of the rank set (all of it when the page lies
+    /// among the timed rows, the usual case), the last reads the first row's rank (`ZCOUNT`)
+    /// and all rows' fields (one `HMGET` of `competitor_rows`); a page reaching past the
+    /// rank set's timed rows takes one round trip between them for the untimed and
+    /// out-of-race parts.
     pub async fn results(
         &self,
         checkpoint: &str,
@@ -496,10 +523,45 @@ impl Store {
         limit: u64,
     ) -> Result<(u64, Vec<RankedEntry>), StoreError> {
         let key = rank_key(checkpoint, scope);
+        let untimed = untimed_key(scope);
+        let out_bound = format!("({OUT}");
         let mut pipe = redis::pipe();
         pipe.zcard(&key)
+            .zcount(&key, "-inf", &out_bound)
+            .zcard(&untimed)
             .zrange_withscores(&key, offset as isize, (offset + limit) as isize - 1);
-        let (total, page): (u64, Vec<(String, f64)>) = self.query(&pipe).await?;
+        let (ranked, in_race, untimed_count, mut page): (u64, u64, u64, Vec<(String, f64)>) =
+            self.query(&pipe).await?;
+        let total = ranked + untimed_count;
+        let end = (offset + limit).min(total);
+        // The rank set's rows below OUT come first: keep the page's part among them.
+        page.truncate(in_race.min(end).saturating_sub(offset) as usize);
+        // Then the untimed set, at positions in_race .. in_race + untimed_count, then the
+        // rest of the rank set.
+        let untimed_range = (
+            offset.max(in_race) - in_race,
+            end.min(in_race + untimed_count).saturating_sub(in_race),
+        );
+        let out_range = (
+            offset.max(in_race + untimed_count) - untimed_count,
+            end.saturating_sub(untimed_count),
+        );
+        if untimed_range.0 < untimed_range.1 || out_range.0 < out_range.1 {
+            let mut pipe = redis::pipe();
+            pipe.zrange(
+                &untimed,
+                untimed_range.0 as isize,
+                untimed_range.1 as isize - 1,
+            )
+            .zrange_withscores(&key, out_range.0 as isize, out_range.1 as isize - 1);
+            let (bibs, out): (Vec<String>, Vec<(String, f64)>) = self.query(&pipe).await?;
+            if untimed_range.0 < untimed_range.1 {
+                page.extend(bibs.into_iter().map(|bib| (bib, UNTIMED as f64)));
+            }
+            if out_range.0 < out_range.1 {
+                page.extend(out);
+            }
+        }
         let Some(&(_, first_score)) = page.first() else {
             return Ok((total, Vec::new()));
         };

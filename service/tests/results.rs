@@ -313,3 +313,163 @@ async fn results_rows_keep_special_characters() {
         (&json!(name), &json!("O'Brien"), &json!("Suomi/Finland"))
     );
 }
+
+/// Every page of `path` (limits 1 to 4, every offset) equals the same slice of the whole
+/// ranking, whose bibs each appear once; returns the whole ranking's `(rank, bib)` rows.
+async fn check_pages(app: &TestApp, path: &str, total: usize) -> Vec<(Value, String)> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let (status, whole) = app.get(&format!("{path}{sep}limit=500")).await;
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["total"], json!(total), "{path}: {whole}");
+    let whole = rows(&whole);
+    assert_eq!(whole.len(), total, "{path}");
+    let mut bibs: Vec<&str> = whole.iter().map(|r| r.1.as_str()).collect();
+    bibs.sort_unstable();
+    bibs.dedup();
+    assert_eq!(bibs.len(), total, "{path}: a bib listed twice");
+    for limit in 1..=4 {
+        for offset in 0..=total + 1 {
+            let page = app
+                .get(&format!("{path}{sep}offset={offset}&limit={limit}"))
+                .await
+                .1;
+            assert_eq!(page["total"], json!(total), "{path} {offset}/{limit}");
+            let expected = &whole[offset.min(total)..(offset + limit).min(total)];
+            assert_eq!(
+                rows(&page),
+                expected,
+                "{path} offset {offset} limit {limit}"
+            );
+        }
+    }
+    whole.into_iter().map(|r| (r.0, r.1)).collect()
+}
+
+/// Competitors never timed (kept out of the rank sets until their first time or status) are
+/// listed after those with some time but none at the checkpoint, in the order they became
+/// untimed (here: created), before those with a status; pages across every boundary keep the order and the ranks; a first time or
+/// status moves a competitor into the ranking, clearing all of them moves them back.
+#[tokio::test]
+async fn results_never_timed_competitors_and_pages_across_groups() {
+    let app = spawn_app().await;
+    for bib in ["10", "9", "8", "7", "6", "5", "4", "3", "2", "1"] {
+        app.competitor(bib, if bib == "10" { "female" } else { "male" }, "men30")
+            .await;
+    }
+    finish(&app, "1", "10:00:00.000", "11:10:00.000").await;
+    finish(&app, "2", "10:00:00.000", "11:00:00.000").await;
+    finish(&app, "3", "10:00:00.000", "11:00:00.000").await;
+    app.times("4", json!({"start": "10:00:00.000"})).await; // started, no finish
+    app.put("/api/v1/competitors/5/status", json!({"status": "DNS"}))
+        .await; // never timed, out
+    app.put("/api/v1/competitors/6/status", json!({"status": "DNF"}))
+        .await;
+    app.times("6", json!({"start": "10:00:00.000"})).await; // started, then out
+    let expected = |bibs: &[(Option<u64>, &str)]| {
+        bibs.iter()
+            .map(|(rank, bib)| (json!(rank), (*bib).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        check_pages(&app, "/api/v1/results", 10).await,
+        expected(&[
+            (Some(1), "2"),
+            (Some(1), "3"),
+            (Some(3), "1"),
+            (None, "4"),
+            (None, "10"),
+            (None, "9"),
+            (None, "8"),
+            (None, "7"),
+            (None, "6"),
+            (None, "5"),
+        ])
+    );
+    let page = app.get("/api/v1/results?offset=4&limit=1").await.1;
+    assert_eq!(
+        (
+            &page["results"][0]["first_name"],
+            &page["results"][0]["status"],
+            &page["results"][0]["elapsed_ms"]
+        ),
+        (&json!("First10"), &json!(null), &json!(null))
+    );
+    assert_eq!(
+        check_pages(&app, "/api/v1/results?gender=female", 1).await,
+        expected(&[(None, "10")])
+    );
+    assert_eq!(
+        check_pages(&app, "/api/v1/results?checkpoint=split1&category=men30", 10).await,
+        expected(&[
+            (None, "1"),
+            (None, "2"),
+            (None, "3"),
+            (None, "4"),
+            (None, "10"),
+            (None, "9"),
+            (None, "8"),
+            (None, "7"),
+            (None, "6"),
+            (None, "5"),
+        ])
+    );
+
+    // A first time ranks; clearing every time (and a status) puts them back among the
+    // never-timed, once.
+    finish(&app, "9", "10:00:00.000", "10:50:00.000").await;
+    app.delete("/api/v1/competitors/4/times/start").await;
+    app.put("/api/v1/competitors/5/status", json!({"status": null}))
+        .await;
+    app.patch(
+        "/api/v1/competitors/7/times",
+        json!({"start": "10:00:00.000"}),
+    )
+    .await;
+    app.patch("/api/v1/competitors/7/times", json!({"start": null}))
+        .await;
+    // Moves between scopes and deletions, timed and not.
+    app.patch("/api/v1/competitors/8", json!({"gender": "female"}))
+        .await;
+    app.put(
+        "/api/v1/competitors/2",
+        json!({"first_name": "A", "last_name": "B", "gender": "female", "country": "Finland",
+               "category": "women30"}),
+    )
+    .await;
+    app.delete("/api/v1/competitors/10").await;
+    assert_eq!(
+        check_pages(&app, "/api/v1/results", 9).await,
+        expected(&[
+            (Some(1), "9"),
+            (Some(2), "2"),
+            (Some(2), "3"),
+            (Some(4), "1"),
+            (None, "4"),
+            (None, "5"),
+            (None, "7"),
+            (None, "8"),
+            (None, "6"),
+        ])
+    );
+    assert_eq!(
+        check_pages(&app, "/api/v1/results?gender=female", 2).await,
+        expected(&[(Some(1), "2"), (None, "8")])
+    );
+    assert_eq!(
+        check_pages(&app, "/api/v1/results?category=men30", 8).await,
+        expected(&[
+            (Some(1), "9"),
+            (Some(2), "3"),
+            (Some(3), "1"),
+            (None, "4"),
+            (None, "5"),
+            (None, "7"),
+            (None, "8"),
+            (None, "6"),
+        ])
+    );
+    assert_eq!(
+        check_pages(&app, "/api/v1/results?category=women30", 1).await,
+        expected(&[(Some(1), "2")])
+    );
+}
