@@ -88,6 +88,16 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the containers' CloudWatch logs.
     Logs(LogsArgs),
+    /// Print the API's write token (`Authorization: Bearer <token>`), or replace it.
+    Token(TokenArgs),
+}
+
+/// Flags of `token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Generate a new token, store it, and restart the API tasks so they use it.
+    #[arg(long)]
+    pub rotate: bool,
 }
 
 /// How long a command waits.

@@ -146,6 +146,24 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }
+        Command::Token(args) => {
+            let deployment = connect(&cli.aws, names, false).await?;
+            if args.rotate {
+                resources::secrets::rotate_token(&deployment).await?;
+                resources::services::restart(&deployment, &deployment.names.api_service).await?;
+                writeln!(
+                    out,
+                    "token rotated; the API tasks are being replaced to use it (`provisioner token` prints it)"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{}",
+                    resources::secrets::read_token(&deployment).await?
+                )?;
+            }
+            Ok(Outcome::Done)
+        }
         Command::Logs(args) => {
             let clients = aws::Clients::load(&cli.aws).await?;
             let mut writer = out;
@@ -213,7 +231,7 @@ fn confirm_down(app: &str, yes: bool) -> Result<()> {
         });
     }
     eprint!(
-        "This deletes every resource of app `{app}`, its logs and images. Type the app name to confirm: "
+        "This deletes every resource of app `{app}`, its logs and images (race data on EFS is kept unless --delete-data). Type the app name to confirm: "
     );
     let _ = std::io::stderr().flush();
     let mut answer = String::new();

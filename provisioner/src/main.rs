@@ -55,5 +55,6 @@ fn command_name(cli: &Cli) -> &'static str {
         Command::Stop(_) => "stop",
         Command::Status(_) => "status",
         Command::Logs(_) => "logs",
+        Command::Token(_) => "token",
     }
 }

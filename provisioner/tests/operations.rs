@@ -257,3 +257,50 @@ async fn logs_prints_the_lines_of_one_service() {
         redis.stdout
     );
 }
+
+/// `token` prints the API's write token (never printed by `up`); `token --rotate` replaces it
+/// and restarts the API tasks so they read the new one.
+#[tokio::test]
+async fn token_prints_and_rotates_the_write_token() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto).await;
+    let root = repo_root();
+    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
+    let up = run(&proxy.url, &root, &["up", "--image", &image])
+        .await
+        .expect_code(0);
+    let token = run(&proxy.url, &root, &["token"])
+        .await
+        .expect_code(0)
+        .stdout
+        .trim()
+        .to_owned();
+    assert_eq!(token.len(), 43, "{token}");
+    assert!(!up.stdout.contains(&token) && !up.stderr.contains(&token));
+
+    proxy.clear();
+    run(&proxy.url, &root, &["token", "--rotate"])
+        .await
+        .expect_code(0);
+    let restart = proxy
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "UpdateService")
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&restart.body).unwrap();
+    assert_eq!(
+        (
+            body["service"].as_str(),
+            body["forceNewDeployment"].as_bool()
+        ),
+        (Some("api"), Some(true))
+    );
+    let rotated = run(&proxy.url, &root, &["token"])
+        .await
+        .expect_code(0)
+        .stdout
+        .trim()
+        .to_owned();
+    assert_eq!(rotated.len(), 43);
+    assert_ne!(rotated, token);
+}

@@ -32,6 +32,8 @@ pub struct StatusReport {
     pub services: Vec<ServiceStatus>,
     /// The API's public endpoint, when a task runs.
     pub endpoint: Option<String>,
+    /// Size of the race data on EFS (metered by EFS, updated about hourly), when it exists.
+    pub data_bytes: Option<i64>,
     /// AWS calls made.
     pub aws_calls: CallSummary,
 }
@@ -69,6 +71,7 @@ pub async fn status(
         deployed: cluster::cluster_is_active(d).await?,
         services: Vec::new(),
         endpoint: None,
+        data_bytes: None,
         aws_calls: CallSummary::default(),
     };
     if report.deployed {
@@ -110,6 +113,7 @@ pub async fn status(
             });
         }
         report.endpoint = services::api_endpoint(d, api_port).await?;
+        report.data_bytes = crate::resources::efs::data_size(d).await?;
     }
     report.aws_calls = d.clients.calls.summary();
     Ok(report)
@@ -192,6 +196,9 @@ impl fmt::Display for StatusReport {
         match &self.endpoint {
             Some(endpoint) => writeln!(f, "API endpoint: {endpoint}")?,
             None => writeln!(f, "API endpoint: none (no API task with a public IP runs)")?,
+        }
+        if let Some(bytes) = self.data_bytes {
+            writeln!(f, "race data on EFS: {bytes} bytes")?;
         }
         if self.services.iter().all(|s| s.state.desired == 0) {
             writeln!(

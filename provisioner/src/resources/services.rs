@@ -297,6 +297,26 @@ pub async fn scale(d: &Deployment, name: &str, count: i32) -> Result<()> {
     Ok(())
 }
 
+/// Replaces a service's tasks with new ones of the same definition (to pick up a new secret).
+pub async fn restart(d: &Deployment, name: &str) -> Result<()> {
+    d.record(
+        "ecs-service",
+        name,
+        Action::Update,
+        Some("new deployment".into()),
+    );
+    d.clients
+        .ecs
+        .update_service()
+        .cluster(&d.names.cluster)
+        .service(name)
+        .force_new_deployment(true)
+        .send()
+        .await
+        .map_err(|e| Error::aws("UpdateService", format!("ECS service {name}"), e))?;
+    Ok(())
+}
+
 /// Waits until none of the services exists any more (INACTIVE or missing).
 pub async fn wait_until_gone(d: &Deployment, names: &[&str], limit: Duration) -> Result<()> {
     let what = format!("services {} to drain and be deleted", names.join(", "));
