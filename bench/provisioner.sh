@@ -232,7 +232,15 @@ manual_sequence() {
   local values=("APP=$APP" "ACCOUNT_ID=$account" "REGION=$REGION" PARTITION=aws
     "EXECUTION_ROLE_ARN=$role_arn" "API_TASK_ROLE_ARN=$role_arn"
     "API_IMAGE=$registry/flask-repo:latest" "REDIS_IMAGE=$registry/redis-repo:latest"
-    "LOG_GROUP=/ecs/$APP" "NAMESPACE=$APP.local" "REDIS_HOST=redis.$APP.local")
+    "LOG_GROUP=/ecs/$APP" "NAMESPACE=$APP.local" "REDIS_HOST=redis.$APP.local"
+    # The seed kept its data on the task and its token nowhere: these name resources the
+    # manual sequence does not create (the emulator registers the definitions regardless).
+    "REDIS_TASK_ROLE_ARN=$role_arn" "EFS_FILE_SYSTEM_ID=fs-00000000" "EFS_ACCESS_POINT_ID=fsap-00000000"
+    "EFS_FILE_SYSTEM_ARN=arn:aws:elasticfilesystem:$REGION:$account:file-system/fs-00000000"
+    "EFS_ACCESS_POINT_ARN=arn:aws:elasticfilesystem:$REGION:$account:access-point/fsap-00000000"
+    "API_TOKEN_PARAMETER_ARN=arn:aws:ssm:$REGION:$account:parameter/$APP/api-token"
+    "REDIS_PASSWORD_PARAMETER_ARN=arn:aws:ssm:$REGION:$account:parameter/$APP/redis-password"
+    "REDIS_URL_PARAMETER_ARN=arn:aws:ssm:$REGION:$account:parameter/$APP/redis-url")
   "${fill[@]}" "$work/files/task-definitions/api.json" "${values[@]}" >"$dir/api.json"
   "${fill[@]}" "$work/files/task-definitions/redis.json" "${values[@]}" >"$dir/redis.json"
   "${aws[@]}" ecs register-task-definition --cli-input-json "file://$dir/api.json" >/dev/null
