@@ -124,34 +124,12 @@ impl Aws {
             .await
             .unwrap();
         let text = out.policy_document();
-        serde_json::from_str(text)
-            .or_else(|_| serde_json::from_str(&percent_decode(text)))
-            .unwrap()
+        provisioner::resources::iam::parse_document(text).unwrap()
     }
 
     async fn role_exists(&self, role: &str) -> bool {
         self.iam.get_role().role_name(role).send().await.is_ok()
     }
-}
-
-fn percent_decode(text: &str) -> String {
-    let mut out = Vec::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if let Some(b) = escaped {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
 }
 
 fn change<'a>(report: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {

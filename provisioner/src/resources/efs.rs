@@ -972,30 +972,7 @@ async fn delete_security_group(d: &Deployment, limit: Duration) -> Result<()> {
         return Ok(());
     };
     let id = network::group_id(&group)?;
-    d.record(
-        "security-group",
-        name.as_str(),
-        Action::Delete,
-        Some(id.clone()),
-    );
-    let ec2 = &d.clients.ec2;
-    retry_bounded(
-        &format!("deleting security group {name}"),
-        limit,
-        |e| e.aws_code() == Some("DependencyViolation"),
-        || async {
-            match ec2.delete_security_group().group_id(&id).send().await {
-                Ok(_) => Ok(()),
-                Err(e) if crate::error::code_of(&e) == Some("InvalidGroup.NotFound") => Ok(()),
-                Err(e) => Err(Error::aws(
-                    "DeleteSecurityGroup",
-                    format!("security group {name}"),
-                    e,
-                )),
-            }
-        },
-    )
-    .await
+    network::delete_group(d, name, &id, limit).await
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub struct RoleSpec {
 }
 
 /// IAM returns policy documents URL-encoded; this reads either form.
-fn parse_document(text: &str) -> Option<Value> {
+pub fn parse_document(text: &str) -> Option<Value> {
     serde_json::from_str(text)
         .ok()
         .or_else(|| serde_json::from_str(&percent_decode(text)).ok())

@@ -455,24 +455,36 @@ pub async fn delete_security_groups(d: &Deployment, limit: Duration) -> Result<(
     for group in &ordered {
         let name = group.group_name().unwrap_or_default().to_owned();
         let id = group_id(group)?;
-        d.record("security-group", &name, Action::Delete, Some(id.clone()));
-        retry_bounded(
-            &format!("deleting security group {name}"),
-            limit,
-            |e| e.aws_code() == Some("DependencyViolation"),
-            || async {
-                match ec2.delete_security_group().group_id(&id).send().await {
-                    Ok(_) => Ok(()),
-                    Err(e) if crate::error::code_of(&e) == Some("InvalidGroup.NotFound") => Ok(()),
-                    Err(e) => Err(Error::aws(
-                        "DeleteSecurityGroup",
-                        format!("security group {name}"),
-                        e,
-                    )),
-                }
-            },
-        )
-        .await?;
+        delete_group(d, &name, &id, limit).await?;
     }
     Ok(())
+}
+
+/// Deletes one security group, retrying while network interfaces of stopped tasks or mount
+/// targets still hold it (AWS releases them asynchronously); a group already gone is fine.
+pub(crate) async fn delete_group(
+    d: &Deployment,
+    name: &str,
+    id: &str,
+    limit: Duration,
+) -> Result<()> {
+    d.record("security-group", name, Action::Delete, Some(id.to_owned()));
+    let ec2 = &d.clients.ec2;
+    retry_bounded(
+        &format!("deleting security group {name}"),
+        limit,
+        |e| e.aws_code() == Some("DependencyViolation"),
+        || async {
+            match ec2.delete_security_group().group_id(id).send().await {
+                Ok(_) => Ok(()),
+                Err(e) if crate::error::code_of(&e) == Some("InvalidGroup.NotFound") => Ok(()),
+                Err(e) => Err(Error::aws(
+                    "DeleteSecurityGroup",
+                    format!("security group {name}"),
+                    e,
+                )),
+            }
+        },
+    )
+    .await
 }
