@@ -226,6 +226,12 @@ pub struct TaskDefinitionTemplate {
 }
 
 impl TaskDefinitionTemplate {
+    /// The family this template registers for `app` (a family may use `${APP}` only, which
+    /// loading checks), known without rendering the rest.
+    pub fn family(&self, app: &str) -> String {
+        self.as_written.family.replace("${APP}", app)
+    }
+
     /// Renders the file and converts it to a task-definition spec.
     pub fn render(&self, values: &BTreeMap<&'static str, String>) -> Result<TaskDefinitionSpec> {
         serde_json::from_value(self.template.render(values)).map_err(|e| Error::Invalid {

@@ -52,16 +52,8 @@ pub async fn down(
             "cluster: kept, because its services could not be removed; run `down` again".to_owned(),
         );
     }
-    let api_family = templates
-        .api
-        .as_written
-        .family
-        .replace("${APP}", &names.app);
-    let redis_family = templates
-        .redis
-        .as_written
-        .family
-        .replace("${APP}", &names.app);
+    let api_family = templates.api.family(&names.app);
+    let redis_family = templates.redis.family(&names.app);
     // The mount targets' security group references `redis`: it goes before the groups.
     let (api_family, redis_family, data) = tokio::join!(
         task_definitions::delete_family(d, &api_family),

@@ -140,8 +140,8 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         Ok::<_, Error>((net, groups, data, registry))
     };
     let service_names = [names.redis_service.as_str(), names.api_service.as_str()];
-    let api_family = family(&templates.api, names);
-    let redis_family = family(&templates.redis, names);
+    let api_family = templates.api.family(&names.app);
+    let redis_family = templates.redis.family(&names.app);
     let (
         network_state,
         execution_role_arn,
@@ -278,14 +278,6 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     }
     report.aws_calls = d.clients.calls.summary();
     Ok(report)
-}
-
-/// The family a template renders to (a family name may use `${APP}` only).
-fn family(
-    template: &crate::config::TaskDefinitionTemplate,
-    names: &crate::config::Names,
-) -> String {
-    template.as_written.family.replace("${APP}", &names.app)
 }
 
 /// Follows the services until they reach `goal`, showing progress on stderr; Ctrl-C stops
