@@ -14,15 +14,11 @@
 //! service's sources must not change while the test runs (the digests are compared with the
 //! pre-build's). `run_with_env` gives the binary an empty HOME, so the toolchain and crate
 //! cache locations are passed to it explicitly. Run with
-//! `cargo test -p provisioner --test deploy_image`.
+//! `cargo test -p provisioner --test integration deploy_image::`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "image_support/mod.rs"]
-mod image_support;
+use crate::{image_support, support};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

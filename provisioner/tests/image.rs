@@ -4,12 +4,11 @@
 //! The native release build of `timing-service` runs once per test binary (a shared fixture)
 //! into `<target>/image-native`; every other test uses small synthetic images. Each test starts
 //! its own registry on a free loopback port and kills it at the end. Run with
-//! `cargo test -p provisioner --test image`.
+//! `cargo test -p provisioner --test integration image::`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "image_support/mod.rs"]
-mod support;
+use crate::image_support as support;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

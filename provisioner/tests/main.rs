@@ -1,0 +1,28 @@
+//! End-to-end tests of the provisioner: the real binary against moto in server mode, the image
+//! builder against a real registry, Redis persistence against a real `redis-server`, and the
+//! deployment watcher against aws-smithy-mocks. One test binary, one module per area (as
+//! `service/tests/api.rs`): the AWS SDK is linked once instead of once per file, which saves
+//! about a gigabyte of disk and a minute of linking on a cold build.
+
+// Tests state their expectations with `expect` / `unwrap`: a failure is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// Real registry, Redis and moto processes for the image tests.
+mod image_support;
+/// Moto, the recording and fault-injecting proxy, and running the real binary.
+mod support;
+
+/// Redis data on EFS, `down --delete-data`, and the API token in SSM.
+mod data;
+/// `up` building and pushing the service image, then deploying it by digest.
+mod deploy_image;
+/// `up` / `plan` / `down` / `render` end to end, idempotence, interruption, bad input.
+mod emulator;
+/// The OCI image builder and the registry client.
+mod image;
+/// `stop` / `start` / `status` / `logs` / `token`.
+mod operations;
+/// Redis with the task definition's persistence settings loses no acknowledged write.
+mod persistence;
+/// The deployment watcher and the log reader, against aws-smithy-mocks.
+mod watch;
