@@ -13,7 +13,8 @@ mod auth;
 mod competitors;
 /// Legacy routes with the original's example bodies.
 mod legacy;
-/// The real binary: SIGTERM with a request in flight, `healthcheck`, invalid definition files.
+/// The real binary: SIGTERM with a request in flight, `healthcheck`, invalid definition files,
+/// Redis followed by its DNS name to a new address.
 mod process;
 /// `/health`, `/ready`, Redis stopped and restarted, fallbacks, OpenAPI, race definition.
 mod resilience;

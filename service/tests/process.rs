@@ -1,5 +1,6 @@
 //! The real binary (`CARGO_BIN_EXE_timing-service`): graceful SIGTERM with a request in flight,
-//! the `healthcheck` subcommand, and start-up refusal of an invalid race definition.
+//! the `healthcheck` subcommand, start-up refusal of an invalid race definition, and Redis
+//! followed by its DNS name when it comes back at another address.
 
 use std::{
     io::Read,
@@ -59,10 +60,16 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 }
 
 async fn start_service(redis: &Redis) -> Service {
+    start_service_with(Command::new(BIN), &redis.url()).await
+}
+
+/// Starts `command` (the binary, or a wrapper that ends by running it) as the service on a
+/// free loopback port, and waits for `/health`.
+async fn start_service_with(mut command: Command, redis_url: &str) -> Service {
     let port = free_port();
-    let mut child = Command::new(BIN)
+    let mut child = command
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("REDIS_URL", redis.url())
+        .env("REDIS_URL", redis_url)
         .env("RUST_LOG", "info")
         .env_remove("TIMING_API_TOKEN")
         .env_remove("RACE_DB_FILE")
@@ -95,6 +102,131 @@ async fn start_service(redis: &Redis) -> Service {
         "the service did not answer /health within 10 s: {:?}",
         service.stderr.lock().map(|s| s.clone())
     );
+}
+
+/// The Redis host name of the DNS test: only the service's own `/etc/hosts` knows it.
+const REDIS_NAME: &str = "redis.timing-dns-test.internal";
+/// A loopback address where nothing listens: connections to it are refused at once.
+const NOBODY: &str = "127.0.0.9";
+
+/// Points [`REDIS_NAME`] at `address` in the hosts file the service sees. Rewritten in place
+/// (same inode), so the bind mount in the service's namespace shows the new content.
+fn point_redis_name(hosts: &std::path::Path, address: &str) {
+    std::fs::write(
+        hosts,
+        format!("127.0.0.1 localhost\n{address} {REDIS_NAME}\n"),
+    )
+    .expect("write the test's hosts file");
+}
+
+async fn ready_status(port: u16) -> u16 {
+    let url = format!("http://127.0.0.1:{port}/ready");
+    match reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+    {
+        Ok(response) => response.status().as_u16(),
+        Err(err) => panic!("/ready did not answer: {err}"),
+    }
+}
+
+/// Polls `/ready` until it answers 200, at most 15 s.
+async fn becomes_ready(port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if ready_status(port).await == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Redis replaced at another address under the same DNS name (a new Fargate task): the
+/// service follows the name on every reconnect, with no restart.
+///
+/// The service runs in a mount namespace of its own (`unshare --mount`, which needs root, as
+/// CI has) whose `/etc/hosts` is a file of this test, so the test can move the name. Only
+/// 127.0.0.1 has a listener: the name moves between 127.0.0.1 (Redis) and 127.0.0.9 (nobody).
+/// The proof that the name, not a remembered address, is followed: with Redis back up on
+/// 127.0.0.1 but the name still on 127.0.0.9, the service stays unready; it recovers only
+/// once the name points at 127.0.0.1 again.
+#[tokio::test]
+async fn redis_is_followed_by_its_dns_name_across_address_changes() {
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hosts = dir.path().join("hosts");
+    point_redis_name(&hosts, NOBODY);
+
+    let mut command = Command::new("unshare");
+    command.args([
+        "--mount",
+        "--",
+        "sh",
+        "-c",
+        r#"mount --bind "$1" /etc/hosts && exec "$2""#,
+        "sh",
+    ]);
+    command.arg(&hosts).arg(BIN);
+    let redis_url = format!("redis://{REDIS_NAME}:{}", redis.port);
+    let service = start_service_with(command, &redis_url).await;
+    let port = service.port;
+    let log = || service.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+
+    // Started while the name points where nothing runs yet (Redis's task still starting).
+    assert_eq!(ready_status(port).await, 503, "{}", log());
+    point_redis_name(&hosts, "127.0.0.1");
+    assert!(
+        becomes_ready(port).await,
+        "not ready after the name appeared: {}",
+        log()
+    );
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("http://127.0.0.1:{port}/api/v1/competitors"))
+        .json(
+            &serde_json::json!({"bib": "7", "first_name": "Ada", "last_name": "Lovelace",
+            "gender": "female", "country": "GBR", "category": "women30"}),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+
+    // The task is replaced: the name moves away and the old Redis dies; then a Redis answers
+    // at the old address again, which the service must not use while the name says otherwise.
+    point_redis_name(&hosts, NOBODY);
+    redis.stop();
+    assert_eq!(ready_status(port).await, 503, "{}", log());
+    assert!(redis.restart(), "redis did not restart on its port");
+    for _ in 0..10 {
+        assert_eq!(
+            ready_status(port).await,
+            503,
+            "ready although its name points at {NOBODY}: the address was remembered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The name now points at the new task: the same process recovers.
+    point_redis_name(&hosts, "127.0.0.1");
+    assert!(
+        becomes_ready(port).await,
+        "not ready after the name moved: {}",
+        log()
+    );
+    let created = client
+        .post(format!("http://127.0.0.1:{port}/api/v1/competitors"))
+        .json(
+            &serde_json::json!({"bib": "8", "first_name": "Grace", "last_name": "Hopper",
+            "gender": "female", "country": "USA", "category": "women30"}),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
 }
 
 /// SIGTERM while a request body is still arriving: the request completes (201), the process
