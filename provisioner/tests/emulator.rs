@@ -672,6 +672,109 @@ async fn down_removes_one_app_and_leaves_the_other() {
     );
 }
 
+/// The teardown orders AWS refuses and moto lets pass are refused by the test proxy (see
+/// `support::aws_rules`): shown here request by request, then `down` gets through all of them
+/// without one refusal, including a Cloud Map instance registered as ECS registers a running
+/// Redis task (moto runs no tasks, so nothing else would register it).
+#[tokio::test]
+async fn down_follows_the_teardown_order_aws_enforces() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto).await;
+    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
+    let root = repo_root();
+    run(&proxy.url, &root, &["up", "--image", &image])
+        .await
+        .expect_code(0);
+
+    let config = support::sdk_config_at(&proxy.url).await;
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let discovery = aws_sdk_servicediscovery::Client::new(&config);
+    let code = |e: &dyn aws_smithy_types::error::metadata::ProvideErrorMetadata| {
+        e.code().map(str::to_owned)
+    };
+
+    let cluster = ecs.delete_cluster().cluster("timing").send().await;
+    assert_eq!(
+        code(&cluster.unwrap_err()).as_deref(),
+        Some("ClusterContainsServicesException")
+    );
+
+    let groups = ec2
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-name")
+                .values("timing-api")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let api_group = groups.security_groups()[0].group_id().unwrap().to_owned();
+    let group = ec2
+        .delete_security_group()
+        .group_id(&api_group)
+        .send()
+        .await;
+    assert_eq!(
+        code(&group.unwrap_err()).as_deref(),
+        Some("DependencyViolation"),
+        "timing-redis allows 6379 from timing-api"
+    );
+
+    let namespaces = discovery.list_namespaces().send().await.unwrap();
+    let namespace = namespaces
+        .namespaces()
+        .iter()
+        .find(|n| n.name() == Some("timing.local"))
+        .unwrap();
+    let deleted = discovery
+        .delete_namespace()
+        .id(namespace.id().unwrap())
+        .send()
+        .await;
+    assert_eq!(
+        code(&deleted.unwrap_err()).as_deref(),
+        Some("ResourceInUse")
+    );
+
+    let services = discovery.list_services().send().await.unwrap();
+    let redis = services
+        .services()
+        .iter()
+        .find(|s| s.name() == Some("redis"))
+        .unwrap();
+    discovery
+        .register_instance()
+        .service_id(redis.id().unwrap())
+        .instance_id("0123456789abcdef0123456789abcdef")
+        .attributes("AWS_INSTANCE_IPV4", "10.0.1.17")
+        .send()
+        .await
+        .unwrap();
+    let deleted = discovery
+        .delete_service()
+        .id(redis.id().unwrap())
+        .send()
+        .await;
+    assert_eq!(
+        code(&deleted.unwrap_err()).as_deref(),
+        Some("ResourceInUse")
+    );
+    assert_eq!(proxy.refusals().len(), 4, "{:#?}", proxy.refusals());
+
+    let down = run(&proxy.url, &root, &["down", "--yes"]).await;
+    assert_eq!(down.code, 0, "{}\n{}", down.stdout, down.stderr);
+    assert_eq!(
+        proxy.refusals().len(),
+        4,
+        "down made a request AWS would refuse: {:#?}",
+        &proxy.refusals()[4..]
+    );
+    assert_nothing_left(&moto, "timing").await;
+}
+
 /// An `up` cut off part-way (the emulator starts failing after some calls) fails with a
 /// clear error; the next `up` converges, and `down` cleans everything up.
 #[tokio::test]

@@ -4,17 +4,21 @@
 //!   needs (managed IAM policies loaded, ECS services reported running), killed on drop.
 //! - [`Proxy`]: an HTTP proxy between the binary and moto that records every AWS call (so the
 //!   tests count mutating calls independently of the provisioner's own counter) and can be
-//!   told to fail every request after the first N (an interrupted `up`).
+//!   told to fail every request after the first N (an interrupted `up`). It also refuses the
+//!   teardown orders AWS refuses and moto allows ([`aws_rules`]).
 //! - [`run`]: runs the binary with dummy credentials and returns its exit code and output.
 //!
 //! What moto does not emulate, and these tests therefore cannot show: it runs no containers
 //! (no tasks, no network interfaces, no public IPs, nothing registered in Cloud Map by ECS),
-//! its deployments never roll out or roll back, Cloud Map operations finish at once, it keeps
-//! no VPC on a private namespace's hosted zone, and it lets some teardown orders pass that AWS
-//! refuses (a cluster with services, a namespace with services, a security group referenced
-//! by another). The waiting and failure logic is tested with aws-smithy-mocks instead.
+//! its deployments never roll out or roll back, Cloud Map operations finish at once, and it
+//! keeps no VPC on a private namespace's hosted zone. The waiting and failure logic is tested
+//! with aws-smithy-mocks instead. It lets some teardown orders pass that AWS refuses (a
+//! cluster with services, a namespace with services, a Cloud Map service with instances, a
+//! security group referenced by another): the proxy adds those checks.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod aws_rules;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -76,15 +80,20 @@ impl Moto {
 
     /// SDK configuration pointing straight at moto, for checking what the binary did.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.url)
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(aws_credential_types::Credentials::new(
-                "test", "test", None, None, "tests",
-            ))
-            .load()
-            .await
+        sdk_config_at(&self.url).await
     }
+}
+
+/// SDK configuration with dummy credentials for the endpoint at `url` (moto, or the proxy).
+pub async fn sdk_config_at(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
 }
 
 impl Drop for Moto {
@@ -125,6 +134,8 @@ struct ProxyState {
     calls: Arc<Mutex<Vec<Call>>>,
     answered: Arc<AtomicUsize>,
     fail_after: Arc<AtomicUsize>,
+    rules: aws_rules::AwsRules,
+    refusals: Arc<Mutex<Vec<String>>>,
 }
 
 /// A recording, fault-injecting proxy in front of moto.
@@ -192,10 +203,20 @@ async fn forward(
         )
             .into_response();
     }
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let refusal = state.rules.refusal(target, &operation, &text).await;
     state.calls.lock().unwrap().push(Call {
-        operation,
+        operation: operation.clone(),
         body: text,
     });
+    if let Some(refusal) = refusal {
+        state
+            .refusals
+            .lock()
+            .unwrap()
+            .push(format!("{operation}: {refusal:?}"));
+        return refusal.into_response();
+    }
     let url = format!(
         "{}{}",
         state.upstream,
@@ -231,6 +252,8 @@ impl Proxy {
             calls: Arc::default(),
             answered: Arc::default(),
             fail_after: Arc::new(AtomicUsize::new(usize::MAX)),
+            rules: aws_rules::AwsRules::new(moto).await,
+            refusals: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -246,6 +269,11 @@ impl Proxy {
     /// Every call recorded so far.
     pub fn calls(&self) -> Vec<Call> {
         self.state.calls.lock().unwrap().clone()
+    }
+
+    /// The requests refused for AWS's teardown-order rules, `Operation: why`.
+    pub fn refusals(&self) -> Vec<String> {
+        self.state.refusals.lock().unwrap().clone()
     }
 
     /// Forgets the calls recorded so far.
