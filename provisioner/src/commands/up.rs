@@ -117,16 +117,27 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         let net = network::resolve(d, args.vpc.as_deref(), &args.subnets).await?;
         let ((groups, data), registry) = tokio::try_join!(
             async {
-                let groups = network::ensure_security_groups(
-                    d,
-                    &net,
-                    api_port,
-                    redis_port,
-                    &args.allow_cidr,
+                // Issue 6: Redis's data on EFS (its file system needs no network), and the
+                // role that may mount it.
+                let (groups, live_groups, file_system) = tokio::try_join!(
+                    async {
+                        let live = network::live_groups(d, &net).await?;
+                        let groups = network::ensure_security_groups(
+                            d,
+                            &net,
+                            &live,
+                            api_port,
+                            redis_port,
+                            &args.allow_cidr,
+                        )
+                        .await?;
+                        Ok::<_, Error>((groups, live))
+                    },
+                    efs::ensure_file_system(d),
                 )
-                .await?;
-                // Issue 6: Redis's data on EFS, and the role that may mount it.
-                let data = efs::ensure_data(d, &net, &groups.redis).await?;
+                .map(|((groups, live), fs)| (groups, live, fs))?;
+                let data =
+                    efs::ensure_data(d, &net, file_system, &live_groups, &groups.redis).await?;
                 let role = efs::redis_task_role(d, templates, &policy_values, redis_trust, &data);
                 iam::ensure_role(d, &role).await?;
                 efs::ensure_file_system_policy(d, templates, &policy_values, &data).await?;

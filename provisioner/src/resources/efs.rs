@@ -425,40 +425,19 @@ async fn delete_access_point(d: &Deployment, id: &str) -> Result<()> {
     }
 }
 
-/// The `<app>-efs` group as it is now, in any VPC.
-async fn find_security_group(
-    d: &Deployment,
-    vpc_id: Option<&str>,
-) -> Result<Option<SecurityGroup>> {
-    let name = &d.names.efs_security_group;
-    let mut request = d
-        .clients
-        .ec2
-        .describe_security_groups()
-        .filters(network::filter("group-name", &[name]))
-        .filters(network::filter(&format!("tag:{TAG_APP}"), &[&d.names.app]));
-    if let Some(vpc_id) = vpc_id {
-        request = request.filters(network::filter("vpc-id", &[vpc_id]));
-    }
-    let out = request.send().await.map_err(|e| {
-        Error::aws(
-            "DescribeSecurityGroups",
-            format!("security group {name}"),
-            e,
-        )
-    })?;
-    Ok(out.security_groups().first().cloned())
-}
-
 /// Creates the mount targets' group if missing; its only ingress rule is NFS from `redis`.
+/// `live_groups`: the app's groups in the VPC as they are now.
 pub async fn ensure_security_group(
     d: &Deployment,
     network: &Network,
+    live_groups: &[SecurityGroup],
     redis_group: &str,
 ) -> Result<String> {
     let name = &d.names.efs_security_group;
-    let live = find_security_group(d, Some(&network.vpc_id)).await?;
-    let id = match &live {
+    let live = live_groups
+        .iter()
+        .find(|g| g.group_name() == Some(name.as_str()));
+    let id = match live {
         Some(group) => network::group_id(group)?,
         None => {
             network::create_group(
@@ -471,7 +450,7 @@ pub async fn ensure_security_group(
         }
     };
     let wanted = BTreeSet::from([Rule::tcp(NFS_PORT, Source::Group(redis_group.to_owned()))]);
-    let live_rules = live.as_ref().map(network::live_rules).unwrap_or_default();
+    let live_rules = live.map(network::live_rules).unwrap_or_default();
     network::converge_rules(
         d,
         name,
@@ -482,38 +461,6 @@ pub async fn ensure_security_group(
     )
     .await?;
     Ok(id)
-}
-
-/// Availability zone → the subnet its mount target goes in (the first task subnet there).
-async fn wanted_mount_targets(
-    d: &Deployment,
-    network: &Network,
-) -> Result<BTreeMap<String, String>> {
-    let out = d
-        .clients
-        .ec2
-        .describe_subnets()
-        .set_subnet_ids(Some(network.subnet_ids.clone()))
-        .send()
-        .await
-        .map_err(|e| {
-            Error::aws(
-                "DescribeSubnets",
-                format!("subnets {}", network.subnet_ids.join(",")),
-                e,
-            )
-        })?;
-    let mut subnets: Vec<(String, String)> = out
-        .subnets()
-        .iter()
-        .filter_map(|s| Some((s.availability_zone()?.to_owned(), s.subnet_id()?.to_owned())))
-        .collect();
-    subnets.sort();
-    let mut wanted = BTreeMap::new();
-    for (zone, subnet) in subnets {
-        wanted.entry(zone).or_insert(subnet);
-    }
-    Ok(wanted)
 }
 
 async fn live_mount_targets(
@@ -550,7 +497,8 @@ pub async fn ensure_mount_targets(
     network: &Network,
     group_id: &str,
 ) -> Result<()> {
-    let wanted = wanted_mount_targets(d, network).await?;
+    // Availability zone → the subnet its mount target goes in (the first task subnet there).
+    let wanted = &network.zones;
     let live = if file_system_id == KNOWN_AFTER_APPLY {
         Vec::new()
     } else {
@@ -762,17 +710,18 @@ async fn wait_mount_targets_gone(
     .await
 }
 
-/// The whole data volume: file system, then its access point beside its security group and
-/// mount targets.
+/// The rest of the data volume once the file system (`ensure_file_system`: ID and ARN) is
+/// there: its access point beside its security group and mount targets.
 pub async fn ensure_data(
     d: &Deployment,
     network: &Network,
+    (file_system_id, file_system_arn): (String, String),
+    live_groups: &[SecurityGroup],
     redis_group: &str,
 ) -> Result<DataVolume> {
-    let (file_system_id, file_system_arn) = ensure_file_system(d).await?;
     let ((access_point_id, access_point_arn), ()) =
         tokio::try_join!(ensure_access_point(d, &file_system_id), async {
-            let group = ensure_security_group(d, network, redis_group).await?;
+            let group = ensure_security_group(d, network, live_groups, redis_group).await?;
             ensure_mount_targets(d, &file_system_id, network, &group).await
         })?;
     Ok(DataVolume {
@@ -967,11 +916,12 @@ pub async fn delete_data(
 /// Deletes `<app>-efs`, retrying while the mount targets' network interfaces still hold it.
 async fn delete_security_group(d: &Deployment, limit: Duration) -> Result<()> {
     let name = &d.names.efs_security_group;
-    let Some(group) = find_security_group(d, None).await? else {
+    let found = network::find_groups(d, None, &[name]).await?;
+    let Some(group) = found.first() else {
         d.record("security-group", name.as_str(), Action::Absent, None);
         return Ok(());
     };
-    let id = network::group_id(&group)?;
+    let id = network::group_id(group)?;
     network::delete_group(d, name, &id, limit).await
 }
 

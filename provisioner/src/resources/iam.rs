@@ -61,20 +61,87 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Creates or converges a role; returns its ARN.
+/// The policies of a role as they are now: attached managed policy ARNs, and inline policies
+/// by name with their documents.
+type LivePolicies = (BTreeSet<String>, Vec<(String, Option<Value>)>);
+
+/// `Ok(None)` for IAM's NoSuchEntity, the normal answer about a role not created yet.
+fn absent_if_no_such_entity<T, E>(
+    result: std::result::Result<T, aws_sdk_iam::error::SdkError<E>>,
+    operation: &'static str,
+    resource: &str,
+) -> Result<Option<T>>
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if aws_sdk_iam::error::ProvideErrorMetadata::code(&e) == Some("NoSuchEntity") => {
+            Ok(None)
+        }
+        Err(e) => Err(Error::aws(operation, resource.to_owned(), e)),
+    }
+}
+
+/// Reads a role's policies: the two lists at once, then every inline document at once.
+/// `None` when the role does not exist.
+async fn live_policies(d: &Deployment, name: &str) -> Result<Option<LivePolicies>> {
+    let iam = &d.clients.iam;
+    let resource = format!("IAM role {name}");
+    let (attached, inline_names) = tokio::try_join!(
+        async {
+            let out = iam
+                .list_attached_role_policies()
+                .role_name(name)
+                .send()
+                .await;
+            absent_if_no_such_entity(out, "ListAttachedRolePolicies", &resource)
+        },
+        async {
+            let out = iam.list_role_policies().role_name(name).send().await;
+            absent_if_no_such_entity(out, "ListRolePolicies", &resource)
+        },
+    )?;
+    let (Some(attached), Some(inline_names)) = (attached, inline_names) else {
+        return Ok(None);
+    };
+    let attached: BTreeSet<String> = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_owned))
+        .collect();
+    let inline = futures::future::try_join_all(inline_names.policy_names().iter().map(|policy| {
+        let resource = &resource;
+        async move {
+            let document = iam
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(policy)
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::aws("GetRolePolicy", format!("{resource} policy {policy}"), e)
+                })?;
+            Ok::<_, Error>((policy.clone(), parse_document(document.policy_document())))
+        }
+    }))
+    .await?;
+    Ok(Some((attached, inline)))
+}
+
+/// Creates or converges a role; returns its ARN. The role and its policies are read
+/// concurrently: a converged role costs two round trips, not one per call.
 pub async fn ensure_role(d: &Deployment, spec: &RoleSpec) -> Result<String> {
     let iam = &d.clients.iam;
     let resource = format!("IAM role {}", spec.name);
-    let live = match iam.get_role().role_name(&spec.name).send().await {
-        Ok(out) => out.role,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_no_such_entity_exception()) =>
-        {
-            None
-        }
-        Err(e) => return Err(Error::aws("GetRole", resource, e)),
-    };
+    let (live, policies) = tokio::try_join!(
+        async {
+            let out = iam.get_role().role_name(&spec.name).send().await;
+            absent_if_no_such_entity(out, "GetRole", &resource)
+        },
+        live_policies(d, &spec.name),
+    )?;
+    let live = live.and_then(|out| out.role);
     let Some(role) = live else {
         if !d.record("iam-role", &spec.name, Action::Create, None) {
             return Ok(format!("arn:aws:iam::{}:role/{}", d.account, spec.name));
@@ -130,35 +197,8 @@ pub async fn ensure_role(d: &Deployment, spec: &RoleSpec) -> Result<String> {
         .as_ref()
         == Some(&spec.trust_policy);
 
-    let attached: BTreeSet<String> = iam
-        .list_attached_role_policies()
-        .role_name(&spec.name)
-        .send()
-        .await
-        .map_err(|e| Error::aws("ListAttachedRolePolicies", resource.clone(), e))?
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_owned))
-        .collect();
-    let inline_names = iam
-        .list_role_policies()
-        .role_name(&spec.name)
-        .send()
-        .await
-        .map_err(|e| Error::aws("ListRolePolicies", resource.clone(), e))?
-        .policy_names()
-        .to_vec();
-    let mut inline = Vec::new();
-    for name in &inline_names {
-        let document = iam
-            .get_role_policy()
-            .role_name(&spec.name)
-            .policy_name(name)
-            .send()
-            .await
-            .map_err(|e| Error::aws("GetRolePolicy", format!("{resource} policy {name}"), e))?;
-        inline.push((name.clone(), parse_document(document.policy_document())));
-    }
+    // The role was deleted between the reads (a concurrent `down`): its policies read as none.
+    let (attached, inline) = policies.unwrap_or_default();
 
     let wanted_managed: BTreeSet<String> = spec.managed_policies.iter().cloned().collect();
     let inline_matches = inline.len() == spec.inline_policies.len()

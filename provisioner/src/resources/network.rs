@@ -3,7 +3,7 @@
 //! `<app>-redis` (6379 from the API group only). Ingress rules are converged exactly: a rule
 //! someone added by hand to these groups is revoked, so Redis never ends up open.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{
@@ -23,6 +23,26 @@ pub struct Network {
     pub vpc_id: String,
     /// The subnets the services place tasks in.
     pub subnet_ids: Vec<String>,
+    /// Availability zone → the first of those subnets in it (where EFS puts a mount target).
+    pub zones: BTreeMap<String, String>,
+}
+
+/// Availability zone → the first (by ID) of `subnet_ids` in that zone.
+fn zones_of(
+    subnets: &[aws_sdk_ec2::types::Subnet],
+    subnet_ids: &[String],
+) -> BTreeMap<String, String> {
+    let mut pairs: Vec<(String, String)> = subnets
+        .iter()
+        .filter_map(|s| Some((s.availability_zone()?.to_owned(), s.subnet_id()?.to_owned())))
+        .filter(|(_, id)| subnet_ids.contains(id))
+        .collect();
+    pairs.sort();
+    let mut zones = BTreeMap::new();
+    for (zone, subnet) in pairs {
+        zones.entry(zone).or_insert(subnet);
+    }
+    zones
 }
 
 /// The IDs of the app's two security groups.
@@ -77,6 +97,7 @@ pub async fn resolve(d: &Deployment, vpc: Option<&str>, subnets: &[String]) -> R
         };
         return Ok(Network {
             vpc_id,
+            zones: zones_of(found.subnets(), subnets),
             subnet_ids: subnets.to_vec(),
         });
     }
@@ -126,7 +147,12 @@ pub async fn resolve(d: &Deployment, vpc: Option<&str>, subnets: &[String]) -> R
             message: format!("VPC {vpc_id} has no subnets"),
         });
     }
-    Ok(Network { vpc_id, subnet_ids })
+    let zones = zones_of(all.subnets(), &subnet_ids);
+    Ok(Network {
+        vpc_id,
+        subnet_ids,
+        zones,
+    })
 }
 
 /// One ingress rule, in a form that compares.
@@ -208,17 +234,19 @@ pub(crate) fn live_rules(group: &SecurityGroup) -> BTreeSet<Rule> {
     rules
 }
 
-/// The app's security groups as they are now, found by VPC, name and app tag.
-async fn find_groups(d: &Deployment, vpc_id: Option<&str>) -> Result<Vec<SecurityGroup>> {
+/// The app's security groups named `group_names` as they are now, found by VPC, name and
+/// app tag: one call for all of them.
+pub(crate) async fn find_groups(
+    d: &Deployment,
+    vpc_id: Option<&str>,
+    group_names: &[&str],
+) -> Result<Vec<SecurityGroup>> {
     let names = &d.names;
     let mut request = d
         .clients
         .ec2
         .describe_security_groups()
-        .filters(filter(
-            "group-name",
-            &[&names.api_security_group, &names.redis_security_group],
-        ))
+        .filters(filter("group-name", group_names))
         .filters(filter(&format!("tag:{TAG_APP}"), &[&names.app]));
     if let Some(vpc_id) = vpc_id {
         request = request.filters(filter("vpc-id", &[vpc_id]));
@@ -233,16 +261,33 @@ async fn find_groups(d: &Deployment, vpc_id: Option<&str>) -> Result<Vec<Securit
     Ok(out.security_groups().to_vec())
 }
 
-/// Creates the groups if missing and converges their ingress rules.
+/// The app's groups in `network` as they are now: `api`, `redis`, and the EFS mount targets'
+/// group (read together, as `up` needs all three).
+pub async fn live_groups(d: &Deployment, network: &Network) -> Result<Vec<SecurityGroup>> {
+    let names = &d.names;
+    find_groups(
+        d,
+        Some(&network.vpc_id),
+        &[
+            &names.api_security_group,
+            &names.redis_security_group,
+            &names.efs_security_group,
+        ],
+    )
+    .await
+}
+
+/// Creates the groups if missing and converges their ingress rules; `live` is what
+/// [`live_groups`] found.
 pub async fn ensure_security_groups(
     d: &Deployment,
     network: &Network,
+    live: &[SecurityGroup],
     api_port: i32,
     redis_port: i32,
     allow_cidr: &str,
 ) -> Result<SecurityGroups> {
     let names = &d.names;
-    let live = find_groups(d, Some(&network.vpc_id)).await?;
     let by_name = |name: &str| live.iter().find(|g| g.group_name() == Some(name));
 
     let api_id = match by_name(&names.api_security_group) {
@@ -420,7 +465,12 @@ pub(crate) async fn converge_rules(
 /// while network interfaces of stopped tasks still hold them.
 pub async fn delete_security_groups(d: &Deployment, limit: Duration) -> Result<()> {
     let names = &d.names;
-    let groups = find_groups(d, None).await?;
+    let groups = find_groups(
+        d,
+        None,
+        &[&names.api_security_group, &names.redis_security_group],
+    )
+    .await?;
     let ec2 = &d.clients.ec2;
     for name in [&names.api_security_group, &names.redis_security_group] {
         if !groups.iter().any(|g| g.group_name() == Some(name.as_str())) {
