@@ -584,7 +584,8 @@ async fn assert_nothing_left(moto: &Moto, app: &str) {
 }
 
 /// `down` removes everything of one app and nothing of another deployed beside it (in
-/// its own VPC, given with --vpc/--subnets); a second `down` succeeds and says nothing is left.
+/// its own VPC, given with --vpc/--subnets); a second `down` succeeds, says nothing is left
+/// and makes no mutating call.
 #[tokio::test]
 async fn down_removes_one_app_and_leaves_the_other() {
     let moto = Moto::start().await;
@@ -662,6 +663,7 @@ async fn down_removes_one_app_and_leaves_the_other() {
     .await;
     assert_eq!(plan.code, 0, "other app damaged:\n{}", plan.stdout);
 
+    proxy.clear();
     let again = run(&proxy.url, &root, &["down", "--yes"])
         .await
         .expect_code(0);
@@ -670,6 +672,8 @@ async fn down_removes_one_app_and_leaves_the_other() {
         "{}",
         again.stdout
     );
+    // It read that nothing is left, and so changed nothing.
+    assert_eq!(proxy.mutating(), Vec::<String>::new());
 }
 
 /// The teardown orders AWS refuses and moto lets pass are refused by the test proxy (see

@@ -1,7 +1,7 @@
 //! The ECR repository of the service image (`<app>/api`): scanned on push, with a lifecycle
 //! policy that keeps the last N images so storage does not grow without bound.
 
-use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, Tag};
+use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, Repository, Tag};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -19,25 +19,36 @@ pub fn lifecycle_policy(keep: u32) -> Value {
     })
 }
 
-/// Creates the repository or converges its settings; returns its URI.
-pub async fn ensure_repository(d: &Deployment, name: &str, keep_images: u32) -> Result<String> {
-    let ecr = &d.clients.ecr;
-    let resource = format!("ECR repository {name}");
-    let live = match ecr
+/// The repository as it is now; `None` when it does not exist.
+async fn find_repository(d: &Deployment, name: &str) -> Result<Option<Repository>> {
+    match d
+        .clients
+        .ecr
         .describe_repositories()
         .repository_names(name)
         .send()
         .await
     {
-        Ok(out) => out.repositories().first().cloned(),
+        Ok(out) => Ok(out.repositories().first().cloned()),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|e| e.is_repository_not_found_exception()) =>
         {
-            None
+            Ok(None)
         }
-        Err(e) => return Err(Error::aws("DescribeRepositories", resource, e)),
-    };
+        Err(e) => Err(Error::aws(
+            "DescribeRepositories",
+            format!("ECR repository {name}"),
+            e,
+        )),
+    }
+}
+
+/// Creates the repository or converges its settings; returns its URI.
+pub async fn ensure_repository(d: &Deployment, name: &str, keep_images: u32) -> Result<String> {
+    let ecr = &d.clients.ecr;
+    let resource = format!("ECR repository {name}");
+    let live = find_repository(d, name).await?;
     let wanted_policy = lifecycle_policy(keep_images);
 
     let Some(repository) = live else {
@@ -261,6 +272,10 @@ pub async fn stored_bytes(d: &Deployment, repository: &str) -> Result<i64> {
 
 /// Deletes a repository of the app with every image in it.
 pub async fn delete_repository(d: &Deployment, name: &str) -> Result<()> {
+    if find_repository(d, name).await?.is_none() {
+        d.record("ecr-repository", name, Action::Absent, None);
+        return Ok(());
+    }
     match d
         .clients
         .ecr

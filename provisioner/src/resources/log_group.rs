@@ -1,24 +1,35 @@
 //! The CloudWatch log group both containers write to (`/ecs/<app>`, streams `api/…` and
 //! `redis/…`), with a retention so logs do not cost money forever.
 
+use aws_sdk_cloudwatchlogs::types::LogGroup;
+
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment};
+
+/// The app's log group as it is now; `None` when it does not exist.
+async fn find_log_group(d: &Deployment) -> Result<Option<LogGroup>> {
+    let name = &d.names.log_group;
+    let found = d
+        .clients
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(name)
+        .send()
+        .await
+        .map_err(|e| Error::aws("DescribeLogGroups", format!("log group {name}"), e))?;
+    Ok(found
+        .log_groups()
+        .iter()
+        .find(|g| g.log_group_name() == Some(name.as_str()))
+        .cloned())
+}
 
 /// Creates the group or converges its retention.
 pub async fn ensure_log_group(d: &Deployment, retention_days: i32) -> Result<()> {
     let logs = &d.clients.logs;
     let name = &d.names.log_group;
     let resource = format!("log group {name}");
-    let found = logs
-        .describe_log_groups()
-        .log_group_name_prefix(name)
-        .send()
-        .await
-        .map_err(|e| Error::aws("DescribeLogGroups", resource.clone(), e))?;
-    let live = found
-        .log_groups()
-        .iter()
-        .find(|g| g.log_group_name() == Some(name.as_str()));
+    let live = find_log_group(d).await?;
     match live {
         Some(group) if group.retention_in_days() == Some(retention_days) => {
             d.record("log-group", name, Action::Unchanged, None);
@@ -75,6 +86,10 @@ pub async fn ensure_log_group(d: &Deployment, retention_days: i32) -> Result<()>
 /// Deletes the group and its logs.
 pub async fn delete_log_group(d: &Deployment) -> Result<()> {
     let name = &d.names.log_group;
+    if find_log_group(d).await?.is_none() {
+        d.record("log-group", name, Action::Absent, None);
+        return Ok(());
+    }
     match d
         .clients
         .logs

@@ -375,14 +375,40 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
-/// Deletes the app's parameters (the token and, if any, the Redis password and URL).
+/// Deletes the app's parameters (the token and, if any, the Redis password and URL). Which
+/// exist is read first, in one call, so a `down` with nothing left changes nothing.
 pub async fn delete_parameters(d: &Deployment) -> Result<()> {
     let names = &d.names;
-    for name in [
+    let all = [
         &names.api_token_parameter,
         &names.redis_password_parameter,
         &names.redis_url_parameter,
-    ] {
+    ];
+    // Without decryption: only whether they exist matters here.
+    let found = d
+        .clients
+        .ssm
+        .get_parameters()
+        .set_names(Some(all.iter().map(|n| (*n).clone()).collect()))
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                "GetParameters",
+                format!("SSM parameters /{}/*", names.app),
+                e,
+            )
+        })?;
+    let existing: Vec<&str> = found.parameters().iter().filter_map(|p| p.name()).collect();
+    if !existing.contains(&names.api_token_parameter.as_str()) {
+        d.record(
+            "ssm-parameter",
+            names.api_token_parameter.as_str(),
+            Action::Absent,
+            None,
+        );
+    }
+    for name in all.into_iter().filter(|n| existing.contains(&n.as_str())) {
         match d.clients.ssm.delete_parameter().name(name).send().await {
             Ok(_) => {
                 d.record("ssm-parameter", name.as_str(), Action::Delete, None);
