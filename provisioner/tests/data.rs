@@ -439,7 +439,7 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
     run(&proxy.url, &root, &["up", "--keep-image", "--no-wait"])
         .await
         .expect_code(0);
-    assert_eq!(proxy.mutating(), ["CreateMountTargets"]);
+    assert_eq!(proxy.mutating(), ["CreateMountTarget"]);
     let zones_now: BTreeSet<String> = aws
         .mount_targets(&fs_id)
         .await
@@ -518,12 +518,9 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
     let calls: Vec<String> = proxy.calls().into_iter().map(|c| c.operation).collect();
     let last_mount_target_delete = calls
         .iter()
-        .rposition(|c| c == "DeleteMountTargets")
+        .rposition(|c| c == "DeleteMountTarget")
         .unwrap();
-    let file_system_delete = calls
-        .iter()
-        .rposition(|c| c == "DeleteFileSystems")
-        .unwrap();
+    let file_system_delete = calls.iter().rposition(|c| c == "DeleteFileSystem").unwrap();
     assert!(last_mount_target_delete < file_system_delete);
 
     // And once more: nothing left, success.

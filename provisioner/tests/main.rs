@@ -24,5 +24,7 @@ mod image;
 mod operations;
 /// Redis with the task definition's persistence settings loses no acknowledged write.
 mod persistence;
+/// `policies/deployer.json` grants every call the provisioner makes.
+mod policy;
 /// The deployment watcher and the log reader, against aws-smithy-mocks.
 mod watch;

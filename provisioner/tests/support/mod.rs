@@ -106,6 +106,8 @@ impl Drop for Moto {
 /// One AWS call seen by the proxy.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The service's signing name, which is its IAM prefix, e.g. `ecs`.
+    pub service: String,
     /// Operation name, e.g. `CreateService`.
     pub operation: String,
     /// Request body as text.
@@ -113,6 +115,11 @@ pub struct Call {
 }
 
 impl Call {
+    /// The IAM action the call needs, e.g. `ecs:CreateService`.
+    pub fn action(&self) -> String {
+        format!("{}:{}", self.service, self.operation)
+    }
+
     pub fn is_mutating(&self) -> bool {
         ![
             "Describe",
@@ -157,10 +164,59 @@ fn operation_of(method: &Method, uri: &Uri, headers: &HeaderMap, body: &str) -> 
         .unwrap_or_else(|| rest_operation(method, uri.path()))
 }
 
-/// REST protocols (EFS) name the operation by method and path only: a name in the same
-/// verb-first style from both, e.g. `GET /2015-02-01/file-systems` → `DescribeFileSystems`,
-/// `DELETE /2015-02-01/mount-targets/fsmt-1` → `DeleteMountTargets`.
+/// The signing name of a request (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`).
+fn service_of(headers: &HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|credential| credential.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+/// REST protocols (EFS) name the operation by method and path only: EFS's operations, as the
+/// API reference maps them (`GET /2015-02-01/file-systems` → `DescribeFileSystems`,
+/// `PUT /2015-02-01/mount-targets/{id}/security-groups` → `ModifyMountTargetSecurityGroups`).
 fn rest_operation(method: &Method, path: &str) -> String {
+    let segments: Vec<&str> = path
+        .trim_start_matches("/2015-02-01/")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let known = match (method.as_str(), segments.as_slice()) {
+        ("GET", ["file-systems"]) => "DescribeFileSystems",
+        ("POST", ["file-systems"]) => "CreateFileSystem",
+        ("PUT", ["file-systems", _]) => "UpdateFileSystem",
+        ("DELETE", ["file-systems", _]) => "DeleteFileSystem",
+        ("GET", ["file-systems", _, "policy"]) => "DescribeFileSystemPolicy",
+        ("PUT", ["file-systems", _, "policy"]) => "PutFileSystemPolicy",
+        ("DELETE", ["file-systems", _, "policy"]) => "DeleteFileSystemPolicy",
+        ("GET", ["file-systems", _, "lifecycle-configuration"]) => "DescribeLifecycleConfiguration",
+        ("PUT", ["file-systems", _, "lifecycle-configuration"]) => "PutLifecycleConfiguration",
+        ("GET", ["file-systems", _, "backup-policy"]) => "DescribeBackupPolicy",
+        ("PUT", ["file-systems", _, "backup-policy"]) => "PutBackupPolicy",
+        ("GET", ["access-points"]) => "DescribeAccessPoints",
+        ("POST", ["access-points"]) => "CreateAccessPoint",
+        ("DELETE", ["access-points", _]) => "DeleteAccessPoint",
+        ("GET", ["mount-targets"]) => "DescribeMountTargets",
+        ("POST", ["mount-targets"]) => "CreateMountTarget",
+        ("DELETE", ["mount-targets", _]) => "DeleteMountTarget",
+        ("GET", ["mount-targets", _, "security-groups"]) => "DescribeMountTargetSecurityGroups",
+        ("PUT", ["mount-targets", _, "security-groups"]) => "ModifyMountTargetSecurityGroups",
+        ("GET", ["resource-tags", _]) => "ListTagsForResource",
+        ("POST", ["resource-tags", _]) => "TagResource",
+        ("DELETE", ["resource-tags", _]) => "UntagResource",
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.to_owned();
+    }
+    generic_rest_operation(method, path)
+}
+
+/// Any other REST call: a name in the same verb-first style from method and path.
+fn generic_rest_operation(method: &Method, path: &str) -> String {
     let verb = match *method {
         Method::GET | Method::HEAD => "Describe",
         Method::POST => "Create",
@@ -206,6 +262,7 @@ async fn forward(
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let refusal = state.rules.refusal(target, &operation, &text).await;
     state.calls.lock().unwrap().push(Call {
+        service: service_of(&headers),
         operation: operation.clone(),
         body: text,
     });
