@@ -148,32 +148,25 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
         }
         Command::Token(args) => {
             let deployment = connect(&cli.aws, names, false).await?;
-            if args.rotate {
-                resources::secrets::rotate_token(&deployment).await?;
-                resources::services::restart(&deployment, &deployment.names.api_service).await?;
-                writeln!(
-                    out,
-                    "token rotated; the API tasks are being replaced to use it (`provisioner token` prints it)"
-                )?;
-            } else {
-                writeln!(
-                    out,
-                    "{}",
-                    resources::secrets::read_token(&deployment).await?
-                )?;
-            }
+            let report = commands::token::token(&deployment, args.rotate).await?;
+            emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }
         Command::Logs(args) => {
             let clients = aws::Clients::load(&cli.aws).await?;
             let mut writer = out;
-            let fetch = logs::fetch_logs(
+            let options = logs::LogsOptions {
+                json: cli.output == OutputFormat::Json,
+                ..logs::LogsOptions::default()
+            };
+            let fetch = logs::fetch_logs_with(
                 &clients.logs,
                 &names.log_group,
                 args.service,
                 args.since,
                 args.follow,
                 &mut writer,
+                &options,
             );
             tokio::select! {
                 result = fetch => result?,

@@ -95,6 +95,8 @@ pub struct LogsOptions {
     pub max_polls: Option<usize>,
     /// The clock (tests fix it).
     pub now: fn() -> SystemTime,
+    /// One JSON object per event and line (`--output json`) instead of text lines.
+    pub json: bool,
 }
 
 impl Default for LogsOptions {
@@ -104,6 +106,7 @@ impl Default for LogsOptions {
             max_pages: 100,
             max_polls: None,
             now: SystemTime::now,
+            json: false,
         }
     }
 }
@@ -161,7 +164,11 @@ pub async fn fetch_logs_with(
             if !printed.insert(ev.id.clone()) {
                 continue;
             }
-            writeln!(out, "{}", ev.line())?;
+            if opts.json {
+                writeln!(out, "{}", ev.json_line(service))?;
+            } else {
+                writeln!(out, "{}", ev.line())?;
+            }
         }
         out.flush()?;
         polls += 1;
@@ -194,15 +201,30 @@ struct Event {
 }
 
 impl Event {
-    fn line(&self) -> String {
+    fn at(&self) -> String {
         let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(self.timestamp).unwrap_or(0));
-        // `api/api/<task-id>` → `<task-id>`: the prefix is the same for every line.
-        let task = self.stream.rsplit('/').next().unwrap_or(&self.stream);
-        format!(
-            "{} {task} {}",
-            crate::watch::rfc3339(at),
-            self.message.trim_end()
-        )
+        crate::watch::rfc3339(at)
+    }
+
+    /// `api/api/<task-id>` → `<task-id>`: the prefix is the same for every line.
+    fn task(&self) -> &str {
+        self.stream.rsplit('/').next().unwrap_or(&self.stream)
+    }
+
+    fn line(&self) -> String {
+        format!("{} {} {}", self.at(), self.task(), self.message.trim_end())
+    }
+
+    /// The event as one line of JSON (`docs/output.md`, `logs`).
+    fn json_line(&self, service: Service) -> String {
+        serde_json::json!({
+            "at": self.at(),
+            "service": service.stream_prefix(),
+            "task": self.task(),
+            "stream": self.stream,
+            "message": self.message.trim_end(),
+        })
+        .to_string()
     }
 }
 

@@ -20,11 +20,11 @@ mod deploy_image;
 mod emulator;
 /// The OCI image builder and the registry client.
 mod image;
+/// A whole lifecycle: every JSON output matches its schema, every AWS call is in the deployer policy.
+mod lifecycle;
 /// `stop` / `start` / `status` / `logs` / `token`.
 mod operations;
 /// Redis with the task definition's persistence settings loses no acknowledged write.
 mod persistence;
-/// `policies/deployer.json` grants every call the provisioner makes.
-mod policy;
 /// The deployment watcher and the log reader, against aws-smithy-mocks.
 mod watch;

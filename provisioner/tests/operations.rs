@@ -256,6 +256,26 @@ async fn logs_prints_the_lines_of_one_service() {
         "{}",
         redis.stdout
     );
+
+    // `--output json`: one documented object per event and line.
+    let json = run(
+        &moto.url,
+        &root,
+        &["logs", "api", "--since", "5m", "--output", "json"],
+    )
+    .await
+    .expect_code(0);
+    let events: Vec<serde_json::Value> = json
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{}", json.stdout);
+    support::assert_matches_output_schema(&events[0]);
+    assert_eq!(events[0]["service"], "api");
+    assert_eq!(events[0]["task"], "task1");
+    assert_eq!(events[0]["stream"], "api/api/task1");
+    assert_eq!(events[0]["message"], "api says hello");
 }
 
 /// `token` prints the API's write token (never printed by `up`); `token --rotate` replaces it

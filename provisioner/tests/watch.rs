@@ -753,10 +753,14 @@ async fn failed_wait_json_has_the_documented_fields() {
     let logs = logs_client(&[log_lines("api/api/c1", &["boom"])]);
     let mut spec = spec(&["api"], Goal::Stable);
     spec.failed_tasks_limit = 1;
-    let json = watch_services(&ecs, &logs, &spec, &mut Recorder::default())
-        .await
-        .unwrap_err()
-        .to_json();
+    let err = provisioner::error::Error::from(
+        watch_services(&ecs, &logs, &spec, &mut Recorder::default())
+            .await
+            .unwrap_err(),
+    );
+    // The whole document a failed command prints matches docs/output.schema.json.
+    crate::support::assert_matches_output_schema(&provisioner::error_json("up", "timing", &err));
+    let json = err.to_json();
     assert_eq!(
         keys(&json),
         [

@@ -4,6 +4,7 @@ pub mod down;
 pub mod render;
 pub mod scale;
 pub mod status;
+pub mod token;
 pub mod up;
 
 use std::fmt;

@@ -534,3 +534,36 @@ pub async fn seed_image(moto: &Moto, app: &str, tag: &str) -> (String, String) {
         .to_owned();
     (format!("{uri}:{tag}"), digest)
 }
+
+/// `docs/output.schema.json`, compiled once.
+fn output_schema() -> &'static jsonschema::Validator {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let path = repo_root().join("docs/output.schema.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+        jsonschema::validator_for(&schema)
+            .unwrap_or_else(|e| panic!("{} is not a valid JSON Schema: {e}", path.display()))
+    })
+}
+
+/// Where and how `document` (one `--output json` document, or one line of
+/// `logs --output json`) breaks `docs/output.schema.json`; empty when it matches.
+pub fn output_schema_errors(document: &serde_json::Value) -> Vec<String> {
+    output_schema()
+        .iter_errors(document)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+/// Panics, naming each violation and where, unless `document` matches
+/// `docs/output.schema.json`.
+pub fn assert_matches_output_schema(document: &serde_json::Value) {
+    let errors = output_schema_errors(document);
+    assert!(
+        errors.is_empty(),
+        "does not match docs/output.schema.json:\n{}\n{}",
+        errors.join("\n"),
+        serde_json::to_string_pretty(document).unwrap()
+    );
+}
