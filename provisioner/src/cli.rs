@@ -95,8 +95,9 @@ pub enum Command {
 /// Flags of `token`.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// Generate a new token, store it, and restart the API tasks so they use it.
-    #[arg(long)]
+    /// Generate a new token, store it, and restart the API tasks so they use it
+    /// (`--rotate-token` is the same).
+    #[arg(long, alias = "rotate-token")]
     pub rotate: bool,
 }
 

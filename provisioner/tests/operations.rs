@@ -323,4 +323,16 @@ async fn token_prints_and_rotates_the_write_token() {
         .to_owned();
     assert_eq!(rotated.len(), 43);
     assert_ne!(rotated, token);
+
+    // The spelling, `--rotate-token`, does the same.
+    run(&proxy.url, &root, &["token", "--rotate-token"])
+        .await
+        .expect_code(0);
+    let again = run(&proxy.url, &root, &["token"])
+        .await
+        .expect_code(0)
+        .stdout
+        .trim()
+        .to_owned();
+    assert_ne!(again, rotated);
 }
