@@ -15,7 +15,6 @@ use crate::support;
 
 use std::collections::BTreeSet;
 
-use aws_sdk_ec2::types::Filter;
 use support::{ACCOUNT, Moto, Proxy, REGION, repo_root, run, seed_image};
 
 const TOKEN_PARAMETER: &str = "/timing/api-token";
@@ -69,7 +68,7 @@ impl Aws {
     async fn group(&self, name: &str) -> Option<aws_sdk_ec2::types::SecurityGroup> {
         self.ec2
             .describe_security_groups()
-            .filters(Filter::builder().name("group-name").values(name).build())
+            .filters(support::ec2_filter("group-name", name))
             .send()
             .await
             .unwrap()
@@ -146,12 +145,7 @@ async fn task_zones(aws: &Aws) -> BTreeSet<String> {
     let subnets = aws
         .ec2
         .describe_subnets()
-        .filters(
-            Filter::builder()
-                .name("default-for-az")
-                .values("true")
-                .build(),
-        )
+        .filters(support::ec2_filter("default-for-az", "true"))
         .send()
         .await
         .unwrap();

@@ -101,12 +101,7 @@ async fn up_creates_everything_and_a_second_up_changes_nothing() {
     // Network: the default VPC; `api` open on 8080 to the world, `redis` on 6379 from `api` only.
     let default_vpc = ec2
         .describe_vpcs()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("isDefault")
-                .values("true")
-                .build(),
-        )
+        .filters(support::ec2_filter("isDefault", "true"))
         .send()
         .await
         .unwrap()
@@ -116,12 +111,7 @@ async fn up_creates_everything_and_a_second_up_changes_nothing() {
         .to_owned();
     let groups = ec2
         .describe_security_groups()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:app")
-                .values("timing")
-                .build(),
-        )
+        .filters(support::ec2_filter("tag:app", "timing"))
         .send()
         .await
         .unwrap();
@@ -532,12 +522,7 @@ async fn assert_nothing_left(moto: &Moto, app: &str) {
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let groups = ec2
         .describe_security_groups()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:app")
-                .values(app)
-                .build(),
-        )
+        .filters(support::ec2_filter("tag:app", app))
         .send()
         .await
         .unwrap();
@@ -706,12 +691,7 @@ async fn down_follows_the_teardown_order_aws_enforces() {
 
     let groups = ec2
         .describe_security_groups()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("group-name")
-                .values("timing-api")
-                .build(),
-        )
+        .filters(support::ec2_filter("group-name", "timing-api"))
         .send()
         .await
         .unwrap();
@@ -954,12 +934,7 @@ async fn missing_region_credentials_or_default_vpc_are_one_line_each() {
         let vpc_id = vpc.vpc_id().unwrap();
         let subnets = ec2
             .describe_subnets()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("vpc-id")
-                    .values(vpc_id)
-                    .build(),
-            )
+            .filters(support::ec2_filter("vpc-id", vpc_id))
             .send()
             .await
             .unwrap();

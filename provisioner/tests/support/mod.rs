@@ -567,3 +567,11 @@ pub fn assert_matches_output_schema(document: &serde_json::Value) {
         serde_json::to_string_pretty(document).unwrap()
     );
 }
+
+/// An EC2 filter with one value, for the tests' own describe calls.
+pub fn ec2_filter(name: &str, value: impl Into<String>) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .values(value)
+        .build()
+}
