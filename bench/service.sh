@@ -86,6 +86,7 @@ scenario() { # label scenario ceiling
   out=$(timeout 120 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/wrk/timing.lua "$BASE" -- "$2" "$COMPETITORS" | grep '^RESULT')
   read -r _ _requests rps p50 p99 non2xx errors <<<"$out"
   row "$1" "$rps" "$p50" "$p99" "$non2xx" "$errors" "$3"
+  if [ "$2" = create ]; then CREATE_RPS=$rps; fi
 }
 
 echo "==> wrk -t$THREADS -c$CONNECTIONS -d$DURATION per scenario" >&2
@@ -94,6 +95,21 @@ scenario "GET /api/v1/competitors/{bib}/times" gettimes "${RB[GET]}"
 scenario "GET /gettimes/{bib} (legacy)" legacy "${RB[GET]}"
 scenario "PUT /api/v1/competitors/{bib}/times/finish" settime "${RB[SET]}"
 scenario "POST /api/v1/competitors (new bib)" create "${RB[SET]}"
+
+# The ceiling of a create in Redis itself: the service's own write script (mutate.lua), run by
+# redis-benchmark with no HTTP and no service in the way, on fresh bibs. A create writes the
+# record, its results row and seven index entries atomically (store.rs), so this is the most
+# any create route on this Redis can reach; run last, as it adds competitors.
+echo "==> redis-benchmark EVALSHA mutate.lua put create (the write script alone)" >&2
+SHA=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" SCRIPT LOAD "$(cat service/src/store/mutate.lua)")
+while IFS=, read -r _test rps _avg _min p50 _p95 p99 _max; do
+  rps=${rps//\"/}; p50=${p50//\"/}; p99=${p99//\"/}
+  SCRIPT_RPS=$rps
+  row "redis-benchmark create script (ceiling)" "${rps%.*}" "$p50" "$p99" 0 0 "${RB[SET]}"
+done < <(timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 100000 \
+  -r 1000000000 --csv EVALSHA "$SHA" 0 put "s__rand_int__" 0 4 start split1 split2 finish create \
+  bib "s__rand_int__" first_name Bench last_name Script gender male country FI category men20 |
+  tail -n +2)
 
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SERVICE_PID/status")
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVICE_PID/status")
@@ -104,3 +120,6 @@ printf '%-44s %10s %8s %8s %8s %8s\n' "scenario" "req/s" "p50 ms" "p99 ms" "non2
 for r in "${rows[@]}"; do echo "$r"; done
 echo "service peak RSS (VmHWM): $((hwm / 1024)) MB (current VmRSS $((rss / 1024)) MB)"
 echo "(x redis = req/s divided by redis-benchmark's GET for reads, SET for writes; target >= 0.33)"
+if [ -n "${SCRIPT_RPS:-}" ] && [ -n "${CREATE_RPS:-}" ]; then
+  echo "(POST /api/v1/competitors reaches $(python3 -c "print(f'{$CREATE_RPS / $SCRIPT_RPS:.2f}')") of its write script's own ceiling in Redis)"
+fi
