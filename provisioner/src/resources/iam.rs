@@ -76,9 +76,7 @@ where
 {
     match result {
         Ok(out) => Ok(Some(out)),
-        Err(e) if aws_sdk_iam::error::ProvideErrorMetadata::code(&e) == Some("NoSuchEntity") => {
-            Ok(None)
-        }
+        Err(e) if crate::error::code_of(&e) == Some("NoSuchEntity") => Ok(None),
         Err(e) => Err(Error::aws(operation, resource.to_owned(), e)),
     }
 }
@@ -305,22 +303,26 @@ async fn converge_policies(
 pub async fn delete_role(d: &Deployment, name: &str) -> Result<()> {
     let iam = &d.clients.iam;
     let resource = format!("IAM role {name}");
-    let not_found = |code: Option<&str>| code == Some("NoSuchEntity");
-    let attached = match iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => out.attached_policies().to_vec(),
-        Err(e) if not_found(crate::error::code_of(&e)) => {
-            d.record("iam-role", name, Action::Absent, None);
-            return Ok(());
-        }
-        Err(e) => return Err(Error::aws("ListAttachedRolePolicies", resource, e)),
+    let (attached, inline) = tokio::try_join!(
+        async {
+            let out = iam
+                .list_attached_role_policies()
+                .role_name(name)
+                .send()
+                .await;
+            absent_if_no_such_entity(out, "ListAttachedRolePolicies", &resource)
+        },
+        async {
+            let out = iam.list_role_policies().role_name(name).send().await;
+            absent_if_no_such_entity(out, "ListRolePolicies", &resource)
+        },
+    )?;
+    let (Some(attached), Some(inline)) = (attached, inline) else {
+        d.record("iam-role", name, Action::Absent, None);
+        return Ok(());
     };
     d.record("iam-role", name, Action::Delete, None);
-    for policy in attached {
+    for policy in attached.attached_policies() {
         if let Some(arn) = policy.policy_arn() {
             iam.detach_role_policy()
                 .role_name(name)
@@ -330,12 +332,6 @@ pub async fn delete_role(d: &Deployment, name: &str) -> Result<()> {
                 .map_err(|e| Error::aws("DetachRolePolicy", format!("{resource} ({arn})"), e))?;
         }
     }
-    let inline = iam
-        .list_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(|e| Error::aws("ListRolePolicies", resource.clone(), e))?;
     for policy in inline.policy_names() {
         iam.delete_role_policy()
             .role_name(name)
@@ -346,11 +342,12 @@ pub async fn delete_role(d: &Deployment, name: &str) -> Result<()> {
                 Error::aws("DeleteRolePolicy", format!("{resource} policy {policy}"), e)
             })?;
     }
-    match iam.delete_role().role_name(name).send().await {
-        Ok(_) => Ok(()),
-        Err(e) if not_found(crate::error::code_of(&e)) => Ok(()),
-        Err(e) => Err(Error::aws("DeleteRole", resource, e)),
-    }
+    absent_if_no_such_entity(
+        iam.delete_role().role_name(name).send().await,
+        "DeleteRole",
+        &resource,
+    )
+    .map(|_| ())
 }
 
 #[cfg(test)]
