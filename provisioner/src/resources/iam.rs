@@ -8,6 +8,8 @@
 
 use std::collections::BTreeSet;
 
+use aws_sdk_iam::operation::list_attached_role_policies::ListAttachedRolePoliciesOutput;
+use aws_sdk_iam::operation::list_role_policies::ListRolePoliciesOutput;
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
@@ -81,12 +83,15 @@ where
     }
 }
 
-/// Reads a role's policies: the two lists at once, then every inline document at once.
-/// `None` when the role does not exist.
-async fn live_policies(d: &Deployment, name: &str) -> Result<Option<LivePolicies>> {
+/// A role's attached managed policies and inline policy names, both read at once; `None`
+/// when the role does not exist.
+async fn policy_lists(
+    d: &Deployment,
+    name: &str,
+) -> Result<Option<(ListAttachedRolePoliciesOutput, ListRolePoliciesOutput)>> {
     let iam = &d.clients.iam;
     let resource = format!("IAM role {name}");
-    let (attached, inline_names) = tokio::try_join!(
+    let (attached, inline) = tokio::try_join!(
         async {
             let out = iam
                 .list_attached_role_policies()
@@ -100,7 +105,15 @@ async fn live_policies(d: &Deployment, name: &str) -> Result<Option<LivePolicies
             absent_if_no_such_entity(out, "ListRolePolicies", &resource)
         },
     )?;
-    let (Some(attached), Some(inline_names)) = (attached, inline_names) else {
+    Ok(attached.zip(inline))
+}
+
+/// Reads a role's policies: the two lists at once, then every inline document at once.
+/// `None` when the role does not exist.
+async fn live_policies(d: &Deployment, name: &str) -> Result<Option<LivePolicies>> {
+    let iam = &d.clients.iam;
+    let resource = format!("IAM role {name}");
+    let Some((attached, inline_names)) = policy_lists(d, name).await? else {
         return Ok(None);
     };
     let attached: BTreeSet<String> = attached
@@ -303,21 +316,7 @@ async fn converge_policies(
 pub async fn delete_role(d: &Deployment, name: &str) -> Result<()> {
     let iam = &d.clients.iam;
     let resource = format!("IAM role {name}");
-    let (attached, inline) = tokio::try_join!(
-        async {
-            let out = iam
-                .list_attached_role_policies()
-                .role_name(name)
-                .send()
-                .await;
-            absent_if_no_such_entity(out, "ListAttachedRolePolicies", &resource)
-        },
-        async {
-            let out = iam.list_role_policies().role_name(name).send().await;
-            absent_if_no_such_entity(out, "ListRolePolicies", &resource)
-        },
-    )?;
-    let (Some(attached), Some(inline)) = (attached, inline) else {
+    let Some((attached, inline)) = policy_lists(d, name).await? else {
         d.record("iam-role", name, Action::Absent, None);
         return Ok(());
     };
