@@ -298,5 +298,25 @@ pub fn code_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<&str>
     err.as_service_error().and_then(ProvideErrorMetadata::code)
 }
 
+/// `Ok(None)` when `is_absent` recognises the error as the service's "not found", the normal
+/// answer about a resource not created yet or already deleted; any other error names
+/// `operation` and `resource`.
+pub fn absent_when<T, E, R>(
+    result: std::result::Result<T, SdkError<E, R>>,
+    is_absent: impl FnOnce(&SdkError<E, R>) -> bool,
+    operation: &'static str,
+    resource: impl Into<String>,
+) -> Result<Option<T>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if is_absent(&e) => Ok(None),
+        Err(e) => Err(Error::aws(operation, resource, e)),
+    }
+}
+
 /// Result alias for the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

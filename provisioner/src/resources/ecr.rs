@@ -4,7 +4,7 @@
 use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, Repository, Tag};
 use serde_json::{Value, json};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
 
 /// The lifecycle policy keeping the newest `keep` images.
@@ -21,27 +21,23 @@ pub fn lifecycle_policy(keep: u32) -> Value {
 
 /// The repository as it is now; `None` when it does not exist.
 async fn find_repository(d: &Deployment, name: &str) -> Result<Option<Repository>> {
-    match d
+    let out = d
         .clients
         .ecr
         .describe_repositories()
         .repository_names(name)
         .send()
-        .await
-    {
-        Ok(out) => Ok(out.repositories().first().cloned()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_repository_not_found_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(Error::aws(
-            "DescribeRepositories",
-            format!("ECR repository {name}"),
-            e,
-        )),
-    }
+        .await;
+    let found = absent_when(
+        out,
+        |e| {
+            e.as_service_error()
+                .is_some_and(|e| e.is_repository_not_found_exception())
+        },
+        "DescribeRepositories",
+        format!("ECR repository {name}"),
+    )?;
+    Ok(found.and_then(|out| out.repositories().first().cloned()))
 }
 
 /// Creates the repository or converges its settings; returns its URI.

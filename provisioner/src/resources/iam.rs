@@ -13,7 +13,9 @@ use aws_sdk_iam::operation::list_role_policies::ListRolePoliciesOutput;
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+
+use crate::error::{Error, Result, absent_when, code_of};
 use crate::plan::{Action, Deployment};
 
 /// The AWS managed policy every ECS task execution role needs.
@@ -67,20 +69,9 @@ fn percent_decode(text: &str) -> String {
 /// by name with their documents.
 type LivePolicies = (BTreeSet<String>, Vec<(String, Option<Value>)>);
 
-/// `Ok(None)` for IAM's NoSuchEntity, the normal answer about a role not created yet.
-fn absent_if_no_such_entity<T, E>(
-    result: std::result::Result<T, aws_sdk_iam::error::SdkError<E>>,
-    operation: &'static str,
-    resource: &str,
-) -> Result<Option<T>>
-where
-    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match result {
-        Ok(out) => Ok(Some(out)),
-        Err(e) if crate::error::code_of(&e) == Some("NoSuchEntity") => Ok(None),
-        Err(e) => Err(Error::aws(operation, resource.to_owned(), e)),
-    }
+/// IAM's "not found" (its errors are mostly unmodeled: matched by code).
+fn no_such_entity<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    code_of(err) == Some("NoSuchEntity")
 }
 
 /// A role's attached managed policies and inline policy names, both read at once; `None`
@@ -98,11 +89,11 @@ async fn policy_lists(
                 .role_name(name)
                 .send()
                 .await;
-            absent_if_no_such_entity(out, "ListAttachedRolePolicies", &resource)
+            absent_when(out, no_such_entity, "ListAttachedRolePolicies", &resource)
         },
         async {
             let out = iam.list_role_policies().role_name(name).send().await;
-            absent_if_no_such_entity(out, "ListRolePolicies", &resource)
+            absent_when(out, no_such_entity, "ListRolePolicies", &resource)
         },
     )?;
     Ok(attached.zip(inline))
@@ -148,7 +139,7 @@ pub async fn ensure_role(d: &Deployment, spec: &RoleSpec) -> Result<String> {
     let (live, policies) = tokio::try_join!(
         async {
             let out = iam.get_role().role_name(&spec.name).send().await;
-            absent_if_no_such_entity(out, "GetRole", &resource)
+            absent_when(out, no_such_entity, "GetRole", &resource)
         },
         live_policies(d, &spec.name),
     )?;
@@ -341,8 +332,9 @@ pub async fn delete_role(d: &Deployment, name: &str) -> Result<()> {
                 Error::aws("DeleteRolePolicy", format!("{resource} policy {policy}"), e)
             })?;
     }
-    absent_if_no_such_entity(
+    absent_when(
         iam.delete_role().role_name(name).send().await,
+        no_such_entity,
         "DeleteRole",
         &resource,
     )

@@ -20,7 +20,7 @@
 
 use aws_sdk_ssm::types::{ParameterType, Tag};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment};
 use crate::taskdef::{NameValue, SecretSpec, TaskDefinitionSpec};
 
@@ -64,33 +64,32 @@ fn tags(d: &Deployment) -> Result<Vec<Tag>> {
 
 /// What a parameter is now: absent, or present with its type.
 async fn live_type(d: &Deployment, name: &str) -> Result<Option<ParameterType>> {
-    match d
+    let out = d
         .clients
         .ssm
         .get_parameter()
         .name(name)
         .with_decryption(false)
         .send()
-        .await
-    {
-        Ok(out) => Ok(Some(
-            out.parameter()
-                .and_then(|p| p.r#type())
-                .cloned()
-                .ok_or_else(|| Error::missing(format!("SSM parameter {name}"), "Parameter.Type"))?,
-        )),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(Error::aws(
-            "GetParameter",
-            format!("SSM parameter {name}"),
-            e,
-        )),
-    }
+        .await;
+    let resource = format!("SSM parameter {name}");
+    let Some(out) = absent_when(
+        out,
+        |e| {
+            e.as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found())
+        },
+        "GetParameter",
+        resource.clone(),
+    )?
+    else {
+        return Ok(None);
+    };
+    out.parameter()
+        .and_then(|p| p.r#type())
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| Error::missing(resource, "Parameter.Type"))
 }
 
 /// Creates the SecureString parameter `name` with `value()` if it does not exist. An existing

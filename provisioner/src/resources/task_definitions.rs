@@ -4,7 +4,7 @@
 
 use aws_sdk_ecs::types::{Tag, TaskDefinitionStatus};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
 use crate::taskdef::TaskDefinitionSpec;
 
@@ -21,16 +21,25 @@ pub struct LiveTaskDefinition {
 
 /// The latest active revision of `family`, if any.
 pub async fn latest(d: &Deployment, family: &str) -> Result<Option<LiveTaskDefinition>> {
-    match d
+    let out = d
         .clients
         .ecs
         .describe_task_definition()
         .task_definition(family)
         .send()
-        .await
-    {
-        Ok(out) => Ok(out
-            .task_definition()
+        .await;
+    // ECS answers a ClientException for a family it does not know.
+    let found = absent_when(
+        out,
+        |e| {
+            e.as_service_error()
+                .is_some_and(|e| e.is_client_exception())
+        },
+        "DescribeTaskDefinition",
+        format!("task definition {family}"),
+    )?;
+    Ok(found.and_then(|out| {
+        out.task_definition()
             .filter(|t| t.status() == Some(&TaskDefinitionStatus::Active))
             .and_then(|t| {
                 Some(LiveTaskDefinition {
@@ -38,20 +47,8 @@ pub async fn latest(d: &Deployment, family: &str) -> Result<Option<LiveTaskDefin
                     revision: t.revision(),
                     spec: TaskDefinitionSpec::from_live(t),
                 })
-            })),
-        // ECS answers a ClientException for a family it does not know.
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_client_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(Error::aws(
-            "DescribeTaskDefinition",
-            format!("task definition {family}"),
-            e,
-        )),
-    }
+            })
+    }))
 }
 
 /// Registers a revision when the latest differs from `spec`; returns the ARN to deploy.
