@@ -1,7 +1,7 @@
 //! Bearer-token authentication of writes.
 //!
 //! When `TIMING_API_TOKEN` is set, every request that is not `GET`, `HEAD` or `OPTIONS` needs
-//! `Authorization: Bearer <token>`; the comparison runs in constant time (`subtle`) so response
+//! `Authorization: Bearer <token>` (the scheme in any case); the comparison runs in constant time (`subtle`) so response
 //! timing does not reveal how much of a guess was right. Reads stay public. Unset, writes are
 //! open (the service logs a warning at start).
 
@@ -15,17 +15,19 @@ use subtle::ConstantTimeEq;
 
 use crate::{AppState, error::ApiError};
 
-/// Whether the request may write.
+/// Whether the request may write. The scheme is matched case-insensitively (`bearer`,
+/// `BEARER`: RFC 9110 §11.1) and may be followed by several spaces; the credentials are compared
+/// exactly.
 fn authorized(expected: &[u8], request: &Request) -> bool {
-    let Some(given) = request
+    let Some((scheme, credentials)) = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim().split_once(' '))
     else {
         return false;
     };
-    given.trim().as_bytes().ct_eq(expected).into()
+    scheme.eq_ignore_ascii_case("bearer") && credentials.trim().as_bytes().ct_eq(expected).into()
 }
 
 /// Middleware: 401 for a write without the configured token.

@@ -160,8 +160,10 @@ pub struct ApiPath<T>(pub T);
 pub struct ApiQuery<T>(pub T);
 
 /// A JSON body: syntax errors answer 400, content errors 422, naming serde's problem and
-/// position. A request without a `Content-Type` is read as JSON (the legacy curl scripts
-/// do not always send one); any other declared type is refused with 415.
+/// position; an object with a repeated key is refused (422) on every route
+/// ([`crate::json::reject_duplicate_keys`]). A request without a `Content-Type` is read as
+/// JSON (the legacy curl scripts do not always send one); a declared type that is not JSON
+/// ([`crate::json::is_json_media_type`]) is refused with 415.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -174,20 +176,23 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
-            let text = content_type.to_str().unwrap_or_default();
-            if !text.to_ascii_lowercase().contains("json") {
-                return Err(ApiError::UnsupportedMediaType(text.to_owned()));
+            let text = String::from_utf8_lossy(content_type.as_bytes());
+            if !crate::json::is_json_media_type(&text) {
+                return Err(ApiError::UnsupportedMediaType(text.into_owned()));
             }
         }
         let bytes = Bytes::from_request(req, state).await?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|err| {
-            use serde_json::error::Category;
-            match err.classify() {
-                Category::Data => ApiError::Unprocessable(format!("invalid body: {err}")),
-                Category::Syntax | Category::Eof | Category::Io => {
-                    ApiError::BadRequest(format!("malformed JSON: {err}"))
+        crate::json::reject_duplicate_keys(&bytes)
+            .and_then(|()| serde_json::from_slice(&bytes))
+            .map(JsonBody)
+            .map_err(|err| {
+                use serde_json::error::Category;
+                match err.classify() {
+                    Category::Data => ApiError::Unprocessable(format!("invalid body: {err}")),
+                    Category::Syntax | Category::Eof | Category::Io => {
+                        ApiError::BadRequest(format!("malformed JSON: {err}"))
+                    }
                 }
-            }
-        })
+            })
     }
 }

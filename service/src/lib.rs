@@ -9,6 +9,7 @@
 //! - `store`: the only module that talks to Redis; documents the key schema;
 //! - `routes`: one module per route group;
 //! - `error`: the error type every route answers with, and the extractors that produce it;
+//! - `json`: what a JSON request body is (media type, unique keys);
 //! - `auth`, `layers`: bearer-token check, request log line and time bound;
 //! - `healthcheck`: the `healthcheck` subcommand used as the container health check.
 //!
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod healthcheck;
+pub mod json;
 pub mod layers;
 pub mod model;
 pub mod race;

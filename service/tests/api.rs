@@ -11,6 +11,8 @@ mod common;
 mod auth;
 /// `/api/v1/competitors` CRUD, listing and bad input.
 mod competitors;
+/// The HTTP edge: auth scheme, media types, duplicate keys, early refusals, slow clients.
+mod edge;
 /// Legacy routes with the original's example bodies.
 mod legacy;
 /// The real binary: SIGTERM with a request in flight, `healthcheck`, invalid definition files,

@@ -1,0 +1,148 @@
+//! What makes a request body JSON for this service: its declared media type, and object keys
+//! that appear once. Used by `crate::error::JsonBody`, the one extractor every route reads its
+//! body with, so every route answers the same way.
+//!
+//! - **Media type** (RFC 9110 §8.3.1): `Content-Type` is parsed, not searched for "json".
+//!   `application/json` and the structured-syntax suffix `application/<name>+json` (RFC 6838
+//!   §4.2.8, e.g. `application/problem+json`, `application/merge-patch+json`: JSON by
+//!   registration) are JSON; a `charset` other than UTF-8 is not (RFC 8259 §8.1: JSON
+//!   exchanged between systems is UTF-8); other parameters are ignored. `text/plain;
+//!   note=json` is not JSON.
+//! - **Duplicate keys** (RFC 8259 §4 says names SHOULD be unique; parsers disagree which value
+//!   wins): an object with a repeated key, at any depth, is refused before the body is
+//!   interpreted, so no route silently keeps the last value.
+
+use std::{collections::HashSet, fmt};
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// Whether a `Content-Type` value declares a JSON body.
+pub fn is_json_media_type(content_type: &str) -> bool {
+    let Ok(media) = content_type.parse::<mime::Mime>() else {
+        return false;
+    };
+    let json_syntax = media.type_() == mime::APPLICATION
+        && (media.subtype() == mime::JSON || media.suffix() == Some(mime::JSON));
+    let utf8 = media
+        .get_param(mime::CHARSET)
+        .is_none_or(|charset| charset == mime::UTF_8);
+    json_syntax && utf8
+}
+
+/// Refuses a JSON document with a repeated key in any object. Syntax errors are reported as
+/// they are by `serde_json` (the caller parses the document again into its own type).
+pub fn reject_duplicate_keys(body: &[u8]) -> Result<(), serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    UniqueKeys.deserialize(&mut deserializer)?;
+    deserializer.end()
+}
+
+/// Walks any JSON value, failing on the first object with a repeated key.
+#[derive(Clone, Copy)]
+struct UniqueKeys;
+
+impl<'de> DeserializeSeed<'de> for UniqueKeys {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+            }
+            map.next_value_seed(self)?;
+            seen.insert(key);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "application/problem+json",
+            "application/merge-patch+json",
+            "application/json; version=1",
+        ] {
+            assert!(is_json_media_type(json), "{json} is JSON");
+        }
+        for other in [
+            "text/plain; note=json",
+            "text/json",
+            "application/jsonx",
+            "application/x-json-stream",
+            "application/json-patch",
+            "multipart/form-data; boundary=json",
+            "application/json; charset=latin1",
+            "json",
+            "",
+            "application/",
+        ] {
+            assert!(!is_json_media_type(other), "{other} is not JSON");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_at_any_depth() {
+        assert!(reject_duplicate_keys(br#"{"a": 1, "b": {"a": 2}, "c": [{"a": 3}]}"#).is_ok());
+        assert!(reject_duplicate_keys(br#"[1, "x", null, true, 1.5, -3]"#).is_ok());
+        for (body, key) in [
+            (r#"{"a": 1, "a": 2}"#, "a"),
+            (r#"{"x": {"b": 1, "b": 1}}"#, "b"),
+            (r#"[{"c": 1, "c": 2}]"#, "c"),
+            (r#"{"\u0064": 1, "d": 2}"#, "d"),
+        ] {
+            let err = reject_duplicate_keys(body.as_bytes()).err();
+            assert!(
+                err.as_ref()
+                    .is_some_and(|e| e.to_string().contains(&format!("duplicate key `{key}`"))),
+                "{body}: {err:?}"
+            );
+        }
+        assert!(reject_duplicate_keys(b"{\"a\": 1").is_err());
+    }
+}
