@@ -17,7 +17,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::store::StoreError;
+use crate::{model::Invalid, store::StoreError};
 
 /// Everything a handler can answer besides success.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +118,14 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(detail) => Self::Unavailable(detail),
             StoreError::Internal(detail) => Self::Internal(detail),
         }
+    }
+}
+
+/// A domain value that breaks its rule, read from a body: 422 (a path segment answers 400,
+/// see `crate::routes::query::bib_in_path`).
+impl From<Invalid> for ApiError {
+    fn from(err: Invalid) -> Self {
+        Self::Unprocessable(err.0)
     }
 }
 

@@ -11,7 +11,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ApiError;
+/// A value that breaks a domain rule (a bib, a time of day); the message names the value and
+/// the rule. The HTTP layer decides the status code (400 in a path, 422 in a body).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
 
 /// Milliseconds in a day.
 pub const DAY_MS: u64 = 86_400_000;
@@ -22,7 +26,7 @@ pub struct Bib(String);
 
 impl Bib {
     /// Validates a bib given as text.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
         let valid = (1..=16).contains(&text.len())
             && text
                 .bytes()
@@ -30,25 +34,18 @@ impl Bib {
         if valid {
             Ok(Self(text.to_owned()))
         } else {
-            Err(format!(
+            Err(Invalid(format!(
                 "invalid bib `{text}`: expected 1 to 16 characters of A-Z, a-z, 0-9, `_` or `-`"
-            ))
+            )))
         }
     }
 
-    /// Validates a bib from a path segment (400 when malformed).
-    pub fn from_path(text: &str) -> Result<Self, ApiError> {
-        Self::parse(text).map_err(ApiError::BadRequest)
-    }
-
     /// Validates a bib from a JSON body, where the legacy API also accepts a whole number.
-    pub fn from_json(value: &Value) -> Result<Self, ApiError> {
+    pub fn from_json(value: &Value) -> Result<Self, Invalid> {
         match value {
-            Value::String(text) => Self::parse(text).map_err(ApiError::Unprocessable),
-            Value::Number(n) if n.is_u64() || n.is_i64() => {
-                Self::parse(&n.to_string()).map_err(ApiError::Unprocessable)
-            }
-            other => Err(ApiError::Unprocessable(format!(
+            Value::String(text) => Self::parse(text),
+            Value::Number(n) if n.is_u64() || n.is_i64() => Self::parse(&n.to_string()),
+            other => Err(Invalid(format!(
                 "invalid bib {other}: expected a string or a whole number"
             ))),
         }
@@ -79,9 +76,12 @@ impl fmt::Display for Bib {
 
 /// Parses a time of day `hh:mm:ss:SSS` (legacy) or `hh:mm:ss.SSS`, hours 00–99, into
 /// milliseconds since midnight.
-pub fn parse_time_of_day(text: &str) -> Result<u64, String> {
-    let err =
-        || format!("invalid time `{text}`: expected hh:mm:ss:SSS or hh:mm:ss.SSS (hours 00-99)");
+pub fn parse_time_of_day(text: &str) -> Result<u64, Invalid> {
+    let err = || {
+        Invalid(format!(
+            "invalid time `{text}`: expected hh:mm:ss:SSS or hh:mm:ss.SSS (hours 00-99)"
+        ))
+    };
     let b = text.as_bytes();
     if b.len() != 12 || b[2] != b':' || b[5] != b':' || !(b[8] == b':' || b[8] == b'.') {
         return Err(err());

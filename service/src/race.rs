@@ -19,7 +19,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{error::ApiError, model::Bib};
+use crate::model::{Bib, Invalid};
 
 /// An invalid race definition file.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +193,18 @@ impl Race {
         self.checkpoints.iter().any(|c| c == name)
     }
 
+    /// `name` if it is a checkpoint of this race, else the error naming the checkpoints.
+    pub fn checkpoint<'a>(&self, name: &'a str) -> Result<&'a str, Invalid> {
+        if self.has_checkpoint(name) {
+            Ok(name)
+        } else {
+            Err(Invalid(format!(
+                "unknown checkpoint `{name}`; the checkpoints are: {}",
+                self.checkpoints.join(", ")
+            )))
+        }
+    }
+
     /// The checkpoint results are ranked at by default: the last one.
     pub fn finish(&self) -> &str {
         self.checkpoints.last().map_or("", String::as_str)
@@ -206,8 +218,8 @@ impl Race {
         &self,
         body: &Map<String, Value>,
         partial: bool,
-    ) -> Result<ValidCompetitor, ApiError> {
-        let invalid = |msg: String| Err(ApiError::Unprocessable(msg));
+    ) -> Result<ValidCompetitor, Invalid> {
+        let invalid = |msg: String| Err(Invalid(msg));
         if let Some(unknown) = body.keys().find(|k| !self.fields.contains(k)) {
             return invalid(format!(
                 "unknown field `{unknown}`; the competitor fields are: {}",

@@ -144,32 +144,66 @@ async fn becomes_ready(port: u16) -> bool {
     false
 }
 
+/// `unshare` arguments giving the service a mount namespace of its own whose `/etc/hosts` is
+/// the test's file. `--user --map-root-user` makes this work without root wherever
+/// unprivileged user namespaces are allowed (the service runs as root of its namespace only).
+const UNSHARE: [&str; 8] = [
+    "--user",
+    "--map-root-user",
+    "--mount",
+    "--",
+    "sh",
+    "-c",
+    r#"mount --bind "$1" /etc/hosts && exec "$2""#,
+    "sh",
+];
+
+/// Checks that this machine lets the test build its namespace, naming what is missing if not.
+fn require_private_hosts_file(hosts: &std::path::Path) {
+    let probe = Command::new("unshare")
+        .args(UNSHARE)
+        .arg(hosts)
+        .arg("true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match probe {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!(
+            "this test runs the service with its own /etc/hosts through `unshare --user \
+             --map-root-user --mount`, which failed here: {}\nIt needs unprivileged user \
+             namespaces: `sysctl user.max_user_namespaces` above 0, on Debian \
+             `sysctl kernel.unprivileged_userns_clone=1`, on Ubuntu 23.10+ \
+             `sysctl kernel.apparmor_restrict_unprivileged_userns=0`; inside a container, one \
+             started without a seccomp profile that blocks `unshare` (or run the tests as root).",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(err) => {
+            panic!("this test needs `unshare` (util-linux: `apt-get install -y util-linux`): {err}")
+        }
+    }
+}
+
 /// Redis replaced at another address under the same DNS name (a new Fargate task): the
 /// service follows the name on every reconnect, with no restart.
 ///
-/// The service runs in a mount namespace of its own (`unshare --mount`, which needs root, as
-/// CI has) whose `/etc/hosts` is a file of this test, so the test can move the name. Only
-/// 127.0.0.1 has a listener: the name moves between 127.0.0.1 (Redis) and 127.0.0.9 (nobody).
-/// The proof that the name, not a remembered address, is followed: with Redis back up on
-/// 127.0.0.1 but the name still on 127.0.0.9, the service stays unready; it recovers only
-/// once the name points at 127.0.0.1 again.
+/// The service runs in a mount namespace of its own ([`UNSHARE`]; as a user without root
+/// this needs unprivileged user namespaces, [`require_private_hosts_file`] says so otherwise)
+/// whose `/etc/hosts` is a file of this test, so the test can move the name. Only 127.0.0.1
+/// has a listener: the name moves between 127.0.0.1 (Redis) and 127.0.0.9 (nobody). The proof
+/// that the name, not a remembered address, is followed: with Redis back up on 127.0.0.1 but
+/// the name still on 127.0.0.9, the service stays unready; it recovers only once the name
+/// points at 127.0.0.1 again.
 #[tokio::test]
 async fn redis_is_followed_by_its_dns_name_across_address_changes() {
     let mut redis = Redis::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let hosts = dir.path().join("hosts");
     point_redis_name(&hosts, NOBODY);
+    require_private_hosts_file(&hosts);
 
     let mut command = Command::new("unshare");
-    command.args([
-        "--mount",
-        "--",
-        "sh",
-        "-c",
-        r#"mount --bind "$1" /etc/hosts && exec "$2""#,
-        "sh",
-    ]);
-    command.arg(&hosts).arg(BIN);
+    command.args(UNSHARE).arg(&hosts).arg(BIN);
     let redis_url = format!("redis://{REDIS_NAME}:{}", redis.port);
     let service = start_service_with(command, &redis_url).await;
     let port = service.port;
@@ -231,23 +265,42 @@ async fn sigterm_finishes_in_flight_request_and_exits_0() {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", service.port))
         .await
         .expect("connect");
+    // `Expect: 100-continue`: the server answers `100 Continue` when the handler starts reading
+    // the body, which tells the test the request is in flight (no sleep to guess it).
     let head = format!(
-        "POST /competitor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /competitor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.expect("send head");
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut interim))
+        .await
+        .expect("no `100 Continue` within 10 s")
+        .expect("read `100 Continue`");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
     stream
         .write_all(&body[..20])
         .await
         .expect("send start of body");
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let killed = Command::new("kill")
         .args(["-TERM", &service.child.id().to_string()])
         .status()
         .expect("kill");
     assert!(killed.success());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the service has taken the signal, then check it is still there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !service
+        .stderr
+        .lock()
+        .is_ok_and(|log| log.contains("shutting down"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no `shutting down` log line within 10 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         service.child.try_wait().expect("try_wait").is_none(),
         "exited with a request in flight"

@@ -78,20 +78,17 @@ async fn redis_down_then_back() {
     assert_eq!(app.get("/api/v1/results").await.1["results"][0]["rank"], 1);
 }
 
-/// Redis accepting connections but not answering (all clients paused, as a peer that vanished
-/// without closing the socket looks): requests answer 503 once the timeout passes, and the
-/// service recovers by itself when Redis answers again.
+/// Redis accepting connections but not answering (the server frozen with SIGSTOP, as a peer
+/// that vanished without closing the socket looks): requests answer 503 once the timeout
+/// passes, and the service recovers by itself when Redis answers again.
 #[tokio::test]
 async fn redis_not_answering_then_back() {
     let app = spawn_app().await;
     app.competitor("1", "male", "men30").await;
-    let mut control = std::net::TcpStream::connect(("127.0.0.1", app.redis.port)).expect("connect");
-    let mut reply = [0u8; 5];
-    std::io::Write::write_all(&mut control, b"CLIENT PAUSE 2500 ALL\r\n").expect("pause");
-    std::io::Read::read_exact(&mut control, &mut reply).expect("reply");
-    assert_eq!(&reply, b"+OK\r\n");
-
+    app.redis.freeze(true);
     assert_error(&app.get("/api/v1/competitors/1").await, 503, "unavailable");
+    assert_error(&app.get("/ready").await, 503, "unavailable");
+    app.redis.freeze(false);
     assert!(
         wait_ready(&app).await,
         "the service did not recover within 15 s"

@@ -16,6 +16,7 @@ use crate::{
     AppState,
     error::{ApiError, ApiPath, ApiQuery, JsonBody},
     model::Bib,
+    routes::query::{bib_in_path, known, not_found, page},
     store::{Competitor, ListFilter, Outcome, PutMode},
 };
 
@@ -33,11 +34,6 @@ pub fn router() -> Router<AppState> {
                 .patch(patch_competitor)
                 .delete(delete_competitor),
         )
-}
-
-/// 404 for an unknown bib.
-pub(crate) fn not_found(bib: &Bib) -> ApiError {
-    ApiError::NotFound(format!("no competitor with bib `{bib}`"))
 }
 
 /// The JSON of a competitor: its fields and `status`.
@@ -111,7 +107,7 @@ async fn get_competitor(
     State(state): State<AppState>,
     ApiPath(bib): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    read(&state, &Bib::from_path(&bib)?).await
+    read(&state, &bib_in_path(&bib)?).await
 }
 
 /// The competitor's JSON, 404 when absent.
@@ -148,7 +144,7 @@ async fn update(
     body: Map<String, Value>,
     mode: PutMode,
 ) -> Result<Json<Value>, ApiError> {
-    let bib = Bib::from_path(bib)?;
+    let bib = bib_in_path(bib)?;
     let body = with_path_bib(body, &bib)?;
     let partial = mode == PutMode::Patch;
     let fields = state.race.validate_competitor(&body, partial)?.fields;
@@ -163,7 +159,7 @@ async fn delete_competitor(
     State(state): State<AppState>,
     ApiPath(bib): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let bib = Bib::from_path(&bib)?;
+    let bib = bib_in_path(&bib)?;
     match state.store.delete_competitor(&bib).await? {
         Outcome::Missing => Err(not_found(&bib)),
         _ => Ok(StatusCode::NO_CONTENT),
@@ -179,44 +175,6 @@ struct ListQuery {
     country: Option<String>,
     offset: Option<u64>,
     limit: Option<u64>,
-}
-
-/// Default and largest page size of listings and results.
-pub(crate) const DEFAULT_LIMIT: u64 = 50;
-/// Largest page size of listings and results.
-pub(crate) const MAX_LIMIT: u64 = 500;
-
-/// Checks `limit` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]) and `offset`.
-pub(crate) fn page(offset: Option<u64>, limit: Option<u64>) -> Result<(u64, u64), ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::Unprocessable(format!(
-            "`limit` must be between 1 and {MAX_LIMIT}, got {limit}"
-        )));
-    }
-    let offset = offset.unwrap_or(0);
-    if offset > i32::MAX as u64 {
-        return Err(ApiError::Unprocessable(format!(
-            "`offset` must be at most {}",
-            i32::MAX
-        )));
-    }
-    Ok((offset, limit))
-}
-
-/// Checks that `value` is one of `allowed`.
-pub(crate) fn known<'a>(
-    what: &str,
-    value: Option<&'a str>,
-    allowed: &[String],
-) -> Result<Option<&'a str>, ApiError> {
-    match value {
-        Some(v) if !allowed.iter().any(|a| a == v) => Err(ApiError::Unprocessable(format!(
-            "unknown {what} `{v}`; allowed: {} (encode `+` as %2B in a URL)",
-            allowed.join(", ")
-        ))),
-        other => Ok(other),
-    }
 }
 
 /// `GET /api/v1/competitors?category=&gender=&country=&offset=&limit=`: ordered by bib.

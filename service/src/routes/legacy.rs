@@ -17,6 +17,7 @@ use crate::{
     AppState,
     error::{ApiError, ApiPath, JsonBody},
     model::{Bib, format_ms, parse_time_of_day},
+    routes::query::bib_in_path,
     store::{Competitor, Outcome, PutMode},
 };
 
@@ -62,7 +63,7 @@ async fn create_competitor(
 
 /// The stored competitor, 404 with the original's message when absent.
 async fn stored(state: &AppState, bib: &str) -> Result<(Bib, Competitor), ApiError> {
-    let bib = Bib::from_path(bib)?;
+    let bib = bib_in_path(bib)?;
     match state.store.competitor(&bib).await? {
         Some(competitor) => Ok((bib, competitor)),
         None => Err(not_found(&bib)),
@@ -112,11 +113,8 @@ async fn set_times(
     JsonBody(body): JsonBody<SetTimes>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let bib = Bib::from_json(&body.bib)?;
-    if let Some(unknown) = body.settimes.keys().find(|k| !state.race.has_checkpoint(k)) {
-        return Err(ApiError::Unprocessable(format!(
-            "unknown checkpoint `{unknown}`; the checkpoints are: {}",
-            state.race.checkpoints.join(", ")
-        )));
+    for checkpoint in body.settimes.keys() {
+        state.race.checkpoint(checkpoint)?;
     }
     let mut changes = Vec::with_capacity(body.settimes.len());
     for checkpoint in &state.race.checkpoints {
@@ -152,7 +150,7 @@ async fn set_times(
 
 /// The stored times as `{"checkpoint": "hh:mm:ss:SSS"}`, 404 `No data found` when none.
 async fn stored_times(state: &AppState, bib: &str) -> Result<Map<String, Value>, ApiError> {
-    let bib = Bib::from_path(bib)?;
+    let bib = bib_in_path(bib)?;
     let times = state.store.times(&bib).await?;
     if times.is_empty() {
         return Err(ApiError::NotFound("No data found".into()));

@@ -3,12 +3,14 @@
 //! - `legacy`: the proof of concept's routes (`/competitor`, `/settimes`, …);
 //! - `competitors`, `times`, `results`: the versioned API under `/api/v1`;
 //! - `openapi`: `/api/v1/openapi.json` and `/api/v1/race`;
-//! - `health`: `/health` and `/ready`.
+//! - `health`: `/health` and `/ready`;
+//! - `query`: helpers shared by the groups (bibs in paths, pages, filters).
 
 pub mod competitors;
 pub mod health;
 pub mod legacy;
 pub mod openapi;
+pub mod query;
 pub mod results;
 pub mod times;
 

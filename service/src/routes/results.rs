@@ -23,7 +23,7 @@ use crate::{
     AppState,
     error::{ApiError, ApiQuery},
     model::format_ms,
-    routes::competitors::{known, page},
+    routes::query::{known, page},
     store::{RankedEntry, Scope},
 };
 
@@ -85,13 +85,7 @@ async fn results(
 ) -> Result<Response, ApiError> {
     let (offset, limit) = page(query.offset, query.limit)?;
     let race = &state.race;
-    let checkpoint = query.checkpoint.as_deref().unwrap_or(race.finish());
-    if !race.has_checkpoint(checkpoint) {
-        return Err(ApiError::Unprocessable(format!(
-            "unknown checkpoint `{checkpoint}`; the checkpoints are: {}",
-            race.checkpoints.join(", ")
-        )));
-    }
+    let checkpoint = race.checkpoint(query.checkpoint.as_deref().unwrap_or(race.finish()))?;
     if race.checkpoints.first().is_some_and(|c| c == checkpoint) {
         return Err(ApiError::Unprocessable(format!(
             "`{checkpoint}` is the start; rankings exist at the later checkpoints"

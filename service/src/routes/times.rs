@@ -20,7 +20,7 @@ use crate::{
     AppState,
     error::{ApiError, ApiPath, JsonBody},
     model::{Bib, Status, elapsed_ms, format_ms, parse_time_of_day},
-    routes::competitors::not_found,
+    routes::query::{bib_in_path, not_found},
     store::Outcome,
 };
 
@@ -62,7 +62,7 @@ async fn get_times(
     State(state): State<AppState>,
     ApiPath(bib): ApiPath<String>,
 ) -> Result<Json<TimesView>, ApiError> {
-    let bib = Bib::from_path(&bib)?;
+    let bib = bib_in_path(&bib)?;
     let (times, status) = state
         .store
         .competitor_times(&bib)
@@ -134,7 +134,7 @@ async fn set_times(
     ApiPath(bib): ApiPath<String>,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<StatusCode, ApiError> {
-    let bib = Bib::from_path(&bib)?;
+    let bib = bib_in_path(&bib)?;
     if body.is_empty() {
         return Err(ApiError::Unprocessable(
             "no checkpoint given; send {\"checkpoint\": \"hh:mm:ss.SSS\" or null, ...}".into(),
@@ -142,12 +142,7 @@ async fn set_times(
     }
     let mut changes = Vec::with_capacity(body.len());
     for (checkpoint, value) in &body {
-        if !state.race.has_checkpoint(checkpoint) {
-            return Err(ApiError::Unprocessable(format!(
-                "unknown checkpoint `{checkpoint}`; the checkpoints are: {}",
-                state.race.checkpoints.join(", ")
-            )));
-        }
+        state.race.checkpoint(checkpoint)?;
         changes.push((checkpoint.as_str(), time_value(checkpoint, value)?));
     }
     apply(&state, &bib, &changes).await
@@ -162,7 +157,7 @@ struct SetTime {
 
 /// Validates the path of a single-checkpoint route (404 for an unknown checkpoint).
 fn checkpoint_path(state: &AppState, bib: &str, checkpoint: &str) -> Result<Bib, ApiError> {
-    let bib = Bib::from_path(bib)?;
+    let bib = bib_in_path(bib)?;
     if !state.race.has_checkpoint(checkpoint) {
         return Err(ApiError::NotFound(format!(
             "no checkpoint `{checkpoint}`; the checkpoints are: {}",
@@ -199,7 +194,7 @@ async fn set_status(
     ApiPath(bib): ApiPath<String>,
     JsonBody(mut body): JsonBody<Map<String, Value>>,
 ) -> Result<StatusCode, ApiError> {
-    let bib = Bib::from_path(&bib)?;
+    let bib = bib_in_path(&bib)?;
     let value = body
         .remove("status")
         .ok_or_else(|| ApiError::Unprocessable("missing field `status`".into()))?;

@@ -9,8 +9,10 @@
 --   delete (none)
 -- Returns 'ok', 'missing' (no such competitor) or 'exists' (create on a taken bib).
 --
--- Keys are built here from the bib rather than passed in KEYS: the service uses a standalone
--- Redis, not a cluster.
+-- Key names and the ranking scores K.UNTIMED and K.OUT come from the table K, generated from
+-- store/keys.rs and prepended to this file when the store loads it; keys are built from them
+-- and the bib here rather than passed in KEYS (the service uses a standalone Redis, not a
+-- cluster).
 --
 -- Ranking entries: a competitor with neither a time nor a status (every competitor just
 -- created) is in the `untimed:<scope>` sets only, scored by entry order; one with a time or a
@@ -25,30 +27,28 @@ local cps = {}
 for i = 1, n do cps[i] = ARGV[4 + i] end
 local a = 5 + n -- index of the op's first argument
 
-local ckey = 'competitor:' .. bib
-local tkey = 'race:' .. bib
-local STATUS = 'competitor_status'
-local ROWS = 'competitor_rows'   -- bib -> JSON of the results-row fields, read by Store::results
+local ckey = K.competitor .. bib
+local tkey = K.times .. bib
+local STATUS = K.status
+local ROWS = K.rows   -- bib -> JSON of the results-row fields, read by Store::results
 -- The competitor fields of a results row (routes/results.rs writes the row around them);
 -- `put` reads gender, category and country at positions 3, 4, 5.
 local ROW_FIELDS = { 'first_name', 'last_name', 'gender', 'category', 'country' }
 local DAY = 86400000
-local UNTIMED = 1000000000000      -- score of a competitor without a time at the checkpoint
-local OUT = 2000000000000          -- base score of a competitor with a status
 local STATUS_ORDER = { DNF = 1, DSQ = 2, DNS = 3 }
 
 -- The ranking scopes of a competitor of gender g and category c (key suffixes).
 local function scopes(g, c)
-  local s = { 'all' }
-  if g then s[#s + 1] = 'gender:' .. g end
-  if c then s[#s + 1] = 'category:' .. c end
+  local s = { K.all }
+  if g then s[#s + 1] = K.gender .. g end
+  if c then s[#s + 1] = K.category .. c end
   return s
 end
 
 -- Removes the competitor from the rank sets of every checkpoint of their scopes.
 local function unrank(s)
   for _, scope in ipairs(s) do
-    for i = 2, n do redis.call('ZREM', 'rank:' .. cps[i] .. ':' .. scope, bib) end
+    for i = 2, n do redis.call('ZREM', K.rank .. cps[i] .. ':' .. scope, bib) end
   end
 end
 
@@ -56,16 +56,16 @@ end
 -- end of the sets, much cheaper for Redis than at a random place (bib order), so the untimed
 -- rows of a ranking are in the order competitors entered them.
 local function untimed_add(s)
-  local seq = redis.call('INCR', 'untimed_seq')
-  for _, scope in ipairs(s) do redis.call('ZADD', 'untimed:' .. scope, seq, bib) end
+  local seq = redis.call('INCR', K.untimed_seq)
+  for _, scope in ipairs(s) do redis.call('ZADD', K.untimed .. scope, seq, bib) end
 end
 
 local function untimed_rem(s)
-  for _, scope in ipairs(s) do redis.call('ZREM', 'untimed:' .. scope, bib) end
+  for _, scope in ipairs(s) do redis.call('ZREM', K.untimed .. scope, bib) end
 end
 
 -- Writes the competitor's scores in the rank sets of scopes s: elapsed ms from their own
--- start when both times are known, UNTIMED otherwise, OUT + order when they have a status.
+-- start when both times are known, K.UNTIMED otherwise, K.OUT + order when they have a status.
 -- `only`, when given, limits the work to those checkpoint indexes (a time changed there, not
 -- the start).
 local function rank(s, status, only)
@@ -75,7 +75,7 @@ local function rank(s, status, only)
     if only and not only[i] then
       -- unchanged
     elseif status then
-      score = OUT + (STATUS_ORDER[status] or 9)
+      score = K.OUT + (STATUS_ORDER[status] or 9)
     else
       local t = start and redis.call('ZSCORE', tkey, cps[i])
       if t then
@@ -83,12 +83,12 @@ local function rank(s, status, only)
         if d < 0 then d = d % DAY end -- crossed midnight
         score = d
       else
-        score = UNTIMED
+        score = K.UNTIMED
       end
     end
     if score then
       for _, scope in ipairs(s) do
-        redis.call('ZADD', 'rank:' .. cps[i] .. ':' .. scope, score, bib)
+        redis.call('ZADD', K.rank .. cps[i] .. ':' .. scope, score, bib)
       end
     end
   end
@@ -96,10 +96,10 @@ end
 
 -- The listing sets of a competitor of gender g, category c and country co.
 local function listings(g, c, co)
-  local list = { 'competitors:all' }
-  if g then list[#list + 1] = 'competitors:gender:' .. g end
-  if c then list[#list + 1] = 'competitors:category:' .. c end
-  if co then list[#list + 1] = 'competitors:country:' .. co end
+  local list = { K.listing .. K.all }
+  if g then list[#list + 1] = K.listing .. K.gender .. g end
+  if c then list[#list + 1] = K.listing .. K.category .. c end
+  if co then list[#list + 1] = K.listing .. K.country .. co end
   return list
 end
 

@@ -52,19 +52,44 @@ fn spawn_redis(port: u16) -> Child {
         })
 }
 
-fn pong(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut buf = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut buf).is_ok()
-        && &buf == b"+PONG\r\n"
+/// The `process_id` of the Redis answering on `port`, from `INFO server`; `None` while nothing
+/// answers. Comparing it with our child's id tells our server from another test's that took
+/// the port first.
+fn server_pid(port: u16) -> Option<u32> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A bulk string `$<len>\r\n<text>\r\n`: read until the whole text is in.
+    loop {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        let Some((len, rest)) = text.strip_prefix('$').and_then(|t| t.split_once("\r\n")) else {
+            if reply.len() > 64 {
+                return None; // not a bulk string (an error reply while loading)
+            }
+            continue;
+        };
+        if rest.len() < len.parse::<usize>().ok()? {
+            continue;
+        }
+        return rest
+            .lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+            .and_then(|pid| pid.trim().parse().ok());
+    }
 }
 
 impl Redis {
-    /// Starts a fresh, empty Redis on a free port.
+    /// Starts a fresh, empty Redis on a free port (another port when a concurrent test took
+    /// the first one between our probe and the server's bind).
     pub fn start() -> Self {
         for _ in 0..5 {
             let mut redis = Self {
@@ -78,24 +103,43 @@ impl Redis {
         panic!("redis-server did not start on any of 5 free ports");
     }
 
-    /// (Re)starts Redis on its port; `false` when it does not answer within 5 s.
+    /// (Re)starts Redis on its port; `false` when our server does not answer within 5 s, for
+    /// example because it exited on finding the port taken (then whatever answers there is
+    /// someone else's Redis, which must not be used).
     pub fn restart(&mut self) -> bool {
         self.stop();
         let mut child = spawn_redis(self.port);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if pong(self.port) {
-                self.child = Some(child);
-                return true;
-            }
             if let Ok(Some(_)) = child.try_wait() {
                 return false; // exited: port taken
+            }
+            if server_pid(self.port) == Some(child.id()) {
+                self.child = Some(child);
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
         let _ = child.wait();
         false
+    }
+
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server: frozen, it keeps its sockets open
+    /// and the kernel still accepts connections, but nothing answers (as a peer that vanished
+    /// without closing the socket looks). Unlike `CLIENT PAUSE` there is no duration to outlast.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self
+            .child
+            .as_ref()
+            .map(Child::id)
+            .expect("redis is not running");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
     }
 
     /// Kills Redis (no save).

@@ -1,0 +1,52 @@
+//! Helpers shared by several route groups: paths and query strings (bibs in a path, pages,
+//! filters by a known value) and the v1 "no such competitor" answer.
+
+use crate::{error::ApiError, model::Bib};
+
+/// Default page size of listings and results.
+pub const DEFAULT_LIMIT: u64 = 50;
+/// Largest page size of listings and results.
+pub const MAX_LIMIT: u64 = 500;
+
+/// A bib from a path segment: 400 when malformed (in a body the same error is a 422).
+pub fn bib_in_path(text: &str) -> Result<Bib, ApiError> {
+    Bib::parse(text).map_err(|err| ApiError::BadRequest(err.0))
+}
+
+/// 404 for an unknown bib (v1 routes; the legacy routes keep the original's wording).
+pub fn not_found(bib: &Bib) -> ApiError {
+    ApiError::NotFound(format!("no competitor with bib `{bib}`"))
+}
+
+/// Checks `limit` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]) and `offset`.
+pub fn page(offset: Option<u64>, limit: Option<u64>) -> Result<(u64, u64), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Unprocessable(format!(
+            "`limit` must be between 1 and {MAX_LIMIT}, got {limit}"
+        )));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset > i32::MAX as u64 {
+        return Err(ApiError::Unprocessable(format!(
+            "`offset` must be at most {}",
+            i32::MAX
+        )));
+    }
+    Ok((offset, limit))
+}
+
+/// Checks that `value` is one of `allowed`.
+pub fn known<'a>(
+    what: &str,
+    value: Option<&'a str>,
+    allowed: &[String],
+) -> Result<Option<&'a str>, ApiError> {
+    match value {
+        Some(v) if !allowed.iter().any(|a| a == v) => Err(ApiError::Unprocessable(format!(
+            "unknown {what} `{v}`; allowed: {} (encode `+` as %2B in a URL)",
+            allowed.join(", ")
+        ))),
+        other => Ok(other),
+    }
+}

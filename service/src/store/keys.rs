@@ -1,0 +1,142 @@
+//! Every Redis key name of the service, defined here once. Rust builds keys with these
+//! functions; the write script gets the same names from [`lua_prelude`], prepended to its
+//! source when the store loads it, so Lua never spells a key name of its own.
+//!
+//! | key | type | content |
+//! | --- | --- | --- |
+//! | `competitor:<bib>` | hash | the competitor's fields, all strings (the original's key) |
+//! | `race:<bib>` | sorted set | member = checkpoint, score = time of day in ms (the original's key) |
+//! | `competitor_status` | hash | bib → `DNS` / `DNF` / `DSQ` |
+//! | `competitor_rows` | hash | bib → JSON object of the results-row fields (`first_name`, `last_name`, `gender`, `category`, `country`; null when absent) |
+//! | `rank:<checkpoint>:all` | sorted set | competitors with a time or a status, score = ranking score at that checkpoint |
+//! | `rank:<checkpoint>:gender:<g>` | sorted set | the same, for one gender |
+//! | `rank:<checkpoint>:category:<c>` | sorted set | the same, for one category |
+//! | `untimed:all`, `untimed:{gender,category}:<v>` | sorted set | competitors with neither a time nor a status, score = entry order (from `untimed_seq`) |
+//! | `untimed_seq` | string | counter scoring the untimed sets, so entries are appended rather than inserted |
+//! | `competitors:all`, `competitors:{gender,category,country}:<v>` | sorted set | bibs for listings, score = `Bib::order_score` |
+
+use std::fmt::Write;
+
+use super::{ListFilter, OUT, Scope, UNTIMED};
+
+/// Prefix of a competitor's record hash.
+const COMPETITOR: &str = "competitor:";
+/// Prefix of a competitor's times sorted set.
+const TIMES: &str = "race:";
+/// Hash bib → status.
+pub const STATUS: &str = "competitor_status";
+/// Hash bib → JSON of the results-row fields.
+pub const ROWS: &str = "competitor_rows";
+/// Prefix of the rank sets (`rank:<checkpoint>:<scope>`).
+const RANK: &str = "rank:";
+/// Prefix of the untimed sets (`untimed:<scope>`).
+const UNTIMED_SETS: &str = "untimed:";
+/// Counter scoring the untimed sets.
+const UNTIMED_SEQ: &str = "untimed_seq";
+/// Prefix of the listing sets (`competitors:<scope>`).
+const LISTING: &str = "competitors:";
+/// Scope suffixes.
+const ALL: &str = "all";
+const GENDER: &str = "gender:";
+const CATEGORY: &str = "category:";
+const COUNTRY: &str = "country:";
+
+/// `competitor:<bib>`.
+pub fn competitor(bib: &str) -> String {
+    format!("{COMPETITOR}{bib}")
+}
+
+/// `race:<bib>`.
+pub fn times(bib: &str) -> String {
+    format!("{TIMES}{bib}")
+}
+
+fn scope_suffix(scope: Scope<'_>) -> String {
+    match scope {
+        Scope::All => ALL.to_owned(),
+        Scope::Gender(g) => format!("{GENDER}{g}"),
+        Scope::Category(c) => format!("{CATEGORY}{c}"),
+    }
+}
+
+/// The rank set of `scope` at `checkpoint`.
+pub fn rank(checkpoint: &str, scope: Scope<'_>) -> String {
+    format!("{RANK}{checkpoint}:{}", scope_suffix(scope))
+}
+
+/// The untimed set of `scope`: its competitors with neither a time nor a status.
+pub fn untimed(scope: Scope<'_>) -> String {
+    format!("{UNTIMED_SETS}{}", scope_suffix(scope))
+}
+
+/// The listing sets a filter intersects (`competitors:all` when it has none).
+pub fn listings(filter: ListFilter<'_>) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Some(g) = filter.gender {
+        keys.push(format!("{LISTING}{GENDER}{g}"));
+    }
+    if let Some(c) = filter.category {
+        keys.push(format!("{LISTING}{CATEGORY}{c}"));
+    }
+    if let Some(c) = filter.country {
+        keys.push(format!("{LISTING}{COUNTRY}{c}"));
+    }
+    if keys.is_empty() {
+        keys.push(format!("{LISTING}{ALL}"));
+    }
+    keys
+}
+
+/// A Lua string literal (key names are plain ASCII; quotes and backslashes escaped anyway).
+fn lua_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// The Lua table `K` the write script builds every key from, with the same names as above,
+/// and the ranking scores [`UNTIMED`] and [`OUT`].
+pub fn lua_prelude() -> String {
+    let mut out = String::from("-- generated from store/keys.rs\nlocal K = {\n");
+    for (name, value) in [
+        ("competitor", COMPETITOR),
+        ("times", TIMES),
+        ("status", STATUS),
+        ("rows", ROWS),
+        ("rank", RANK),
+        ("untimed", UNTIMED_SETS),
+        ("untimed_seq", UNTIMED_SEQ),
+        ("listing", LISTING),
+        ("all", ALL),
+        ("gender", GENDER),
+        ("category", CATEGORY),
+        ("country", COUNTRY),
+    ] {
+        let _ = writeln!(out, "  {name} = {},", lua_string(value));
+    }
+    let _ = writeln!(out, "  UNTIMED = {UNTIMED},\n  OUT = {OUT},");
+    out.push_str("}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(competitor("7"), "competitor:7");
+        assert_eq!(
+            rank("finish", Scope::Gender("male")),
+            "rank:finish:gender:male"
+        );
+        assert_eq!(untimed(Scope::All), "untimed:all");
+        assert_eq!(
+            listings(ListFilter {
+                category: Some("men30"),
+                country: Some("FI"),
+                gender: None
+            }),
+            ["competitors:category:men30", "competitors:country:FI"]
+        );
+        assert!(lua_prelude().contains("  rank = 'rank:',\n"));
+    }
+}
