@@ -8,6 +8,7 @@
 //! - `model`: bibs, times of day, elapsed times, statuses;
 //! - `store`: the only module that talks to Redis; documents the key schema;
 //! - `routes`: one module per route group;
+//! - `live`: ETags, 304s and long polls woken through Redis pub/sub;
 //! - `error`: the error type every route answers with, and the extractors that produce it;
 //! - `json`: what a JSON request body is (media type, unique keys);
 //! - `auth`, `layers`: bearer-token check, request log line and time bound;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod json;
 pub mod layers;
+pub mod live;
 pub mod model;
 pub mod race;
 pub mod routes;
@@ -36,7 +38,7 @@ use axum::{
 };
 use tokio::net::TcpListener;
 
-use crate::{error::ApiError, race::Race, store::Store};
+use crate::{error::ApiError, live::Live, race::Race, store::Store};
 
 /// State shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -47,21 +49,34 @@ pub struct AppState {
     pub race: Arc<Race>,
     /// The bearer token writes need, if any.
     pub token: Option<Arc<str>>,
+    /// The long polls of this process and their change subscription.
+    pub live: Live,
 }
 
 impl AppState {
-    /// Builds the state; an empty token counts as none.
+    /// Builds the state; an empty token counts as none. Inside a tokio runtime, it starts the
+    /// process's subscription to Redis's change announcements (see `live`).
     pub fn new(
         redis_url: &str,
         race: Race,
         token: Option<String>,
     ) -> Result<Self, redis::RedisError> {
         let race = Arc::new(race);
+        let store = Store::new(redis_url, race.clone())?;
+        let live = Live::new(&race, live::DEFAULT_MAX_WAITERS);
+        live.start(store.clone());
         Ok(Self {
-            store: Store::new(redis_url, race.clone())?,
+            store,
             race,
             token: token.filter(|t| !t.is_empty()).map(Arc::from),
+            live,
         })
+    }
+
+    /// Sets the limit of long polls waiting at once in this process.
+    pub fn with_max_waiters(self, max_waiters: usize) -> Self {
+        self.live.set_max_waiters(max_waiters);
+        self
     }
 }
 

@@ -99,7 +99,13 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     tracing::info!(addr = %cli.listen_addr, "listening");
-    match serve(listener, app(state), shutdown_signal()).await {
+    let live = state.live.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Waiting long polls answer now instead of holding the drain for up to 25 s.
+        live.release_all();
+    };
+    match serve(listener, app(state), shutdown).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

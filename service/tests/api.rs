@@ -15,6 +15,8 @@ mod competitors;
 mod edge;
 /// Legacy routes with the original's example bodies.
 mod legacy;
+/// ETags, 304, long polls across processes, the waiter limit.
+mod live;
 /// The real binary: SIGTERM with a request in flight, `healthcheck`, invalid definition files,
 /// Redis followed by its DNS name to a new address.
 mod process;

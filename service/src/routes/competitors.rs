@@ -7,6 +7,7 @@ use axum::{
     Json, Router,
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use serde::Deserialize;
@@ -15,9 +16,10 @@ use serde_json::{Map, Value};
 use crate::{
     AppState,
     error::{ApiError, ApiPath, ApiQuery, JsonBody},
+    live::{self, Freshness},
     model::Bib,
     routes::query::{bib_in_path, known, not_found, page},
-    store::{Competitor, ListFilter, Outcome, PutMode},
+    store::{Competitor, ListFilter, Outcome, PutMode, Scope},
 };
 
 /// The competitor routes.
@@ -175,14 +177,18 @@ struct ListQuery {
     country: Option<String>,
     offset: Option<u64>,
     limit: Option<u64>,
+    /// Long poll: with a matching `If-None-Match`, wait up to this long for a change.
+    wait: Option<String>,
 }
 
 /// `GET /api/v1/competitors?category=&gender=&country=&offset=&limit=`: ordered by bib.
 async fn list_competitors(
     State(state): State<AppState>,
+    request: HeaderMap,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (offset, limit) = page(query.offset, query.limit)?;
+    let wait = query.wait.as_deref().map(live::parse_wait).transpose()?;
     let filter = ListFilter {
         gender: known("gender", query.gender.as_deref(), &state.race.genders)?,
         category: known(
@@ -192,11 +198,17 @@ async fn list_competitors(
         )?,
         country: query.country.as_deref(),
     };
+    // Every change bumps scope `all`; a listing changes with any competitor.
+    let etag = match live::check(&state, &Scope::All.live_name(), "json", &request, wait).await? {
+        Freshness::Answer(response) => return Ok(response),
+        Freshness::Read { etag } => etag,
+    };
     let (total, competitors) = state.store.list_competitors(filter, offset, limit).await?;
-    Ok(Json(serde_json::json!({
+    let body = serde_json::json!({
         "total": total,
         "offset": offset,
         "limit": limit,
         "competitors": competitors.into_iter().map(view).collect::<Vec<_>>(),
-    })))
+    });
+    Ok((live::headers(&etag), Json(body)).into_response())
 }

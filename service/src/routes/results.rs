@@ -13,7 +13,7 @@ use std::fmt::Write;
 use axum::{
     Router,
     extract::State,
-    http::header,
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -22,6 +22,7 @@ use serde::Deserialize;
 use crate::{
     AppState,
     error::{ApiError, ApiQuery},
+    live::{self, Freshness},
     model::format_ms,
     routes::query::{known, page},
     store::{RankedEntry, Scope},
@@ -41,6 +42,8 @@ struct ResultsQuery {
     checkpoint: Option<String>,
     offset: Option<u64>,
     limit: Option<u64>,
+    /// Long poll: with a matching `If-None-Match`, wait up to this long for a change.
+    wait: Option<String>,
 }
 
 /// A row's competitor fields when their JSON is missing (a record written before
@@ -81,9 +84,11 @@ fn json_string(text: &str) -> String {
 
 async fn results(
     State(state): State<AppState>,
+    request: HeaderMap,
     ApiQuery(query): ApiQuery<ResultsQuery>,
 ) -> Result<Response, ApiError> {
     let (offset, limit) = page(query.offset, query.limit)?;
+    let wait = query.wait.as_deref().map(live::parse_wait).transpose()?;
     let race = &state.race;
     let checkpoint = race.checkpoint(query.checkpoint.as_deref().unwrap_or(race.finish()))?;
     if race.checkpoints.first().is_some_and(|c| c == checkpoint) {
@@ -103,6 +108,10 @@ async fn results(
             ));
         }
     };
+    let etag = match live::check(&state, &scope.live_name(), "json", &request, wait).await? {
+        Freshness::Answer(response) => return Ok(response),
+        Freshness::Read { etag } => etag,
+    };
     let (total, entries) = state
         .store
         .results(checkpoint, scope, offset, limit)
@@ -120,5 +129,10 @@ async fn results(
         write_row(&mut body, entry);
     }
     body.push_str("]}");
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        live::headers(&etag),
+        body,
+    )
+        .into_response())
 }

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use axum::{
     Json, Router,
     extract::State,
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     routing::{get, put},
 };
 use serde::{Deserialize, Serialize};
@@ -18,10 +19,11 @@ use serde_json::{Map, Value};
 
 use crate::{
     AppState,
-    error::{ApiError, ApiPath, JsonBody},
+    error::{ApiError, ApiPath, ApiQuery, JsonBody},
+    live::{self, Freshness, WaitQuery},
     model::{Bib, Status, elapsed_ms, format_ms, parse_time_of_day},
     routes::query::{bib_in_path, not_found},
-    store::Outcome,
+    store::{Outcome, Scope},
 };
 
 /// The time and status routes.
@@ -61,8 +63,23 @@ struct TimesView {
 async fn get_times(
     State(state): State<AppState>,
     ApiPath(bib): ApiPath<String>,
-) -> Result<Json<TimesView>, ApiError> {
+    request: HeaderMap,
+    ApiQuery(query): ApiQuery<WaitQuery>,
+) -> Result<Response, ApiError> {
     let bib = bib_in_path(&bib)?;
+    // Any change may be this competitor's: the version of scope `all`.
+    let etag = match live::check(
+        &state,
+        &Scope::All.live_name(),
+        "json",
+        &request,
+        query.wait()?,
+    )
+    .await?
+    {
+        Freshness::Answer(response) => return Ok(response),
+        Freshness::Read { etag } => etag,
+    };
     let (times, status) = state
         .store
         .competitor_times(&bib)
@@ -95,11 +112,12 @@ async fn get_times(
             }
         })
         .collect();
-    Ok(Json(TimesView {
+    let view = TimesView {
         bib: bib.to_string(),
         status,
         checkpoints,
-    }))
+    };
+    Ok((live::headers(&etag), Json(view)).into_response())
 }
 
 /// Parses a time from a JSON value, naming the checkpoint in the error.

@@ -80,6 +80,11 @@ impl Connection {
     }
 
     /// Runs one operation on the shared connection, bounded by [`OP_TIMEOUT`].
+    /// The client, for connections of their own (the change subscription).
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub(super) async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: FnOnce(ConnectionManager) -> Fut,

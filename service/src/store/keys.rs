@@ -14,6 +14,10 @@
 //! | `untimed:all`, `untimed:{gender,category}:<v>` | sorted set | competitors with neither a time nor a status, score = entry order (from `untimed_seq`) |
 //! | `untimed_seq` | string | counter scoring the untimed sets, so entries are appended rather than inserted |
 //! | `competitors:all`, `competitors:{gender,category,country}:<v>` | sorted set | bibs for listings, score = `Bib::order_score` |
+//! | `live:version` | hash | scope (`all`, `gender:<g>`, `category:<c>`) → version of its last change (ETags, long polls) |
+//! | `live:seq` | string | the counter the versions are taken from (one order for all scopes) |
+//!
+//! Channel `live:changes`: one message per change, `<version> <scope> <scope> ...`.
 
 use std::fmt::Write;
 
@@ -35,6 +39,12 @@ const UNTIMED_SETS: &str = "untimed:";
 const UNTIMED_SEQ: &str = "untimed_seq";
 /// Prefix of the listing sets (`competitors:<scope>`).
 const LISTING: &str = "competitors:";
+/// Hash scope → version of its last change.
+pub const LIVE_VERSION: &str = "live:version";
+/// Counter the versions are taken from.
+const LIVE_SEQ: &str = "live:seq";
+/// Channel every change is announced on.
+pub const LIVE_CHANGES: &str = "live:changes";
 /// Scope suffixes.
 const ALL: &str = "all";
 const GENDER: &str = "gender:";
@@ -51,7 +61,8 @@ pub fn times(bib: &str) -> String {
     format!("{TIMES}{bib}")
 }
 
-fn scope_suffix(scope: Scope<'_>) -> String {
+/// A scope's suffix in rank and untimed keys, and its name in versions and change messages.
+pub fn scope_suffix(scope: Scope<'_>) -> String {
     match scope {
         Scope::All => ALL.to_owned(),
         Scope::Gender(g) => format!("{GENDER}{g}"),
@@ -109,6 +120,9 @@ pub fn lua_prelude() -> String {
         ("gender", GENDER),
         ("category", CATEGORY),
         ("country", COUNTRY),
+        ("live_version", LIVE_VERSION),
+        ("live_seq", LIVE_SEQ),
+        ("live_changes", LIVE_CHANGES),
     ] {
         let _ = writeln!(out, "  {name} = {},", lua_string(value));
     }

@@ -4,6 +4,7 @@
 //! - `keys`: every key name, defined once (and handed to the write script);
 //! - `connection`: the connection that survives Redis restarts and moves, bounded in time;
 //! - `results`: reading a ranking page;
+//! - `versions`: the scope versions behind ETags and the change channel behind long polls;
 //! - `mutate.lua`: the one write script, which changes a competitor's record or times and all
 //!   their ranking and listing entries in one atomic step (a results page never sees a time
 //!   without its ranking score).
@@ -16,6 +17,8 @@
 mod connection;
 pub mod keys;
 mod results;
+// Live reads: scope versions and the change channel (issue 12).
+mod versions;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -25,6 +28,7 @@ use self::connection::Connection;
 pub use self::{
     connection::OP_TIMEOUT,
     results::{OUT, RankedEntry, UNTIMED},
+    versions::{Change, Subscription},
 };
 use crate::{
     model::{Bib, Status},

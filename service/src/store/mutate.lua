@@ -108,6 +108,26 @@ local function current()
   return v[1], v[2], v[3]
 end
 
+-- Live reads (crate::live): each change bumps the version of every ranking scope it touches
+-- (scope names as above: 'all', 'gender:<g>', 'category:<c>') and announces it on a channel,
+-- so ETags change and long polls on any service process wake. One counter orders all versions.
+local function touch(...)
+  local v = redis.call('INCR', K.live_seq)
+  local fields, names, seen = {}, {}, {}
+  for _, list in ipairs({ ... }) do
+    for _, scope in ipairs(list) do
+      if not seen[scope] then
+        seen[scope] = true
+        names[#names + 1] = scope
+        fields[#fields + 1] = scope
+        fields[#fields + 1] = v
+      end
+    end
+  end
+  redis.call('HSET', K.live_version, unpack(fields))
+  redis.call('PUBLISH', K.live_changes, v .. ' ' .. table.concat(names, ' '))
+end
+
 local exists = redis.call('EXISTS', ckey) == 1
 
 if op == 'put' then
@@ -116,11 +136,13 @@ if op == 'put' then
   if (mode == 'replace' or mode == 'patch') and not exists then return 'missing' end
   local status = redis.call('HGET', STATUS, bib)
   local timed = redis.call('EXISTS', tkey) == 1
+  local old_scopes = {}
   if exists then
     -- Every ranking and listing entry of the old record (untimed and rank sets both, so
     -- entries written by an earlier version of this script go too).
     local g, c, co = current()
     local s = scopes(g, c)
+    old_scopes = s
     unrank(s)
     untimed_rem(s)
     for _, k in ipairs(listings(g, c, co)) do redis.call('ZREM', k, bib) end
@@ -143,6 +165,7 @@ if op == 'put' then
   for _, k in ipairs(listings(g, c, co)) do redis.call('ZADD', k, order, bib) end
   local s = scopes(g, c)
   if status or timed then rank(s, status) else untimed_add(s) end
+  touch(old_scopes, s)
   return 'ok'
 end
 
@@ -156,6 +179,7 @@ if op == 'delete' then
   redis.call('DEL', ckey, tkey)
   redis.call('HDEL', STATUS, bib)
   redis.call('HDEL', ROWS, bib)
+  touch(s)
   return 'ok'
 end
 
@@ -202,4 +226,5 @@ elseif was_untimed then
 else
   rank(s, status, only)
 end
+touch(s)
 return 'ok'

@@ -12,7 +12,7 @@ use std::{
 
 use reqwest::Method;
 use serde_json::Value;
-use timing_service::{AppState, app, race::Race, serve};
+use timing_service::{AppState, app, live::Live, race::Race, serve};
 
 /// A `redis-server` child process, killed on drop.
 pub struct Redis {
@@ -170,6 +170,8 @@ pub struct TestApp {
     pub redis: Redis,
     /// Token sent by [`TestApp::call`] when set.
     pub token: Option<String>,
+    /// The process's long-poll hub (to wait until a long poll is parked).
+    pub live: Live,
     client: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
 }
@@ -189,6 +191,23 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(race: Race, token: Option<&str>) -> TestApp {
     let redis = Redis::start();
     let state = AppState::new(&redis.url(), race, token.map(str::to_owned)).expect("state");
+    spawn_app_on(redis, state).await
+}
+
+/// A second service process (another API task) on a [`TestApp`]'s Redis; stops on drop.
+pub struct Peer {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn serve_state(state: AppState) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -196,10 +215,19 @@ pub async fn spawn_app_with(race: Race, token: Option<&str>) -> TestApp {
     let server = tokio::spawn(async move {
         let _ = serve(listener, app(state), std::future::pending()).await;
     });
+    (base, server)
+}
+
+/// Starts the service with `state` (built on `redis`).
+pub async fn spawn_app_on(redis: Redis, state: AppState) -> TestApp {
+    let token = state.token.as_deref().map(str::to_owned);
+    let live = state.live.clone();
+    let (base, server) = serve_state(state).await;
     TestApp {
         base,
         redis,
-        token: token.map(str::to_owned),
+        token,
+        live,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -209,6 +237,27 @@ pub async fn spawn_app_with(race: Race, token: Option<&str>) -> TestApp {
 }
 
 impl TestApp {
+    /// Starts another service process on this app's Redis, with the default race.
+    pub async fn peer(&self) -> Peer {
+        let state =
+            AppState::new(&self.redis.url(), Race::default(), self.token.clone()).expect("state");
+        let (base, server) = serve_state(state).await;
+        Peer { base, server }
+    }
+
+    /// Waits (up to 10 s) until `n` long polls are parked in this process.
+    pub async fn waiters(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.live.waiters() != n {
+            assert!(
+                Instant::now() < deadline,
+                "{} long polls waiting, expected {n}",
+                self.live.waiters()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Sends a request (JSON body if given, the app's token if set) and returns the status and
     /// the JSON answer (`Null` for an empty body).
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {

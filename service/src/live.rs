@@ -1,0 +1,308 @@
+//! Cheap live reads: ETags from the scope versions the write script keeps, `304 Not Modified`
+//! without reading any row, and long polling (`?wait=25s`) woken through Redis pub/sub.
+//!
+//! Every change bumps the version of each ranking scope it touches (`all`, `gender:<g>`,
+//! `category:<c>`; see `crate::store::versions`) and publishes it. A read's ETag is that
+//! version (plus the representation), read with one `HGET` before the content: when it equals
+//! the request's `If-None-Match`, the answer is 304 and no row is read.
+//!
+//! Long polling: with `?wait=<duration>` (at most [`MAX_WAIT`], under the 30 s of the gateway in
+//! front of the service) and a matching `If-None-Match`, the request waits until its scope
+//! changes or the wait ends, then answers 200 with the new content or 304. Each process keeps
+//! one subscriber connection to Redis ([`Live::start`]), whatever the number of waiters; it
+//! fans the announcements out to one `tokio::sync::watch` channel per scope, so a change wakes
+//! every waiter of that scope in every process sharing the Redis. A waiter costs one parked
+//! task and its connection (no Redis connection, no timer thread). Beyond [`Live`]'s waiter
+//! limit a long poll answers 503 with `Retry-After` at once rather than holding memory
+//! without bound: the limit protects the process, and 503 (not 429) says that the server,
+//! not that client, is busy.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Json,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use tokio::sync::watch;
+
+use crate::{
+    AppState,
+    error::ApiError,
+    race::Race,
+    store::{Scope, Store},
+};
+
+/// Longest long poll: under API Gateway's 30 s cut.
+pub const MAX_WAIT: Duration = Duration::from_secs(25);
+/// Default limit of waiting long polls per process.
+pub const DEFAULT_MAX_WAITERS: usize = 10_000;
+/// `Retry-After` of a long poll refused for the waiter limit, in seconds.
+pub const RETRY_AFTER_SECS: u64 = 2;
+/// `Cache-Control` of live data: caches may keep a copy but must revalidate it each time;
+/// revalidating is a 304 that costs one small Redis read.
+pub const CACHE_CONTROL: &str = "no-cache";
+/// Pause between attempts to (re)subscribe after Redis went away.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
+
+/// The per-process hub of long polls; cheap to clone.
+#[derive(Clone)]
+pub struct Live {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// One channel per scope name, created up front from the race definition (so no lock):
+    /// the value is the last announced version.
+    scopes: HashMap<String, watch::Sender<u64>>,
+    /// Bumped to wake every waiter: after a resubscription (announcements may have been
+    /// missed) and at shutdown (see `released`).
+    everyone: watch::Sender<u64>,
+    /// Set at shutdown: waiters answer at once instead of holding the drain.
+    released: watch::Sender<bool>,
+    waiters: AtomicUsize,
+    max_waiters: AtomicUsize,
+}
+
+impl Live {
+    /// A hub for the scopes of `race` with at most `max_waiters` long polls waiting at once.
+    pub fn new(race: &Race, max_waiters: usize) -> Self {
+        let names = std::iter::once(Scope::All.live_name())
+            .chain(race.genders.iter().map(|g| Scope::Gender(g).live_name()))
+            .chain(
+                race.categories
+                    .iter()
+                    .map(|c| Scope::Category(c).live_name()),
+            );
+        Self {
+            inner: Arc::new(Inner {
+                scopes: names.map(|name| (name, watch::Sender::new(0))).collect(),
+                everyone: watch::Sender::new(0),
+                released: watch::Sender::new(false),
+                waiters: AtomicUsize::new(0),
+                max_waiters: AtomicUsize::new(max_waiters),
+            }),
+        }
+    }
+
+    /// Starts the process's one subscriber task (on the current tokio runtime): it follows
+    /// Redis's change channel, resubscribing after a lost connection, until the hub is dropped.
+    pub fn start(&self, store: Store) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("no tokio runtime: long polls wake only when their wait ends");
+            return;
+        };
+        let hub = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            loop {
+                match store.subscribe_changes().await {
+                    Ok(mut subscription) => {
+                        // Changes made while unsubscribed were not announced: wake everyone
+                        // to compare versions again.
+                        match hub.upgrade() {
+                            Some(inner) => inner.everyone.send_modify(|n| *n += 1),
+                            None => return,
+                        }
+                        while let Some(change) = subscription.next().await {
+                            let Some(inner) = hub.upgrade() else { return };
+                            for scope in &change.scopes {
+                                if let Some(sender) = inner.scopes.get(scope) {
+                                    sender.send_replace(change.version);
+                                }
+                            }
+                        }
+                        tracing::warn!("lost the redis change subscription; resubscribing");
+                    }
+                    Err(err) => tracing::warn!(%err, "cannot subscribe to redis changes"),
+                }
+                if hub.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+            }
+        });
+    }
+
+    /// Releases every waiting long poll (they answer 304 at once) and lets no new one wait:
+    /// called at shutdown so draining does not wait for the long polls' full wait.
+    pub fn release_all(&self) {
+        self.inner.released.send_replace(true);
+    }
+
+    /// Changes the limit of waiting long polls.
+    pub fn set_max_waiters(&self, max_waiters: usize) {
+        self.inner.max_waiters.store(max_waiters, Ordering::Relaxed);
+    }
+
+    /// Long polls waiting now.
+    pub fn waiters(&self) -> usize {
+        self.inner.waiters.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one waiter while alive.
+struct WaiterSlot<'a>(&'a AtomicUsize);
+
+impl Drop for WaiterSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Parses `wait`: a duration such as `25s`, `1500ms` or `0.5s`, or a number of seconds;
+/// at most [`MAX_WAIT`].
+pub fn parse_wait(text: &str) -> Result<Duration, ApiError> {
+    let text = text.trim();
+    let duration = match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+            Duration::try_from_secs_f64(seconds).ok()
+        }
+        Ok(_) => None,
+        Err(_) => humantime::parse_duration(text).ok(),
+    }
+    .ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "invalid query string: `wait` must be a duration such as `25s` or `500ms`, got `{text}`"
+        ))
+    })?;
+    if duration > MAX_WAIT {
+        return Err(ApiError::Unprocessable(format!(
+            "`wait` must be at most {}s, got `{text}`",
+            MAX_WAIT.as_secs()
+        )));
+    }
+    Ok(duration)
+}
+
+/// The query of a live read that takes nothing but `wait`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    wait: Option<String>,
+}
+
+impl WaitQuery {
+    /// The parsed `wait`.
+    pub fn wait(&self) -> Result<Option<Duration>, ApiError> {
+        self.wait.as_deref().map(parse_wait).transpose()
+    }
+}
+
+/// The ETag of version `version` of a resource in representation `variant` (`json`, `csv`).
+pub fn etag(version: u64, variant: &str) -> String {
+    format!("\"{version}-{variant}\"")
+}
+
+/// Whether `If-None-Match` lists `etag` (weak comparison, `*` matches anything).
+fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// The caching headers of a live answer.
+pub fn headers(etag: &str) -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (
+            header::ETAG,
+            HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"0\"")),
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(CACHE_CONTROL),
+        ),
+    ]
+}
+
+fn not_modified(etag: &str) -> Response {
+    (StatusCode::NOT_MODIFIED, headers(etag)).into_response()
+}
+
+fn too_many_waiters(limit: usize) -> Response {
+    let body = serde_json::json!({
+        "error": format!("{limit} long polls are already waiting on this server; retry after {RETRY_AFTER_SECS} s"),
+        "code": "too_many_waiters",
+    });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
+}
+
+/// What a read answers.
+pub enum Freshness {
+    /// The client's copy is current: answer this (304, or 503 past the waiter limit).
+    Answer(Response),
+    /// Read the content and answer it with this ETag (the version was read before the content,
+    /// so a change in between gives the next request new content, never a stale 304).
+    Read {
+        /// The ETag to send with the content.
+        etag: String,
+    },
+}
+
+/// Decides a read of `scope` in representation `variant`: 304 when `If-None-Match` holds the
+/// current ETag (after waiting up to `wait` for a change), else read.
+pub async fn check(
+    state: &AppState,
+    scope: &str,
+    variant: &str,
+    request: &HeaderMap,
+    wait: Option<Duration>,
+) -> Result<Freshness, ApiError> {
+    let (store, inner) = (&state.store, &state.live.inner);
+    // Watch before reading the version, so a change right after the read still wakes us.
+    let channel = inner
+        .scopes
+        .get(scope)
+        .or_else(|| inner.scopes.get(&Scope::All.live_name()));
+    let mut changed = channel.map(watch::Sender::subscribe);
+    let mut everyone = inner.everyone.subscribe();
+    let mut released = inner.released.subscribe();
+    let etag = self::etag(store.version(scope).await?, variant);
+    if !none_match(request, &etag) {
+        return Ok(Freshness::Read { etag });
+    }
+    let wait = match wait {
+        Some(wait) if !wait.is_zero() && !*released.borrow_and_update() => wait,
+        _ => return Ok(Freshness::Answer(not_modified(&etag))),
+    };
+    let limit = inner.max_waiters.load(Ordering::Relaxed);
+    if inner.waiters.fetch_add(1, Ordering::Relaxed) >= limit {
+        inner.waiters.fetch_sub(1, Ordering::Relaxed);
+        return Ok(Freshness::Answer(too_many_waiters(limit)));
+    }
+    let _slot = WaiterSlot(&inner.waiters);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let scope_changed = async {
+            match changed.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            woken = scope_changed => if !woken { break },
+            result = everyone.changed() => if result.is_err() { break },
+            _ = released.changed() => break,
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+        let now = self::etag(store.version(scope).await?, variant);
+        if now != etag {
+            return Ok(Freshness::Read { etag: now });
+        }
+    }
+    Ok(Freshness::Answer(not_modified(&etag)))
+}
