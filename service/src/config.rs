@@ -1,7 +1,7 @@
 //! Command line and environment: every setting is an environment variable (ECS task
 //! definitions set those), with a matching flag for local runs.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +33,12 @@ pub struct Cli {
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 
+    /// After SIGTERM, keep accepting and answering for this long before stopping, so requests
+    /// routed from a stale service-discovery answer (API Gateway's view of Cloud Map lags a
+    /// stopping task) still succeed. With a unit: `10s`; at most 60s; `0s` stops at once.
+    #[arg(long, env = "SHUTDOWN_DRAIN", default_value = "0s", value_parser = parse_drain)]
+    pub shutdown_drain: Duration,
+
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -44,4 +50,34 @@ pub enum Command {
     /// Exit 0 if `GET /health` on the port of LISTEN_ADDR answers 200 within 2 s, 1 otherwise
     /// (the container health check: the image has no curl).
     Healthcheck,
+}
+
+/// The longest drain accepted: ECS allows a task at most 120 s between SIGTERM and SIGKILL,
+/// and in-flight requests need their own time after the drain.
+pub const MAX_SHUTDOWN_DRAIN: Duration = Duration::from_secs(60);
+
+/// Parses `SHUTDOWN_DRAIN` (`10s`, `1m`), at most [`MAX_SHUTDOWN_DRAIN`].
+fn parse_drain(text: &str) -> Result<Duration, String> {
+    let drain = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}`: {e} (write a unit, e.g. 10s)"))?;
+    if drain > MAX_SHUTDOWN_DRAIN {
+        return Err(format!(
+            "`{text}`: at most {}s",
+            MAX_SHUTDOWN_DRAIN.as_secs()
+        ));
+    }
+    Ok(drain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drain_needs_a_unit_and_stays_short() {
+        assert_eq!(parse_drain("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_drain("0s"), Ok(Duration::ZERO));
+        assert!(parse_drain("10").is_err());
+        assert!(parse_drain("2m").is_err());
+    }
 }

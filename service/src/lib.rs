@@ -110,8 +110,9 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// How long in-flight requests may take to finish after the shutdown signal (ECS waits
-/// `stopTimeout`, 30 s in the task definition, before SIGKILL).
+/// How long in-flight requests may take to finish once the service stops accepting (ECS waits
+/// `stopTimeout` after SIGTERM before SIGKILL: the task definition leaves room for the drain
+/// period, see [`after_drain`], and this).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting and lets
@@ -140,6 +141,20 @@ pub async fn serve(
             tracing::warn!("in-flight requests not finished within {} s; exiting", DRAIN_TIMEOUT.as_secs());
             Ok(())
         }
+    }
+}
+
+/// Completes `drain` after `signal` does. Passed to [`serve`] as its shutdown future, the
+/// service goes on accepting and answering during the drain: a stopping task is removed from
+/// Cloud Map first, but API Gateway may still route to it from an answer it read just before.
+pub async fn after_drain(signal: impl Future<Output = ()>, drain: Duration) {
+    signal.await;
+    if !drain.is_zero() {
+        tracing::info!(
+            "draining: still answering for {} s before shutting down",
+            drain.as_secs_f64()
+        );
+        tokio::time::sleep(drain).await;
     }
 }
 

@@ -5,7 +5,7 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
 use timing_service::{
-    AppState, app,
+    AppState, after_drain, app,
     config::{Cli, Command},
     healthcheck,
     race::Race,
@@ -100,9 +100,10 @@ async fn run(cli: Cli) -> ExitCode {
     };
     tracing::info!(addr = %cli.listen_addr, "listening");
     let live = state.live.clone();
+    let drain = cli.shutdown_drain;
     let shutdown = async move {
-        shutdown_signal().await;
-        // Waiting long polls answer now instead of holding the drain for up to 25 s.
+        after_drain(shutdown_signal(), drain).await;
+        // Waiting long polls answer now instead of holding the stop for up to 25 s.
         live.release_all();
     };
     match serve(listener, app(state), shutdown).await {

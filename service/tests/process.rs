@@ -1,4 +1,5 @@
-//! The real binary (`CARGO_BIN_EXE_timing-service`): graceful SIGTERM with a request in flight,
+//! The real binary (`CARGO_BIN_EXE_timing-service`): graceful SIGTERM with a request in flight
+//! and with requests arriving during the drain period,
 //! the `healthcheck` subcommand, start-up refusal of an invalid race definition, and Redis
 //! followed by its DNS name when it comes back at another address.
 
@@ -331,6 +332,73 @@ async fn sigterm_finishes_in_flight_request_and_exits_0() {
     for field in ["method=POST", "status=201", "latency_us="] {
         assert!(line.contains(field), "`{line}` lacks {field}");
     }
+}
+
+/// SIGTERM with a drain period (`SHUTDOWN_DRAIN`, as the task definition sets it): requests
+/// that arrive after the signal, on new connections, are still answered (as those API Gateway
+/// routes from a Cloud Map answer read just before ECS deregistered the task), a write among
+/// them; then the service stops accepting and exits 0.
+#[tokio::test]
+async fn sigterm_keeps_answering_new_requests_through_the_drain_period() {
+    let redis = Redis::start();
+    let mut command = Command::new(BIN);
+    command.env("SHUTDOWN_DRAIN", "3s");
+    let mut service = start_service_with(command, &redis.url()).await;
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    // The signal has been taken once the drain is logged.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !service
+        .stderr
+        .lock()
+        .map(|log| log.contains("draining"))
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "no drain logged within 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A fresh client: new connections, as from another gateway node.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let base = format!("http://127.0.0.1:{}", service.port);
+    let created = client
+        .post(format!("{base}/competitor"))
+        .json(&serde_json::json!({"bib": "7", "first_name": "Ada", "last_name": "Byron", "gender": "female", "country": "GBR", "category": "women40"}))
+        .send()
+        .await
+        .expect("a request during the drain is answered");
+    assert_eq!(created.status(), 201);
+    let health = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .expect("health during the drain");
+    assert_eq!(health.status(), 200);
+    assert!(
+        service.child.try_wait().expect("try_wait").is_none(),
+        "exited during the drain"
+    );
+
+    let status =
+        wait_exit(&mut service.child, Duration::from_secs(15)).expect("did not exit within 15 s");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", service.port))
+            .await
+            .is_err(),
+        "still accepting after the drain"
+    );
+    let log = service.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+    let drained = log.find("draining").expect("drain logged");
+    let shut = log.find("shutting down").expect("shutdown logged");
+    assert!(drained < shut, "{log}");
 }
 
 /// `timing-service healthcheck` exits 0 against a healthy service (listening on 0.0.0.0 is
