@@ -210,6 +210,25 @@ impl Race {
         self.checkpoints.last().map_or("", String::as_str)
     }
 
+    /// Checks the text value of a competitor field (the bib is checked by `Bib::parse`): at
+    /// most 200 characters; a gender or category the definition allows.
+    pub fn check_value(&self, field: &str, text: &str) -> Result<(), Invalid> {
+        if text.chars().count() > MAX_FIELD_CHARS {
+            return Err(Invalid(format!(
+                "field `{field}` is longer than {MAX_FIELD_CHARS} characters"
+            )));
+        }
+        for (name, allowed) in [("gender", &self.genders), ("category", &self.categories)] {
+            if field == name && !allowed.iter().any(|a| a == text) {
+                return Err(Invalid(format!(
+                    "unknown {name} `{text}`; allowed: {}",
+                    allowed.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Validates a competitor record against the definition and returns its fields in
     /// definition order (`bib` as text). With `partial`, a subset of the fields is accepted
     /// (a PATCH); otherwise every field must be present. Unknown fields, non-string values,
@@ -246,23 +265,7 @@ impl Race {
                 };
                 text.clone()
             };
-            if text.chars().count() > MAX_FIELD_CHARS {
-                return invalid(format!(
-                    "field `{field}` is longer than {MAX_FIELD_CHARS} characters"
-                ));
-            }
-            if field == "gender" && !self.genders.contains(&text) {
-                return invalid(format!(
-                    "unknown gender `{text}`; allowed: {}",
-                    self.genders.join(", ")
-                ));
-            }
-            if field == "category" && !self.categories.contains(&text) {
-                return invalid(format!(
-                    "unknown category `{text}`; allowed: {}",
-                    self.categories.join(", ")
-                ));
-            }
+            self.check_value(field, &text)?;
             out.push((field.clone(), text));
         }
         Ok(ValidCompetitor { bib, fields: out })

@@ -13,6 +13,8 @@ mod auth;
 mod competitors;
 /// The HTTP edge: auth scheme, media types, duplicate keys, early refusals, slow clients.
 mod edge;
+/// The start-list import: CSV and JSON, bad input, partial mode, upserts.
+mod import;
 /// Legacy routes with the original's example bodies.
 mod legacy;
 /// ETags, 304, long polls across processes, the waiter limit.

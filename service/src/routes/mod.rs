@@ -2,12 +2,14 @@
 //!
 //! - `legacy`: the proof of concept's routes (`/competitor`, `/settimes`, …);
 //! - `competitors`, `times`, `results`: the versioned API under `/api/v1`;
+//! - `import`: the start-list import (CSV or JSON);
 //! - `openapi`: `/api/v1/openapi.json` and `/api/v1/race`;
 //! - `health`: `/health` and `/ready`;
 //! - `query`: helpers shared by the groups (bibs in paths, pages, filters).
 
 pub mod competitors;
 pub mod health;
+pub mod import;
 pub mod legacy;
 pub mod openapi;
 pub mod query;
@@ -23,6 +25,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(legacy::router())
         .merge(competitors::router())
+        .merge(import::router())
         .merge(times::router())
         .merge(results::router())
         .merge(openapi::router())

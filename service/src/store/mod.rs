@@ -4,6 +4,7 @@
 //! - `keys`: every key name, defined once (and handed to the write script);
 //! - `connection`: the connection that survives Redis restarts and moves, bounded in time;
 //! - `results`: reading a ranking page;
+//! - `import` (with `import.lua`): writing a start list, new bibs in batches;
 //! - `versions`: the scope versions behind ETags and the change channel behind long polls;
 //! - `mutate.lua`: the one write script, which changes a competitor's record or times and all
 //!   their ranking and listing entries in one atomic step (a results page never sees a time
@@ -17,7 +18,8 @@
 mod connection;
 pub mod keys;
 mod results;
-// Live reads: scope versions and the change channel (issue 12).
+// Issue 12: the start-list import; scope versions and the change channel of live reads.
+mod import;
 mod versions;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -27,6 +29,7 @@ use redis::{Script, Value};
 use self::connection::Connection;
 pub use self::{
     connection::OP_TIMEOUT,
+    import::{ImportCounts, ImportRecord},
     results::{OUT, RankedEntry, UNTIMED},
     versions::{Change, Subscription},
 };

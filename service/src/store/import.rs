@@ -1,0 +1,112 @@
+//! Writing a validated start list (the import route, `crate::routes::import`): new bibs by
+//! `import.lua` in chunks, each chunk one call that batches its set entries; bibs that exist
+//! (or have times or a status already) through the ordinary upsert, many at once on the
+//! multiplexed connection (pipelined, not one round trip after another).
+
+use std::{collections::HashSet, sync::LazyLock};
+
+use futures::{StreamExt, TryStreamExt};
+use redis::Script;
+
+use super::{PutMode, Store, StoreError, keys};
+use crate::model::{Bib, Status};
+
+/// Competitors per `import.lua` call: a call holds Redis for about 5 ms, so other requests
+/// wait at most that long behind one.
+const CREATE_CHUNK: usize = 500;
+/// Upserts of existing competitors in flight at once.
+const UPSERTS_IN_FLIGHT: usize = 64;
+
+static IMPORT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}{}",
+        keys::lua_prelude(),
+        include_str!("import.lua")
+    ))
+});
+
+/// One validated row of a start list.
+#[derive(Debug, Clone)]
+pub struct ImportRecord {
+    /// The bib.
+    pub bib: Bib,
+    /// The fields in definition order (`bib` included), as `Race::validate_competitor` gives.
+    pub fields: Vec<(String, String)>,
+    /// `Some` when the file has a `status` column: the status to set (`None` clears it).
+    pub status: Option<Option<Status>>,
+}
+
+/// What an import wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    /// Competitors created.
+    pub created: usize,
+    /// Existing competitors replaced (times and status kept unless the file has a status).
+    pub updated: usize,
+}
+
+impl Store {
+    /// Upserts `records` (bibs unique, fields validated, every record with the same field
+    /// names in the same order). Not one transaction: a failure part-way leaves the rows
+    /// before it written, and importing the file again completes it (upserts are idempotent).
+    pub async fn import(&self, records: &[ImportRecord]) -> Result<ImportCounts, StoreError> {
+        let Some(first) = records.first() else {
+            return Ok(ImportCounts::default());
+        };
+        let names: Vec<&str> = first.fields.iter().map(|(name, _)| name.as_str()).collect();
+        let mut existing: HashSet<&str> = HashSet::new();
+        for chunk in records.chunks(CREATE_CHUNK) {
+            let mut call = IMPORT.prepare_invoke();
+            call.arg(names.len()).arg(&names);
+            for record in chunk {
+                call.arg(record.bib.as_str()).arg(record.bib.order_score());
+                for (_, value) in &record.fields {
+                    call.arg(value);
+                }
+            }
+            let skipped: Vec<String> = self
+                .conn
+                .run(|mut conn| async move { call.invoke_async(&mut conn).await })
+                .await?;
+            let skipped: HashSet<String> = skipped.into_iter().collect();
+            existing.extend(
+                chunk
+                    .iter()
+                    .map(|r| r.bib.as_str())
+                    .filter(|bib| skipped.contains(*bib)),
+            );
+        }
+        let counts = ImportCounts {
+            created: records.len() - existing.len(),
+            updated: existing.len(),
+        };
+        // Plain loops building the futures first: closures over borrowed records in a stream
+        // would not be `Send` for every lifetime, which axum's handlers need.
+        let mut upserts = Vec::with_capacity(existing.len());
+        for record in records {
+            if existing.contains(record.bib.as_str()) {
+                upserts.push(self.put_competitor(PutMode::Upsert, &record.bib, &record.fields));
+            }
+        }
+        futures::stream::iter(upserts)
+            .buffer_unordered(UPSERTS_IN_FLIGHT)
+            .try_collect::<Vec<_>>()
+            .await?;
+        // A new competitor has no status: only setting one, or clearing an existing one's,
+        // is a write.
+        let mut statuses = Vec::new();
+        for record in records {
+            let status = match record.status {
+                Some(Some(status)) => Some(status),
+                Some(None) if existing.contains(record.bib.as_str()) => None,
+                _ => continue,
+            };
+            statuses.push(self.set_status(&record.bib, status));
+        }
+        futures::stream::iter(statuses)
+            .buffer_unordered(UPSERTS_IN_FLIGHT)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(counts)
+    }
+}
