@@ -39,6 +39,15 @@ pub struct Cli {
     #[arg(long, env = "SHUTDOWN_DRAIN", default_value = "0s", value_parser = parse_drain)]
     pub shutdown_drain: Duration,
 
+    /// Time a request head may take to arrive in full; also how long an idle keep-alive
+    /// connection stays open (`10s`, `1m`).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Most connections open at once; more wait in the listen backlog until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = crate::server::MAX_CONNECTIONS, value_parser = clap::value_parser!(usize))]
+    pub max_connections: usize,
+
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,

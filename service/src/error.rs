@@ -37,6 +37,9 @@ pub enum ApiError {
     /// 409: creating a competitor whose bib is taken.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the request body did not arrive in full within the request's time bound.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 413: a body over the 64 KiB limit.
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -69,6 +72,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -84,6 +88,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict(_) => "conflict",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unprocessable(_) => "invalid",

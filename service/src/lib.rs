@@ -11,7 +11,8 @@
 //! - `live`: ETags, 304s and long polls woken through Redis pub/sub;
 //! - `error`: the error type every route answers with, and the extractors that produce it;
 //! - `json`: what a JSON request body is (media type, unique keys);
-//! - `auth`, `layers`: bearer-token check, request log line and time bound;
+//! - `auth`, `layers`: bearer-token check, request log line, time bound, unread bodies;
+//! - `server`: the HTTP/1.1 accept loop, its timeouts and connection limit, graceful shutdown;
 //! - `healthcheck`: the `healthcheck` subcommand used as the container health check.
 //!
 //! `main.rs` only reads the configuration and calls [`serve`]; tests call [`app`] / [`serve`]
@@ -27,16 +28,18 @@ pub mod live;
 pub mod model;
 pub mod race;
 pub mod routes;
+pub mod server;
 pub mod store;
 
-use std::{future::Future, io, sync::Arc, time::Duration};
+pub use server::{DRAIN_TIMEOUT, ServeOptions, after_drain, serve, serve_with, shutdown_signal};
+
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
     extract::{DefaultBodyLimit, Request},
     middleware,
 };
-use tokio::net::TcpListener;
 
 use crate::{error::ApiError, live::Live, race::Race, store::Store};
 
@@ -51,6 +54,9 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// The long polls of this process and their change subscription.
     pub live: Live,
+    /// Upper bound of a request, body upload included ([`layers::REQUEST_TIMEOUT`] unless a
+    /// test shortens it).
+    pub request_timeout: Duration,
 }
 
 impl AppState {
@@ -70,6 +76,7 @@ impl AppState {
             race,
             token: token.filter(|t| !t.is_empty()).map(Arc::from),
             live,
+            request_timeout: layers::REQUEST_TIMEOUT,
         })
     }
 
@@ -106,82 +113,9 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ))
-        .layer(middleware::from_fn(layers::log_and_bound))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            layers::log_and_bound,
+        ))
         .with_state(state)
-}
-
-/// How long in-flight requests may take to finish once the service stops accepting (ECS waits
-/// `stopTimeout` after SIGTERM before SIGKILL: the task definition leaves room for the drain
-/// period, see [`after_drain`], and this).
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish (at most [`DRAIN_TIMEOUT`]).
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections, finishing in-flight requests");
-        let _ = signalled_tx.send(());
-    });
-    let drain_bound = async move {
-        if signalled_rx.await.is_ok() {
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = server => result,
-        () = drain_bound => {
-            tracing::warn!("in-flight requests not finished within {} s; exiting", DRAIN_TIMEOUT.as_secs());
-            Ok(())
-        }
-    }
-}
-
-/// Completes `drain` after `signal` does. Passed to [`serve`] as its shutdown future, the
-/// service goes on accepting and answering during the drain: a stopping task is removed from
-/// Cloud Map first, but API Gateway may still route to it from an answer it read just before.
-pub async fn after_drain(signal: impl Future<Output = ()>, drain: Duration) {
-    signal.await;
-    if !drain.is_zero() {
-        tracing::info!(
-            "draining: still answering for {} s before shutting down",
-            drain.as_secs_f64()
-        );
-        tokio::time::sleep(drain).await;
-    }
-}
-
-/// Completes on SIGTERM (how ECS stops a task) or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(%err, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }

@@ -5,11 +5,11 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
 use timing_service::{
-    AppState, after_drain, app,
+    AppState, ServeOptions, after_drain, app,
     config::{Cli, Command},
     healthcheck,
     race::Race,
-    serve, shutdown_signal,
+    serve_with, shutdown_signal,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -106,7 +106,11 @@ async fn run(cli: Cli) -> ExitCode {
         // Waiting long polls answer now instead of holding the stop for up to 25 s.
         live.release_all();
     };
-    match serve(listener, app(state), shutdown).await {
+    let options = ServeOptions {
+        header_read_timeout: cli.header_read_timeout,
+        max_connections: cli.max_connections,
+    };
+    match serve_with(listener, app(state), shutdown, options).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

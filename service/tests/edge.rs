@@ -1,11 +1,82 @@
 //! The HTTP edge: the `Authorization` scheme, `Content-Type` as a media type, duplicate JSON
 //! keys, and how early refusals, stalled uploads and slow or idle connections are answered.
 
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
 use reqwest::Method;
 use serde_json::json;
-use timing_service::race::Race;
+use timing_service::{ServeOptions, race::Race};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
-use crate::common::{TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::{
+    common::{Redis, TestApp, assert_error, spawn_app, spawn_app_limited, spawn_app_with},
+    process::{BIN, start_service_with},
+};
+
+/// Bound of every wait for the server to answer or close in these tests (the limits under
+/// test are well below it).
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A raw connection to the app.
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .expect("connect")
+}
+
+/// Everything the server sends until it closes the connection, or `None` if it is still open
+/// after [`WAIT`].
+async fn read_until_closed(stream: &mut TcpStream) -> Option<String> {
+    let mut received = Vec::new();
+    match tokio::time::timeout(WAIT, stream.read_to_end(&mut received)).await {
+        Ok(Ok(_)) => Some(String::from_utf8_lossy(&received).into_owned()),
+        // A reset after the server gave up on the connection is a close too.
+        Ok(Err(_)) => Some(String::from_utf8_lossy(&received).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// One response head and body from a connection that stays open: reads until the body given
+/// by `content-length` is in, within [`WAIT`].
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let read = async {
+        loop {
+            let text = String::from_utf8_lossy(&received).to_ascii_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if received.len() >= end + 4 + length {
+                    return;
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before a whole response");
+            received.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("no whole response in time");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+fn short_header_timeout() -> ServeOptions {
+    ServeOptions {
+        header_read_timeout: Duration::from_millis(300),
+        ..ServeOptions::default()
+    }
+}
 
 fn ripley() -> serde_json::Value {
     json!({"bib": "123", "first_name": "Ellen", "last_name": "Ripley", "gender": "female",
@@ -169,4 +240,191 @@ async fn duplicate_keys_are_refused_on_every_route() {
     );
     assert_eq!(before, after);
     assert_eq!(app.get("/api/v1/competitors").await.1["total"], 1);
+}
+
+/// A client that sends half a request head and stops is disconnected once the header read
+/// timeout passes (before, the connection stayed open for ever).
+#[tokio::test]
+async fn half_sent_request_is_disconnected() {
+    let app = spawn_app_limited(Race::default(), None, None, short_header_timeout()).await;
+    for partial in [
+        "",
+        "GET /health HTTP/1.1\r\n",
+        "POST /competitor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty",
+    ] {
+        let mut stream = connect(&app).await;
+        stream.write_all(partial.as_bytes()).await.expect("write");
+        let answer = read_until_closed(&mut stream).await;
+        assert!(answer.is_some(), "{partial:?}: still open after {WAIT:?}");
+    }
+}
+
+/// A keep-alive connection that carries no new request is closed after the idle timeout.
+#[tokio::test]
+async fn idle_keep_alive_connection_is_closed() {
+    let app = spawn_app_limited(Race::default(), None, None, short_header_timeout()).await;
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_until_closed(&mut stream).await;
+    let answer = answer.expect("idle keep-alive connection still open");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+}
+
+/// A client that stops sending its body gets 408 with `Connection: close` when the request's
+/// time bound ends (it got 503 "store unavailable"), and nothing is stored.
+#[tokio::test]
+async fn stalled_upload_gets_408() {
+    let app = spawn_app_limited(
+        Race::default(),
+        None,
+        Some(Duration::from_millis(500)),
+        ServeOptions::default(),
+    )
+    .await;
+    for path in ["/competitor", "/api/v1/competitors"] {
+        let mut stream = connect(&app).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: 200\r\n\r\n{{\"bib\": \"1\","
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let answer = read_until_closed(&mut stream).await.expect("still open");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    }
+    assert_eq!(app.get("/api/v1/competitors").await.1["total"], 0);
+}
+
+/// An answer given before the request's body was read (401, 413, 415) says
+/// `Connection: close` and the server closes (the rest of the body would otherwise be read as
+/// the next request, or the client would send one on a connection hyper gives up on); an
+/// answer after the whole body keeps the connection open for the next request.
+#[tokio::test]
+async fn early_refusals_say_connection_close() {
+    let app = spawn_app_with(Race::default(), Some("s3cret-token")).await;
+    let body = ripley().to_string();
+    let big = format!("{{\"x\": \"{}\"}}", "x".repeat(70 * 1024));
+    let auth = "Authorization: Bearer s3cret-token\r\n";
+    // (auth header, content type, declared length, what is sent of the body, status): each
+    // body is still arriving, or not read at all, when the answer is given.
+    let cases = [
+        // No token: refused before the body is read.
+        ("", "application/json", 4096, body.as_str(), "401"),
+        // Not JSON: refused before the body is read.
+        (auth, "text/plain", 4096, body.as_str(), "415"),
+        // Over the limit: read up to it, not to the end.
+        (auth, "application/json", 1 << 20, big.as_str(), "413"),
+    ];
+    for (auth, content_type, length, body, status) in cases {
+        let mut stream = connect(&app).await;
+        let head = format!(
+            "POST /api/v1/competitors HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\
+             Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write head");
+        // The body may be refused half-way: a failed write is the server closing.
+        let _ = stream.write_all(body.as_bytes()).await;
+        let answer = read_until_closed(&mut stream)
+            .await
+            .unwrap_or_else(|| panic!("{status}: still open"));
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{status}: {answer}"
+        );
+    }
+
+    // Read to the end: the connection stays open and serves a second request.
+    let mut stream = connect(&app).await;
+    for _ in 0..2 {
+        let request = "PUT /api/v1/competitors/123/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Authorization: Bearer s3cret-token\r\nContent-Type: application/json\r\n\
+             Content-Length: 16\r\n\r\n{\"status\": null}";
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let answer = read_response(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+}
+
+/// Two thousand clients that each send half a request head at once cannot make the real
+/// binary hold more than `MAX_CONNECTIONS` connections (counted as its open file
+/// descriptors), each is disconnected in turn once the header timeout passes, and the service
+/// answers normally afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_bounded_and_dropped() {
+    const CLIENTS: usize = 2000;
+    const MAX_CONNECTIONS: usize = 500;
+    let redis = Redis::start();
+    let mut command = Command::new(BIN);
+    command
+        .env("MAX_CONNECTIONS", MAX_CONNECTIONS.to_string())
+        .env("HEADER_READ_TIMEOUT", "1s");
+    let service = start_service_with(command, &redis.url()).await;
+    let fd_dir = format!("/proc/{}/fd", service.child.id());
+    let open_fds = || std::fs::read_dir(&fd_dir).map_or(0, Iterator::count);
+    let baseline = open_fds();
+    let address = format!("127.0.0.1:{}", service.port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let address = address.clone();
+        clients.spawn(async move {
+            // Past the limit and the listen backlog a SYN waits for the kernel's retry.
+            let mut stream = loop {
+                match TcpStream::connect(&address).await {
+                    Ok(stream) => break stream,
+                    Err(_) if Instant::now() < deadline => tokio::task::yield_now().await,
+                    Err(err) => panic!("cannot connect: {err}"),
+                }
+            };
+            let _ = stream
+                .write_all(b"POST /competitor HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                .await;
+            let mut rest = Vec::new();
+            tokio::time::timeout_at(deadline.into(), stream.read_to_end(&mut rest))
+                .await
+                .is_ok()
+        });
+    }
+    let (mut closed, mut most_fds) = (0, 0);
+    while !clients.is_empty() {
+        most_fds = most_fds.max(open_fds());
+        tokio::select! {
+            done = clients.join_next() => {
+                if done.is_some_and(|d| d.expect("client task")) {
+                    closed += 1;
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    }
+    assert_eq!(closed, CLIENTS, "clients still connected after 60 s");
+    // The limit, plus what the process holds besides connections (Redis, a few spare).
+    assert!(
+        most_fds <= baseline + MAX_CONNECTIONS + 8,
+        "{most_fds} open file descriptors (baseline {baseline}, limit {MAX_CONNECTIONS})"
+    );
+    let health = reqwest::get(format!("http://{address}/health"))
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
 }

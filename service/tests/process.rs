@@ -14,12 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{Redis, free_port};
 
-const BIN: &str = env!("CARGO_BIN_EXE_timing-service");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_timing-service");
 
 /// The service as a child process, with its stderr collected; killed on drop.
-struct Service {
-    child: Child,
-    port: u16,
+pub(crate) struct Service {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -66,7 +66,7 @@ async fn start_service(redis: &Redis) -> Service {
 
 /// Starts `command` (the binary, or a wrapper that ends by running it) as the service on a
 /// free loopback port, and waits for `/health`.
-async fn start_service_with(mut command: Command, redis_url: &str) -> Service {
+pub(crate) async fn start_service_with(mut command: Command, redis_url: &str) -> Service {
     let port = free_port();
     let mut child = command
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))

@@ -12,7 +12,7 @@ use std::{
 
 use reqwest::Method;
 use serde_json::Value;
-use timing_service::{AppState, app, live::Live, race::Race, serve};
+use timing_service::{AppState, ServeOptions, app, live::Live, race::Race, serve_with};
 
 /// A `redis-server` child process, killed on drop.
 pub struct Redis {
@@ -194,6 +194,21 @@ pub async fn spawn_app_with(race: Race, token: Option<&str>) -> TestApp {
     spawn_app_on(redis, state).await
 }
 
+/// Starts the service with its request time bound (if given) and server limits set.
+pub async fn spawn_app_limited(
+    race: Race,
+    token: Option<&str>,
+    request_timeout: Option<Duration>,
+    options: ServeOptions,
+) -> TestApp {
+    let redis = Redis::start();
+    let mut state = AppState::new(&redis.url(), race, token.map(str::to_owned)).expect("state");
+    if let Some(limit) = request_timeout {
+        state.request_timeout = limit;
+    }
+    spawn_app_on_with(redis, state, options).await
+}
+
 /// A second service process (another API task) on a [`TestApp`]'s Redis; stops on drop.
 pub struct Peer {
     /// `http://127.0.0.1:<port>`.
@@ -207,22 +222,30 @@ impl Drop for Peer {
     }
 }
 
-async fn serve_state(state: AppState) -> (String, tokio::task::JoinHandle<()>) {
+async fn serve_state(
+    state: AppState,
+    options: ServeOptions,
+) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let server = tokio::spawn(async move {
-        let _ = serve(listener, app(state), std::future::pending()).await;
+        let _ = serve_with(listener, app(state), std::future::pending(), options).await;
     });
     (base, server)
 }
 
 /// Starts the service with `state` (built on `redis`).
 pub async fn spawn_app_on(redis: Redis, state: AppState) -> TestApp {
+    spawn_app_on_with(redis, state, ServeOptions::default()).await
+}
+
+/// Starts the service with `state` (built on `redis`) and server limits.
+pub async fn spawn_app_on_with(redis: Redis, state: AppState, options: ServeOptions) -> TestApp {
     let token = state.token.as_deref().map(str::to_owned);
     let live = state.live.clone();
-    let (base, server) = serve_state(state).await;
+    let (base, server) = serve_state(state, options).await;
     TestApp {
         base,
         redis,
@@ -241,7 +264,7 @@ impl TestApp {
     pub async fn peer(&self) -> Peer {
         let state =
             AppState::new(&self.redis.url(), Race::default(), self.token.clone()).expect("state");
-        let (base, server) = serve_state(state).await;
+        let (base, server) = serve_state(state, ServeOptions::default()).await;
         Peer { base, server }
     }
 
