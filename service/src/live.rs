@@ -211,9 +211,11 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
-/// The caching headers of a live answer.
-pub fn headers(etag: &str) -> [(header::HeaderName, HeaderValue); 2] {
+/// The caching headers of a live answer (`Vary: Accept`: results and listings answer CSV
+/// to `Accept: text/csv`).
+pub fn headers(etag: &str) -> [(header::HeaderName, HeaderValue); 3] {
     [
+        (header::VARY, HeaderValue::from_static("accept")),
         (
             header::ETAG,
             HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"0\"")),

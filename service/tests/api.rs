@@ -13,6 +13,8 @@ mod auth;
 mod competitors;
 /// The HTTP edge: auth scheme, media types, duplicate keys, early refusals, slow clients.
 mod edge;
+/// CSV exports against the JSON, and back through the import.
+mod export;
 /// The start-list import: CSV and JSON, bad input, partial mode, upserts.
 mod import;
 /// Legacy routes with the original's example bodies.

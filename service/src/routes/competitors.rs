@@ -18,7 +18,10 @@ use crate::{
     error::{ApiError, ApiPath, ApiQuery, JsonBody},
     live::{self, Freshness},
     model::Bib,
-    routes::query::{bib_in_path, known, not_found, page},
+    routes::{
+        export,
+        query::{bib_in_path, known, not_found, page},
+    },
     store::{Competitor, ListFilter, Outcome, PutMode, Scope},
 };
 
@@ -179,6 +182,8 @@ struct ListQuery {
     limit: Option<u64>,
     /// Long poll: with a matching `If-None-Match`, wait up to this long for a change.
     wait: Option<String>,
+    /// `csv` or `json` (default: `json`, or CSV when `Accept` lists `text/csv`).
+    format: Option<String>,
 }
 
 /// `GET /api/v1/competitors?category=&gender=&country=&offset=&limit=`: ordered by bib.
@@ -189,6 +194,7 @@ async fn list_competitors(
 ) -> Result<Response, ApiError> {
     let (offset, limit) = page(query.offset, query.limit)?;
     let wait = query.wait.as_deref().map(live::parse_wait).transpose()?;
+    let csv = export::wants_csv(query.format.as_deref(), &request)?;
     let filter = ListFilter {
         gender: known("gender", query.gender.as_deref(), &state.race.genders)?,
         category: known(
@@ -199,10 +205,23 @@ async fn list_competitors(
         country: query.country.as_deref(),
     };
     // Every change bumps scope `all`; a listing changes with any competitor.
-    let etag = match live::check(&state, &Scope::All.live_name(), "json", &request, wait).await? {
+    let variant = if csv { "csv" } else { "json" };
+    let etag = match live::check(&state, &Scope::All.live_name(), variant, &request, wait).await? {
         Freshness::Answer(response) => return Ok(response),
         Freshness::Read { etag } => etag,
     };
+    if csv {
+        let owned = export::OwnedFilter {
+            gender: filter.gender.map(str::to_owned),
+            category: filter.category.map(str::to_owned),
+            country: filter.country.map(str::to_owned),
+        };
+        let span = export::Span {
+            offset,
+            limit: query.limit,
+        };
+        return export::competitors(&state, owned, span, &etag).await;
+    }
     let (total, competitors) = state.store.list_competitors(filter, offset, limit).await?;
     let body = serde_json::json!({
         "total": total,

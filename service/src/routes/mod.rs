@@ -2,12 +2,13 @@
 //!
 //! - `legacy`: the proof of concept's routes (`/competitor`, `/settimes`, …);
 //! - `competitors`, `times`, `results`: the versioned API under `/api/v1`;
-//! - `import`: the start-list import (CSV or JSON);
+//! - `import`: the start-list import (CSV or JSON); `export`: results and start list as CSV;
 //! - `openapi`: `/api/v1/openapi.json` and `/api/v1/race`;
 //! - `health`: `/health` and `/ready`;
 //! - `query`: helpers shared by the groups (bibs in paths, pages, filters).
 
 pub mod competitors;
+pub mod export;
 pub mod health;
 pub mod import;
 pub mod legacy;

@@ -24,7 +24,10 @@ use crate::{
     error::{ApiError, ApiQuery},
     live::{self, Freshness},
     model::format_ms,
-    routes::query::{known, page},
+    routes::{
+        export,
+        query::{known, page},
+    },
     store::{RankedEntry, Scope},
 };
 
@@ -44,6 +47,8 @@ struct ResultsQuery {
     limit: Option<u64>,
     /// Long poll: with a matching `If-None-Match`, wait up to this long for a change.
     wait: Option<String>,
+    /// `csv` or `json` (default: `json`, or CSV when `Accept` lists `text/csv`).
+    format: Option<String>,
 }
 
 /// A row's competitor fields when their JSON is missing (a record written before
@@ -89,6 +94,7 @@ async fn results(
 ) -> Result<Response, ApiError> {
     let (offset, limit) = page(query.offset, query.limit)?;
     let wait = query.wait.as_deref().map(live::parse_wait).transpose()?;
+    let csv = export::wants_csv(query.format.as_deref(), &request)?;
     let race = &state.race;
     let checkpoint = race.checkpoint(query.checkpoint.as_deref().unwrap_or(race.finish()))?;
     if race.checkpoints.first().is_some_and(|c| c == checkpoint) {
@@ -108,10 +114,19 @@ async fn results(
             ));
         }
     };
-    let etag = match live::check(&state, &scope.live_name(), "json", &request, wait).await? {
+    let variant = if csv { "csv" } else { "json" };
+    let etag = match live::check(&state, &scope.live_name(), variant, &request, wait).await? {
         Freshness::Answer(response) => return Ok(response),
         Freshness::Read { etag } => etag,
     };
+    if csv {
+        // The whole ranking unless a page is asked for.
+        let span = export::Span {
+            offset,
+            limit: query.limit,
+        };
+        return export::results(&state, checkpoint, scope, span, &etag).await;
+    }
     let (total, entries) = state
         .store
         .results(checkpoint, scope, offset, limit)
