@@ -21,6 +21,8 @@ mod import;
 mod legacy;
 /// ETags, 304, long polls across processes, the waiter limit.
 mod live;
+/// The results page in headless chromium.
+mod page;
 /// The real binary: SIGTERM with a request in flight, `healthcheck`, invalid definition files,
 /// Redis followed by its DNS name to a new address.
 mod process;

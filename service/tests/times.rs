@@ -28,10 +28,10 @@ async fn v1_times_set_read_clear() {
     assert_eq!(
         view,
         json!({"bib": "7", "status": null, "checkpoints": [
-            {"checkpoint": "start", "time_of_day": "09:00:00.000", "elapsed_ms": 0, "elapsed": "00:00:00.000", "leg_ms": null, "leg": null},
-            {"checkpoint": "split1", "time_of_day": "09:20:00.500", "elapsed_ms": 1_200_500, "elapsed": "00:20:00.500", "leg_ms": 1_200_500, "leg": "00:20:00.500"},
-            {"checkpoint": "split2", "time_of_day": null, "elapsed_ms": null, "elapsed": null, "leg_ms": null, "leg": null},
-            {"checkpoint": "finish", "time_of_day": "10:00:01.000", "elapsed_ms": 3_601_000, "elapsed": "01:00:01.000", "leg_ms": null, "leg": null},
+            {"checkpoint": "start", "time_of_day": "09:00:00.000", "elapsed_ms": 0, "elapsed": "00:00:00.000", "leg_ms": null, "leg": null, "rank": null},
+            {"checkpoint": "split1", "time_of_day": "09:20:00.500", "elapsed_ms": 1_200_500, "elapsed": "00:20:00.500", "leg_ms": 1_200_500, "leg": "00:20:00.500", "rank": 1},
+            {"checkpoint": "split2", "time_of_day": null, "elapsed_ms": null, "elapsed": null, "leg_ms": null, "leg": null, "rank": null},
+            {"checkpoint": "finish", "time_of_day": "10:00:01.000", "elapsed_ms": 3_601_000, "elapsed": "01:00:01.000", "leg_ms": null, "leg": null, "rank": 1},
         ]})
     );
 
@@ -50,6 +50,51 @@ async fn v1_times_set_read_clear() {
         app.get("/gettimes/7").await.1,
         json!({"start": "09:00:00:000", "split2": "09:40:00:000"})
     );
+}
+
+/// Each checkpoint's `rank` is the competitor's rank in the whole field there (ties shared),
+/// null without a time there or out of the race.
+#[tokio::test]
+async fn v1_times_split_ranks() {
+    let app = spawn_app().await;
+    for (bib, split1, finish) in [
+        ("1", "10:20:00.000", "11:00:00.000"),
+        ("2", "10:10:00.000", "11:10:00.000"),
+        ("3", "10:10:00.000", "10:50:00.000"),
+    ] {
+        app.competitor(bib, "male", "men30").await;
+        app.times(
+            bib,
+            json!({"start": "10:00:00.000", "split1": split1, "finish": finish}),
+        )
+        .await;
+    }
+    app.competitor("4", "female", "women30").await;
+    app.times(
+        "4",
+        json!({"start": "10:00:00.000", "split1": "10:05:00.000"}),
+    )
+    .await;
+    let ranks = |view: &serde_json::Value| -> Vec<serde_json::Value> {
+        (0..4)
+            .map(|i| view["checkpoints"][i]["rank"].clone())
+            .collect()
+    };
+    let view = app.get("/api/v1/competitors/1/times").await.1;
+    assert_eq!(ranks(&view), [json!(null), json!(4), json!(null), json!(2)]);
+    let view = app.get("/api/v1/competitors/2/times").await.1;
+    assert_eq!(ranks(&view), [json!(null), json!(2), json!(null), json!(3)]);
+    let view = app.get("/api/v1/competitors/4/times").await.1;
+    assert_eq!(
+        ranks(&view),
+        [json!(null), json!(1), json!(null), json!(null)]
+    );
+    app.put("/api/v1/competitors/3/status", json!({"status": "DSQ"}))
+        .await;
+    let view = app.get("/api/v1/competitors/3/times").await.1;
+    assert_eq!(ranks(&view), vec![json!(null); 4]);
+    let view = app.get("/api/v1/competitors/1/times").await.1;
+    assert_eq!(ranks(&view), [json!(null), json!(3), json!(null), json!(1)]);
 }
 
 /// A finish after midnight is measured across it.

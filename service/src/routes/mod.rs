@@ -5,6 +5,7 @@
 //! - `import`: the start-list import (CSV or JSON); `export`: results and start list as CSV;
 //! - `openapi`: `/api/v1/openapi.json` and `/api/v1/race`;
 //! - `health`: `/health` and `/ready`;
+//! - `page`: the public results page at `/`;
 //! - `query`: helpers shared by the groups (bibs in paths, pages, filters).
 
 pub mod competitors;
@@ -13,6 +14,7 @@ pub mod health;
 pub mod import;
 pub mod legacy;
 pub mod openapi;
+pub mod page;
 pub mod query;
 pub mod results;
 pub mod times;
@@ -31,4 +33,5 @@ pub fn router() -> Router<AppState> {
         .merge(results::router())
         .merge(openapi::router())
         .merge(health::router())
+        .merge(page::router())
 }

@@ -49,6 +49,9 @@ struct CheckpointTime {
     elapsed: Option<String>,
     leg_ms: Option<u64>,
     leg: Option<String>,
+    /// Rank in the whole field at this checkpoint (null at the start, without a time, or
+    /// out of the race).
+    rank: Option<u64>,
 }
 
 /// A competitor's times.
@@ -86,6 +89,10 @@ async fn get_times(
         .await?
         .ok_or_else(|| not_found(&bib))?;
     let times: HashMap<String, u64> = times.into_iter().collect();
+    let ranks = state
+        .store
+        .split_ranks(&bib, &state.race.checkpoints)
+        .await?;
     let start = state
         .race
         .checkpoints
@@ -97,7 +104,8 @@ async fn get_times(
         .race
         .checkpoints
         .iter()
-        .map(|checkpoint| {
+        .zip(ranks)
+        .map(|(checkpoint, rank)| {
             let time = times.get(checkpoint).copied();
             let since = |from: Option<u64>| from.zip(time).map(|(f, t)| elapsed_ms(f, t));
             let (elapsed, leg) = (since(start), since(previous));
@@ -109,6 +117,7 @@ async fn get_times(
                 elapsed: elapsed.map(|e| format_ms(e, '.')),
                 leg_ms: leg,
                 leg: leg.map(|l| format_ms(l, '.')),
+                rank,
             }
         })
         .collect();

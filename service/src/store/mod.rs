@@ -5,6 +5,7 @@
 //! - `connection`: the connection that survives Redis restarts and moves, bounded in time;
 //! - `results`: reading a ranking page;
 //! - `import` (with `import.lua`): writing a start list, new bibs in batches;
+//! - `splits`: a competitor's rank at each checkpoint;
 //! - `versions`: the scope versions behind ETags and the change channel behind long polls;
 //! - `mutate.lua`: the one write script, which changes a competitor's record or times and all
 //!   their ranking and listing entries in one atomic step (a results page never sees a time
@@ -20,6 +21,7 @@ pub mod keys;
 mod results;
 // Issue 12: the start-list import; scope versions and the change channel of live reads.
 mod import;
+mod splits;
 mod versions;
 
 use std::{collections::BTreeMap, sync::Arc};
