@@ -20,7 +20,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -28,6 +28,7 @@ use std::{
 
 use axum::{
     Json,
+    body::Bytes,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -49,6 +50,8 @@ pub const RETRY_AFTER_SECS: u64 = 2;
 /// `Cache-Control` of live data: caches may keep a copy but must revalidate it each time;
 /// revalidating is a 304 that costs one small Redis read.
 pub const CACHE_CONTROL: &str = "no-cache";
+/// Rendered answers kept (a results page of 50 rows is about 12 KiB: 3 MiB at most).
+pub const RENDERED_ENTRIES: usize = 256;
 /// Pause between attempts to (re)subscribe after Redis went away.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
 
@@ -69,6 +72,8 @@ struct Inner {
     released: watch::Sender<bool>,
     waiters: AtomicUsize,
     max_waiters: AtomicUsize,
+    /// Rendered answers by request, each with the ETag it was rendered under.
+    rendered: Mutex<HashMap<String, (String, Bytes)>>,
 }
 
 impl Live {
@@ -88,6 +93,7 @@ impl Live {
                 released: watch::Sender::new(false),
                 waiters: AtomicUsize::new(0),
                 max_waiters: AtomicUsize::new(max_waiters),
+                rendered: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -139,6 +145,32 @@ impl Live {
     /// Changes the limit of waiting long polls.
     pub fn set_max_waiters(&self, max_waiters: usize) {
         self.inner.max_waiters.store(max_waiters, Ordering::Relaxed);
+    }
+
+    /// The answer rendered for `key` under `etag`, if it is still current: a page read by
+    /// many spectators (and by every long poll woken by the same change) is rendered once per
+    /// change.
+    pub fn rendered(&self, key: &str, etag: &str) -> Option<Bytes> {
+        let cache = self.inner.rendered.lock().ok()?;
+        cache
+            .get(key)
+            .filter(|(tag, _)| tag == etag)
+            .map(|(_, body)| body.clone())
+    }
+
+    /// Keeps the answer rendered for `key` under `etag` (at most [`RENDERED_ENTRIES`] answers;
+    /// past that, an arbitrary one makes room).
+    pub fn keep_rendered(&self, key: String, etag: String, body: Bytes) {
+        let Ok(mut cache) = self.inner.rendered.lock() else {
+            return;
+        };
+        if cache.len() >= RENDERED_ENTRIES
+            && !cache.contains_key(&key)
+            && let Some(old) = cache.keys().next().cloned()
+        {
+            cache.remove(&old);
+        }
+        cache.insert(key, (etag, body));
     }
 
     /// Long polls waiting now.
@@ -273,7 +305,8 @@ pub async fn check(
     let mut changed = channel.map(watch::Sender::subscribe);
     let mut everyone = inner.everyone.subscribe();
     let mut released = inner.released.subscribe();
-    let etag = self::etag(store.version(scope).await?, variant);
+    let version = store.version(scope).await?;
+    let etag = self::etag(version, variant);
     if !none_match(request, &etag) {
         return Ok(Freshness::Read { etag });
     }
@@ -291,19 +324,32 @@ pub async fn check(
     loop {
         let scope_changed = async {
             match changed.as_mut() {
-                Some(rx) => rx.changed().await.is_ok(),
+                Some(rx) => match rx.changed().await {
+                    Ok(()) => Some(*rx.borrow_and_update()),
+                    Err(_) => None,
+                },
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            woken = scope_changed => if !woken { break },
-            result = everyone.changed() => if result.is_err() { break },
+        // The announced version is the one Redis holds (the same `INCR`), so thousands of
+        // waiters woken at once need no read; after a resubscription they read it.
+        let now = tokio::select! {
+            announced = scope_changed => match announced {
+                Some(announced) if announced > version => announced,
+                Some(_) => continue, // announced before our read: nothing new
+                None => break,
+            },
+            result = everyone.changed() => match result {
+                Ok(()) => store.version(scope).await?,
+                Err(_) => break,
+            },
             _ = released.changed() => break,
             () = tokio::time::sleep_until(deadline) => break,
-        }
-        let now = self::etag(store.version(scope).await?, variant);
-        if now != etag {
-            return Ok(Freshness::Read { etag: now });
+        };
+        if now != version {
+            return Ok(Freshness::Read {
+                etag: self::etag(now, variant),
+            });
         }
     }
     Ok(Freshness::Answer(not_modified(&etag)))

@@ -218,3 +218,38 @@ async fn bad_waits_are_refused() {
     );
     assert_eq!(app.get("/api/v1/competitors?wait=1.5").await.0, 200);
 }
+
+/// Versions never repeat, even when Redis comes back empty: an ETag (or a page rendered) before
+/// cannot match the new content, and long polls still wake after the subscription returns.
+#[tokio::test]
+async fn etags_do_not_repeat_after_redis_comes_back_empty() {
+    let mut app = spawn_app().await;
+    app.competitor("1", "male", "men30").await;
+    let base = app.base.clone();
+    let (_, before, _, page) = conditional(&base, "/api/v1/results", None).await;
+    assert_eq!(page["total"], 1);
+    assert!(app.redis.restart(), "redis did not come back");
+    // The same number of writes as before the restart.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = app
+            .post(
+                "/api/v1/competitors",
+                json!({"bib": "2", "first_name": "A", "last_name": "B", "gender": "female",
+                       "country": "FI", "category": "women30"}),
+            )
+            .await;
+        if status == 201 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write after the restart: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, after, _, page) = conditional(&base, "/api/v1/results", Some(&before)).await;
+    assert_eq!(status, 200);
+    assert_ne!(after, before);
+    assert_eq!(page["results"][0]["bib"], "2");
+}

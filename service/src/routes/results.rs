@@ -12,6 +12,7 @@ use std::fmt::Write;
 
 use axum::{
     Router,
+    body::Bytes,
     extract::State,
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
@@ -127,6 +128,32 @@ async fn results(
         };
         return export::results(&state, checkpoint, scope, span, &etag).await;
     }
+    // Rendered once per change of the scope, however many read it.
+    let key = format!("{checkpoint} {} {offset} {limit}", scope.live_name());
+    let body = match state.live.rendered(&key, &etag) {
+        Some(body) => body,
+        None => {
+            let body = Bytes::from(render(&state, checkpoint, scope, offset, limit).await?);
+            state.live.keep_rendered(key, etag.clone(), body.clone());
+            body
+        }
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        live::headers(&etag),
+        body,
+    )
+        .into_response())
+}
+
+/// The JSON of a results page.
+async fn render(
+    state: &AppState,
+    checkpoint: &str,
+    scope: Scope<'_>,
+    offset: u64,
+    limit: u64,
+) -> Result<String, ApiError> {
     let (total, entries) = state
         .store
         .results(checkpoint, scope, offset, limit)
@@ -144,10 +171,5 @@ async fn results(
         write_row(&mut body, entry);
     }
     body.push_str("]}");
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        live::headers(&etag),
-        body,
-    )
-        .into_response())
+    Ok(body)
 }

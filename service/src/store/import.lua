@@ -88,6 +88,14 @@ if #rows > 0 then
   redis.call('SET', K.untimed_seq, seq)
   -- Live reads: one version for every scope this call touched (as mutate.lua's touch).
   local v = redis.call('INCR', K.live_seq)
+  if v == 1 then
+    -- A new or emptied Redis: versions restart from the clock (µs), above every version
+    -- handed out before, so no old ETag or cached page can match new content.
+    local now = redis.call('TIME')
+    v = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    redis.call('SET', K.live_seq, string.format('%d', v))
+  end
+  v = string.format('%d', v) -- as text: Lua would print a 16-digit number as 1.7e+15
   local fields = {}
   for _, scope in ipairs(touched_list) do
     fields[#fields + 1] = scope

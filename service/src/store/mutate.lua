@@ -113,6 +113,14 @@ end
 -- so ETags change and long polls on any service process wake. One counter orders all versions.
 local function touch(...)
   local v = redis.call('INCR', K.live_seq)
+  if v == 1 then
+    -- A new or emptied Redis: versions restart from the clock (µs), above every version
+    -- handed out before, so no old ETag or cached page can match new content.
+    local now = redis.call('TIME')
+    v = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    redis.call('SET', K.live_seq, string.format('%d', v))
+  end
+  v = string.format('%d', v) -- as text: Lua would print a 16-digit number as 1.7e+15
   local fields, names, seen = {}, {}, {}
   for _, list in ipairs({ ... }) do
     for _, scope in ipairs(list) do
