@@ -48,6 +48,11 @@ pub struct Cli {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = crate::server::MAX_CONNECTIONS, value_parser = clap::value_parser!(usize))]
     pub max_connections: usize,
 
+    /// Most long polls (`?wait=`) waiting at once in this process; past it a long poll
+    /// answers 503 with `Retry-After` at once.
+    #[arg(long, env = "MAX_WAITERS", default_value_t = crate::live::DEFAULT_MAX_WAITERS, value_parser = clap::value_parser!(usize))]
+    pub max_waiters: usize,
+
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,

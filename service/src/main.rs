@@ -74,7 +74,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     tracing::info!(checkpoints = ?race.checkpoints, "race definition loaded");
     let state = match AppState::new(&cli.redis_url, race, cli.api_token) {
-        Ok(state) => state,
+        Ok(state) => state.with_max_waiters(cli.max_waiters),
         Err(err) => {
             eprintln!("timing-service: invalid REDIS_URL: {err}");
             return ExitCode::from(2);

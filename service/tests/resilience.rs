@@ -118,6 +118,8 @@ async fn openapi_document_lists_every_route() {
     assert_eq!(doc["openapi"], "3.1.0");
     for (path, methods) in [
         ("/api/v1/competitors", &["get", "post"][..]),
+        ("/api/v1/competitors/import", &["post"]),
+        ("/", &["get"]),
         (
             "/api/v1/competitors/{bib}",
             &["get", "put", "patch", "delete"],
