@@ -21,6 +21,11 @@ pub struct Cli {
     #[arg(long, env = "TIMING_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
+    /// Named write tokens, `name:token,name:token`: the name of the one used is the write's
+    /// actor in the audit trail (beside TIMING_API_TOKEN, which is named `default`).
+    #[arg(long, env = "TIMING_API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<String>,
+
     /// Checkpoints file in the original's `db.json` shape; unset, the original's checkpoints.
     #[arg(long, env = "RACE_DB_FILE")]
     pub race_db_file: Option<PathBuf>,

@@ -50,8 +50,8 @@ pub struct AppState {
     pub store: Store,
     /// The race definition.
     pub race: Arc<Race>,
-    /// The bearer token writes need, if any.
-    pub token: Option<Arc<str>>,
+    /// The write credentials (none: writes are open).
+    pub credentials: Arc<auth::Credentials>,
     /// The long polls of this process and their change subscription.
     pub live: Live,
     /// Upper bound of a request, body upload included ([`layers::REQUEST_TIMEOUT`] unless a
@@ -60,7 +60,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state; an empty token counts as none. Inside a tokio runtime, it starts the
+    /// Builds the state with one write token (named `default`; empty counts as none). Inside a tokio runtime, it starts the
     /// process's subscription to Redis's change announcements (see `live`).
     pub fn new(
         redis_url: &str,
@@ -74,10 +74,18 @@ impl AppState {
         Ok(Self {
             store,
             race,
-            token: token.filter(|t| !t.is_empty()).map(Arc::from),
+            credentials: Arc::new(
+                auth::Credentials::parse(token.as_deref(), None).unwrap_or_default(),
+            ),
             live,
             request_timeout: layers::REQUEST_TIMEOUT,
         })
+    }
+
+    /// Replaces the write credentials (`TIMING_API_TOKEN` and `TIMING_API_TOKENS`).
+    pub fn with_credentials(mut self, credentials: auth::Credentials) -> Self {
+        self.credentials = Arc::new(credentials);
+        self
     }
 
     /// Sets the limit of long polls waiting at once in this process.

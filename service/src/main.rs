@@ -6,6 +6,7 @@ use std::{io::IsTerminal, process::ExitCode};
 use clap::Parser;
 use timing_service::{
     AppState, ServeOptions, after_drain, app,
+    auth::Credentials,
     config::{Cli, Command},
     healthcheck,
     race::Race,
@@ -73,19 +74,32 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     tracing::info!(checkpoints = ?race.checkpoints, "race definition loaded");
-    let state = match AppState::new(&cli.redis_url, race, cli.api_token) {
-        Ok(state) => state.with_max_waiters(cli.max_waiters),
+    let credentials = match Credentials::parse(cli.api_token.as_deref(), cli.api_tokens.as_deref())
+    {
+        Ok(credentials) => credentials,
+        Err(err) => {
+            eprintln!("timing-service: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let state = match AppState::new(&cli.redis_url, race, None) {
+        Ok(state) => state
+            .with_max_waiters(cli.max_waiters)
+            .with_credentials(credentials),
         Err(err) => {
             eprintln!("timing-service: invalid REDIS_URL: {err}");
             return ExitCode::from(2);
         }
     };
-    if state.token.is_none() {
+    if state.credentials.is_open() {
         tracing::warn!(
             "TIMING_API_TOKEN is not set: writes are open to anyone who can reach the port"
         );
+    } else {
+        tracing::info!(credentials = ?state.credentials.names(), "writes need one of these tokens");
     }
-    if let Err(err) = state.store.ping().await {
+    // The functions library is loaded now when Redis is up, else by the first write.
+    if let Err(err) = state.store.load_functions().await {
         tracing::warn!(%err, "redis is not answering yet; requests answer 503 until it does");
     }
     let listener = match tokio::net::TcpListener::bind(cli.listen_addr).await {

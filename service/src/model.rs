@@ -4,7 +4,7 @@
 //! Times of day are kept as milliseconds since midnight (`hh` may go up to 99, as in the
 //! original). An elapsed time is `to - from`; when `to` is earlier than `from` the race crossed
 //! midnight, so whole days are added until it is not negative (start 23:50, finish 00:10 →
-//! 20 minutes). The Lua script in `store/mutate.lua` applies the same rule.
+//! 20 minutes). The functions library `store/timing.lua` applies the same rule.
 
 use std::fmt;
 

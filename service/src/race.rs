@@ -31,11 +31,56 @@ pub struct RaceError {
     pub problem: String,
 }
 
+/// What results are ranked by when the query does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RankBy {
+    /// From each competitor's own start read (the wave's gun time without one).
+    #[default]
+    Net,
+    /// From the competitor's wave's gun time.
+    Gun,
+}
+
+impl RankBy {
+    /// `net` or `gun`, as in the query string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Net => "net",
+            Self::Gun => "gun",
+        }
+    }
+}
+
+/// How chip reads become times (USATF 165.4 / 245.1; the way RACE RESULT and RUFUS work).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadRules {
+    /// At the start, the last read from the wave's gun time to this long after it counts.
+    pub start_window_ms: u64,
+    /// At each checkpoint (race order; the start's entry unused), the first read at least
+    /// this long after the competitor's start counts.
+    pub min_time_ms: Vec<u64>,
+}
+
+/// Default start window: 30 minutes (the back of a big wave crosses the mat minutes late).
+pub const DEFAULT_START_WINDOW_MS: u64 = 30 * 60_000;
+/// Default minimum time from the start to any later checkpoint: 1 minute (a finish mat beside
+/// the start sees runners at the start).
+pub const DEFAULT_MIN_TIME_MS: u64 = 60_000;
+
+/// Competitor fields that may be omitted even when the definition lists them: `wave` (no
+/// wave) and `chip` (no chip).
+pub const OPTIONAL_FIELDS: [&str; 2] = ["wave", "chip"];
+
 /// The validated race definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Race {
     /// Checkpoint names in race order; the first is the start.
     pub checkpoints: Vec<String>,
+    /// Results' default ranking.
+    pub rank_by: RankBy,
+    /// The chip-read rules.
+    pub rules: ReadRules,
     /// The fields of a competitor record; always contains `bib`, `gender` and `category`.
     pub fields: Vec<String>,
     /// Allowed values of `gender`.
@@ -53,11 +98,17 @@ pub struct ValidCompetitor {
     pub fields: Vec<(String, String)>,
 }
 
-/// `db.json`.
+/// `db.json`: the original's checkpoint list, and optionally the ranking default and the
+/// read rules (times as `hh:mm:ss.SSS`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DbFile {
     allowed_checkpoints: Vec<String>,
+    #[serde(default)]
+    rank_by: RankBy,
+    start_window: Option<String>,
+    #[serde(default)]
+    min_times: std::collections::BTreeMap<String, String>,
 }
 
 /// `competitor.json`.
@@ -87,6 +138,11 @@ impl Default for Race {
     fn default() -> Self {
         Self {
             checkpoints: strings(&["start", "split1", "split2", "finish"]),
+            rank_by: RankBy::Net,
+            rules: ReadRules {
+                start_window_ms: DEFAULT_START_WINDOW_MS,
+                min_time_ms: vec![DEFAULT_MIN_TIME_MS; 4],
+            },
             fields: strings(&[
                 "bib",
                 "first_name",
@@ -156,6 +212,27 @@ impl Race {
                 c.is_ascii_alphanumeric() || matches!(c, '_' | '-')
             })
             .map_err(fail)?;
+            let duration = |what: &str, text: &str| {
+                crate::model::parse_time_of_day(text).map_err(|e| fail(format!("`{what}`: {e}")))
+            };
+            race.rules.start_window_ms = match &file.start_window {
+                Some(text) => duration("start_window", text)?,
+                None => DEFAULT_START_WINDOW_MS,
+            };
+            race.rules.min_time_ms = vec![DEFAULT_MIN_TIME_MS; file.allowed_checkpoints.len()];
+            for (checkpoint, text) in &file.min_times {
+                let Some(i) = file
+                    .allowed_checkpoints
+                    .iter()
+                    .position(|c| c == checkpoint)
+                else {
+                    return Err(fail(format!(
+                        "`min_times` names `{checkpoint}`, which is not in `allowed_checkpoints`"
+                    )));
+                };
+                race.rules.min_time_ms[i] = duration("min_times", text)?;
+            }
+            race.rank_by = file.rank_by;
             race.checkpoints = file.allowed_checkpoints;
         }
         if let Some(path) = competitor_file {
@@ -218,6 +295,15 @@ impl Race {
                 "field `{field}` is longer than {MAX_FIELD_CHARS} characters"
             )));
         }
+        // An optional field may be empty (absent); given, it is a name.
+        if OPTIONAL_FIELDS.contains(&field)
+            && !text.is_empty()
+            && (text.len() > 64 || !text.chars().all(name_char))
+        {
+            return Err(Invalid(format!(
+                "invalid {field} `{text}`: expected 1 to 64 characters of letters, digits, `_`, `-` or `+`"
+            )));
+        }
         for (name, allowed) in [("gender", &self.genders), ("category", &self.categories)] {
             if field == name && !allowed.iter().any(|a| a == text) {
                 return Err(Invalid(format!(
@@ -249,7 +335,7 @@ impl Race {
         let mut out = Vec::with_capacity(self.fields.len());
         for field in &self.fields {
             let Some(value) = body.get(field) else {
-                if partial {
+                if partial || OPTIONAL_FIELDS.contains(&field.as_str()) {
                     continue;
                 }
                 return invalid(format!("missing field `{field}`"));

@@ -23,6 +23,8 @@ mod legacy;
 mod live;
 /// The results page in headless chromium.
 mod page;
+/// Chip reads, waves, gun and net time, manual overrides, the audit trail (issue 11).
+mod passings;
 /// The real binary: SIGTERM with a request in flight, `healthcheck`, invalid definition files,
 /// Redis followed by its DNS name to a new address.
 mod process;

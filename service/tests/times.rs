@@ -27,11 +27,15 @@ async fn v1_times_set_read_clear() {
     assert_eq!(status, 200);
     assert_eq!(
         view,
-        json!({"bib": "7", "status": null, "checkpoints": [
-            {"checkpoint": "start", "time_of_day": "09:00:00.000", "elapsed_ms": 0, "elapsed": "00:00:00.000", "leg_ms": null, "leg": null, "rank": null},
-            {"checkpoint": "split1", "time_of_day": "09:20:00.500", "elapsed_ms": 1_200_500, "elapsed": "00:20:00.500", "leg_ms": 1_200_500, "leg": "00:20:00.500", "rank": 1},
-            {"checkpoint": "split2", "time_of_day": null, "elapsed_ms": null, "elapsed": null, "leg_ms": null, "leg": null, "rank": null},
-            {"checkpoint": "finish", "time_of_day": "10:00:01.000", "elapsed_ms": 3_601_000, "elapsed": "01:00:01.000", "leg_ms": null, "leg": null, "rank": 1},
+        json!({"bib": "7", "status": null, "wave": null, "gun_time": null, "checkpoints": [
+            {"checkpoint": "start", "time_of_day": "09:00:00.000", "manual": true, "elapsed_ms": 0, "elapsed": "00:00:00.000",
+             "net_ms": 0, "net": "00:00:00.000", "gun_ms": null, "gun": null, "leg_ms": null, "leg": null, "rank": null},
+            {"checkpoint": "split1", "time_of_day": "09:20:00.500", "manual": true, "elapsed_ms": 1_200_500, "elapsed": "00:20:00.500",
+             "net_ms": 1_200_500, "net": "00:20:00.500", "gun_ms": null, "gun": null, "leg_ms": 1_200_500, "leg": "00:20:00.500", "rank": 1},
+            {"checkpoint": "split2", "time_of_day": null, "manual": false, "elapsed_ms": null, "elapsed": null,
+             "net_ms": null, "net": null, "gun_ms": null, "gun": null, "leg_ms": null, "leg": null, "rank": null},
+            {"checkpoint": "finish", "time_of_day": "10:00:01.000", "manual": true, "elapsed_ms": 3_601_000, "elapsed": "01:00:01.000",
+             "net_ms": 3_601_000, "net": "01:00:01.000", "gun_ms": null, "gun": null, "leg_ms": null, "leg": null, "rank": 1},
         ]})
     );
 

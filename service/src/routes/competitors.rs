@@ -15,14 +15,15 @@ use serde_json::{Map, Value};
 
 use crate::{
     AppState,
+    auth::Actor,
     error::{ApiError, ApiPath, ApiQuery, JsonBody},
     live::{self, Freshness},
     model::Bib,
     routes::{
         export,
-        query::{bib_in_path, known, not_found, page},
+        query::{bib_in_path, known, not_found, page, written},
     },
-    store::{Competitor, ListFilter, Outcome, PutMode, Scope},
+    store::{Competitor, ListFilter, PutMode, Scope},
 };
 
 /// The competitor routes.
@@ -57,8 +58,8 @@ fn view(competitor: Competitor) -> Value {
     Value::Object(map)
 }
 
-/// The JSON of a record just written from validated fields.
-fn written(fields: Vec<(String, String)>) -> Value {
+/// The JSON of a record just created from validated fields.
+fn created(fields: Vec<(String, String)>) -> Value {
     view(Competitor {
         fields: fields.into_iter().collect(),
         status: None,
@@ -82,6 +83,7 @@ fn with_path_bib(mut body: Map<String, Value>, bib: &Bib) -> Result<Map<String, 
 /// `POST /api/v1/competitors`: 201, or 409 when the bib exists.
 async fn create_competitor(
     State(state): State<AppState>,
+    actor: Actor,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<(StatusCode, HeaderMap, Json<Value>), ApiError> {
     let valid = state.race.validate_competitor(&body, false)?;
@@ -89,22 +91,16 @@ async fn create_competitor(
     let bib = valid
         .bib
         .ok_or_else(|| ApiError::Unprocessable("missing field `bib`".into()))?;
-    match state
+    let outcome = state
         .store
-        .put_competitor(PutMode::Create, &bib, &fields)
-        .await?
-    {
-        Outcome::Exists => Err(ApiError::Conflict(format!(
-            "a competitor with bib `{bib}` already exists"
-        ))),
-        _ => {
-            let mut headers = HeaderMap::new();
-            if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/competitors/{bib}")) {
-                headers.insert(header::LOCATION, location);
-            }
-            Ok((StatusCode::CREATED, headers, Json(written(fields))))
-        }
+        .put_competitor(actor.as_str(), PutMode::Create, &bib, &fields)
+        .await?;
+    written(outcome, &bib)?;
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/competitors/{bib}")) {
+        headers.insert(header::LOCATION, location);
     }
+    Ok((StatusCode::CREATED, headers, Json(created(fields))))
 }
 
 /// `GET /api/v1/competitors/{bib}`.
@@ -127,24 +123,27 @@ async fn read(state: &AppState, bib: &Bib) -> Result<Json<Value>, ApiError> {
 /// status are kept).
 async fn replace_competitor(
     State(state): State<AppState>,
+    actor: Actor,
     ApiPath(bib): ApiPath<String>,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    update(&state, &bib, body, PutMode::Replace).await
+    update(&state, &actor, &bib, body, PutMode::Replace).await
 }
 
 /// `PATCH /api/v1/competitors/{bib}`: changes the given fields only.
 async fn patch_competitor(
     State(state): State<AppState>,
+    actor: Actor,
     ApiPath(bib): ApiPath<String>,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    update(&state, &bib, body, PutMode::Patch).await
+    update(&state, &actor, &bib, body, PutMode::Patch).await
 }
 
 /// Replaces or patches an existing competitor and answers the stored result.
 async fn update(
     state: &AppState,
+    actor: &Actor,
     bib: &str,
     body: Map<String, Value>,
     mode: PutMode,
@@ -153,22 +152,26 @@ async fn update(
     let body = with_path_bib(body, &bib)?;
     let partial = mode == PutMode::Patch;
     let fields = state.race.validate_competitor(&body, partial)?.fields;
-    match state.store.put_competitor(mode, &bib, &fields).await? {
-        Outcome::Missing => Err(not_found(&bib)),
-        _ => read(state, &bib).await,
-    }
+    let outcome = state
+        .store
+        .put_competitor(actor.as_str(), mode, &bib, &fields)
+        .await?;
+    written(outcome, &bib)?;
+    read(state, &bib).await
 }
 
 /// `DELETE /api/v1/competitors/{bib}`: removes the competitor, their times and rankings.
 async fn delete_competitor(
     State(state): State<AppState>,
+    actor: Actor,
     ApiPath(bib): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let bib = bib_in_path(&bib)?;
-    match state.store.delete_competitor(&bib).await? {
-        Outcome::Missing => Err(not_found(&bib)),
-        _ => Ok(StatusCode::NO_CONTENT),
-    }
+    written(
+        state.store.delete_competitor(actor.as_str(), &bib).await?,
+        &bib,
+    )?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Query of the competitor listing.

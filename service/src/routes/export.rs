@@ -191,6 +191,7 @@ enum Source {
     Results {
         checkpoint: String,
         scope: OwnedScope,
+        by_gun: bool,
     },
     Competitors {
         fields: Vec<String>,
@@ -207,9 +208,13 @@ impl Source {
         limit: u64,
     ) -> Result<(Bytes, u64), StoreError> {
         match self {
-            Self::Results { checkpoint, scope } => {
+            Self::Results {
+                checkpoint,
+                scope,
+                by_gun,
+            } => {
                 let (_, entries) = store
-                    .results(checkpoint, scope.scope(), offset, limit)
+                    .results(checkpoint, scope.scope(), *by_gun, offset, limit)
                     .await?;
                 Ok((
                     csv_block(entries.iter().map(result_record)),
@@ -313,12 +318,14 @@ pub async fn results(
     state: &AppState,
     checkpoint: &str,
     scope: Scope<'_>,
+    by_gun: bool,
     span: Span,
     etag: &str,
 ) -> Result<Response, ApiError> {
     let source = Source::Results {
         checkpoint: checkpoint.to_owned(),
         scope: OwnedScope::new(scope),
+        by_gun,
     };
     let name = format!("results-{checkpoint}");
     export(state, &name, &RESULT_COLUMNS, source, span, etag).await

@@ -506,6 +506,7 @@ fn format(headers: &HeaderMap, body: &[u8]) -> Result<Format, String> {
 /// `POST /api/v1/competitors/import`.
 async fn import(
     State(state): State<AppState>,
+    actor: crate::auth::Actor,
     ApiQuery(query): ApiQuery<ImportQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -541,7 +542,7 @@ async fn import(
     if !errors.is_empty() && query.mode == Mode::All {
         return Ok(invalid_file(errors, false));
     }
-    let counts = state.store.import(&records).await?;
+    let counts = state.store.import(actor.as_str(), &records).await?;
     let body = serde_json::json!({
         "created": counts.created,
         "updated": counts.updated,

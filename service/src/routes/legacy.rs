@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     AppState,
+    auth::Actor,
     error::{ApiError, ApiPath, JsonBody},
     model::{Bib, format_ms, parse_time_of_day},
     routes::query::bib_in_path,
@@ -44,6 +45,7 @@ fn message(text: String) -> Json<Value> {
 /// definition's fields.
 async fn create_competitor(
     State(state): State<AppState>,
+    actor: Actor,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let valid = state.race.validate_competitor(&body, false)?;
@@ -51,10 +53,21 @@ async fn create_competitor(
     let bib = valid
         .bib
         .ok_or_else(|| ApiError::Unprocessable("missing field `bib`".into()))?;
-    state
+    match state
         .store
-        .put_competitor(PutMode::Upsert, &bib, &fields)
-        .await?;
+        .put_competitor(actor.as_str(), PutMode::Upsert, &bib, &fields)
+        .await?
+    {
+        Outcome::UnknownWave(wave) => {
+            return Err(ApiError::Unprocessable(format!("unknown wave `{wave}`")));
+        }
+        Outcome::ChipTaken(holder) => {
+            return Err(ApiError::Conflict(format!(
+                "the chip is already competitor `{holder}`'s"
+            )));
+        }
+        _ => {}
+    }
     Ok((
         StatusCode::CREATED,
         message("OK. Competitor created ok".into()),
@@ -110,6 +123,7 @@ struct SetTimes {
 /// `POST /settimes`: every checkpoint must be given; `-1` leaves one unchanged.
 async fn set_times(
     State(state): State<AppState>,
+    actor: Actor,
     JsonBody(body): JsonBody<SetTimes>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let bib = Bib::from_json(&body.bib)?;
@@ -139,7 +153,11 @@ async fn set_times(
             }
         }
     }
-    match state.store.set_times(&bib, &changes).await? {
+    match state
+        .store
+        .set_times(actor.as_str(), &bib, &changes)
+        .await?
+    {
         Outcome::Missing => Err(not_found(&bib)),
         _ => Ok((
             StatusCode::CREATED,

@@ -1,7 +1,7 @@
 //! Helpers shared by several route groups: paths and query strings (bibs in a path, pages,
 //! filters by a known value) and the v1 "no such competitor" answer.
 
-use crate::{error::ApiError, model::Bib};
+use crate::{error::ApiError, model::Bib, store::Outcome};
 
 /// Default page size of listings and results.
 pub const DEFAULT_LIMIT: u64 = 50;
@@ -48,5 +48,23 @@ pub fn known<'a>(
             allowed.join(", ")
         ))),
         other => Ok(other),
+    }
+}
+
+/// A competitor write's outcome as an answer: `Ok` when done, the v1 error otherwise (404 no
+/// such competitor, 409 bib or chip taken, 422 unknown wave).
+pub fn written(outcome: Outcome, bib: &Bib) -> Result<Outcome, ApiError> {
+    match outcome {
+        Outcome::Missing => Err(not_found(bib)),
+        Outcome::Exists => Err(ApiError::Conflict(format!(
+            "a competitor with bib `{bib}` already exists"
+        ))),
+        Outcome::UnknownWave(wave) => Err(ApiError::Unprocessable(format!(
+            "unknown wave `{wave}`; create it first with PUT /api/v1/waves/{wave}"
+        ))),
+        Outcome::ChipTaken(holder) => Err(ApiError::Conflict(format!(
+            "the chip is already competitor `{holder}`'s"
+        ))),
+        done => Ok(done),
     }
 }

@@ -25,6 +25,7 @@ use crate::{
     error::{ApiError, ApiQuery},
     live::{self, Freshness},
     model::format_ms,
+    race::RankBy,
     routes::{
         export,
         query::{known, page},
@@ -46,6 +47,9 @@ struct ResultsQuery {
     checkpoint: Option<String>,
     offset: Option<u64>,
     limit: Option<u64>,
+    /// `net` (from each competitor's own start) or `gun` (from their wave's gun time); the
+    /// race definition's `rank_by` when absent.
+    by: Option<RankBy>,
     /// Long poll: with a matching `If-None-Match`, wait up to this long for a change.
     wait: Option<String>,
     /// `csv` or `json` (default: `json`, or CSV when `Accept` lists `text/csv`).
@@ -57,10 +61,11 @@ struct ResultsQuery {
 const NULL_FIELDS: &str =
     r#""first_name":null,"last_name":null,"gender":null,"category":null,"country":null"#;
 
-/// Appends one row: `{"rank", "bib", <row fields>, "elapsed_ms", "elapsed", "status"}`. The
-/// row fields are the JSON object `mutate.lua` stored, copied without parsing (the body is
-/// written by hand because parsing and re-serialising 50 records was most of the route's CPU).
-fn write_row(out: &mut String, entry: &RankedEntry) {
+/// Appends one row: `{"rank", "bib", <row fields>, "elapsed_ms", "elapsed", "gun_ms", "gun",
+/// "net_ms", "net", "status"}`. The row fields are the JSON object `timing.lua` stored, copied
+/// without parsing (the body is written by hand because parsing and re-serialising 50 records
+/// was most of the route's CPU).
+fn write_row(out: &mut String, entry: &RankedEntry, by: RankBy) {
     let fields = entry
         .row_json
         .as_deref()
@@ -68,16 +73,27 @@ fn write_row(out: &mut String, entry: &RankedEntry) {
         .filter(|inner| !inner.trim().is_empty())
         .unwrap_or(NULL_FIELDS);
     let number = |n: Option<u64>| n.map_or_else(|| "null".to_owned(), |n| n.to_string());
+    let text = |n: Option<u64>| {
+        n.map_or_else(
+            || "null".to_owned(),
+            |ms| format!("\"{}\"", format_ms(ms, '.')),
+        )
+    };
+    let (gun, net) = match by {
+        RankBy::Gun => (entry.elapsed_ms, entry.other_ms),
+        RankBy::Net => (entry.other_ms, entry.elapsed_ms),
+    };
     let _ = write!(
         out,
-        r#"{{"rank":{},"bib":{},{fields},"elapsed_ms":{},"elapsed":{},"status":{}}}"#,
+        r#"{{"rank":{},"bib":{},{fields},"elapsed_ms":{},"elapsed":{},"gun_ms":{},"gun":{},"net_ms":{},"net":{},"status":{}}}"#,
         number(entry.rank),
         json_string(&entry.bib),
         number(entry.elapsed_ms),
-        entry.elapsed_ms.map_or_else(
-            || "null".to_owned(),
-            |ms| format!("\"{}\"", format_ms(ms, '.'))
-        ),
+        text(entry.elapsed_ms),
+        number(gun),
+        text(gun),
+        number(net),
+        text(net),
         entry
             .status
             .map_or_else(|| "null".to_owned(), |s| format!("\"{}\"", s.as_str())),
@@ -120,20 +136,25 @@ async fn results(
         Freshness::Answer(response) => return Ok(response),
         Freshness::Read { etag } => etag,
     };
+    let by = query.by.unwrap_or(race.rank_by);
     if csv {
         // The whole ranking unless a page is asked for.
         let span = export::Span {
             offset,
             limit: query.limit,
         };
-        return export::results(&state, checkpoint, scope, span, &etag).await;
+        return export::results(&state, checkpoint, scope, by == RankBy::Gun, span, &etag).await;
     }
     // Rendered once per change of the scope, however many read it.
-    let key = format!("{checkpoint} {} {offset} {limit}", scope.live_name());
+    let key = format!(
+        "{checkpoint} {} {offset} {limit} {}",
+        scope.live_name(),
+        by.as_str()
+    );
     let body = match state.live.rendered(&key, &etag) {
         Some(body) => body,
         None => {
-            let body = Bytes::from(render(&state, checkpoint, scope, offset, limit).await?);
+            let body = Bytes::from(render(&state, checkpoint, scope, by, offset, limit).await?);
             state.live.keep_rendered(key, etag.clone(), body.clone());
             body
         }
@@ -151,24 +172,26 @@ async fn render(
     state: &AppState,
     checkpoint: &str,
     scope: Scope<'_>,
+    by: RankBy,
     offset: u64,
     limit: u64,
 ) -> Result<String, ApiError> {
     let (total, entries) = state
         .store
-        .results(checkpoint, scope, offset, limit)
+        .results(checkpoint, scope, by == RankBy::Gun, offset, limit)
         .await?;
     let mut body = String::with_capacity(128 + entries.len() * 224);
     let _ = write!(
         body,
-        r#"{{"total":{total},"checkpoint":{},"offset":{offset},"limit":{limit},"results":["#,
-        json_string(checkpoint)
+        r#"{{"total":{total},"checkpoint":{},"by":"{}","offset":{offset},"limit":{limit},"results":["#,
+        json_string(checkpoint),
+        by.as_str()
     );
     for (i, entry) in entries.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
-        write_row(&mut body, entry);
+        write_row(&mut body, entry, by);
     }
     body.push_str("]}");
     Ok(body)

@@ -5,8 +5,6 @@
 //! from the competitor's own start and the leg time from the previous checkpoint (null when
 //! either time is missing); a time earlier than the one it is measured from crossed midnight.
 
-use std::collections::HashMap;
-
 use axum::{
     Json, Router,
     extract::State,
@@ -19,11 +17,12 @@ use serde_json::{Map, Value};
 
 use crate::{
     AppState,
+    auth::Actor,
     error::{ApiError, ApiPath, ApiQuery, JsonBody},
     live::{self, Freshness, WaitQuery},
     model::{Bib, Status, elapsed_ms, format_ms, parse_time_of_day},
-    routes::query::{bib_in_path, not_found},
-    store::{Outcome, Scope},
+    routes::query::{bib_in_path, not_found, written},
+    store::Scope,
 };
 
 /// The time and status routes.
@@ -45,8 +44,17 @@ pub fn router() -> Router<AppState> {
 struct CheckpointTime {
     checkpoint: String,
     time_of_day: Option<String>,
+    /// Whether the time is manual (overrides the reads) rather than derived from them.
+    manual: bool,
+    /// Net time (the ranking default): from the competitor's own start, from the wave's gun
+    /// time without a start.
     elapsed_ms: Option<u64>,
     elapsed: Option<String>,
+    net_ms: Option<u64>,
+    net: Option<String>,
+    /// From the wave's gun time (null without one).
+    gun_ms: Option<u64>,
+    gun: Option<String>,
     leg_ms: Option<u64>,
     leg: Option<String>,
     /// Rank in the whole field at this checkpoint (null at the start, without a time, or
@@ -59,6 +67,9 @@ struct CheckpointTime {
 struct TimesView {
     bib: String,
     status: Option<Status>,
+    wave: Option<String>,
+    /// The wave's gun time of day.
+    gun_time: Option<String>,
     checkpoints: Vec<CheckpointTime>,
 }
 
@@ -83,12 +94,13 @@ async fn get_times(
         Freshness::Answer(response) => return Ok(response),
         Freshness::Read { etag } => etag,
     };
-    let (times, status) = state
+    let record = state
         .store
         .competitor_times(&bib)
         .await?
         .ok_or_else(|| not_found(&bib))?;
-    let times: HashMap<String, u64> = times.into_iter().collect();
+    let times = &record.times;
+    let gun = record.gun_ms;
     let ranks = state
         .store
         .split_ranks(&bib, &state.race.checkpoints)
@@ -108,22 +120,30 @@ async fn get_times(
         .map(|(checkpoint, rank)| {
             let time = times.get(checkpoint).copied();
             let since = |from: Option<u64>| from.zip(time).map(|(f, t)| elapsed_ms(f, t));
-            let (elapsed, leg) = (since(start), since(previous));
+            let (net, gun, leg) = (since(start.or(gun)), since(gun), since(previous));
             previous = time;
+            let text = |ms: Option<u64>| ms.map(|ms| format_ms(ms, '.'));
             CheckpointTime {
                 checkpoint: checkpoint.clone(),
-                time_of_day: time.map(|t| format_ms(t, '.')),
-                elapsed_ms: elapsed,
-                elapsed: elapsed.map(|e| format_ms(e, '.')),
+                time_of_day: text(time),
+                manual: record.manual.contains(checkpoint),
+                elapsed_ms: net,
+                elapsed: text(net),
+                net_ms: net,
+                net: text(net),
+                gun_ms: gun,
+                gun: text(gun),
                 leg_ms: leg,
-                leg: leg.map(|l| format_ms(l, '.')),
+                leg: text(leg),
                 rank,
             }
         })
         .collect();
     let view = TimesView {
         bib: bib.to_string(),
-        status,
+        status: record.status,
+        wave: record.wave.clone(),
+        gun_time: gun.map(|ms| format_ms(ms, '.')),
         checkpoints,
     };
     Ok((live::headers(&etag), Json(view)).into_response())
@@ -142,22 +162,25 @@ fn time_value(checkpoint: &str, value: &Value) -> Result<Option<u64>, ApiError> 
     }
 }
 
-/// Applies validated changes; 404 when the competitor does not exist.
+/// Applies validated manual times; 404 when the competitor does not exist.
 async fn apply(
     state: &AppState,
+    actor: &Actor,
     bib: &Bib,
     changes: &[(&str, Option<u64>)],
 ) -> Result<StatusCode, ApiError> {
-    match state.store.set_times(bib, changes).await? {
-        Outcome::Missing => Err(not_found(bib)),
-        _ => Ok(StatusCode::NO_CONTENT),
-    }
+    written(
+        state.store.set_times(actor.as_str(), bib, changes).await?,
+        bib,
+    )?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `PATCH /api/v1/competitors/{bib}/times` with `{"checkpoint": "hh:mm:ss.SSS" | null, ...}`:
 /// sets (or with null clears) several checkpoints at once, all or nothing.
 async fn set_times(
     State(state): State<AppState>,
+    actor: Actor,
     ApiPath(bib): ApiPath<String>,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<StatusCode, ApiError> {
@@ -172,7 +195,7 @@ async fn set_times(
         state.race.checkpoint(checkpoint)?;
         changes.push((checkpoint.as_str(), time_value(checkpoint, value)?));
     }
-    apply(&state, &bib, &changes).await
+    apply(&state, &actor, &bib, &changes).await
 }
 
 /// Body of `PUT .../times/{checkpoint}`.
@@ -197,27 +220,30 @@ fn checkpoint_path(state: &AppState, bib: &str, checkpoint: &str) -> Result<Bib,
 /// `PUT /api/v1/competitors/{bib}/times/{checkpoint}` with `{"time": "hh:mm:ss.SSS"}`.
 async fn set_time(
     State(state): State<AppState>,
+    actor: Actor,
     ApiPath((bib, checkpoint)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody<SetTime>,
 ) -> Result<StatusCode, ApiError> {
     let bib = checkpoint_path(&state, &bib, &checkpoint)?;
     let ms = time_value(&checkpoint, &Value::String(body.time))?;
-    apply(&state, &bib, &[(checkpoint.as_str(), ms)]).await
+    apply(&state, &actor, &bib, &[(checkpoint.as_str(), ms)]).await
 }
 
 /// `DELETE /api/v1/competitors/{bib}/times/{checkpoint}`: clears one checkpoint.
 async fn clear_time(
     State(state): State<AppState>,
+    actor: Actor,
     ApiPath((bib, checkpoint)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let bib = checkpoint_path(&state, &bib, &checkpoint)?;
-    apply(&state, &bib, &[(checkpoint.as_str(), None)]).await
+    apply(&state, &actor, &bib, &[(checkpoint.as_str(), None)]).await
 }
 
 /// `PUT /api/v1/competitors/{bib}/status` with `{"status": "DNS" | "DNF" | "DSQ" | null}`
 /// (null clears it; the field is required so an empty body cannot clear by accident).
 async fn set_status(
     State(state): State<AppState>,
+    actor: Actor,
     ApiPath(bib): ApiPath<String>,
     JsonBody(mut body): JsonBody<Map<String, Value>>,
 ) -> Result<StatusCode, ApiError> {
@@ -235,8 +261,9 @@ async fn set_status(
             "invalid status: {e}; expected \"DNS\", \"DNF\", \"DSQ\" or null"
         ))
     })?;
-    match state.store.set_status(&bib, status).await? {
-        Outcome::Missing => Err(not_found(&bib)),
-        _ => Ok(StatusCode::NO_CONTENT),
-    }
+    written(
+        state.store.set_status(actor.as_str(), &bib, status).await?,
+        &bib,
+    )?;
+    Ok(StatusCode::NO_CONTENT)
 }

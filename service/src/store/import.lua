@@ -1,18 +1,25 @@
 -- Bulk create for the start-list import (see store/import.rs). Creates many new competitors in
--- one call with the entries mutate.lua's `put` writes for a new competitor (record, results
--- row, listing and untimed entries, scope versions), but batched: one ZADD per set and one HSET
--- of the rows for the whole call instead of one per competitor. A bib that exists, or has
--- times or a status without a record (legacy data), is left alone and returned: the caller
--- upserts it through mutate.lua, which knows how to move existing entries.
+-- one call with the entries timing.lua's `put` writes for a new competitor (record, results
+-- row, listing and untimed entries, audit entry, scope versions), but batched: one ZADD per set
+-- and one HSET of the rows for the whole call instead of one per competitor. A bib that exists,
+-- or has times or a status without a record (legacy data), or carries a wave or a chip (whose
+-- indexes and checks are timing.lua's), is left alone and returned: the caller upserts it
+-- through timing.lua's `put`, which knows how to move existing entries.
 --
--- K (key names) is generated from store/keys.rs and prepended at load, as for mutate.lua.
--- ARGV: f, field_1 .. field_f, then per competitor: bib, order_score, value_1 .. value_f.
--- Returns the bibs left alone.
+-- K (key names) is generated from store/keys.rs and prepended at load, as for timing.lua.
+-- ARGV: actor, at (audit), seq (the untimed-set score to count up from, as timing.lua's, from
+-- the service's clock), f, field_1 .. field_f, then per competitor: bib, order_score,
+-- value_1 .. value_f. Returns the bibs left alone.
 
-local f = tonumber(ARGV[1])
+local actor, at = ARGV[1], ARGV[2]
+local f = tonumber(ARGV[4])
 local names = {}
-for i = 1, f do names[i] = ARGV[1 + i] end
--- The competitor fields of a results row, as in mutate.lua (routes/results.rs writes the
+for i = 1, f do names[i] = ARGV[4 + i] end
+local special = {}
+for j = 1, f do
+  if names[j] == 'wave' or names[j] == 'chip' then special[#special + 1] = j end
+end
+-- The competitor fields of a results row, as in timing.lua (routes/results.rs writes the
 -- row around them).
 local ROW_FIELDS = { 'first_name', 'last_name', 'gender', 'category', 'country' }
 local at = {}
@@ -32,7 +39,7 @@ local function add(key, score, bib)
   set[#set + 1] = bib
 end
 
-local seq = tonumber(redis.call('GET', K.untimed_seq) or '0')
+local seq = tonumber(ARGV[3])
 local touched, touched_list = {}, {}
 local function touch(scope)
   if not touched[scope] then
@@ -41,19 +48,33 @@ local function touch(scope)
   end
 end
 
-local p = 2 + f
+local p = 5 + f
 while p <= #ARGV do
   local bib, order = ARGV[p], ARGV[p + 1]
   local ckey = K.competitor .. bib
-  if redis.call('EXISTS', ckey, K.times .. bib) > 0 or redis.call('HEXISTS', K.status, bib) == 1 then
+  local has_special = false
+  for _, j in ipairs(special) do
+    if ARGV[p + 1 + j] ~= '' then has_special = true end
+  end
+  if has_special or redis.call('EXISTS', ckey, K.times .. bib) > 0
+    or redis.call('HEXISTS', K.status, bib) == 1 then
     skipped[#skipped + 1] = bib
   else
     local record = {}
+    local after = {}
     for j = 1, f do
-      record[#record + 1] = names[j]
-      record[#record + 1] = ARGV[p + 1 + j]
+      -- (an empty wave or chip, the only fields that may be empty, is an absent one)
+      if ARGV[p + 1 + j] ~= '' or (names[j] ~= 'wave' and names[j] ~= 'chip') then
+        record[#record + 1] = names[j]
+        record[#record + 1] = ARGV[p + 1 + j]
+        after[names[j]] = ARGV[p + 1 + j]
+      end
     end
     redis.call('HSET', ckey, unpack(record))
+    local entry = cjson.encode({ at = at, actor = actor, action = 'competitor.created', bib = bib,
+      before = cjson.null, after = after })
+    redis.call('LPUSH', K.audit, entry)
+    redis.call('LPUSH', K.audit_of .. bib, entry)
     local row = {}
     for i, field in ipairs(ROW_FIELDS) do
       row[field] = at[i] and ARGV[p + 1 + at[i]] or cjson.null
@@ -85,8 +106,7 @@ end
 if #rows > 0 then
   redis.call('HSET', K.rows, unpack(rows))
   for _, key in ipairs(order_of_sets) do redis.call('ZADD', key, unpack(sets[key])) end
-  redis.call('SET', K.untimed_seq, seq)
-  -- Live reads: one version for every scope this call touched (as mutate.lua's touch).
+  -- Live reads: one version for every scope this call touched (as timing.lua's touch).
   local v = redis.call('INCR', K.live_seq)
   if v == 1 then
     -- A new or emptied Redis: versions restart from the clock (µs), above every version

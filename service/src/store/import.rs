@@ -1,6 +1,7 @@
 //! Writing a validated start list (the import route, `crate::routes::import`): new bibs by
-//! `import.lua` in chunks, each chunk one call that batches its set entries; bibs that exist
-//! (or have times or a status already) through the ordinary upsert, many at once on the
+//! `import.lua` in chunks, each chunk one call that batches its set entries and writes each
+//! new competitor's audit entry; bibs that exist (or have times or a status already, or carry
+//! a `wave` or `chip`, whose indexes the `timing` library keeps) through the ordinary upsert, many at once on the
 //! multiplexed connection (pipelined, not one round trip after another).
 
 use std::{collections::HashSet, sync::LazyLock};
@@ -49,7 +50,11 @@ impl Store {
     /// Upserts `records` (bibs unique, fields validated, every record with the same field
     /// names in the same order). Not one transaction: a failure part-way leaves the rows
     /// before it written, and importing the file again completes it (upserts are idempotent).
-    pub async fn import(&self, records: &[ImportRecord]) -> Result<ImportCounts, StoreError> {
+    pub async fn import(
+        &self,
+        actor: &str,
+        records: &[ImportRecord],
+    ) -> Result<ImportCounts, StoreError> {
         let Some(first) = records.first() else {
             return Ok(ImportCounts::default());
         };
@@ -57,7 +62,11 @@ impl Store {
         let mut existing: HashSet<&str> = HashSet::new();
         for chunk in records.chunks(CREATE_CHUNK) {
             let mut call = IMPORT.prepare_invoke();
-            call.arg(names.len()).arg(&names);
+            call.arg(actor)
+                .arg(super::functions::now_rfc3339())
+                .arg(super::functions::sequence())
+                .arg(names.len())
+                .arg(&names);
             for record in chunk {
                 call.arg(record.bib.as_str()).arg(record.bib.order_score());
                 for (_, value) in &record.fields {
@@ -85,7 +94,12 @@ impl Store {
         let mut upserts = Vec::with_capacity(existing.len());
         for record in records {
             if existing.contains(record.bib.as_str()) {
-                upserts.push(self.put_competitor(PutMode::Upsert, &record.bib, &record.fields));
+                upserts.push(self.put_competitor(
+                    actor,
+                    PutMode::Upsert,
+                    &record.bib,
+                    &record.fields,
+                ));
             }
         }
         futures::stream::iter(upserts)
@@ -101,7 +115,7 @@ impl Store {
                 Some(None) if existing.contains(record.bib.as_str()) => None,
                 _ => continue,
             };
-            statuses.push(self.set_status(&record.bib, status));
+            statuses.push(self.set_status(actor, &record.bib, status));
         }
         futures::stream::iter(statuses)
             .buffer_unordered(UPSERTS_IN_FLIGHT)

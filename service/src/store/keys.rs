@@ -1,6 +1,6 @@
 //! Every Redis key name of the service, defined here once. Rust builds keys with these
-//! functions; the write script gets the same names from [`lua_prelude`], prepended to its
-//! source when the store loads it, so Lua never spells a key name of its own.
+//! functions; the Functions library (`timing.lua`) gets the same names from [`lua_prelude`],
+//! inserted into its source when the store loads it, so Lua never spells a key name of its own.
 //!
 //! | key | type | content |
 //! | --- | --- | --- |
@@ -18,6 +18,16 @@
 //! | `live:seq` | string | the counter the versions are taken from (one order for all scopes) |
 //!
 //! Channel `live:changes`: one message per change, `<version> <scope> <scope> ...`.
+//! | `gunrank:<checkpoint>:<scope>` | sorted set | like `rank:`, scored by gun time (from the wave's gun time) |
+//! | `start_lags` | hash | bib → ms from the wave's gun time to the competitor's start (0 without a start read); absent without a wave gun time |
+//! | `manual:<bib>` | hash | checkpoint → manual time of day in ms (overrides the reads) |
+//! | `reads:<bib>` | list | the competitor's raw reads as `<checkpoint index> <ms> <id>`, in order received |
+//! | `passings` | hash | read id → the raw read as received (JSON), never changed |
+//! | `passings_unmatched` | sorted set | ids of reads that matched no competitor, score = order received |
+//! | `chips` | hash | chip → bib |
+//! | `waves` | hash | wave name → gun time of day in ms |
+//! | `wave:<name>` | set | the wave's bibs |
+//! | `audit`, `audit:<bib>` | list | audit entries (JSON), newest first; all, and one competitor's |
 
 use std::fmt::Write;
 
@@ -45,6 +55,28 @@ pub const LIVE_VERSION: &str = "live:version";
 const LIVE_SEQ: &str = "live:seq";
 /// Channel every change is announced on.
 pub const LIVE_CHANGES: &str = "live:changes";
+/// Prefix of the gun-time rank sets (`gunrank:<checkpoint>:<scope>`).
+const GUN_RANK: &str = "gunrank:";
+/// Hash bib → start lag behind the wave's gun time.
+pub const LAGS: &str = "start_lags";
+/// Prefix of a competitor's manual times.
+const MANUAL: &str = "manual:";
+/// Prefix of a competitor's read index.
+const READS: &str = "reads:";
+/// Hash read id → raw read.
+pub const PASSINGS: &str = "passings";
+/// Sorted set of unmatched read ids.
+pub const UNMATCHED: &str = "passings_unmatched";
+/// Hash chip → bib.
+pub const CHIPS: &str = "chips";
+/// Hash wave → gun time.
+pub const WAVES: &str = "waves";
+/// Prefix of a wave's member set.
+const WAVE_MEMBERS: &str = "wave:";
+/// The audit list.
+pub const AUDIT: &str = "audit";
+/// Prefix of one competitor's audit list.
+const AUDIT_OF: &str = "audit:";
 /// Scope suffixes.
 const ALL: &str = "all";
 const GENDER: &str = "gender:";
@@ -70,9 +102,30 @@ pub fn scope_suffix(scope: Scope<'_>) -> String {
     }
 }
 
-/// The rank set of `scope` at `checkpoint`.
-pub fn rank(checkpoint: &str, scope: Scope<'_>) -> String {
-    format!("{RANK}{checkpoint}:{}", scope_suffix(scope))
+/// The rank set of `scope` at `checkpoint`, by net time (or by gun time with `gun`).
+pub fn rank(checkpoint: &str, scope: Scope<'_>, gun: bool) -> String {
+    let prefix = if gun { GUN_RANK } else { RANK };
+    format!("{prefix}{checkpoint}:{}", scope_suffix(scope))
+}
+
+/// `reads:<bib>`.
+pub fn reads(bib: &str) -> String {
+    format!("{READS}{bib}")
+}
+
+/// `manual:<bib>`.
+pub fn manual(bib: &str) -> String {
+    format!("{MANUAL}{bib}")
+}
+
+/// `wave:<name>`.
+pub fn wave_members(name: &str) -> String {
+    format!("{WAVE_MEMBERS}{name}")
+}
+
+/// The audit list of one competitor (`audit:<bib>`), or of everything.
+pub fn audit(bib: Option<&str>) -> String {
+    bib.map_or_else(|| AUDIT.to_owned(), |bib| format!("{AUDIT_OF}{bib}"))
 }
 
 /// The untimed set of `scope`: its competitors with neither a time nor a status.
@@ -99,7 +152,7 @@ pub fn listings(filter: ListFilter<'_>) -> Vec<String> {
 }
 
 /// A Lua string literal (key names are plain ASCII; quotes and backslashes escaped anyway).
-fn lua_string(text: &str) -> String {
+pub fn lua_string(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
@@ -123,6 +176,17 @@ pub fn lua_prelude() -> String {
         ("live_version", LIVE_VERSION),
         ("live_seq", LIVE_SEQ),
         ("live_changes", LIVE_CHANGES),
+        ("gun_rank", GUN_RANK),
+        ("lags", LAGS),
+        ("manual", MANUAL),
+        ("reads", READS),
+        ("passings", PASSINGS),
+        ("unmatched", UNMATCHED),
+        ("chips", CHIPS),
+        ("waves", WAVES),
+        ("wave_members", WAVE_MEMBERS),
+        ("audit", AUDIT),
+        ("audit_of", AUDIT_OF),
     ] {
         let _ = writeln!(out, "  {name} = {},", lua_string(value));
     }
@@ -139,9 +203,10 @@ mod tests {
     fn names() {
         assert_eq!(competitor("7"), "competitor:7");
         assert_eq!(
-            rank("finish", Scope::Gender("male")),
+            rank("finish", Scope::Gender("male"), false),
             "rank:finish:gender:male"
         );
+        assert_eq!(rank("finish", Scope::All, true), "gunrank:finish:all");
         assert_eq!(untimed(Scope::All), "untimed:all");
         assert_eq!(
             listings(ListFilter {

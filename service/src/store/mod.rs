@@ -1,15 +1,16 @@
 //! All Redis access: one method per query or write. No other module builds a key or sends a
 //! command.
 //!
-//! - `keys`: every key name, defined once (and handed to the write script);
+//! - `keys`: every key name, defined once (and handed to the functions library);
 //! - `connection`: the connection that survives Redis restarts and moves, bounded in time;
+//! - `functions`: the Redis Functions library `timing.lua`, loaded once, called by `FCALL`;
+//! - `writes`: every write, one atomic function call each (record, raw reads, manual and
+//!   derived times, rankings and the audit entry change together);
+//! - `timing`: reading waves, raw reads, a competitor's times and the audit trail;
 //! - `results`: reading a ranking page;
 //! - `import` (with `import.lua`): writing a start list, new bibs in batches;
 //! - `splits`: a competitor's rank at each checkpoint;
-//! - `versions`: the scope versions behind ETags and the change channel behind long polls;
-//! - `mutate.lua`: the one write script, which changes a competitor's record or times and all
-//!   their ranking and listing entries in one atomic step (a results page never sees a time
-//!   without its ranking score).
+//! - `versions`: the scope versions behind ETags and the change channel behind long polls.
 //!
 //! A results page is two pipelined round trips: `ZCARD`s, a `ZCOUNT` and a `ZRANGE` of the rank
 //! set, then `ZCOUNT` + one `HMGET` of `competitor_rows` for all the page's rows, whose JSON the
@@ -17,23 +18,28 @@
 //! reads its untimed and out-of-race parts in one more round trip between them).
 
 mod connection;
+mod functions;
 pub mod keys;
 mod results;
 // Issue 12: the start-list import; scope versions and the change channel of live reads.
 mod import;
 mod splits;
+mod timing;
 mod versions;
+mod writes;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use redis::{Script, Value};
+use redis::Value;
 
 use self::connection::Connection;
 pub use self::{
     connection::OP_TIMEOUT,
     import::{ImportCounts, ImportRecord},
     results::{OUT, RankedEntry, UNTIMED},
+    timing::{AuditPage, CompetitorTimes, Wave},
     versions::{Change, Subscription},
+    writes::{Assigned, Read},
 };
 use crate::{
     model::{Bib, Status},
@@ -52,14 +58,22 @@ pub enum StoreError {
 }
 
 /// The result of a write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Done.
+    /// Done (an existing thing changed).
     Done,
-    /// No competitor with this bib.
+    /// Done, and it did not exist before.
+    Created,
+    /// No competitor (or wave) with this name.
     Missing,
     /// A create found the bib taken.
     Exists,
+    /// The competitor names a wave that does not exist.
+    UnknownWave(String),
+    /// The chip belongs to this other competitor.
+    ChipTaken(String),
+    /// The wave still has this many competitors.
+    InUse(u64),
 }
 
 /// How a competitor record is written.
@@ -121,8 +135,8 @@ pub struct ListFilter<'a> {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Connection>,
-    mutate: Arc<Script>,
-    race: Arc<Race>,
+    /// The functions library's source for this race.
+    library: Arc<str>,
 }
 
 fn parse_err(err: impl std::fmt::Display) -> StoreError {
@@ -133,38 +147,10 @@ impl Store {
     /// Creates the store without connecting: the first request connects, so the service starts
     /// (and answers `/health`) while Redis is still coming up.
     pub fn new(redis_url: &str, race: Arc<Race>) -> Result<Self, redis::RedisError> {
-        let source = format!("{}{}", keys::lua_prelude(), include_str!("mutate.lua"));
         Ok(Self {
             conn: Arc::new(Connection::new(redis_url)?),
-            mutate: Arc::new(Script::new(&source)),
-            race,
+            library: Arc::from(functions::library_source(&race)),
         })
-    }
-
-    /// Runs `mutate.lua` with the op, the bib, its order score, the checkpoints and the op's
-    /// arguments.
-    async fn mutate(&self, op: &str, bib: &Bib, args: &[&str]) -> Result<Outcome, StoreError> {
-        let mut call = self.mutate.prepare_invoke();
-        call.arg(op)
-            .arg(bib.as_str())
-            .arg(bib.order_score())
-            .arg(self.race.checkpoints.len());
-        for checkpoint in &self.race.checkpoints {
-            call.arg(checkpoint);
-        }
-        for arg in args {
-            call.arg(*arg);
-        }
-        let reply: String = self
-            .conn
-            .run(|mut conn| async move { call.invoke_async(&mut conn).await })
-            .await?;
-        match reply.as_str() {
-            "ok" => Ok(Outcome::Done),
-            "missing" => Ok(Outcome::Missing),
-            "exists" => Ok(Outcome::Exists),
-            other => Err(parse_err(format!("mutate.lua answered `{other}`"))),
-        }
     }
 
     /// Answers when Redis answers `PING`.
@@ -173,54 +159,6 @@ impl Store {
         pipe.cmd("PING");
         let _: (String,) = self.conn.query(&pipe).await?;
         Ok(())
-    }
-
-    /// Writes a competitor record (validated by the caller, fields in definition order).
-    pub async fn put_competitor(
-        &self,
-        mode: PutMode,
-        bib: &Bib,
-        fields: &[(String, String)],
-    ) -> Result<Outcome, StoreError> {
-        let mut args = vec![mode.as_str()];
-        for (name, value) in fields {
-            args.push(name);
-            args.push(value);
-        }
-        self.mutate("put", bib, &args).await
-    }
-
-    /// Deletes a competitor with their times, status and ranking entries.
-    pub async fn delete_competitor(&self, bib: &Bib) -> Result<Outcome, StoreError> {
-        self.mutate("delete", bib, &[]).await
-    }
-
-    /// Sets (`Some(ms)`) or clears (`None`) times, all at once, and re-ranks the competitor.
-    pub async fn set_times(
-        &self,
-        bib: &Bib,
-        changes: &[(&str, Option<u64>)],
-    ) -> Result<Outcome, StoreError> {
-        let values: Vec<String> = changes
-            .iter()
-            .map(|(_, ms)| ms.map(|ms| ms.to_string()).unwrap_or_default())
-            .collect();
-        let mut args = Vec::with_capacity(changes.len() * 2);
-        for ((checkpoint, _), value) in changes.iter().zip(&values) {
-            args.push(*checkpoint);
-            args.push(value.as_str());
-        }
-        self.mutate("times", bib, &args).await
-    }
-
-    /// Sets or clears a competitor's status and re-ranks them.
-    pub async fn set_status(
-        &self,
-        bib: &Bib,
-        status: Option<Status>,
-    ) -> Result<Outcome, StoreError> {
-        self.mutate("status", bib, &[status.map_or("", Status::as_str)])
-            .await
     }
 
     /// A competitor's record and status.
@@ -242,25 +180,6 @@ impl Store {
         pipe.zrange_withscores(keys::times(bib.as_str()), 0, -1);
         let (times,): (Vec<(String, f64)>,) = self.conn.query(&pipe).await?;
         Ok(times.into_iter().map(|(c, ms)| (c, ms as u64)).collect())
-    }
-
-    /// A competitor's times and status; `None` when the competitor does not exist.
-    pub async fn competitor_times(
-        &self,
-        bib: &Bib,
-    ) -> Result<Option<(Vec<(String, u64)>, Option<Status>)>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.exists(keys::competitor(bib.as_str()))
-            .zrange_withscores(keys::times(bib.as_str()), 0, -1)
-            .hget(keys::STATUS, bib.as_str());
-        let (exists, times, status): (bool, Vec<(String, f64)>, Option<String>) =
-            self.conn.query(&pipe).await?;
-        Ok(exists.then(|| {
-            (
-                times.into_iter().map(|(c, ms)| (c, ms as u64)).collect(),
-                status.as_deref().and_then(Status::from_stored),
-            )
-        }))
     }
 
     /// A page of competitors (ordered by bib) matching `filter`, and the number matching.

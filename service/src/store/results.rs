@@ -26,11 +26,14 @@ pub struct RankedEntry {
     pub bib: String,
     /// Rank within the scope, `None` when unranked.
     pub rank: Option<u64>,
-    /// Elapsed ms from the competitor's start, when ranked.
+    /// The time ranked by (net or gun), when ranked.
     pub elapsed_ms: Option<u64>,
+    /// The other time: gun when ranked by net, net when ranked by gun (null without a wave
+    /// gun time).
+    pub other_ms: Option<u64>,
     /// DNS / DNF / DSQ, if set.
     pub status: Option<Status>,
-    /// The row fields as a JSON object, as written by `mutate.lua`.
+    /// The row fields as a JSON object, as written by `timing.lua`.
     pub row_json: Option<String>,
 }
 
@@ -50,10 +53,11 @@ impl Store {
         &self,
         checkpoint: &str,
         scope: Scope<'_>,
+        by_gun: bool,
         offset: u64,
         limit: u64,
     ) -> Result<(u64, Vec<RankedEntry>), StoreError> {
-        let key = keys::rank(checkpoint, scope);
+        let key = keys::rank(checkpoint, scope, by_gun);
         let untimed = keys::untimed(scope);
         let out_bound = format!("({OUT}");
         let mut pipe = redis::pipe();
@@ -105,18 +109,22 @@ impl Store {
         } else {
             "-inf".to_owned()
         };
+        let bibs: Vec<&str> = page.iter().map(|(bib, _)| bib.as_str()).collect();
         pipe.zcount(&key, "-inf", score_bound)
             .cmd("HMGET")
-            .arg(keys::ROWS);
-        for (bib, _) in &page {
-            pipe.arg(bib);
-        }
-        let (better, rows): (u64, Vec<Option<String>>) = self.conn.query(&pipe).await?;
+            .arg(keys::ROWS)
+            .arg(&bibs)
+            .cmd("HMGET")
+            .arg(keys::LAGS)
+            .arg(&bibs);
+        let (better, rows, lags): (u64, Vec<Option<String>>, Vec<Option<u64>>) =
+            self.conn.query(&pipe).await?;
         let first_rank = (first_score < UNTIMED).then_some(better + 1);
 
         let mut out = Vec::with_capacity(page.len());
         let mut previous: Option<(u64, u64)> = None; // (score, rank) of the previous row
-        for (i, ((bib, score), row_json)) in page.into_iter().zip(rows).enumerate() {
+        for (i, (((bib, score), row_json), lag)) in page.into_iter().zip(rows).zip(lags).enumerate()
+        {
             let position = offset + i as u64 + 1;
             let score = score as u64;
             let (rank, elapsed_ms, status) = if score < UNTIMED {
@@ -139,10 +147,19 @@ impl Store {
             } else {
                 (None, None, None)
             };
+            // The start's lag behind the gun links the two times (net falls back to gun).
+            let other_ms = elapsed_ms.zip(lag).map(|(ranked, lag)| {
+                if by_gun {
+                    ranked.saturating_sub(lag)
+                } else {
+                    ranked + lag
+                }
+            });
             out.push(RankedEntry {
                 bib,
                 rank,
                 elapsed_ms,
+                other_ms,
                 status,
                 row_json,
             });

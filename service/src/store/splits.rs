@@ -14,7 +14,7 @@ impl Store {
     ) -> Result<Vec<Option<u64>>, StoreError> {
         let mut pipe = redis::pipe();
         for checkpoint in checkpoints {
-            pipe.zscore(keys::rank(checkpoint, Scope::All), bib.as_str());
+            pipe.zscore(keys::rank(checkpoint, Scope::All, false), bib.as_str());
         }
         let scores: Vec<Option<f64>> = self.conn.query(&pipe).await?;
         let ranked: Vec<(usize, u64)> = scores
@@ -30,7 +30,7 @@ impl Store {
         let mut pipe = redis::pipe();
         for (i, score) in &ranked {
             pipe.zcount(
-                keys::rank(&checkpoints[*i], Scope::All),
+                keys::rank(&checkpoints[*i], Scope::All, false),
                 "-inf",
                 format!("({score}"),
             );

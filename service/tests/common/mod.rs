@@ -243,7 +243,7 @@ pub async fn spawn_app_on(redis: Redis, state: AppState) -> TestApp {
 
 /// Starts the service with `state` (built on `redis`) and server limits.
 pub async fn spawn_app_on_with(redis: Redis, state: AppState, options: ServeOptions) -> TestApp {
-    let token = state.token.as_deref().map(str::to_owned);
+    let token = state.credentials.first_token().map(str::to_owned);
     let live = state.live.clone();
     let (base, server) = serve_state(state, options).await;
     TestApp {

@@ -1,0 +1,351 @@
+//! `/api/v1/passings`: chip and bib reads from the timing mats, uploaded in batches.
+//!
+//! `POST /api/v1/passings` takes `{"passings": [{"id", "checkpoint", "bib" | "chip", "time",
+//! "source"}]}` (up to [`MAX_BATCH`] reads) and answers one outcome per read, in order:
+//! `applied` (it is now the checkpoint's time), `kept` (stored, without effect: a better read
+//! counts, a manual time overrides, or the competitor is DNS/DSQ), `duplicate` (its id was
+//! received before; nothing changes), `ignored` (before the gun, outside the start window, or
+//! earlier than the checkpoint's minimum time), `unmatched` (no competitor has this chip or
+//! bib; stored for `POST /api/v1/passings/{id}/assign`), `rejected` (the read itself is
+//! invalid; the reason says why). The rules and the storage are in `store/timing.lua`; raw
+//! reads are never changed. A malformed batch (not an object with a `passings` array, over
+//! the limit) is refused as a whole.
+
+use std::collections::HashSet;
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, State},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    AppState,
+    auth::Actor,
+    error::{ApiError, ApiPath, ApiQuery, JsonBody},
+    model::{Bib, format_ms, parse_time_of_day},
+    routes::query::{bib_in_path, not_found, page},
+    store::{Assigned, Read},
+};
+
+/// Most reads in one batch.
+pub const MAX_BATCH: usize = 1000;
+/// Body limit of a batch: 1,000 reads of up to about 500 bytes each.
+pub const BATCH_BODY_LIMIT: usize = 512 * 1024;
+
+/// The passing routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/passings",
+            post(ingest)
+                .get(list_passings)
+                .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
+        )
+        .route("/api/v1/passings/{id}/assign", post(assign))
+        .route(
+            "/api/v1/competitors/{bib}/passings",
+            get(competitor_passings),
+        )
+}
+
+/// A read id: 1 to 64 characters of `A-Za-z0-9._:-` (no spaces: the store separates by them).
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// A chip code or a source name: 1 to 64 characters of `A-Za-z0-9._:-`.
+fn valid_name(text: &str) -> bool {
+    valid_id(text)
+}
+
+/// Validates one read; `Err((id, reason))` rejects it alone.
+fn read(
+    state: &AppState,
+    value: &Value,
+    received_at: &str,
+) -> Result<Read, (Option<String>, String)> {
+    let Value::Object(fields) = value else {
+        return Err((None, format!("a read must be an object, got {value}")));
+    };
+    let text = |name: &str| -> Result<Option<&str>, String> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!("`{name}` must be a string, got {other}")),
+        }
+    };
+    let id = match text("id") {
+        Ok(Some(id)) if valid_id(id) => id.to_owned(),
+        Ok(Some(id)) => {
+            return Err((
+                None,
+                format!(
+                    "invalid id `{id}`: expected 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `:` or `-`"
+                ),
+            ));
+        }
+        Ok(None) => return Err((None, "missing `id`".into())),
+        Err(e) => return Err((None, e)),
+    };
+    let fail = |reason: String| (Some(id.clone()), reason);
+    if let Some(unknown) = fields.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "id" | "checkpoint" | "bib" | "chip" | "time" | "source"
+        )
+    }) {
+        return Err(fail(format!(
+            "unknown field `{unknown}`; a read has id, checkpoint, bib or chip, time, source"
+        )));
+    }
+    let checkpoint = text("checkpoint")
+        .map_err(&fail)?
+        .ok_or_else(|| fail("missing `checkpoint`".into()))?;
+    let index = state
+        .race
+        .checkpoints
+        .iter()
+        .position(|c| c == checkpoint)
+        .ok_or_else(|| {
+            fail(
+                state
+                    .race
+                    .checkpoint(checkpoint)
+                    .err()
+                    .map_or_else(String::new, |e| e.0),
+            )
+        })?;
+    let time = text("time")
+        .map_err(&fail)?
+        .ok_or_else(|| fail("missing `time`".into()))?;
+    let ms = parse_time_of_day(time).map_err(|e| fail(e.0))?;
+    let bib = match fields.get("bib") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(Bib::from_json(value).map_err(|e| fail(e.0))?),
+    };
+    let chip = text("chip").map_err(&fail)?;
+    if let Some(chip) = chip.filter(|c| !valid_name(c)) {
+        return Err(fail(format!(
+            "invalid chip `{chip}`: expected 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `:` or `-`"
+        )));
+    }
+    let source = text("source").map_err(&fail)?;
+    if source.is_some_and(|s| s.chars().count() > 64) {
+        return Err(fail("`source` is longer than 64 characters".into()));
+    }
+    let (bib, chip) = match (bib, chip) {
+        (Some(_), Some(_)) => return Err(fail("give `bib` or `chip`, not both".into())),
+        (None, None) => return Err(fail("missing `bib` or `chip`".into())),
+        (bib, chip) => (bib, chip.map(str::to_owned)),
+    };
+    let mut raw = Map::new();
+    raw.insert("id".into(), json!(id));
+    raw.insert("checkpoint".into(), json!(checkpoint));
+    match (&bib, &chip) {
+        (Some(bib), _) => raw.insert("bib".into(), json!(bib.as_str())),
+        (_, chip) => raw.insert("chip".into(), json!(chip)),
+    };
+    raw.insert("time".into(), json!(format_ms(ms, '.')));
+    raw.insert("source".into(), json!(source));
+    raw.insert("received_at".into(), json!(received_at));
+    Ok(Read {
+        id,
+        checkpoint: index,
+        ms,
+        bib,
+        chip,
+        raw: Value::Object(raw).to_string(),
+    })
+}
+
+/// The body of `POST /api/v1/passings`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    passings: Vec<Value>,
+}
+
+/// `POST /api/v1/passings`: stores and applies a batch; 200 with one outcome per read.
+async fn ingest(
+    State(state): State<AppState>,
+    body: Result<JsonBody<Batch>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let JsonBody(batch) = body.map_err(|err| match err {
+        ApiError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge {
+            limit: BATCH_BODY_LIMIT,
+        },
+        other => other,
+    })?;
+    if batch.passings.len() > MAX_BATCH {
+        return Err(ApiError::Unprocessable(format!(
+            "a batch has at most {MAX_BATCH} reads, this one {}; split it",
+            batch.passings.len()
+        )));
+    }
+    let received_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let mut results: Vec<Value> = Vec::with_capacity(batch.passings.len());
+    let mut valid = Vec::with_capacity(batch.passings.len());
+    let mut slots = Vec::with_capacity(batch.passings.len());
+    for value in &batch.passings {
+        match read(&state, value, &received_at) {
+            Ok(read) => {
+                slots.push(results.len());
+                results.push(Value::Null);
+                valid.push(read);
+            }
+            Err((id, reason)) => results.push(json!({
+                "id": id, "outcome": "rejected", "reason": reason,
+            })),
+        }
+    }
+    if !valid.is_empty() {
+        let outcomes = state.store.ingest(&valid).await?;
+        for ((slot, read), (outcome, reason)) in slots.into_iter().zip(&valid).zip(outcomes) {
+            let reason = (!reason.is_empty()).then_some(reason);
+            results[slot] = json!({ "id": read.id, "outcome": outcome, "reason": reason });
+        }
+    }
+    Ok(Json(json!({ "results": results })))
+}
+
+/// Query of `GET /api/v1/passings`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    unmatched: Option<bool>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// `GET /api/v1/passings?unmatched=true&offset=&limit=`: the reads no competitor matched,
+/// oldest first.
+async fn list_passings(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if query.unmatched != Some(true) {
+        return Err(ApiError::Unprocessable(
+            "give `unmatched=true` (a competitor's reads are at /api/v1/competitors/{bib}/passings)"
+                .into(),
+        ));
+    }
+    let (offset, limit) = page(query.offset, query.limit)?;
+    let (total, raw) = state.store.unmatched_passings(offset, limit).await?;
+    Ok(Json(json!({
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "passings": parse_all(&raw),
+    })))
+}
+
+fn parse_all(raw: &[String]) -> Vec<Value> {
+    raw.iter()
+        .map(|r| serde_json::from_str(r).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// `GET /api/v1/competitors/{bib}/passings`: the competitor's raw reads in order received,
+/// each with `counts`: whether its checkpoint's time is this read's (and not manual).
+async fn competitor_passings(
+    State(state): State<AppState>,
+    ApiPath(bib): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let bib = bib_in_path(&bib)?;
+    let raw = state
+        .store
+        .competitor_passings(&bib)
+        .await?
+        .ok_or_else(|| not_found(&bib))?;
+    let times = state
+        .store
+        .competitor_times(&bib)
+        .await?
+        .ok_or_else(|| not_found(&bib))?;
+    let mut counted = HashSet::new();
+    let passings: Vec<Value> = parse_all(&raw)
+        .into_iter()
+        .map(|mut read| {
+            let checkpoint = read["checkpoint"].as_str().unwrap_or_default().to_owned();
+            let time = read["time"]
+                .as_str()
+                .and_then(|t| parse_time_of_day(t).ok());
+            // The first read with the checkpoint's time is the one it comes from.
+            let counts = !times.manual.contains(&checkpoint)
+                && time.is_some()
+                && times.times.get(&checkpoint).copied() == time
+                && counted.insert(checkpoint);
+            if let Value::Object(map) = &mut read {
+                map.insert("counts".into(), json!(counts));
+            }
+            read
+        })
+        .collect();
+    Ok(Json(json!({ "bib": bib.as_str(), "passings": passings })))
+}
+
+/// Body of the assign route.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    bib: Value,
+}
+
+/// `POST /api/v1/passings/{id}/assign` with `{"bib": "101"}`: gives an unmatched read to a
+/// competitor and applies it by the rules (audited). 404 unknown read, 409 a read that is not
+/// unmatched, 422 unknown competitor.
+async fn assign(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(id): ApiPath<String>,
+    JsonBody(body): JsonBody<AssignBody>,
+) -> Result<Json<Value>, ApiError> {
+    let bib = Bib::from_json(&body.bib)?;
+    let raw = state
+        .store
+        .passing(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no read with id `{id}`")))?;
+    let read: Value = serde_json::from_str(&raw)
+        .map_err(|e| ApiError::Internal(format!("stored read `{id}` is not JSON: {e}")))?;
+    let checkpoint = read["checkpoint"].as_str().unwrap_or_default();
+    let index = state
+        .race
+        .checkpoints
+        .iter()
+        .position(|c| c == checkpoint)
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!(
+                "read `{id}` is at `{checkpoint}`, not a checkpoint of this race"
+            ))
+        })?;
+    let ms = read["time"]
+        .as_str()
+        .and_then(|t| parse_time_of_day(t).ok())
+        .ok_or_else(|| ApiError::Internal(format!("stored read `{id}` has no valid time")))?;
+    match state
+        .store
+        .assign(actor.as_str(), &id, &bib, index, ms)
+        .await?
+    {
+        Assigned::Applied { outcome, reason } => Ok(Json(json!({
+            "id": id,
+            "bib": bib.as_str(),
+            "outcome": outcome,
+            "reason": (!reason.is_empty()).then_some(reason),
+        }))),
+        Assigned::NoRead => Err(ApiError::NotFound(format!("no read with id `{id}`"))),
+        Assigned::AlreadyMatched => Err(ApiError::Conflict(format!(
+            "read `{id}` is not unmatched: it already belongs to a competitor"
+        ))),
+        Assigned::NoCompetitor => Err(ApiError::Unprocessable(format!(
+            "no competitor with bib `{bib}`"
+        ))),
+    }
+}

@@ -1,0 +1,101 @@
+//! The Redis Functions library `timing` (`timing.lua`): built from the source, the key names
+//! (`keys::lua_prelude`) and the race (checkpoints, read rules), loaded with
+//! `FUNCTION LOAD REPLACE` when the service starts and again whenever Redis answers that a
+//! function is missing (a Redis restarted without persistence, or a new one behind the same
+//! name), then called with `FCALL`. Helpers and tables are built once per load, not per call as
+//! in an `EVAL` script.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redis::Value;
+
+use super::{Store, StoreError, keys};
+use crate::race::Race;
+
+/// The library's source for `race`: the `#!lua` line, the generated tables `K` and `R`, then
+/// `timing.lua`.
+pub(super) fn library_source(race: &Race) -> String {
+    let checkpoints: Vec<String> = race
+        .checkpoints
+        .iter()
+        .map(|c| keys::lua_string(c))
+        .collect();
+    let min_times: Vec<String> = race.rules.min_time_ms.iter().map(u64::to_string).collect();
+    format!(
+        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  start_window = {},\n  min_time = {{ {} }},\n  seq = 0,\n}}\n{}",
+        keys::lua_prelude(),
+        checkpoints.join(", "),
+        race.rules.start_window_ms,
+        min_times.join(", "),
+        include_str!("timing.lua"),
+    )
+}
+
+/// When Redis says the library is not there.
+fn function_missing(err: &redis::RedisError) -> bool {
+    err.to_string().contains("Function not found")
+}
+
+/// The audit time of a change: now, RFC 3339 UTC with milliseconds.
+pub(super) fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// A number that grows with time (µs since 1970): the score that appends to the untimed and
+/// unmatched sets in arrival order, from the service's clock rather than a Redis counter.
+pub(super) fn sequence() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+impl Store {
+    /// Loads (or replaces) the library.
+    pub async fn load_functions(&self) -> Result<(), StoreError> {
+        let mut load = redis::cmd("FUNCTION");
+        load.arg("LOAD").arg("REPLACE").arg(self.library.as_ref());
+        let _: String = self
+            .conn
+            .run(|mut conn| async move { load.query_async(&mut conn).await })
+            .await?;
+        Ok(())
+    }
+
+    /// Runs the FCALLs of `pipe`; when the library is missing, loads it and runs them again
+    /// (nothing ran: every call failed the same way).
+    pub(super) async fn fcall_pipe(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<Vec<Value>, StoreError> {
+        let library = self.library.clone();
+        self.conn
+            .run(|mut conn| async move {
+                match pipe.query_async::<Vec<Value>>(&mut conn).await {
+                    Err(err) if function_missing(&err) => {
+                        tracing::warn!(
+                            "redis lacks the timing functions (restarted?); loading them"
+                        );
+                        let _: String = redis::cmd("FUNCTION")
+                            .arg("LOAD")
+                            .arg("REPLACE")
+                            .arg(library.as_ref())
+                            .query_async(&mut conn)
+                            .await?;
+                        pipe.query_async(&mut conn).await
+                    }
+                    other => other,
+                }
+            })
+            .await
+    }
+
+    /// One `FCALL <function> 0 <args>`.
+    pub(super) async fn fcall(&self, function: &str, args: &[&str]) -> Result<Value, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("FCALL").arg(function).arg(0).arg(args);
+        let mut replies = self.fcall_pipe(&pipe).await?;
+        replies
+            .pop()
+            .ok_or_else(|| StoreError::Internal(format!("no reply to FCALL {function}")))
+    }
+}

@@ -1,0 +1,608 @@
+-- The timing service's Redis Functions library: every write of the service (see mod.rs and
+-- keys.rs). Loaded once (FUNCTION LOAD REPLACE) when the store connects and again whenever
+-- Redis answers that a function is missing (a restarted Redis without persistence), so helpers
+-- and tables below are built once per load, not per call (the cost of the former EVAL script).
+--
+-- The table K (key names, ranking scores) and the race table R (checkpoints, rules) are
+-- generated from store/keys.rs and the race definition and inserted after the first line.
+--
+-- A function runs atomically: a competitor's record, raw reads, manual times, derived times,
+-- ranking entries and the audit entry of the change always agree.
+--
+-- Times. Raw reads (chip or bib reads at a mat) are stored once, never changed: the hash
+-- K.passings (id -> JSON as received) and, per competitor, the list K.reads..bib of
+-- "<checkpoint index> <ms> <id>". Manual times (v1 and legacy time routes) are the hash
+-- K.manual..bib. The time of a checkpoint (the sorted set K.times..bib, the original's key) is
+-- derived: the manual time if any, else from the reads by the rules (derive below).
+-- Ranking scores: net = elapsed from the competitor's start (from the wave's gun time
+-- without one), gun = elapsed from the wave's gun time; K.UNTIMED without, K.OUT + 1/2/3
+-- for DNF/DSQ/DNS. A competitor with neither a time nor a status is in the untimed sets only.
+
+local DAY = 86400000
+-- A read up to this long before its reference (the gun, the start) is "before" it; anything
+-- else is after it, crossing midnight if need be (so races up to 18 hours).
+local BEFORE = 6 * 3600000
+local STATUS_ORDER = { DNF = 1, DSQ = 2, DNS = 3 }
+local CPS = R.checkpoints
+local N = #CPS
+-- (Loading runs with few globals, no ipairs: plain loops at the top level.)
+local POS = {}
+for i = 1, N do POS[CPS[i]] = i end
+-- Rank-set prefixes per checkpoint, built once.
+local NET, GUN = {}, {}
+for i = 2, N do
+  NET[i] = K.rank .. CPS[i] .. ':'
+  GUN[i] = K.gun_rank .. CPS[i] .. ':'
+end
+
+-- Live reads (crate::live): each change bumps the version of every ranking scope it touches
+-- (scope names as in the rank keys: 'all', 'gender:<g>', 'category:<c>') and announces it on a
+-- channel, so ETags change and long polls on any service process wake. One counter orders all
+-- versions. Every write calls it once, with the scope lists of the competitors it changed.
+local function touch(...)
+  local v = redis.call('INCR', K.live_seq)
+  if v == 1 then
+    -- A new or emptied Redis: versions restart from the clock (µs), above every version
+    -- handed out before, so no old ETag or cached page can match new content.
+    local now = redis.call('TIME')
+    v = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    redis.call('SET', K.live_seq, string.format('%d', v))
+  end
+  v = string.format('%d', v) -- as text: Lua would print a 16-digit number as 1.7e+15
+  local fields, names, seen = {}, {}, {}
+  for _, list in ipairs({ ... }) do
+    for _, scope in ipairs(list) do
+      if not seen[scope] then
+        seen[scope] = true
+        names[#names + 1] = scope
+        fields[#fields + 1] = scope
+        fields[#fields + 1] = v
+      end
+    end
+  end
+  if #fields == 0 then return end
+  redis.call('HSET', K.live_version, unpack(fields))
+  redis.call('PUBLISH', K.live_changes, v .. ' ' .. table.concat(names, ' '))
+end
+
+local function elapsed(from, to)
+  local d = to - from
+  if d < 0 then d = d % DAY end
+  return d
+end
+
+-- `to` relative to `from`: negative when up to BEFORE earlier, else elapsed.
+local function offset(from, to)
+  local d = (to - from) % DAY
+  if d > DAY - BEFORE then return d - DAY end
+  return d
+end
+
+local function fmt(ms)
+  if not ms then return cjson.null end
+  local s = math.floor(ms / 1000)
+  return string.format('%02d:%02d:%02d.%03d', math.floor(s / 3600), math.floor(s / 60) % 60,
+    s % 60, ms % 1000)
+end
+
+local function audit(at, actor, action, bib, before, after)
+  local entry = cjson.encode({ at = at, actor = actor, action = action, bib = bib or cjson.null,
+    before = before == nil and cjson.null or before, after = after == nil and cjson.null or after })
+  redis.call('LPUSH', K.audit, entry)
+  if bib then redis.call('LPUSH', K.audit_of .. bib, entry) end
+end
+
+local function scopes(g, c)
+  local s = { K.all }
+  if g then s[#s + 1] = K.gender .. g end
+  if c then s[#s + 1] = K.category .. c end
+  return s
+end
+
+local function listings(g, c, co)
+  local l = { K.listing .. K.all }
+  if g then l[#l + 1] = K.listing .. K.gender .. g end
+  if c then l[#l + 1] = K.listing .. K.category .. c end
+  if co then l[#l + 1] = K.listing .. K.country .. co end
+  return l
+end
+
+local function nilfalse(v) if v then return v end return nil end
+
+-- The competitor as the derivation needs it; nil when there is no such competitor.
+local function load(bib)
+  local v = redis.call('HMGET', K.competitor .. bib, 'gender', 'category', 'country', 'wave', 'chip')
+  if not v[1] and not v[2] and redis.call('EXISTS', K.competitor .. bib) == 0 then return nil end
+  local c = { bib = bib, g = nilfalse(v[1]), cat = nilfalse(v[2]), co = nilfalse(v[3]),
+    wave = nilfalse(v[4]), chip = nilfalse(v[5]) }
+  c.s = scopes(c.g, c.cat)
+  c.status = nilfalse(redis.call('HGET', K.status, bib))
+  if c.wave then c.gun = tonumber(redis.call('HGET', K.waves, c.wave)) end
+  return c
+end
+
+local function unrank(c)
+  for _, scope in ipairs(c.s) do
+    for i = 2, N do
+      redis.call('ZREM', NET[i] .. scope, c.bib)
+      redis.call('ZREM', GUN[i] .. scope, c.bib)
+    end
+  end
+end
+
+local function untimed_add(c, seq)
+  for _, scope in ipairs(c.s) do redis.call('ZADD', K.untimed .. scope, seq, c.bib) end
+end
+
+local function untimed_rem(c)
+  for _, scope in ipairs(c.s) do redis.call('ZREM', K.untimed .. scope, c.bib) end
+end
+
+-- The competitor's reads per checkpoint index: { { ms =, id = }, ... } in order received.
+local function reads_of(bib)
+  local r = {}
+  for i = 1, N do r[i] = {} end
+  for _, e in ipairs(redis.call('LRANGE', K.reads .. bib, 0, -1)) do
+    local i, ms, id = string.match(e, '^(%d+) (%d+) (.*)$')
+    i = tonumber(i)
+    if r[i] then table.insert(r[i], { ms = tonumber(ms), id = id }) end
+  end
+  return r
+end
+
+local function manual_of(bib)
+  local m = {}
+  local flat = redis.call('HGETALL', K.manual .. bib)
+  for j = 1, #flat, 2 do
+    local i = POS[flat[j]]
+    if i then m[i] = tonumber(flat[j + 1]) end
+  end
+  return m
+end
+
+local function current_of(bib)
+  local cur = {}
+  local flat = redis.call('ZRANGE', K.times .. bib, 0, -1, 'WITHSCORES')
+  for j = 1, #flat, 2 do
+    local i = POS[flat[j]]
+    if i then cur[i] = tonumber(flat[j + 1]) end
+  end
+  return cur
+end
+
+-- The times by the rules: at the start the last read from the gun to the end of the start
+-- window (any start read without a gun time); at every other checkpoint the first read at
+-- least its minimum time after the start (the gun without a start). A manual time wins.
+-- Returns the times and the id of the read each comes from.
+local function derive(c, reads, manual)
+  local t, from = {}, {}
+  if manual[1] then
+    t[1] = manual[1]
+  else
+    local best, bestd
+    for _, rd in ipairs(reads[1]) do
+      local d = rd.ms
+      local ok = true
+      if c.gun then
+        d = offset(c.gun, rd.ms)
+        ok = d >= 0 and d <= R.start_window
+      end
+      if ok and (not bestd or d > bestd) then best, bestd = rd, d end
+    end
+    if best then t[1], from[1] = best.ms, best.id end
+  end
+  local ref = t[1] or c.gun
+  for i = 2, N do
+    if manual[i] then
+      t[i] = manual[i]
+    else
+      local best, bestd
+      for _, rd in ipairs(reads[i]) do
+        local d = rd.ms
+        local ok = true
+        if ref then
+          d = offset(ref, rd.ms)
+          ok = d >= R.min_time[i]
+        end
+        if ok and (not bestd or d < bestd) then best, bestd = rd, d end
+      end
+      if best then t[i], from[i] = best.ms, best.id end
+    end
+  end
+  return t, from
+end
+
+-- What a new read did, given the times derived with it.
+local function outcome(c, i, rd, t, from, manual)
+  if c.status == 'DNS' or c.status == 'DSQ' then
+    return 'kept', 'the competitor has status ' .. c.status .. '; the read has no effect'
+  end
+  if i == 1 then
+    if c.gun then
+      local d = offset(c.gun, rd.ms)
+      if d < 0 then return 'ignored', 'before the gun time of wave ' .. c.wave end
+      if d > R.start_window then return 'ignored', 'after the start window of wave ' .. c.wave end
+    end
+    if manual[1] then return 'kept', 'a manual start time overrides the reads' end
+    if from[1] == rd.id then return 'applied', '' end
+    return 'kept', 'a later start read counts'
+  end
+  local ref = t[1] or c.gun
+  if ref and offset(ref, rd.ms) < R.min_time[i] then
+    return 'ignored', 'earlier than the minimum time after the start at ' .. CPS[i]
+  end
+  if manual[i] then return 'kept', 'a manual time overrides the reads' end
+  if from[i] == rd.id then return 'applied', '' end
+  return 'kept', 'an earlier read counts'
+end
+
+-- Writes the ranking scores of checkpoints `only` (all when nil) from times t. Without a
+-- wave gun time the gun scores stay K.UNTIMED, written only when all are (`only` nil).
+local function rank(c, t, only)
+  local order = c.status and (K.OUT + (STATUS_ORDER[c.status] or 9))
+  local ref = t[1] or c.gun
+  for i = 2, N do
+    if not only or only[i] then
+      local net, gun = order, order
+      if not order then
+        net = (t[i] and ref) and elapsed(ref, t[i]) or K.UNTIMED
+        gun = (t[i] and c.gun) and elapsed(c.gun, t[i]) or K.UNTIMED
+      end
+      local gun_too = not only or c.gun
+      for _, scope in ipairs(c.s) do
+        redis.call('ZADD', NET[i] .. scope, net, c.bib)
+        if gun_too then redis.call('ZADD', GUN[i] .. scope, gun, c.bib) end
+      end
+    end
+  end
+  if only then return end
+  -- The start's lag behind the gun: a results row's other time is its ranked time +/- it.
+  if c.gun then
+    redis.call('HSET', K.lags, c.bib, t[1] and elapsed(c.gun, t[1]) or 0)
+  else
+    redis.call('HDEL', K.lags, c.bib)
+  end
+end
+
+-- Stores times t (from derive) in place of cur and re-ranks what changed: everything on a
+-- change of the start, of the status or of the untimed state; `force` re-ranks all.
+local function store_times(c, t, cur, force, was_status)
+  local only, any_time = {}, false
+  local add, rem = {}, {}
+  for i = 1, N do
+    if t[i] ~= cur[i] then
+      only[i] = true
+      if t[i] then
+        add[#add + 1] = t[i]; add[#add + 1] = CPS[i]
+      else
+        rem[#rem + 1] = CPS[i]
+      end
+    end
+    if t[i] then any_time = true end
+  end
+  if #add > 0 then redis.call('ZADD', K.times .. c.bib, unpack(add)) end
+  if #rem > 0 then redis.call('ZREM', K.times .. c.bib, unpack(rem)) end
+  local was_timed = next(cur) ~= nil
+  local was_untimed = not was_timed and not was_status
+  local untimed = not any_time and not c.status
+  if untimed then
+    if not was_untimed then
+      unrank(c)
+      redis.call('HDEL', K.lags, c.bib)
+      untimed_add(c, R.seq)
+    end
+  elseif was_untimed then
+    untimed_rem(c)
+    rank(c, t, nil)
+  elseif force or only[1] or was_status ~= c.status then
+    rank(c, t, nil)
+  elseif next(only) then
+    rank(c, t, only)
+  end
+  return only
+end
+
+-- Re-derives a loaded competitor's times from reads and manual times and stores them.
+local function rederive(c, force, was_status)
+  local manual = manual_of(c.bib)
+  local t = derive(c, reads_of(c.bib), manual)
+  if c.status == 'DNS' or c.status == 'DSQ' then
+    -- Reads have no effect while out of the race; times stay as they were.
+    t = current_of(c.bib)
+  end
+  return store_times(c, t, current_of(c.bib), force, was_status)
+end
+
+local function times_json(t)
+  local o = {}
+  for i = 1, N do if t[i] then o[CPS[i]] = fmt(t[i]) end end
+  return o
+end
+
+---------------------------------------------------------------------------------------------
+-- put: args bib, order, mode, actor, at, seq, field, value, ...
+-- mode: create | replace | upsert | patch. Returns ok | created | missing | exists |
+-- no_wave:<name> | chip_taken:<bib>.
+local function put(_, a)
+  local bib, order, mode, actor, at = a[1], a[2], a[3], a[4], a[5]
+  R.seq = a[6]
+  local ckey = K.competitor .. bib
+  local exists = redis.call('EXISTS', ckey) == 1
+  if mode == 'create' and exists then return 'exists' end
+  if (mode == 'replace' or mode == 'patch') and not exists then return 'missing' end
+  local old = {}
+  if exists then
+    local flat = redis.call('HGETALL', ckey)
+    for j = 1, #flat, 2 do old[flat[j]] = flat[j + 1] end
+  end
+  local new = {}
+  if mode == 'patch' then for k, v in pairs(old) do new[k] = v end end
+  for j = 7, #a, 2 do new[a[j]] = a[j + 1] end
+  -- Checks before any change: the wave exists, the chip is nobody else's.
+  if new.wave and new.wave ~= old.wave and redis.call('HEXISTS', K.waves, new.wave) == 0 then
+    return 'no_wave:' .. new.wave
+  end
+  if new.chip and new.chip ~= old.chip then
+    local holder = redis.call('HGET', K.chips, new.chip)
+    if holder and holder ~= bib then return 'chip_taken:' .. holder end
+  end
+  local c
+  local old_scopes = {}
+  if exists then
+    c = load(bib)
+    old_scopes = c.s
+    unrank(c)
+    untimed_rem(c)
+    for _, k in ipairs(listings(c.g, c.cat, c.co)) do redis.call('ZREM', k, bib) end
+    if c.wave and c.wave ~= new.wave then redis.call('SREM', K.wave_members .. c.wave, bib) end
+    if c.chip and c.chip ~= new.chip then redis.call('HDEL', K.chips, c.chip) end
+    if mode ~= 'patch' then redis.call('DEL', ckey) end
+  end
+  if #a >= 8 then redis.call('HSET', ckey, unpack(a, 7)) end
+  redis.call('HSET', K.rows, bib, cjson.encode({ first_name = new.first_name or cjson.null,
+    last_name = new.last_name or cjson.null, gender = new.gender or cjson.null,
+    category = new.category or cjson.null, country = new.country or cjson.null }))
+  for _, k in ipairs(listings(new.gender, new.category, new.country)) do
+    redis.call('ZADD', k, order, bib)
+  end
+  if new.wave and new.wave ~= old.wave then redis.call('SADD', K.wave_members .. new.wave, bib) end
+  if new.chip and new.chip ~= old.chip then redis.call('HSET', K.chips, new.chip, bib) end
+  if exists then
+    local was_status = nilfalse(redis.call('HGET', K.status, bib))
+    c = load(bib)
+    -- Scopes or the wave may have changed: every entry again, times re-derived (the gun
+    -- time bounds the start window).
+    local cur = current_of(bib)
+    local manual = manual_of(bib)
+    local t = derive(c, reads_of(bib), manual)
+    if c.status == 'DNS' or c.status == 'DSQ' then t = cur end
+    store_times(c, t, cur, true, was_status)
+    if not next(t) and not c.status then untimed_add(c, R.seq) end
+    audit(at, actor, 'competitor.updated', bib, old, new)
+  else
+    c = { bib = bib, s = scopes(new.gender, new.category) }
+    untimed_add(c, R.seq)
+    audit(at, actor, 'competitor.created', bib, nil, new)
+  end
+  touch(old_scopes, c.s)
+  if exists then return 'ok' end
+  return 'created'
+end
+
+-- delete: args bib, actor, at.
+local function delete(_, a)
+  local bib, actor, at = a[1], a[2], a[3]
+  local c = load(bib)
+  if not c then return 'missing' end
+  local old = {}
+  local flat = redis.call('HGETALL', K.competitor .. bib)
+  for j = 1, #flat, 2 do old[flat[j]] = flat[j + 1] end
+  unrank(c)
+  untimed_rem(c)
+  for _, k in ipairs(listings(c.g, c.cat, c.co)) do redis.call('ZREM', k, bib) end
+  if c.wave then redis.call('SREM', K.wave_members .. c.wave, bib) end
+  if c.chip then redis.call('HDEL', K.chips, c.chip) end
+  -- Raw reads stay in K.passings (never changed); the competitor's index of them goes.
+  redis.call('DEL', K.competitor .. bib, K.times .. bib, K.manual .. bib, K.reads .. bib)
+  redis.call('HDEL', K.status, bib)
+  redis.call('HDEL', K.rows, bib)
+  redis.call('HDEL', K.lags, bib)
+  audit(at, actor, 'competitor.deleted', bib, old, nil)
+  touch(c.s)
+  return 'ok'
+end
+
+-- times (manual): args bib, actor, at, seq, checkpoint, ms_or_empty, ... (empty clears).
+local function times(_, a)
+  local bib, actor, at = a[1], a[2], a[3]
+  R.seq = a[4]
+  local c = load(bib)
+  if not c then return 'missing' end
+  local cur = current_of(bib)
+  local before, after = {}, {}
+  local set, clear = {}, {}
+  for j = 5, #a, 2 do
+    local cp, ms = a[j], a[j + 1]
+    before[cp] = fmt(cur[POS[cp]])
+    if ms == '' then
+      clear[#clear + 1] = cp
+    else
+      set[#set + 1] = cp; set[#set + 1] = ms
+    end
+  end
+  if #set > 0 then redis.call('HSET', K.manual .. bib, unpack(set)) end
+  if #clear > 0 then redis.call('HDEL', K.manual .. bib, unpack(clear)) end
+  local manual = manual_of(bib)
+  local t = derive(c, reads_of(bib), manual)
+  store_times(c, t, cur, false, c.status)
+  for j = 5, #a, 2 do after[a[j]] = fmt(t[POS[a[j]]]) end
+  local action = 'time.set'
+  if #set == 0 then action = 'time.cleared' end
+  audit(at, actor, action, bib, before, after)
+  touch(c.s)
+  return 'ok'
+end
+
+-- status: args bib, actor, at, seq, status_or_empty.
+local function status(_, a)
+  local bib, actor, at = a[1], a[2], a[3]
+  R.seq = a[4]
+  local c = load(bib)
+  if not c then return 'missing' end
+  local was = c.status
+  local new = a[5] ~= '' and a[5] or nil
+  if new then redis.call('HSET', K.status, bib, new) else redis.call('HDEL', K.status, bib) end
+  c.status = new
+  local cur = current_of(bib)
+  local t = cur
+  if new ~= 'DNS' and new ~= 'DSQ' then
+    -- Back in the race (or DNF): what the reads give counts again.
+    t = derive(c, reads_of(bib), manual_of(bib))
+  end
+  store_times(c, t, cur, true, was)
+  audit(at, actor, 'status.set', bib, { status = was or cjson.null }, { status = new or cjson.null })
+  touch(c.s)
+  return 'ok'
+end
+
+-- wave_set: args name, ms, actor, at, seq. Re-derives and re-ranks every competitor of the
+-- wave at once (the gun time bounds their start window and is their gun time's origin).
+local function wave_set(_, a)
+  local name, ms, actor, at = a[1], a[2], a[3], a[4]
+  R.seq = a[5]
+  local old = redis.call('HGET', K.waves, name)
+  redis.call('HSET', K.waves, name, ms)
+  local touched = {}
+  if old ~= ms then
+    for _, bib in ipairs(redis.call('SMEMBERS', K.wave_members .. name)) do
+      local c = load(bib)
+      if c then
+        rederive(c, true, c.status)
+        touched[#touched + 1] = c.s
+      end
+    end
+  end
+  audit(at, actor, 'wave.set', nil, old and { wave = name, start = fmt(tonumber(old)) } or nil,
+    { wave = name, start = fmt(tonumber(ms)) })
+  touch(unpack(touched))
+  if old then return 'ok' end
+  return 'created'
+end
+
+-- wave_delete: args name, actor, at. Refused while a competitor is in the wave.
+local function wave_delete(_, a)
+  local name, actor, at = a[1], a[2], a[3]
+  local old = redis.call('HGET', K.waves, name)
+  if not old then return 'missing' end
+  local n = redis.call('SCARD', K.wave_members .. name)
+  if n > 0 then return 'in_use:' .. n end
+  redis.call('HDEL', K.waves, name)
+  audit(at, actor, 'wave.deleted', nil, { wave = name, start = fmt(tonumber(old)) }, nil)
+  return 'ok'
+end
+
+-- Applies new reads (already stored raw) to one competitor; returns outcome, reason per read,
+-- and whether the competitor's times changed.
+local function apply_reads(c, new)
+  local entries = {}
+  for k, rd in ipairs(new) do entries[k] = rd.i .. ' ' .. rd.ms .. ' ' .. rd.id end
+  redis.call('RPUSH', K.reads .. c.bib, unpack(entries))
+  local out = {}
+  local manual = manual_of(c.bib)
+  local reads = reads_of(c.bib)
+  local cur = current_of(c.bib)
+  local t, from = derive(c, reads, manual)
+  local changed = false
+  if c.status == 'DNS' or c.status == 'DSQ' then
+    t = cur
+  else
+    changed = next(store_times(c, t, cur, false, c.status)) ~= nil
+  end
+  for k, rd in ipairs(new) do
+    local o, why = outcome(c, rd.i, rd, t, from, manual)
+    out[k] = { o, why }
+  end
+  return out, changed
+end
+
+-- passings: args actor, at, seq, then per read: id, checkpoint index, ms, bib, chip, raw JSON
+-- (bib or chip empty). Reads of one competitor are applied together; answers outcome, reason
+-- per read, in order.
+local function passings(_, a)
+  R.seq = a[3]
+  local results = {}
+  local groups, order = {}, {}
+  local n = 0
+  for j = 4, #a, 6 do
+    n = n + 1
+    local id, i, ms, bib, chip, raw = a[j], tonumber(a[j + 1]), tonumber(a[j + 2]), a[j + 3], a[j + 4], a[j + 5]
+    if redis.call('HSETNX', K.passings, id, raw) == 0 then
+      results[n] = { 'duplicate', 'a read with this id was received before' }
+    else
+      if bib == '' then bib = nilfalse(redis.call('HGET', K.chips, chip)) end
+      local g = bib and groups[bib]
+      if bib and not g then
+        local c = load(bib)
+        if c then
+          g = { c = c, reads = {}, slots = {} }
+          groups[bib] = g
+          order[#order + 1] = bib
+        end
+      end
+      if g then
+        g.reads[#g.reads + 1] = { i = i, ms = ms, id = id }
+        g.slots[#g.slots + 1] = n
+      else
+        redis.call('ZADD', K.unmatched, R.seq, id)
+        if bib then
+          results[n] = { 'unmatched', 'no competitor with bib ' .. bib .. '; stored for assignment' }
+        else
+          results[n] = { 'unmatched', 'no competitor has chip ' .. chip .. '; stored for assignment' }
+        end
+      end
+    end
+  end
+  local touched = {}
+  for _, bib in ipairs(order) do
+    local g = groups[bib]
+    local out, changed = apply_reads(g.c, g.reads)
+    for k, slot in ipairs(g.slots) do results[slot] = out[k] end
+    if changed then touched[#touched + 1] = g.c.s end
+  end
+  if #touched > 0 then touch(unpack(touched)) end
+  local flat = {}
+  for k = 1, n do
+    flat[#flat + 1] = results[k][1]
+    flat[#flat + 1] = results[k][2]
+  end
+  return flat
+end
+
+-- assign: args id, bib, actor, at, seq, checkpoint index, ms. An unmatched read is given to a
+-- competitor and applied (audited). Returns outcome, reason | missing | no_read | matched.
+local function assign(_, a)
+  local id, bib, actor, at = a[1], a[2], a[3], a[4]
+  R.seq = a[5]
+  local i, ms = tonumber(a[6]), tonumber(a[7])
+  if redis.call('HEXISTS', K.passings, id) == 0 then return { 'no_read' } end
+  if not redis.call('ZSCORE', K.unmatched, id) then return { 'matched' } end
+  local c = load(bib)
+  if not c then return { 'missing' } end
+  local before = times_json(current_of(bib))
+  redis.call('ZREM', K.unmatched, id)
+  local out = apply_reads(c, { { i = i, ms = ms, id = id } })
+  touch(c.s)
+  audit(at, actor, 'passing.assigned', bib, before,
+    { passing = id, checkpoint = CPS[i], time = fmt(ms), outcome = out[1][1],
+      times = times_json(current_of(bib)) })
+  return { out[1][1], out[1][2] }
+end
+
+redis.register_function('timing_put', put)
+redis.register_function('timing_delete', delete)
+redis.register_function('timing_times', times)
+redis.register_function('timing_status', status)
+redis.register_function('timing_wave_set', wave_set)
+redis.register_function('timing_wave_delete', wave_delete)
+redis.register_function('timing_passings', passings)
+redis.register_function('timing_assign', assign)

@@ -1,0 +1,173 @@
+//! Reading what the timing model keeps besides records and rankings: waves, raw reads, a
+//! competitor's times with their origin, and the audit trail.
+
+use std::collections::BTreeMap;
+
+use super::{Store, StoreError, keys};
+use crate::model::{Bib, Status};
+
+/// A wave and its gun time.
+#[derive(Debug, Clone)]
+pub struct Wave {
+    /// Its name.
+    pub name: String,
+    /// Gun time of day in ms.
+    pub start_ms: u64,
+    /// How many competitors are in it.
+    pub competitors: u64,
+}
+
+/// A competitor's times with what they are measured from.
+#[derive(Debug, Clone)]
+pub struct CompetitorTimes {
+    /// (checkpoint, time of day in ms) for every checkpoint with a time.
+    pub times: BTreeMap<String, u64>,
+    /// The checkpoints whose time is manual (overrides the reads).
+    pub manual: Vec<String>,
+    /// DNS / DNF / DSQ, if set.
+    pub status: Option<Status>,
+    /// The competitor's wave, if any.
+    pub wave: Option<String>,
+    /// That wave's gun time, if it has one.
+    pub gun_ms: Option<u64>,
+}
+
+/// A page of audit entries (JSON objects as stored), newest first.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    /// Entries in the list.
+    pub total: u64,
+    /// The page.
+    pub entries: Vec<String>,
+}
+
+impl Store {
+    /// Every wave, by name.
+    pub async fn waves(&self) -> Result<Vec<Wave>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.hgetall(keys::WAVES);
+        let (waves,): (BTreeMap<String, u64>,) = self.conn.query(&pipe).await?;
+        if waves.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for name in waves.keys() {
+            pipe.scard(keys::wave_members(name));
+        }
+        let counts: Vec<u64> = self.conn.query(&pipe).await?;
+        Ok(waves
+            .into_iter()
+            .zip(counts)
+            .map(|((name, start_ms), competitors)| Wave {
+                name,
+                start_ms,
+                competitors,
+            })
+            .collect())
+    }
+
+    /// A competitor's times and what they come from; `None` when the competitor does not exist.
+    pub async fn competitor_times(&self, bib: &Bib) -> Result<Option<CompetitorTimes>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.exists(keys::competitor(bib.as_str()))
+            .hget(keys::competitor(bib.as_str()), "wave")
+            .zrange_withscores(keys::times(bib.as_str()), 0, -1)
+            .hget(keys::STATUS, bib.as_str())
+            .hkeys(keys::manual(bib.as_str()));
+        type Reply = (
+            bool,
+            Option<String>,
+            Vec<(String, f64)>,
+            Option<String>,
+            Vec<String>,
+        );
+        let (exists, wave, times, status, manual): Reply = self.conn.query(&pipe).await?;
+        if !exists {
+            return Ok(None);
+        }
+        let gun_ms = match &wave {
+            Some(wave) => {
+                let mut pipe = redis::pipe();
+                pipe.hget(keys::WAVES, wave);
+                let (gun,): (Option<u64>,) = self.conn.query(&pipe).await?;
+                gun
+            }
+            None => None,
+        };
+        Ok(Some(CompetitorTimes {
+            times: times.into_iter().map(|(c, ms)| (c, ms as u64)).collect(),
+            manual,
+            status: status.as_deref().and_then(Status::from_stored),
+            wave,
+            gun_ms,
+        }))
+    }
+
+    /// A competitor's raw reads (JSON as stored), in order received; `None` when the
+    /// competitor does not exist.
+    pub async fn competitor_passings(&self, bib: &Bib) -> Result<Option<Vec<String>>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.exists(keys::competitor(bib.as_str()))
+            .lrange(keys::reads(bib.as_str()), 0, -1);
+        let (exists, entries): (bool, Vec<String>) = self.conn.query(&pipe).await?;
+        if !exists {
+            return Ok(None);
+        }
+        // Entries are "<checkpoint index> <ms> <id>"; ids never contain spaces.
+        let ids: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| e.splitn(3, ' ').nth(2))
+            .collect();
+        self.raw_reads(&ids).await.map(Some)
+    }
+
+    async fn raw_reads(&self, ids: &[&str]) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET").arg(keys::PASSINGS).arg(ids);
+        let (raw,): (Vec<Option<String>>,) = self.conn.query(&pipe).await?;
+        Ok(raw.into_iter().flatten().collect())
+    }
+
+    /// A page of the reads that matched no competitor (oldest first), and their number.
+    pub async fn unmatched_passings(
+        &self,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.zcard(keys::UNMATCHED).zrange(
+            keys::UNMATCHED,
+            offset as isize,
+            (offset + limit) as isize - 1,
+        );
+        let (total, ids): (u64, Vec<String>) = self.conn.query(&pipe).await?;
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        Ok((total, self.raw_reads(&ids).await?))
+    }
+
+    /// One raw read by id.
+    pub async fn passing(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.hget(keys::PASSINGS, id);
+        let (raw,): (Option<String>,) = self.conn.query(&pipe).await?;
+        Ok(raw)
+    }
+
+    /// A page of the audit trail, of one competitor or of everything, newest first.
+    pub async fn audit(
+        &self,
+        bib: Option<&Bib>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<AuditPage, StoreError> {
+        let key = keys::audit(bib.map(Bib::as_str));
+        let mut pipe = redis::pipe();
+        pipe.llen(&key)
+            .lrange(&key, offset as isize, (offset + limit) as isize - 1);
+        let (total, entries): (u64, Vec<String>) = self.conn.query(&pipe).await?;
+        Ok(AuditPage { total, entries })
+    }
+}

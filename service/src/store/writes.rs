@@ -1,0 +1,278 @@
+//! Every write: one `FCALL` of the `timing` library per change (per chunk of reads for a
+//! batch), which changes the data, the derived times, the rankings and the audit entry in one
+//! atomic step. `actor` is the name of the credential that made the change.
+
+use std::collections::HashMap;
+
+use redis::Value;
+
+use super::{
+    Outcome, PutMode, Store, StoreError,
+    functions::{now_rfc3339, sequence},
+    keys, parse_err,
+};
+use crate::{
+    model::{Bib, Status},
+    race::OPTIONAL_FIELDS,
+};
+
+/// One chip or bib read of a batch, validated.
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// Unique per read from its device.
+    pub id: String,
+    /// Index of the checkpoint in race order.
+    pub checkpoint: usize,
+    /// Time of day in ms.
+    pub ms: u64,
+    /// Given by bib, or
+    pub bib: Option<Bib>,
+    /// by chip.
+    pub chip: Option<String>,
+    /// The read as stored (JSON).
+    pub raw: String,
+}
+
+/// At most this many reads go to Redis in one atomic call: a competitor's reads are never
+/// split, and Redis is not blocked for a whole batch at once (reads of results interleave).
+const READS_PER_CALL: usize = 100;
+
+fn outcome(reply: Value) -> Result<Outcome, StoreError> {
+    let text: String = redis::from_redis_value(reply).map_err(parse_err)?;
+    Ok(match text.as_str() {
+        "ok" => Outcome::Done,
+        "created" => Outcome::Created,
+        "missing" => Outcome::Missing,
+        "exists" => Outcome::Exists,
+        other => match other.split_once(':') {
+            Some(("no_wave", wave)) => Outcome::UnknownWave(wave.to_owned()),
+            Some(("chip_taken", bib)) => Outcome::ChipTaken(bib.to_owned()),
+            Some(("in_use", n)) => Outcome::InUse(n.parse().unwrap_or(0)),
+            _ => return Err(parse_err(format!("the timing library answered `{other}`"))),
+        },
+    })
+}
+
+impl Store {
+    /// Writes a competitor record (validated by the caller, fields in definition order).
+    pub async fn put_competitor(
+        &self,
+        actor: &str,
+        mode: PutMode,
+        bib: &Bib,
+        fields: &[(String, String)],
+    ) -> Result<Outcome, StoreError> {
+        let (order, at, seq) = (
+            bib.order_score().to_string(),
+            now_rfc3339(),
+            sequence().to_string(),
+        );
+        let mut args = vec![bib.as_str(), &order, mode.as_str(), actor, &at, &seq];
+        for (name, value) in fields {
+            // An empty optional field (`wave`, `chip`) is an absent one.
+            if value.is_empty() && OPTIONAL_FIELDS.contains(&name.as_str()) {
+                continue;
+            }
+            args.push(name);
+            args.push(value);
+        }
+        outcome(self.fcall("timing_put", &args).await?)
+    }
+
+    /// Deletes a competitor with their times, status and ranking entries (raw reads stay).
+    pub async fn delete_competitor(&self, actor: &str, bib: &Bib) -> Result<Outcome, StoreError> {
+        let at = now_rfc3339();
+        outcome(
+            self.fcall("timing_delete", &[bib.as_str(), actor, &at])
+                .await?,
+        )
+    }
+
+    /// Sets (`Some(ms)`) or clears (`None`) manual times, all at once; the times are derived
+    /// again (a cleared one falls back to the reads) and the competitor re-ranked.
+    pub async fn set_times(
+        &self,
+        actor: &str,
+        bib: &Bib,
+        changes: &[(&str, Option<u64>)],
+    ) -> Result<Outcome, StoreError> {
+        let (at, seq) = (now_rfc3339(), sequence().to_string());
+        let values: Vec<String> = changes
+            .iter()
+            .map(|(_, ms)| ms.map(|ms| ms.to_string()).unwrap_or_default())
+            .collect();
+        let mut args = vec![bib.as_str(), actor, &at, &seq];
+        for ((checkpoint, _), value) in changes.iter().zip(&values) {
+            args.push(checkpoint);
+            args.push(value);
+        }
+        outcome(self.fcall("timing_times", &args).await?)
+    }
+
+    /// Sets or clears a competitor's status and re-ranks them.
+    pub async fn set_status(
+        &self,
+        actor: &str,
+        bib: &Bib,
+        status: Option<Status>,
+    ) -> Result<Outcome, StoreError> {
+        let (at, seq) = (now_rfc3339(), sequence().to_string());
+        let status = status.map_or("", Status::as_str);
+        outcome(
+            self.fcall("timing_status", &[bib.as_str(), actor, &at, &seq, status])
+                .await?,
+        )
+    }
+
+    /// Sets a wave's gun time (creating the wave) and re-ranks its competitors at once.
+    pub async fn set_wave(&self, actor: &str, name: &str, ms: u64) -> Result<Outcome, StoreError> {
+        let (at, seq, ms) = (now_rfc3339(), sequence().to_string(), ms.to_string());
+        outcome(
+            self.fcall("timing_wave_set", &[name, &ms, actor, &at, &seq])
+                .await?,
+        )
+    }
+
+    /// Deletes a wave nobody is in.
+    pub async fn delete_wave(&self, actor: &str, name: &str) -> Result<Outcome, StoreError> {
+        let at = now_rfc3339();
+        outcome(
+            self.fcall("timing_wave_delete", &[name, actor, &at])
+                .await?,
+        )
+    }
+
+    /// Stores and applies a batch of reads; answers (outcome, reason) per read, in order.
+    ///
+    /// Chips are resolved first (one `HMGET`) so that the reads of one competitor, by bib or
+    /// by chip, go to Redis in the same atomic call; calls of up to [`READS_PER_CALL`] reads
+    /// are pipelined in one round trip. (The library resolves chips again itself, so a chip
+    /// reassigned in between still lands on its current holder.)
+    pub async fn ingest(&self, reads: &[Read]) -> Result<Vec<(String, String)>, StoreError> {
+        let chips: Vec<&str> = reads.iter().filter_map(|r| r.chip.as_deref()).collect();
+        let holders: HashMap<&str, String> = if chips.is_empty() {
+            HashMap::new()
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.cmd("HMGET").arg(keys::CHIPS).arg(&chips);
+            let (found,): (Vec<Option<String>>,) = self.conn.query(&pipe).await?;
+            chips
+                .iter()
+                .zip(found)
+                .filter_map(|(chip, bib)| Some((*chip, bib?)))
+                .collect()
+        };
+        // Group by competitor (or by unknown chip), in order of first appearance.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
+        for (index, read) in reads.iter().enumerate() {
+            let key = match (&read.bib, &read.chip) {
+                (Some(bib), _) => bib.as_str().to_owned(),
+                (None, Some(chip)) => holders
+                    .get(chip.as_str())
+                    .cloned()
+                    .unwrap_or_else(|| format!("\0{chip}")),
+                (None, None) => String::new(),
+            };
+            let group = *group_of.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[group].push(index);
+        }
+        let mut calls: Vec<Vec<usize>> = vec![Vec::new()];
+        for group in groups {
+            if calls
+                .last()
+                .is_some_and(|call| !call.is_empty() && call.len() + group.len() > READS_PER_CALL)
+            {
+                calls.push(Vec::new());
+            }
+            if let Some(call) = calls.last_mut() {
+                call.extend(group);
+            }
+        }
+        let (at, seq) = (now_rfc3339(), sequence().to_string());
+        let mut pipe = redis::pipe();
+        for call in &calls {
+            let command = pipe
+                .cmd("FCALL")
+                .arg("timing_passings")
+                .arg(0)
+                .arg("")
+                .arg(&at)
+                .arg(&seq);
+            for &index in call {
+                let read = &reads[index];
+                // The library numbers checkpoints from 1.
+                command
+                    .arg(&read.id)
+                    .arg(read.checkpoint + 1)
+                    .arg(read.ms)
+                    .arg(read.bib.as_ref().map_or("", Bib::as_str))
+                    .arg(read.chip.as_deref().unwrap_or(""))
+                    .arg(&read.raw);
+            }
+        }
+        let replies = self.fcall_pipe(&pipe).await?;
+        let mut out = vec![(String::new(), String::new()); reads.len()];
+        for (call, reply) in calls.iter().zip(replies) {
+            let flat: Vec<String> = redis::from_redis_value(reply).map_err(parse_err)?;
+            for (&index, pair) in call.iter().zip(flat.chunks(2)) {
+                if let [outcome, reason] = pair {
+                    out[index] = (outcome.clone(), reason.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Gives an unmatched read to a competitor and applies it (audited). `None` when the read
+    /// does not exist or is not unmatched (see [`Assigned`]).
+    pub async fn assign(
+        &self,
+        actor: &str,
+        id: &str,
+        bib: &Bib,
+        checkpoint: usize,
+        ms: u64,
+    ) -> Result<Assigned, StoreError> {
+        let (at, seq) = (now_rfc3339(), sequence().to_string());
+        let (checkpoint, ms) = ((checkpoint + 1).to_string(), ms.to_string());
+        let reply = self
+            .fcall(
+                "timing_assign",
+                &[id, bib.as_str(), actor, &at, &seq, &checkpoint, &ms],
+            )
+            .await?;
+        let reply: Vec<String> = redis::from_redis_value(reply).map_err(parse_err)?;
+        Ok(match reply.as_slice() {
+            [one] if one == "no_read" => Assigned::NoRead,
+            [one] if one == "matched" => Assigned::AlreadyMatched,
+            [one] if one == "missing" => Assigned::NoCompetitor,
+            [outcome, reason] => Assigned::Applied {
+                outcome: outcome.clone(),
+                reason: reason.clone(),
+            },
+            other => return Err(parse_err(format!("timing_assign answered {other:?}"))),
+        })
+    }
+}
+
+/// The answer of [`Store::assign`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assigned {
+    /// Applied to the competitor, with the read's outcome.
+    Applied {
+        /// `applied`, `kept` or `ignored`.
+        outcome: String,
+        /// Why, for `kept` and `ignored`.
+        reason: String,
+    },
+    /// No read with this id.
+    NoRead,
+    /// The read is not unmatched (it matched a competitor, or was assigned already).
+    AlreadyMatched,
+    /// No competitor with this bib.
+    NoCompetitor,
+}

@@ -1,0 +1,724 @@
+//! Chip reads, waves with gun and net time, manual overrides and the audit trail (issue 11).
+//! Each test writes out the race-day scenario it plays; the race is the original's checkpoints
+//! (start, split1, split2, finish) with the competitor fields `wave` and `chip` added, and the
+//! default rules: at the start the last read within 30 minutes of the gun, elsewhere the
+//! first read at least 1 minute after the start.
+
+use serde_json::{Value, json};
+use timing_service::{AppState, auth::Credentials, race::Race};
+
+use crate::common::{Redis, TestApp, assert_error, spawn_app_on, spawn_app_with};
+
+/// The original race definition plus `wave` and `chip`.
+fn race() -> Race {
+    let mut race = Race::default();
+    race.fields.push("wave".into());
+    race.fields.push("chip".into());
+    race
+}
+
+async fn app() -> TestApp {
+    spawn_app_with(race(), None).await
+}
+
+/// Creates competitor `bib` (male, men30) in `wave` with `chip`.
+async fn runner(app: &TestApp, bib: &str, wave: Option<&str>, chip: Option<&str>) {
+    let mut body = json!({"bib": bib, "first_name": format!("First{bib}"),
+        "last_name": format!("Last{bib}"), "gender": "male", "country": "Finland",
+        "category": "men30"});
+    if let Some(wave) = wave {
+        body["wave"] = json!(wave);
+    }
+    if let Some(chip) = chip {
+        body["chip"] = json!(chip);
+    }
+    let (status, answer) = app.post("/api/v1/competitors", body).await;
+    assert_eq!(status, 201, "{answer}");
+}
+
+async fn wave(app: &TestApp, name: &str, start: &str) -> u16 {
+    let (status, body) = app
+        .put(&format!("/api/v1/waves/{name}"), json!({"start": start}))
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    status
+}
+
+/// A read by bib: `(id, checkpoint, bib, time)`.
+fn by_bib(id: &str, checkpoint: &str, bib: &str, time: &str) -> Value {
+    json!({"id": id, "checkpoint": checkpoint, "bib": bib, "time": time, "source": "mat-1"})
+}
+
+/// A read by chip.
+fn by_chip(id: &str, checkpoint: &str, chip: &str, time: &str) -> Value {
+    json!({"id": id, "checkpoint": checkpoint, "chip": chip, "time": time, "source": "mat-1"})
+}
+
+/// Posts a batch and returns the outcomes as `(id, outcome)` pairs, asserting 200.
+async fn upload(app: &TestApp, reads: Vec<Value>) -> Vec<(String, String)> {
+    let (status, body) = app
+        .post("/api/v1/passings", json!({ "passings": reads }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results: {body}"))
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or_default().to_owned(),
+                r["outcome"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn outcomes(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(id, o)| ((*id).to_owned(), (*o).to_owned()))
+        .collect()
+}
+
+/// The competitor's time of day at `checkpoint` (`None` when unset) and whether it is manual.
+async fn time_at(app: &TestApp, bib: &str, checkpoint: &str) -> (Option<String>, bool, Value) {
+    let (status, view) = app.get(&format!("/api/v1/competitors/{bib}/times")).await;
+    assert_eq!(status, 200, "{view}");
+    let row = view["checkpoints"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["checkpoint"] == checkpoint))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {checkpoint} in {view}"));
+    (
+        row["time_of_day"].as_str().map(str::to_owned),
+        row["manual"] == true,
+        row,
+    )
+}
+
+/// `(bib, rank, elapsed)` of each results row.
+async fn ranking(app: &TestApp, query: &str) -> Vec<(String, Value, Value)> {
+    let (status, page) = app.get(&format!("/api/v1/results?{query}")).await;
+    assert_eq!(status, 200, "{page}");
+    page["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{page}"))
+        .iter()
+        .map(|r| {
+            (
+                r["bib"].as_str().unwrap_or_default().to_owned(),
+                r["rank"].clone(),
+                r["elapsed"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Warm-up on the start mat: runner 101 of wave A (gun 09:00) jogs over the start mat at
+/// 08:50 and 08:55, before the gun; those reads are ignored. Crossing at the start the reader
+/// sees them at 09:00:40 and 09:00:41: the last read in the start window counts (09:00:41),
+/// the earlier one is kept without effect.
+#[tokio::test]
+async fn warm_up_reads_before_the_gun_are_ignored_and_the_last_start_read_counts() {
+    let app = app().await;
+    wave(&app, "A", "09:00:00.000").await;
+    runner(&app, "101", Some("A"), None).await;
+    let answer = upload(
+        &app,
+        vec![
+            by_bib("s1", "start", "101", "08:50:00.000"),
+            by_bib("s2", "start", "101", "08:55:00.000"),
+            by_bib("s3", "start", "101", "09:00:40.000"),
+            by_bib("s4", "start", "101", "09:00:41.000"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        answer,
+        outcomes(&[
+            ("s1", "ignored"),
+            ("s2", "ignored"),
+            ("s3", "kept"),
+            ("s4", "applied")
+        ])
+    );
+    assert_eq!(
+        time_at(&app, "101", "start").await.0.as_deref(),
+        Some("09:00:41.000")
+    );
+    // Forty minutes after the gun is outside the 30-minute start window: ignored.
+    let late = upload(&app, vec![by_bib("s5", "start", "101", "09:40:00.000")]).await;
+    assert_eq!(late, outcomes(&[("s5", "ignored")]));
+    assert_eq!(
+        time_at(&app, "101", "start").await.0.as_deref(),
+        Some("09:00:41.000")
+    );
+}
+
+/// The finish mat lies beside the start: runner 102 is seen there at 09:00:35 as they start
+/// (35 s after their start read at 09:00:30, under the 1-minute minimum): ignored. Their real
+/// finish at 09:41:10 is applied, and a later read of the same crossing is kept.
+#[tokio::test]
+async fn a_finish_read_at_the_start_is_ignored() {
+    let app = app().await;
+    wave(&app, "A", "09:00:00.000").await;
+    runner(&app, "102", Some("A"), None).await;
+    let answer = upload(
+        &app,
+        vec![
+            by_bib("a", "start", "102", "09:00:30.000"),
+            by_bib("b", "finish", "102", "09:00:35.000"),
+            by_bib("c", "finish", "102", "09:41:10.000"),
+            by_bib("d", "finish", "102", "09:41:10.400"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        answer,
+        outcomes(&[
+            ("a", "applied"),
+            ("b", "ignored"),
+            ("c", "applied"),
+            ("d", "kept")
+        ])
+    );
+    let (finish, manual, row) = time_at(&app, "102", "finish").await;
+    assert_eq!((finish.as_deref(), manual), (Some("09:41:10.000"), false));
+    assert_eq!(row["net"], "00:40:40.000");
+    assert_eq!(row["gun"], "00:41:10.000");
+}
+
+/// The main reader at the finish sends runner 103's crossing; the backup reader re-sends the
+/// same crossing under its own ids a few hundred ms later (kept: the first read counts), then
+/// re-sends the main reader's own ids (duplicate). Then the timer uploads the whole first
+/// batch a second time: every read is a duplicate and nothing changes.
+#[tokio::test]
+async fn backup_reader_and_a_batch_uploaded_twice() {
+    let app = app().await;
+    runner(&app, "103", None, Some("E2801160")).await;
+    let first = vec![
+        by_chip("main-1", "start", "E2801160", "10:00:05.000"),
+        by_chip("main-2", "finish", "E2801160", "10:45:00.000"),
+    ];
+    assert_eq!(
+        upload(&app, first.clone()).await,
+        outcomes(&[("main-1", "applied"), ("main-2", "applied")])
+    );
+    let backup = vec![
+        by_chip("backup-1", "finish", "E2801160", "10:45:00.300"),
+        by_chip("main-2", "finish", "E2801160", "10:45:00.000"),
+    ];
+    assert_eq!(
+        upload(&app, backup).await,
+        outcomes(&[("backup-1", "kept"), ("main-2", "duplicate")])
+    );
+    let before = app.get("/api/v1/competitors/103/times").await.1;
+    let audit_before = app.get("/api/v1/audit").await.1["total"].clone();
+    assert_eq!(
+        upload(&app, first).await,
+        outcomes(&[("main-1", "duplicate"), ("main-2", "duplicate")])
+    );
+    assert_eq!(app.get("/api/v1/competitors/103/times").await.1, before);
+    assert_eq!(app.get("/api/v1/audit").await.1["total"], audit_before);
+    // The raw reads are all there, once each, in order received; the first finish counts.
+    let reads = app.get("/api/v1/competitors/103/passings").await.1;
+    let listed: Vec<(&str, bool)> = reads["passings"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| (r["id"].as_str().unwrap_or(""), r["counts"] == true))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        listed,
+        [("main-1", true), ("main-2", true), ("backup-1", false)]
+    );
+    assert_eq!(reads["passings"][1]["chip"], "E2801160");
+    assert_eq!(reads["passings"][1]["source"], "mat-1");
+}
+
+/// Runner 104 has a start read at 09:00:10 and a finish at 09:50:00 (net 49:50). A start read
+/// that arrives late from another device, 09:01:00, is the last in the window: it moves the
+/// start, and the net time and the ranking follow (49:00).
+#[tokio::test]
+async fn a_late_start_read_moves_the_start_and_rederives() {
+    let app = app().await;
+    wave(&app, "A", "09:00:00.000").await;
+    runner(&app, "104", Some("A"), None).await;
+    runner(&app, "105", Some("A"), None).await;
+    upload(
+        &app,
+        vec![
+            by_bib("1", "start", "104", "09:00:10.000"),
+            by_bib("2", "finish", "104", "09:50:00.000"),
+            by_bib("3", "start", "105", "09:00:00.000"),
+            by_bib("4", "finish", "105", "09:49:30.000"),
+        ],
+    )
+    .await;
+    let rows = ranking(&app, "").await;
+    assert_eq!(rows[0], ("105".into(), json!(1), json!("00:49:30.000")));
+    assert_eq!(rows[1], ("104".into(), json!(2), json!("00:49:50.000")));
+
+    assert_eq!(
+        upload(&app, vec![by_bib("5", "start", "104", "09:01:00.000")]).await,
+        outcomes(&[("5", "applied")])
+    );
+    let rows = ranking(&app, "").await;
+    assert_eq!(rows[0], ("104".into(), json!(1), json!("00:49:00.000")));
+    assert_eq!(rows[1], ("105".into(), json!(2), json!("00:49:30.000")));
+}
+
+/// The finish reads give runner 106 10:30:00; the referee decides 10:29:50 (a manual time,
+/// through v1): it overrides, and later reads are kept without effect. Cleared, the time falls
+/// back to what the reads give. The legacy `/settimes` is a manual time too. Each manual
+/// change is in the audit trail with before and after.
+#[tokio::test]
+async fn a_manual_override_and_its_removal() {
+    let app = app().await;
+    runner(&app, "106", None, None).await;
+    upload(
+        &app,
+        vec![
+            by_bib("r1", "start", "106", "10:00:00.000"),
+            by_bib("r2", "finish", "106", "10:30:00.000"),
+        ],
+    )
+    .await;
+    let (status, _) = app
+        .put(
+            "/api/v1/competitors/106/times/finish",
+            json!({"time": "10:29:50.000"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        time_at(&app, "106", "finish").await.0.as_deref(),
+        Some("10:29:50.000")
+    );
+    assert!(time_at(&app, "106", "finish").await.1, "manual");
+    assert_eq!(
+        upload(&app, vec![by_bib("r3", "finish", "106", "10:28:00.000")]).await,
+        outcomes(&[("r3", "kept")])
+    );
+    assert_eq!(ranking(&app, "").await[0].2, json!("00:29:50.000"));
+
+    assert_eq!(
+        app.delete("/api/v1/competitors/106/times/finish").await.0,
+        204
+    );
+    // Back to the reads: the first at least a minute after the start is now r3 (10:28).
+    let (finish, manual, _) = time_at(&app, "106", "finish").await;
+    assert_eq!((finish.as_deref(), manual), (Some("10:28:00.000"), false));
+
+    let legacy = json!({"bib": 106, "settimes": {"start": -1, "split1": -1, "split2": -1,
+        "finish": "10:31:00:000"}});
+    assert_eq!(app.post("/settimes", legacy).await.0, 201);
+    assert_eq!(
+        time_at(&app, "106", "finish").await,
+        (
+            Some("10:31:00.000".into()),
+            true,
+            time_at(&app, "106", "finish").await.2
+        )
+    );
+
+    let audit = app.get("/api/v1/audit?bib=106").await.1;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["action"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        actions,
+        ["time.set", "time.cleared", "time.set", "competitor.created"]
+    );
+    let cleared = &audit["entries"][1];
+    assert_eq!(cleared["before"], json!({"finish": "10:29:50.000"}));
+    assert_eq!(cleared["after"], json!({"finish": "10:28:00.000"}));
+    assert_eq!(cleared["actor"], "anonymous");
+}
+
+/// Two waves: A (gun 09:00) and B (gun 09:10). Runner 201 (A) starts 09:00:20 and finishes
+/// 09:40:00; runner 202 (B) starts 09:10:05 and finishes 09:49:00; runner 203 (B) has no start
+/// read (the mat missed them) and finishes 09:50:00: their net time falls back to gun time.
+/// By net: 202 (38:55), 201 (39:40), 203 (40:00). By gun: 202 (39:00), 201 (40:00), 203
+/// (40:00), tied. Every row carries both times.
+#[tokio::test]
+async fn gun_and_net_rankings_with_several_waves() {
+    let app = app().await;
+    wave(&app, "A", "09:00:00.000").await;
+    wave(&app, "B", "09:10:00.000").await;
+    runner(&app, "201", Some("A"), None).await;
+    runner(&app, "202", Some("B"), None).await;
+    runner(&app, "203", Some("B"), None).await;
+    upload(
+        &app,
+        vec![
+            by_bib("1", "start", "201", "09:00:20.000"),
+            by_bib("2", "finish", "201", "09:40:00.000"),
+            by_bib("3", "start", "202", "09:10:05.000"),
+            by_bib("4", "finish", "202", "09:49:00.000"),
+            by_bib("5", "finish", "203", "09:50:00.000"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        ranking(&app, "").await,
+        [
+            ("202".into(), json!(1), json!("00:38:55.000")),
+            ("201".into(), json!(2), json!("00:39:40.000")),
+            ("203".into(), json!(3), json!("00:40:00.000")),
+        ]
+    );
+    assert_eq!(
+        ranking(&app, "by=gun").await,
+        [
+            ("202".into(), json!(1), json!("00:39:00.000")),
+            ("201".into(), json!(2), json!("00:40:00.000")),
+            ("203".into(), json!(2), json!("00:40:00.000")),
+        ]
+    );
+    let page = app.get("/api/v1/results?by=net&category=men30").await.1;
+    let row = &page["results"][0];
+    assert_eq!(
+        (&row["net"], &row["net_ms"], &row["gun"], &row["gun_ms"]),
+        (
+            &json!("00:38:55.000"),
+            &json!(2_335_000),
+            &json!("00:39:00.000"),
+            &json!(2_340_000)
+        )
+    );
+    assert_eq!(page["by"], "net");
+    // A split ranking by gun time: nobody has a split time, all unranked.
+    let split = ranking(&app, "by=gun&checkpoint=split1").await;
+    assert!(split.iter().all(|(_, rank, _)| rank.is_null()), "{split:?}");
+    assert_error(&app.get("/api/v1/results?by=chip").await, 400, "");
+}
+
+/// Wave B's gun was fired at 09:10 but recorded as 09:20 by mistake; runner 302 (B) shows a
+/// gun time ten minutes too short and ranks first by gun time. Correcting the wave's gun time
+/// re-ranks its competitors at once, and is audited.
+#[tokio::test]
+async fn a_changed_wave_gun_time_reranks_at_once() {
+    let app = app().await;
+    wave(&app, "A", "09:00:00.000").await;
+    wave(&app, "B", "09:20:00.000").await;
+    runner(&app, "301", Some("A"), None).await;
+    runner(&app, "302", Some("B"), None).await;
+    upload(
+        &app,
+        vec![
+            by_bib("1", "finish", "301", "09:40:00.000"),
+            by_bib("2", "finish", "302", "09:55:00.000"),
+        ],
+    )
+    .await;
+    let rows = ranking(&app, "by=gun").await;
+    assert_eq!(rows[0], ("302".into(), json!(1), json!("00:35:00.000")));
+    assert_eq!(wave(&app, "B", "09:10:00.000").await, 200);
+    assert_eq!(
+        ranking(&app, "by=gun").await,
+        [
+            ("301".into(), json!(1), json!("00:40:00.000")),
+            ("302".into(), json!(2), json!("00:45:00.000")),
+        ]
+    );
+    let waves = app.get("/api/v1/waves").await.1;
+    assert_eq!(
+        waves["waves"][1],
+        json!({"name": "B", "start": "09:10:00.000", "start_ms": 33_000_000, "competitors": 1})
+    );
+    let audit = app.get("/api/v1/audit?limit=1").await.1;
+    assert_eq!(audit["entries"][0]["action"], "wave.set");
+    assert_eq!(
+        audit["entries"][0]["before"],
+        json!({"wave": "B", "start": "09:20:00.000"})
+    );
+    assert_eq!(
+        audit["entries"][0]["after"],
+        json!({"wave": "B", "start": "09:10:00.000"})
+    );
+    // A wave with competitors cannot go; an empty one can.
+    assert_error(&app.delete("/api/v1/waves/B").await, 409, "1 competitor");
+    wave(&app, "C", "10:00:00.000").await;
+    assert_eq!(app.delete("/api/v1/waves/C").await.0, 204);
+    assert_error(&app.delete("/api/v1/waves/C").await, 404, "no wave");
+}
+
+/// A chip nobody has yet (a runner who swapped chips at the desk) is read at the finish:
+/// unmatched, stored and listed. Giving that chip to runner 401 afterwards does not rewrite
+/// results by itself; the explicit assign does, and it is audited.
+#[tokio::test]
+async fn an_unmatched_chip_then_assigned() {
+    let app = app().await;
+    runner(&app, "401", None, Some("CHIP-OLD")).await;
+    upload(
+        &app,
+        vec![by_chip("st", "start", "CHIP-OLD", "10:00:00.000")],
+    )
+    .await;
+    assert_eq!(
+        upload(
+            &app,
+            vec![by_chip("fx", "finish", "CHIP-NEW", "10:50:00.000")]
+        )
+        .await,
+        outcomes(&[("fx", "unmatched")])
+    );
+    let unmatched = app.get("/api/v1/passings?unmatched=true").await.1;
+    assert_eq!(unmatched["total"], 1);
+    assert_eq!(unmatched["passings"][0]["id"], "fx");
+    assert_eq!(unmatched["passings"][0]["chip"], "CHIP-NEW");
+
+    let (status, _) = app
+        .patch("/api/v1/competitors/401", json!({"chip": "CHIP-NEW"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(time_at(&app, "401", "finish").await.0, None);
+
+    let (status, answer) = app
+        .post("/api/v1/passings/fx/assign", json!({"bib": "401"}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcome"], "applied");
+    assert_eq!(
+        time_at(&app, "401", "finish").await.0.as_deref(),
+        Some("10:50:00.000")
+    );
+    assert_eq!(
+        app.get("/api/v1/passings?unmatched=true").await.1["total"],
+        0
+    );
+    let audit = app.get("/api/v1/audit?bib=401&limit=1").await.1;
+    assert_eq!(audit["entries"][0]["action"], "passing.assigned");
+    assert_eq!(audit["entries"][0]["after"]["passing"], "fx");
+    // Twice is refused; unknown reads and competitors too.
+    assert_error(
+        &app.post("/api/v1/passings/fx/assign", json!({"bib": "401"}))
+            .await,
+        409,
+        "not unmatched",
+    );
+    assert_error(
+        &app.post("/api/v1/passings/nope/assign", json!({"bib": "401"}))
+            .await,
+        404,
+        "no read",
+    );
+    // Later reads of the new chip match directly.
+    assert_eq!(
+        upload(
+            &app,
+            vec![by_chip("fy", "finish", "CHIP-NEW", "10:50:02.000")]
+        )
+        .await,
+        outcomes(&[("fy", "kept")])
+    );
+}
+
+/// Runner 501 did not start (DNS) and runner 502 was disqualified (DSQ): their reads are kept
+/// without effect and they stay out of the ranking. Runner 503 (DNF) has their split read
+/// applied.
+#[tokio::test]
+async fn reads_of_dns_and_dsq_competitors_are_kept_without_effect() {
+    let app = app().await;
+    for bib in ["501", "502", "503"] {
+        runner(&app, bib, None, None).await;
+    }
+    for (bib, status) in [("501", "DNS"), ("502", "DSQ"), ("503", "DNF")] {
+        let (code, _) = app
+            .put(
+                &format!("/api/v1/competitors/{bib}/status"),
+                json!({"status": status}),
+            )
+            .await;
+        assert_eq!(code, 204);
+    }
+    assert_eq!(
+        upload(
+            &app,
+            vec![
+                by_bib("a", "start", "501", "10:00:00.000"),
+                by_bib("b", "finish", "502", "10:40:00.000"),
+                by_bib("c", "start", "503", "10:00:00.000"),
+                by_bib("d", "split1", "503", "10:10:00.000"),
+            ]
+        )
+        .await,
+        outcomes(&[
+            ("a", "kept"),
+            ("b", "kept"),
+            ("c", "applied"),
+            ("d", "applied")
+        ])
+    );
+    assert_eq!(time_at(&app, "501", "start").await.0, None);
+    assert_eq!(time_at(&app, "502", "finish").await.0, None);
+    let page = app.get("/api/v1/results").await.1;
+    let statuses: Vec<(&str, &str)> = page["results"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    (
+                        r["bib"].as_str().unwrap_or(""),
+                        r["status"].as_str().unwrap_or(""),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(statuses, [("503", "DNF"), ("502", "DSQ"), ("501", "DNS")]);
+    // Back in the race (the DNS was a mistake): the kept start read now counts.
+    let (code, _) = app
+        .put("/api/v1/competitors/501/status", json!({"status": null}))
+        .await;
+    assert_eq!(code, 204);
+    assert_eq!(
+        time_at(&app, "501", "start").await.0.as_deref(),
+        Some("10:00:00.000")
+    );
+}
+
+/// Bad input: a malformed batch is refused whole (4xx, nothing stored); a wrong read is
+/// `rejected` with a reason while the rest of its batch is applied.
+#[tokio::test]
+async fn bad_batches_and_bad_reads() {
+    let app = app().await;
+    runner(&app, "601", None, None).await;
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| by_bib(&format!("r{i}"), "finish", "601", "10:00:00.000"))
+        .collect();
+    assert_error(
+        &app.post("/api/v1/passings", json!({ "passings": too_many }))
+            .await,
+        422,
+        "at most 1000",
+    );
+    let huge = "x".repeat(600 * 1024);
+    assert_error(
+        &app.post("/api/v1/passings", json!({ "passings": [], "pad": huge }))
+            .await,
+        413,
+        "limit",
+    );
+    assert_error(
+        &app.post("/api/v1/passings", json!({"reads": []})).await,
+        422,
+        "unknown field",
+    );
+    assert_error(
+        &app.post("/api/v1/passings", json!([])).await,
+        422,
+        "invalid body",
+    );
+    let (status, body) = app
+        .post(
+            "/api/v1/passings",
+            json!({"passings": [
+                {"checkpoint": "finish", "bib": "601", "time": "10:00:00.000"},
+                {"id": "both", "checkpoint": "finish", "bib": "601", "chip": "C1", "time": "10:00:00.000"},
+                {"id": "neither", "checkpoint": "finish", "time": "10:00:00.000"},
+                {"id": "where", "checkpoint": "km5", "bib": "601", "time": "10:00:00.000"},
+                {"id": "when", "checkpoint": "finish", "bib": "601", "time": "10:00"},
+                {"id": "bad id!", "checkpoint": "finish", "bib": "601", "time": "10:00:00.000"},
+                {"id": "good", "checkpoint": "start", "bib": "601", "time": "09:00:00.000"},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().cloned().unwrap_or_default();
+    let reasons: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap_or(""),
+                r["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(reasons[0], ("rejected", "missing `id`"));
+    assert_eq!(reasons[1], ("rejected", "give `bib` or `chip`, not both"));
+    assert_eq!(reasons[2], ("rejected", "missing `bib` or `chip`"));
+    assert!(
+        reasons[3].1.contains("unknown checkpoint `km5`"),
+        "{reasons:?}"
+    );
+    assert!(reasons[4].1.contains("invalid time `10:00`"), "{reasons:?}");
+    assert!(reasons[5].1.contains("invalid id"), "{reasons:?}");
+    assert_eq!(reasons[6], ("applied", ""));
+    assert_eq!(results[1]["id"], "both");
+    // A competitor in a wave that does not exist is refused, and nothing is stored.
+    let body = json!({"bib": "602", "first_name": "A", "last_name": "B", "gender": "male",
+        "country": "FI", "category": "men30", "wave": "Z"});
+    assert_error(
+        &app.post("/api/v1/competitors", body).await,
+        422,
+        "unknown wave `Z`",
+    );
+    assert_eq!(app.get("/api/v1/competitors/602").await.0, 404);
+}
+
+/// Two timers with their own named tokens: the audit trail tells them apart; the single
+/// `TIMING_API_TOKEN` (as the provisioner injects it) is the credential `default`.
+#[tokio::test]
+async fn named_tokens_are_the_audit_actor() {
+    let redis = Redis::start();
+    let credentials = Credentials::parse(
+        Some("single-token"),
+        Some("timer-anna:tok-a,timer-ben:tok-b"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let state = AppState::new(&redis.url(), race(), None)
+        .expect("state")
+        .with_credentials(credentials);
+    let mut app = spawn_app_on(redis, state).await;
+    app.token = Some("tok-a".into());
+    runner(&app, "701", None, None).await;
+    app.token = Some("tok-b".into());
+    app.times("701", json!({"start": "10:00:00.000"})).await;
+    app.token = Some("single-token".into());
+    let (status, _) = app
+        .put("/api/v1/competitors/701/status", json!({"status": "DNF"}))
+        .await;
+    assert_eq!(status, 204);
+    app.token = Some("wrong".into());
+    assert_eq!(
+        app.put("/api/v1/competitors/701/status", json!({"status": null}))
+            .await
+            .0,
+        401
+    );
+    let audit = app.get("/api/v1/audit?bib=701").await.1;
+    let who: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["action"].as_str().unwrap_or(""),
+                        e["actor"].as_str().unwrap_or(""),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        who,
+        [
+            ("status.set", "default"),
+            ("time.set", "timer-ben"),
+            ("competitor.created", "timer-anna")
+        ]
+    );
+    let created = &audit["entries"][2];
+    assert_eq!(created["before"], Value::Null);
+    assert_eq!(created["after"]["last_name"], "Last701");
+    assert!(
+        created["at"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z') && at.len() == 24),
+        "{created}"
+    );
+}
