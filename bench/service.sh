@@ -10,7 +10,9 @@
 # Usage: bench/service.sh            (DURATION=10s COMPETITORS=10000 CONNECTIONS=16 by default)
 # Needs: cargo, redis-server, redis-benchmark, wrk, python3.
 # Targets: each single-key route >= 1/3 of redis-benchmark's ops/s; results page p99 < 10 ms
-# with 10,000 competitors; service RSS < 30 MB.
+# with 10,000 competitors; service RSS < 30 MB. Live reads (issue 12): a results page answered
+# 304 >= 0.3 of GET, the full 50-row page >= 0.1 of GET; a 10,000-row import in well under a
+# second of Redis work; 5,000 long polls held, all answered within a second of a write.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,9 +83,9 @@ while IFS=, read -r test rps avg min p50 p95 p99 max; do
   case "$test" in SET|GET) RB[$test]=$rps; row "redis-benchmark $test (ceiling)" "${rps%.*}" "$p50" "$p99" 0 0 ;; esac
 done < <(timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 300000 -t set,get --csv)
 
-scenario() { # label scenario ceiling
+scenario() { # label scenario ceiling [etag]
   local out
-  out=$(timeout 120 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/wrk/timing.lua "$BASE" -- "$2" "$COMPETITORS" | grep '^RESULT')
+  out=$(timeout 120 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/wrk/timing.lua "$BASE" -- "$2" "$COMPETITORS" ${4:+"$4"} | grep '^RESULT')
   read -r _ _requests rps p50 p99 non2xx errors <<<"$out"
   row "$1" "$rps" "$p50" "$p99" "$non2xx" "$errors" "$3"
   if [ "$2" = create ]; then CREATE_RPS=$rps; fi
@@ -91,6 +93,11 @@ scenario() { # label scenario ceiling
 
 echo "==> wrk -t$THREADS -c$CONNECTIONS -d$DURATION per scenario" >&2
 scenario "GET /api/v1/results?limit=50 (random page)" results "${RB[GET]}"
+# Live reads (issue 12): a spectator's poll whose page has not changed costs one HGET.
+ETAG=$(curl -fsS -D - -o /dev/null "$BASE/api/v1/results?limit=50" | awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: $ETAG" "$BASE/api/v1/results?limit=50")
+[ "$code" = 304 ] || { echo "bench: If-None-Match: $ETAG answered $code, not 304" >&2; exit 1; }
+scenario "GET /api/v1/results?limit=50 (304)" notmodified "${RB[GET]}" "$ETAG"
 scenario "GET /api/v1/competitors/{bib}/times" gettimes "${RB[GET]}"
 scenario "GET /gettimes/{bib} (legacy)" legacy "${RB[GET]}"
 scenario "PUT /api/v1/competitors/{bib}/times/finish" settime "${RB[SET]}"
@@ -111,6 +118,35 @@ done < <(timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTI
   bib "s__rand_int__" first_name Bench last_name Script gender male country FI category men20 |
   tail -n +2)
 
+# Start-list import (issue 12): 10,000 new bibs, then the same file again (10,000 upserts of
+# existing competitors). Redis's work is its CPU time (INFO cpu) during the request.
+redis_cpu() {
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO cpu | tr -d '\r' |
+    awk -F: '$1 == "used_cpu_user" || $1 == "used_cpu_sys" {s += $2} END {printf "%.3f", s}'
+}
+python3 - "$work/import.csv" <<'PY'
+import sys
+categories = ["men20", "men30", "men40", "men50+", "women20", "women30", "women40", "women50+"]
+with open(sys.argv[1], "w") as out:
+    out.write("bib,first_name,last_name,gender,country,category\n")
+    for i in range(1, 10001):
+        out.write(f"imp{i},First{i},\"Last, {i}\",{['male', 'female', 'na'][i % 3]},Finland,{categories[i % 8]}\n")
+PY
+imports=()
+for what in "10,000 new bibs" "10,000 existing (upserts)"; do
+  echo "==> POST /api/v1/competitors/import: $what" >&2
+  cpu_before=$(redis_cpu)
+  wall=$(timeout 120 curl -fsS -o "$work/import.json" -w '%{time_total}' -X POST \
+    -H 'Content-Type: text/csv' --data-binary @"$work/import.csv" "$BASE/api/v1/competitors/import")
+  cpu_after=$(redis_cpu)
+  imports+=("$(printf '%-44s %8.3f s wall %8.3f s Redis CPU   %s' "import $what" "$wall" \
+    "$(python3 -c "print($cpu_after - $cpu_before)")" "$(cat "$work/import.json" | head -c 60)")")
+done
+
+# Long polls (issue 12): 5,000 waiting on one process, one write wakes them all.
+echo "==> 5000 long polls held, then one write" >&2
+read -r _ held answered write_to_last rss_idle rss_held < <(timeout 120 python3 bench/longpoll.py "$BASE" 5000 "$SERVICE_PID")
+
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SERVICE_PID/status")
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVICE_PID/status")
 
@@ -118,8 +154,10 @@ echo
 echo "timing-service benchmark: $COMPETITORS competitors ranked, $CONNECTIONS connections, $DURATION per scenario, $(nproc) CPUs"
 printf '%-44s %10s %8s %8s %8s %8s\n' "scenario" "req/s" "p50 ms" "p99 ms" "non2xx/err" "x redis"
 for r in "${rows[@]}"; do echo "$r"; done
+for r in "${imports[@]}"; do echo "$r"; done
+echo "long poll: $held waiters held; one write answered $answered of them 200, the last ${write_to_last} ms after the write; service RSS $((rss_idle / 1024)) MB idle, $((rss_held / 1024)) MB holding them"
 echo "service peak RSS (VmHWM): $((hwm / 1024)) MB (current VmRSS $((rss / 1024)) MB)"
-echo "(x redis = req/s divided by redis-benchmark's GET for reads, SET for writes; target >= 0.33)"
+echo "(x redis = req/s divided by redis-benchmark's GET for reads, SET for writes; target >= 0.33; 304: >= 0.3, results page: >= 0.1)"
 if [ -n "${SCRIPT_RPS:-}" ] && [ -n "${CREATE_RPS:-}" ]; then
   echo "(POST /api/v1/competitors reaches $(python3 -c "print(f'{$CREATE_RPS / $SCRIPT_RPS:.2f}')") of its write script's own ceiling in Redis)"
 fi

@@ -5,6 +5,7 @@
 --   gettimes GET  /api/v1/competitors/<random bib>/times
 --   legacy   GET  /gettimes/<random bib>
 --   results  GET  /api/v1/results?offset=<random>&limit=50
+--   notmodified GET /api/v1/results?limit=50 with `If-None-Match: <third argument>` (304s)
 -- `done` prints one machine-readable line: RESULT requests req/s p50_ms p99_ms non2xx errors.
 
 local threads = {}
@@ -14,12 +15,13 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local scenario, competitors, counter = "results", 10000, 0
+local scenario, competitors, counter, etag = "results", 10000, 0, nil
 local json = { ["Content-Type"] = "application/json" }
 
 function init(args)
   scenario = args[1] or scenario
   competitors = tonumber(args[2] or competitors)
+  etag = args[3]
   math.randomseed(os.time() * 100 + tid)
 end
 
@@ -44,6 +46,8 @@ function request()
       '{"time":"' .. random_time() .. '"}')
   elseif scenario == "gettimes" then
     return wrk.format("GET", "/api/v1/competitors/" .. random_bib() .. "/times")
+  elseif scenario == "notmodified" then
+    return wrk.format("GET", "/api/v1/results?limit=50", { ["If-None-Match"] = etag })
   elseif scenario == "legacy" then
     return wrk.format("GET", "/gettimes/" .. random_bib())
   else

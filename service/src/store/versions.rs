@@ -97,7 +97,7 @@ impl Subscription {
                     }
                 }
                 _ = self.ping.tick() => {
-                    let answer = tokio::time::timeout(OP_TIMEOUT, self.sink.ping::<String>()).await;
+                    let answer = tokio::time::timeout(OP_TIMEOUT, self.sink.ping::<redis::Value>()).await;
                     if !matches!(answer, Ok(Ok(_))) {
                         return None;
                     }
