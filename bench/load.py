@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Loads N competitors with start and finish times into the timing service (bench/service.sh).
 
-Usage: load.py http://127.0.0.1:PORT N. Uses a few keep-alive connections; fails loudly on any
+Usage: load.py http://127.0.0.1:PORT N. Bibs are 000000000001 .. N, 12 digits as
+redis-benchmark's __rand_int__ writes them, so its runs of the write functions hit them. Uses a few keep-alive connections; fails loudly on any
 non-2xx answer. Start times vary per runner and finish times repeat, so the ranking has ties.
 """
 import http.client
@@ -19,10 +20,11 @@ def worker(host, port, bibs, errors):
     conn = http.client.HTTPConnection(host, port, timeout=10)
     headers = {"Content-Type": "application/json"}
     rnd = random.Random(bibs[0])
-    for bib in bibs:
-        competitor = {"bib": str(bib), "first_name": f"First{bib}", "last_name": f"Last{bib}",
-                      "gender": GENDERS[bib % 3], "country": "Finland",
-                      "category": CATEGORIES[bib % 8]}
+    for number in bibs:
+        bib = f"{number:012d}"  # as redis-benchmark's __rand_int__ writes it (service.sh)
+        competitor = {"bib": bib, "first_name": f"First{bib}", "last_name": f"Last{bib}",
+                      "gender": GENDERS[number % 3], "country": "Finland",
+                      "category": CATEGORIES[number % 8]}
         start_s = 9 * 3600 + rnd.randrange(0, 1800)
         finish_s = start_s + 3600 + rnd.randrange(0, 3600)
         times = {"start": f"{start_s // 3600:02}:{start_s // 60 % 60:02}:{start_s % 60:02}.000",

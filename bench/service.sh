@@ -88,8 +88,17 @@ scenario() { # label scenario ceiling [etag]
   out=$(timeout 120 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/wrk/timing.lua "$BASE" -- "$2" "$COMPETITORS" ${4:+"$4"} | grep '^RESULT')
   read -r _ _requests rps p50 p99 non2xx errors <<<"$out"
   row "$1" "$rps" "$p50" "$p99" "$non2xx" "$errors" "$3"
+  LAST_RPS=$rps
   if [ "$2" = create ]; then CREATE_RPS=$rps; fi
 }
+
+# Redis time per call of a command, from INFO commandstats since the last CONFIG RESETSTAT.
+usec_per_call() { # command
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO commandstats | tr -d '\r' |
+    awk -F'[:,=]' -v c="cmdstat_$1" '$1 == c { for (i = 2; i < NF; i += 2) if ($i == "usec_per_call") print $(i + 1) }'
+}
+reset_stats() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null; }
+notes=()
 
 echo "==> wrk -t$THREADS -c$CONNECTIONS -d$DURATION per scenario" >&2
 scenario "GET /api/v1/results?limit=50 (random page)" results "${RB[GET]}"
@@ -100,23 +109,65 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: $ETAG" "$BASE/a
 scenario "GET /api/v1/results?limit=50 (304)" notmodified "${RB[GET]}" "$ETAG"
 scenario "GET /api/v1/competitors/{bib}/times" gettimes "${RB[GET]}"
 scenario "GET /gettimes/{bib} (legacy)" legacy "${RB[GET]}"
+reset_stats
 scenario "PUT /api/v1/competitors/{bib}/times/finish" settime "${RB[SET]}"
+SETTIME_RPS=$LAST_RPS
+SERVICE_TIMES_US=$(usec_per_call fcall)
+reset_stats
 scenario "POST /api/v1/competitors (new bib)" create "${RB[SET]}"
+SERVICE_PUT_US=$(usec_per_call fcall)
 
-# The ceiling of a create in Redis itself: the service's own write script (mutate.lua), run by
-# redis-benchmark with no HTTP and no service in the way, on fresh bibs. A create writes the
-# record, its results row and seven index entries atomically (store.rs), so this is the most
-# any create route on this Redis can reach; run last, as it adds competitors.
-echo "==> redis-benchmark EVALSHA mutate.lua put create (the write script alone)" >&2
-SHA=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" SCRIPT LOAD "$(cat service/src/store/mutate.lua)")
-while IFS=, read -r _test rps _avg _min p50 _p95 p99 _max; do
-  rps=${rps//\"/}; p50=${p50//\"/}; p99=${p99//\"/}
-  SCRIPT_RPS=$rps
-  row "redis-benchmark create script (ceiling)" "${rps%.*}" "$p50" "$p99" 0 0 "${RB[SET]}"
-done < <(timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 100000 \
-  -r 1000000000 --csv EVALSHA "$SHA" 0 put "s__rand_int__" 0 4 start split1 split2 finish create \
-  bib "s__rand_int__" first_name Bench last_name Script gender male country FI category men20 |
-  tail -n +2)
+# Chip reads in batches of 500 (bench/wrk/timing.lua `passings`): reads/s = requests/s x 500,
+# beside redis-benchmark's non-pipelined SET (target >= 1x: a batch must cost Redis less per
+# read than one round trip per key).
+reset_stats
+scenario "POST /api/v1/passings (500 reads per batch)" passings ""
+PASSINGS_RPS=$LAST_RPS
+READS_PER_S=$((PASSINGS_RPS * 500))
+PASSING_CALL_US=$(usec_per_call fcall)
+rows+=("$(printf '%-44s %10s %8s %8s %8s %8s' "  = chip reads ingested per second" "$READS_PER_S" "-" "-" "-" \
+  "$(python3 -c "print(f'{$READS_PER_S / ${RB[SET]}:.2f}')")")")
+
+# The results page while reads are being ingested (two connections posting batches meanwhile).
+echo "==> results while ingesting reads" >&2
+timeout 120 wrk -t1 -c2 -d"$DURATION" -s bench/wrk/timing.lua "$BASE" -- passings "$COMPETITORS" >/dev/null &
+INGEST_PID=$!
+scenario "GET /api/v1/results while ingesting reads" results "${RB[GET]}"
+wait "$INGEST_PID" || true
+
+# The write functions alone, run by redis-benchmark with no HTTP and no service in the way:
+# the most any write route can reach on this Redis. PUT .../times/finish on the loaded bibs
+# (000000000001 .. N, as load.py names them); creates on fresh bibs in database 3, from
+# empty. Before issue 11 every write was one EVAL script (bench/baseline/mutate.lua, measured
+# the same way in database 2, from empty): its Redis time per create beside the function's.
+echo "==> redis-benchmark FCALL timing_times / timing_put, EVALSHA of the old script" >&2
+AT=2026-11-30T00:00:00.000Z
+rb_script() { # label database range command...
+  local label=$1 db=$2 range=$3; shift 3
+  while IFS=, read -r _test rps _avg _min p50 _p95 p99 _max; do
+    rps=${rps//\"/}; p50=${p50//\"/}; p99=${p99//\"/}
+    LAST_RPS=${rps%.*}
+    row "$label" "${rps%.*}" "$p50" "$p99" 0 0 "${RB[SET]}"
+  done < <(timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" --dbnum "$db" -c "$CONNECTIONS" \
+    -n 100000 -r "$range" --csv "$@" | tail -n +2)
+}
+reset_stats
+rb_script "redis-benchmark FCALL timing_times (ceiling)" 0 "$COMPETITORS" \
+  FCALL timing_times 0 __rand_int__ bench "$AT" 1 finish 39600000
+TIMES_CEILING=$LAST_RPS
+TIMES_US=$(usec_per_call fcall)
+reset_stats
+rb_script "redis-benchmark FCALL timing_put (ceiling)" 3 1000000000 \
+  FCALL timing_put 0 "n__rand_int__" 0 create bench "$AT" __rand_int__ bib "n__rand_int__" \
+  first_name Bench last_name Script gender male country FI category men20
+CREATE_CEILING=$LAST_RPS
+PUT_US=$(usec_per_call fcall)
+SHA=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" SCRIPT LOAD "$(cat bench/baseline/mutate.lua)")
+reset_stats
+rb_script "redis-benchmark EVALSHA old mutate.lua create" 2 1000000000 \
+  EVALSHA "$SHA" 0 put "o__rand_int__" 0 4 start split1 split2 finish create \
+  bib "o__rand_int__" first_name Bench last_name Script gender male country FI category men20
+OLD_US=$(usec_per_call evalsha)
 
 # Start-list import (issue 12): 10,000 new bibs, then the same file again (10,000 upserts of
 # existing competitors). Redis's work is its CPU time (INFO cpu) during the request.
@@ -157,7 +208,14 @@ for r in "${rows[@]}"; do echo "$r"; done
 for r in "${imports[@]}"; do echo "$r"; done
 echo "long poll: $held waiters held; one write answered $answered of them 200, the last ${write_to_last} ms after the write; service RSS $((rss_idle / 1024)) MB idle, $((rss_held / 1024)) MB holding them"
 echo "service peak RSS (VmHWM): $((hwm / 1024)) MB (current VmRSS $((rss / 1024)) MB)"
-echo "(x redis = req/s divided by redis-benchmark's GET for reads, SET for writes; target >= 0.33; 304: >= 0.3, results page: >= 0.1)"
-if [ -n "${SCRIPT_RPS:-}" ] && [ -n "${CREATE_RPS:-}" ]; then
-  echo "(POST /api/v1/competitors reaches $(python3 -c "print(f'{$CREATE_RPS / $SCRIPT_RPS:.2f}')") of its write script's own ceiling in Redis)"
-fi
+echo "(x redis = req/s divided by redis-benchmark's GET for reads, SET for writes and chip reads/s;"
+echo " targets: single-key reads >= 0.33, 304: >= 0.3, results page: >= 0.1, chip reads >= 1,"
+echo " results p99 < 10 ms also while ingesting)"
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+echo "(POST /api/v1/competitors reaches $(ratio "$CREATE_RPS" "$CREATE_CEILING") of its function's own ceiling in Redis, PUT .../times/finish $(ratio "$SETTIME_RPS" "$TIMES_CEILING"); target >= 0.8)"
+echo "Redis time per call (INFO commandstats usec_per_call):"
+echo "  create, before (EVALSHA mutate.lua, redis-benchmark):  $OLD_US us"
+echo "  create, after  (FCALL timing_put, redis-benchmark):    $PUT_US us  ($(python3 -c "print(f'{(1 - $PUT_US / $OLD_US) * 100:.0f}')")% less; target >= 33%)"
+echo "  create through the service (FCALL timing_put):         $SERVICE_PUT_US us"
+echo "  manual time through the service (FCALL timing_times):  $SERVICE_TIMES_US us (redis-benchmark: $TIMES_US us)"
+echo "  a call of up to 100 chip reads (FCALL timing_passings): $PASSING_CALL_US us"

@@ -6,6 +6,9 @@
 --   legacy   GET  /gettimes/<random bib>
 --   results  GET  /api/v1/results?offset=<random>&limit=50
 --   notmodified GET /api/v1/results?limit=50 with `If-None-Match: <third argument>` (304s)
+--   passings POST /api/v1/passings, batches of 500 split1 reads of random bibs (unique ids,
+--            times of day spread over three hours: a bib's first read and any earlier one
+--            are applied and re-rank it, later ones are kept)
 -- `done` prints one machine-readable line: RESULT requests req/s p50_ms p99_ms non2xx errors.
 
 local threads = {}
@@ -26,7 +29,7 @@ function init(args)
 end
 
 local function random_bib()
-  return tostring(math.random(1, competitors))
+  return string.format("%012d", math.random(1, competitors))
 end
 
 local function random_time()
@@ -50,6 +53,16 @@ function request()
     return wrk.format("GET", "/api/v1/results?limit=50", { ["If-None-Match"] = etag })
   elseif scenario == "legacy" then
     return wrk.format("GET", "/gettimes/" .. random_bib())
+  elseif scenario == "passings" then
+    counter = counter + 1
+    local reads = {}
+    for i = 1, 500 do
+      reads[i] = string.format(
+        '{"id":"w%d-%d-%d","checkpoint":"split1","bib":"%s","time":"%s","source":"bench"}',
+        tid, counter, i, random_bib(), random_time())
+    end
+    return wrk.format("POST", "/api/v1/passings", json,
+      '{"passings":[' .. table.concat(reads, ",") .. ']}')
   else
     local offset = math.random(0, competitors - 50)
     return wrk.format("GET", "/api/v1/results?limit=50&offset=" .. offset)
