@@ -153,13 +153,15 @@ rb_script() { # label database range command...
 }
 reset_stats
 rb_script "redis-benchmark FCALL timing_times (ceiling)" 0 "$COMPETITORS" \
-  FCALL timing_times 0 __rand_int__ bench "$AT" 1 finish 39600000
+  FCALL timing_times 0 __rand_int__ bench "$AT" finish 39600000
 TIMES_CEILING=$LAST_RPS
 TIMES_US=$(usec_per_call fcall)
 reset_stats
 rb_script "redis-benchmark FCALL timing_put (ceiling)" 3 1000000000 \
-  FCALL timing_put 0 "n__rand_int__" 0 create bench "$AT" __rand_int__ bib "n__rand_int__" \
-  first_name Bench last_name Script gender male country FI category men20
+  FCALL timing_put 0 "n__rand_int__" 0 create bench "$AT" \
+  '{"first_name":"Bench","last_name":"Script","gender":"male","category":"men20","country":"FI"}' \
+  '{"bib":"n","first_name":"Bench","last_name":"Script","gender":"male","country":"FI","category":"men20"}' \
+  bib "n__rand_int__" first_name Bench last_name Script gender male country FI category men20
 CREATE_CEILING=$LAST_RPS
 PUT_US=$(usec_per_call fcall)
 SHA=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" SCRIPT LOAD "$(cat bench/baseline/mutate.lua)")

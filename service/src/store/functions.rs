@@ -22,7 +22,7 @@ pub(super) fn library_source(race: &Race) -> String {
         .collect();
     let min_times: Vec<String> = race.rules.min_time_ms.iter().map(u64::to_string).collect();
     format!(
-        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  start_window = {},\n  min_time = {{ {} }},\n  seq = 0,\n}}\n{}",
+        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  start_window = {},\n  min_time = {{ {} }},\n}}\n{}",
         keys::lua_prelude(),
         checkpoints.join(", "),
         race.rules.start_window_ms,
@@ -41,8 +41,8 @@ pub(super) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// A number that grows with time (µs since 1970): the score that appends to the untimed and
-/// unmatched sets in arrival order, from the service's clock rather than a Redis counter.
+/// A number that grows with time (µs since 1970): the score the start-list import appends to the
+/// untimed sets with (the functions take Redis's own clock).
 pub(super) fn sequence() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

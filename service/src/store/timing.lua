@@ -130,7 +130,15 @@ local function unrank(c)
   end
 end
 
-local function untimed_add(c, seq)
+-- Arrival order: Redis's clock in µs, so untimed and unmatched entries are appended (cheap for
+-- a sorted set) in the order they arrive, whoever sends them.
+local function arrival()
+  local now = redis.call('TIME')
+  return string.format('%d%06d', now[1], now[2])
+end
+
+local function untimed_add(c)
+  local seq = arrival()
   for _, scope in ipairs(c.s) do redis.call('ZADD', K.untimed .. scope, seq, c.bib) end
 end
 
@@ -289,7 +297,7 @@ local function store_times(c, t, cur, force, was_status)
     if not was_untimed then
       unrank(c)
       redis.call('HDEL', K.lags, c.bib)
-      untimed_add(c, R.seq)
+      untimed_add(c)
     end
   elseif was_untimed then
     untimed_rem(c)
@@ -320,12 +328,15 @@ local function times_json(t)
 end
 
 ---------------------------------------------------------------------------------------------
--- put: args bib, order, mode, actor, at, seq, field, value, ...
+-- put: args bib, order, mode, actor, at, row JSON, fields JSON, field, value, ... The two
+-- JSON texts (the results row, and the record for the audit) come encoded from the service
+-- for every mode but patch (empty then), which saves Redis two encodings per create.
 -- mode: create | replace | upsert | patch. Returns ok | created | missing | exists |
 -- no_wave:<name> | chip_taken:<bib>.
+local FIRST_FIELD = 8
 local function put(_, a)
   local bib, order, mode, actor, at = a[1], a[2], a[3], a[4], a[5]
-  R.seq = a[6]
+  local row_json, fields_json = a[6], a[7]
   local ckey = K.competitor .. bib
   local exists = redis.call('EXISTS', ckey) == 1
   if mode == 'create' and exists then return 'exists' end
@@ -337,7 +348,7 @@ local function put(_, a)
   end
   local new = {}
   if mode == 'patch' then for k, v in pairs(old) do new[k] = v end end
-  for j = 7, #a, 2 do new[a[j]] = a[j + 1] end
+  for j = FIRST_FIELD, #a, 2 do new[a[j]] = a[j + 1] end
   -- Checks before any change: the wave exists, the chip is nobody else's.
   if new.wave and new.wave ~= old.wave and redis.call('HEXISTS', K.waves, new.wave) == 0 then
     return 'no_wave:' .. new.wave
@@ -358,10 +369,13 @@ local function put(_, a)
     if c.chip and c.chip ~= new.chip then redis.call('HDEL', K.chips, c.chip) end
     if mode ~= 'patch' then redis.call('DEL', ckey) end
   end
-  if #a >= 8 then redis.call('HSET', ckey, unpack(a, 7)) end
-  redis.call('HSET', K.rows, bib, cjson.encode({ first_name = new.first_name or cjson.null,
-    last_name = new.last_name or cjson.null, gender = new.gender or cjson.null,
-    category = new.category or cjson.null, country = new.country or cjson.null }))
+  if #a > FIRST_FIELD then redis.call('HSET', ckey, unpack(a, FIRST_FIELD)) end
+  if row_json == '' then
+    row_json = cjson.encode({ first_name = new.first_name or cjson.null,
+      last_name = new.last_name or cjson.null, gender = new.gender or cjson.null,
+      category = new.category or cjson.null, country = new.country or cjson.null })
+  end
+  redis.call('HSET', K.rows, bib, row_json)
   for _, k in ipairs(listings(new.gender, new.category, new.country)) do
     redis.call('ZADD', k, order, bib)
   end
@@ -377,12 +391,18 @@ local function put(_, a)
     local t = derive(c, reads_of(bib), manual)
     if c.status == 'DNS' or c.status == 'DSQ' then t = cur end
     store_times(c, t, cur, true, was_status)
-    if not next(t) and not c.status then untimed_add(c, R.seq) end
+    if not next(t) and not c.status then untimed_add(c) end
     audit(at, actor, 'competitor.updated', bib, old, new)
   else
     c = { bib = bib, s = scopes(new.gender, new.category) }
-    untimed_add(c, R.seq)
-    audit(at, actor, 'competitor.created', bib, nil, new)
+    untimed_add(c)
+    if fields_json == '' then fields_json = cjson.encode(new) end
+    -- at, actor and bib are plain ASCII (validated by the service): no escaping needed.
+    local entry = '{"at":"' .. at .. '","actor":"' .. actor ..
+      '","action":"competitor.created","bib":"' .. bib .. '","before":null,"after":' ..
+      fields_json .. '}'
+    redis.call('LPUSH', K.audit, entry)
+    redis.call('LPUSH', K.audit_of .. bib, entry)
   end
   touch(old_scopes, c.s)
   if exists then return 'ok' end
@@ -412,16 +432,15 @@ local function delete(_, a)
   return 'ok'
 end
 
--- times (manual): args bib, actor, at, seq, checkpoint, ms_or_empty, ... (empty clears).
+-- times (manual): args bib, actor, at, checkpoint, ms_or_empty, ... (empty clears).
 local function times(_, a)
   local bib, actor, at = a[1], a[2], a[3]
-  R.seq = a[4]
   local c = load(bib)
   if not c then return 'missing' end
   local cur = current_of(bib)
   local before, after = {}, {}
   local set, clear = {}, {}
-  for j = 5, #a, 2 do
+  for j = 4, #a, 2 do
     local cp, ms = a[j], a[j + 1]
     before[cp] = fmt(cur[POS[cp]])
     if ms == '' then
@@ -435,7 +454,7 @@ local function times(_, a)
   local manual = manual_of(bib)
   local t = derive(c, reads_of(bib), manual)
   store_times(c, t, cur, false, c.status)
-  for j = 5, #a, 2 do after[a[j]] = fmt(t[POS[a[j]]]) end
+  for j = 4, #a, 2 do after[a[j]] = fmt(t[POS[a[j]]]) end
   local action = 'time.set'
   if #set == 0 then action = 'time.cleared' end
   audit(at, actor, action, bib, before, after)
@@ -443,14 +462,13 @@ local function times(_, a)
   return 'ok'
 end
 
--- status: args bib, actor, at, seq, status_or_empty.
+-- status: args bib, actor, at, status_or_empty.
 local function status(_, a)
   local bib, actor, at = a[1], a[2], a[3]
-  R.seq = a[4]
   local c = load(bib)
   if not c then return 'missing' end
   local was = c.status
-  local new = a[5] ~= '' and a[5] or nil
+  local new = a[4] ~= '' and a[4] or nil
   if new then redis.call('HSET', K.status, bib, new) else redis.call('HDEL', K.status, bib) end
   c.status = new
   local cur = current_of(bib)
@@ -465,11 +483,10 @@ local function status(_, a)
   return 'ok'
 end
 
--- wave_set: args name, ms, actor, at, seq. Re-derives and re-ranks every competitor of the
+-- wave_set: args name, ms, actor, at. Re-derives and re-ranks every competitor of the
 -- wave at once (the gun time bounds their start window and is their gun time's origin).
 local function wave_set(_, a)
   local name, ms, actor, at = a[1], a[2], a[3], a[4]
-  R.seq = a[5]
   local old = redis.call('HGET', K.waves, name)
   redis.call('HSET', K.waves, name, ms)
   local touched = {}
@@ -525,15 +542,14 @@ local function apply_reads(c, new)
   return out, changed
 end
 
--- passings: args actor, at, seq, then per read: id, checkpoint index, ms, bib, chip, raw JSON
+-- passings: args actor, at, then per read: id, checkpoint index, ms, bib, chip, raw JSON
 -- (bib or chip empty). Reads of one competitor are applied together; answers outcome, reason
 -- per read, in order.
 local function passings(_, a)
-  R.seq = a[3]
   local results = {}
   local groups, order = {}, {}
   local n = 0
-  for j = 4, #a, 6 do
+  for j = 3, #a, 6 do
     n = n + 1
     local id, i, ms, bib, chip, raw = a[j], tonumber(a[j + 1]), tonumber(a[j + 2]), a[j + 3], a[j + 4], a[j + 5]
     if redis.call('HSETNX', K.passings, id, raw) == 0 then
@@ -553,7 +569,7 @@ local function passings(_, a)
         g.reads[#g.reads + 1] = { i = i, ms = ms, id = id }
         g.slots[#g.slots + 1] = n
       else
-        redis.call('ZADD', K.unmatched, R.seq, id)
+        redis.call('ZADD', K.unmatched, arrival(), id)
         if bib then
           results[n] = { 'unmatched', 'no competitor with bib ' .. bib .. '; stored for assignment' }
         else
@@ -578,12 +594,11 @@ local function passings(_, a)
   return flat
 end
 
--- assign: args id, bib, actor, at, seq, checkpoint index, ms. An unmatched read is given to a
+-- assign: args id, bib, actor, at, checkpoint index, ms. An unmatched read is given to a
 -- competitor and applied (audited). Returns outcome, reason | missing | no_read | matched.
 local function assign(_, a)
   local id, bib, actor, at = a[1], a[2], a[3], a[4]
-  R.seq = a[5]
-  local i, ms = tonumber(a[6]), tonumber(a[7])
+  local i, ms = tonumber(a[5]), tonumber(a[6])
   if redis.call('HEXISTS', K.passings, id) == 0 then return { 'no_read' } end
   if not redis.call('ZSCORE', K.unmatched, id) then return { 'matched' } end
   local c = load(bib)

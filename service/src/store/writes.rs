@@ -6,11 +6,7 @@ use std::collections::HashMap;
 
 use redis::Value;
 
-use super::{
-    Outcome, PutMode, Store, StoreError,
-    functions::{now_rfc3339, sequence},
-    keys, parse_err,
-};
+use super::{Outcome, PutMode, Store, StoreError, functions::now_rfc3339, keys, parse_err};
 use crate::{
     model::{Bib, Status},
     race::OPTIONAL_FIELDS,
@@ -62,17 +58,49 @@ impl Store {
         bib: &Bib,
         fields: &[(String, String)],
     ) -> Result<Outcome, StoreError> {
-        let (order, at, seq) = (
-            bib.order_score().to_string(),
-            now_rfc3339(),
-            sequence().to_string(),
-        );
-        let mut args = vec![bib.as_str(), &order, mode.as_str(), actor, &at, &seq];
+        // An empty optional field (`wave`, `chip`) is an absent one.
+        let fields: Vec<&(String, String)> = fields
+            .iter()
+            .filter(|(name, value)| !(value.is_empty() && OPTIONAL_FIELDS.contains(&name.as_str())))
+            .collect();
+        // The results row and the record as JSON, for the library to store as they are (a
+        // patch merges into the stored record, so the library encodes those itself).
+        let (row_json, fields_json) = if mode == PutMode::Patch {
+            (String::new(), String::new())
+        } else {
+            let get = |field: &str| {
+                fields
+                    .iter()
+                    .find(|(name, _)| name == field)
+                    .map(|(_, value)| value.as_str())
+            };
+            let row = serde_json::json!({
+                "first_name": get("first_name"),
+                "last_name": get("last_name"),
+                "gender": get("gender"),
+                "category": get("category"),
+                "country": get("country"),
+            });
+            let record: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str())))
+                .collect();
+            (
+                row.to_string(),
+                serde_json::Value::Object(record).to_string(),
+            )
+        };
+        let (order, at) = (bib.order_score().to_string(), now_rfc3339());
+        let mut args = vec![
+            bib.as_str(),
+            &order,
+            mode.as_str(),
+            actor,
+            &at,
+            &row_json,
+            &fields_json,
+        ];
         for (name, value) in fields {
-            // An empty optional field (`wave`, `chip`) is an absent one.
-            if value.is_empty() && OPTIONAL_FIELDS.contains(&name.as_str()) {
-                continue;
-            }
             args.push(name);
             args.push(value);
         }
@@ -96,12 +124,12 @@ impl Store {
         bib: &Bib,
         changes: &[(&str, Option<u64>)],
     ) -> Result<Outcome, StoreError> {
-        let (at, seq) = (now_rfc3339(), sequence().to_string());
+        let at = now_rfc3339();
         let values: Vec<String> = changes
             .iter()
             .map(|(_, ms)| ms.map(|ms| ms.to_string()).unwrap_or_default())
             .collect();
-        let mut args = vec![bib.as_str(), actor, &at, &seq];
+        let mut args = vec![bib.as_str(), actor, &at];
         for ((checkpoint, _), value) in changes.iter().zip(&values) {
             args.push(checkpoint);
             args.push(value);
@@ -116,19 +144,19 @@ impl Store {
         bib: &Bib,
         status: Option<Status>,
     ) -> Result<Outcome, StoreError> {
-        let (at, seq) = (now_rfc3339(), sequence().to_string());
+        let at = now_rfc3339();
         let status = status.map_or("", Status::as_str);
         outcome(
-            self.fcall("timing_status", &[bib.as_str(), actor, &at, &seq, status])
+            self.fcall("timing_status", &[bib.as_str(), actor, &at, status])
                 .await?,
         )
     }
 
     /// Sets a wave's gun time (creating the wave) and re-ranks its competitors at once.
     pub async fn set_wave(&self, actor: &str, name: &str, ms: u64) -> Result<Outcome, StoreError> {
-        let (at, seq, ms) = (now_rfc3339(), sequence().to_string(), ms.to_string());
+        let (at, ms) = (now_rfc3339(), ms.to_string());
         outcome(
-            self.fcall("timing_wave_set", &[name, &ms, actor, &at, &seq])
+            self.fcall("timing_wave_set", &[name, &ms, actor, &at])
                 .await?,
         )
     }
@@ -192,7 +220,7 @@ impl Store {
                 call.extend(group);
             }
         }
-        let (at, seq) = (now_rfc3339(), sequence().to_string());
+        let at = now_rfc3339();
         let mut pipe = redis::pipe();
         for call in &calls {
             let command = pipe
@@ -200,8 +228,7 @@ impl Store {
                 .arg("timing_passings")
                 .arg(0)
                 .arg("")
-                .arg(&at)
-                .arg(&seq);
+                .arg(&at);
             for &index in call {
                 let read = &reads[index];
                 // The library numbers checkpoints from 1.
@@ -237,12 +264,12 @@ impl Store {
         checkpoint: usize,
         ms: u64,
     ) -> Result<Assigned, StoreError> {
-        let (at, seq) = (now_rfc3339(), sequence().to_string());
+        let at = now_rfc3339();
         let (checkpoint, ms) = ((checkpoint + 1).to_string(), ms.to_string());
         let reply = self
             .fcall(
                 "timing_assign",
-                &[id, bib.as_str(), actor, &at, &seq, &checkpoint, &ms],
+                &[id, bib.as_str(), actor, &at, &checkpoint, &ms],
             )
             .await?;
         let reply: Vec<String> = redis::from_redis_value(reply).map_err(parse_err)?;
