@@ -11,8 +11,7 @@
 //! | `rank:<checkpoint>:all` | sorted set | competitors with a time or a status, score = ranking score at that checkpoint |
 //! | `rank:<checkpoint>:gender:<g>` | sorted set | the same, for one gender |
 //! | `rank:<checkpoint>:category:<c>` | sorted set | the same, for one category |
-//! | `untimed:all`, `untimed:{gender,category}:<v>` | sorted set | competitors with neither a time nor a status, score = entry order (from `untimed_seq`) |
-//! | `untimed_seq` | string | counter scoring the untimed sets, so entries are appended rather than inserted |
+//! | `untimed:all`, `untimed:{gender,category}:<v>` | sorted set | competitors with neither a time nor a status, score = entry order (µs of Redis's clock, or of the service's for an import) |
 //! | `competitors:all`, `competitors:{gender,category,country}:<v>` | sorted set | bibs for listings, score = `Bib::order_score` |
 //! | `live:version` | hash | scope (`all`, `gender:<g>`, `category:<c>`) → version of its last change (ETags, long polls) |
 //! | `live:seq` | string | the counter the versions are taken from (one order for all scopes) |
@@ -45,8 +44,6 @@ pub const ROWS: &str = "competitor_rows";
 const RANK: &str = "rank:";
 /// Prefix of the untimed sets (`untimed:<scope>`).
 const UNTIMED_SETS: &str = "untimed:";
-/// Counter scoring the untimed sets.
-const UNTIMED_SEQ: &str = "untimed_seq";
 /// Prefix of the listing sets (`competitors:<scope>`).
 const LISTING: &str = "competitors:";
 /// Hash scope → version of its last change.
@@ -167,7 +164,6 @@ pub fn lua_prelude() -> String {
         ("rows", ROWS),
         ("rank", RANK),
         ("untimed", UNTIMED_SETS),
-        ("untimed_seq", UNTIMED_SEQ),
         ("listing", LISTING),
         ("all", ALL),
         ("gender", GENDER),
