@@ -96,6 +96,7 @@
       params.set(group.slice(0, colon), group.slice(colon + 1));
     }
     params.set('checkpoint', $('checkpoint').value);
+    if (!$('by-label').hidden) params.set('by', $('by').value);
     params.set('limit', String(state.limit));
     return '/api/v1/results?' + params.toString();
   }
@@ -218,7 +219,12 @@
       checkpoint.append(option);
     }
     checkpoint.value = race.checkpoints[race.checkpoints.length - 1];
-    for (const control of [group, checkpoint]) {
+    // Gun times exist only when competitors are in waves.
+    if (race.fields.includes('wave')) {
+      $('by-label').hidden = false;
+      $('by').value = race.rank_by === 'gun' ? 'gun' : 'net';
+    }
+    for (const control of [group, checkpoint, $('by')]) {
       control.addEventListener('change', () => {
         state.limit = PAGE;
         showRanking();

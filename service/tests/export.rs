@@ -4,7 +4,9 @@
 use reqwest::{Method, header};
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, spawn_app};
+use timing_service::race::Race;
+
+use crate::common::{TestApp, spawn_app, spawn_app_with};
 
 /// GET as CSV (by `?format=csv`, or by `Accept` when `accept` is set): status, content type,
 /// header row and records.
@@ -133,6 +135,10 @@ async fn results_and_start_list_as_csv_match_the_json() {
                 "country",
                 "elapsed",
                 "elapsed_ms",
+                "gun",
+                "gun_ms",
+                "net",
+                "net_ms",
                 "status"
             ]
         );
@@ -217,4 +223,63 @@ async fn exported_start_list_imports_back() {
         all_json(&other, "/api/v1/competitors", "competitors").await,
         all_json(&app, "/api/v1/competitors", "competitors").await
     );
+}
+
+/// With waves, the results CSV carries gun and net times beside the time ranked by, by net or
+/// by gun, as the JSON does.
+#[tokio::test]
+async fn results_csv_has_gun_and_net_times() {
+    let mut race = Race::default();
+    race.fields.push("wave".into());
+    let app = spawn_app_with(race, None).await;
+    let (status, body) = app
+        .put("/api/v1/waves/A", json!({"start": "09:00:00.000"}))
+        .await;
+    assert!(status < 300, "{status} {body}");
+    let csv = "bib,first_name,last_name,gender,country,category,wave\n\
+               1,Ann,A,female,FI,women30,A\n2,Bo,B,male,SE,men30,A\n3,Cy,C,male,NO,men30,\n";
+    let (status, body) = app
+        .send(
+            app.request(Method::POST, "/api/v1/competitors/import")
+                .header(header::CONTENT_TYPE, "text/csv")
+                .body(csv),
+        )
+        .await;
+    assert_eq!((status, &body["created"]), (200, &json!(3)), "{body}");
+    // 1 starts late (09:05), finishes 10:00: net 55:00, gun 1:00:00; 2 starts 09:00:30,
+    // finishes 09:58: net 57:30, gun 58:00; 3 has no wave: no gun time.
+    app.times(
+        "1",
+        json!({"start": "09:05:00.000", "finish": "10:00:00.000"}),
+    )
+    .await;
+    app.times(
+        "2",
+        json!({"start": "09:00:30.000", "finish": "09:58:00.000"}),
+    )
+    .await;
+    app.times(
+        "3",
+        json!({"start": "09:00:00.000", "finish": "10:10:00.000"}),
+    )
+    .await;
+    for query in ["", "?by=net", "?by=gun"] {
+        let path = format!("/api/v1/results{query}");
+        let (status, _, head, records) = csv_of(&app, &path, false).await;
+        assert_eq!(status, 200);
+        let rows = all_json(&app, &path, "results").await;
+        let expected: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| head.iter().map(|c| cell(&r[c.as_str()])).collect())
+            .collect();
+        assert_eq!(records, expected, "{path}");
+    }
+    let (_, _, head, by_gun) = csv_of(&app, "/api/v1/results?by=gun", false).await;
+    let column = |name: &str| head.iter().position(|h| h == name).expect("column");
+    assert_eq!(by_gun[0][column("bib")], "2");
+    assert_eq!(
+        (&by_gun[0][column("gun")], &by_gun[0][column("net")]),
+        (&"00:58:00.000".to_owned(), &"00:57:30.000".to_owned())
+    );
+    assert_eq!(by_gun[2][column("gun")], "");
 }

@@ -285,3 +285,39 @@ async fn reimport_is_an_upsert() {
     assert_eq!(app.get("/api/v1/competitors/3").await.1["status"], "DSQ");
     assert_eq!(stored(&app).await, 3);
 }
+
+/// An import is audited as one entry (newest first) and per competitor: created ones by the
+/// import's batched script, replaced ones by the ordinary upsert.
+#[tokio::test]
+async fn imports_are_audited() {
+    let app = spawn_app().await;
+    csv(
+        &app,
+        "",
+        &format!("{HEADER}\n1,Ann,Old,female,FI,women30\n"),
+    )
+    .await;
+    let (status, body) = csv(
+        &app,
+        "",
+        &format!("{HEADER}\n1,Ann,New,female,FI,women30\n2,Bo,B,male,SE,men30\n"),
+    )
+    .await;
+    assert_eq!((status, &body["updated"]), (200, &json!(1)), "{body}");
+    let (status, audit) = app.get("/api/v1/audit?limit=50").await;
+    assert_eq!(status, 200, "{audit}");
+    let entries = audit["entries"].as_array().expect("entries");
+    assert_eq!(entries[0]["action"], "import");
+    assert_eq!(entries[0]["after"], json!({"created": 1, "updated": 1}));
+    assert_eq!(entries[0]["bib"], Value::Null);
+    let of =
+        |bib: &str| -> Vec<&Value> { entries.iter().filter(|e| e["bib"] == json!(bib)).collect() };
+    assert_eq!(of("1").len(), 2, "{audit}"); // created, then replaced
+    assert_eq!(of("1")[0]["after"]["last_name"], "New");
+    assert_eq!(of("1")[0]["before"]["last_name"], "Old");
+    assert_eq!(of("2").len(), 1, "{audit}");
+    assert_eq!(
+        entries.iter().filter(|e| e["action"] == "import").count(),
+        2
+    );
+}

@@ -271,6 +271,11 @@ async fn results_page_shows_and_follows_the_race() {
     let mut browser = Browser::launch().await;
     browser.goto(&format!("{}/", app.base)).await;
     assert_eq!(browser.eval("document.title").await, "Live results");
+    // No waves in this race: no gun time to choose.
+    assert_eq!(
+        browser.eval("document.getElementById('by-label').hidden").await,
+        json!(true)
+    );
 
     let everyone = api_bibs(&app, "").await;
     let everyone: Vec<&str> = everyone.iter().map(String::as_str).collect();
@@ -409,4 +414,48 @@ async fn results_page_shows_markup_in_names_as_text() {
         json!(0)
     );
     assert_eq!(browser.eval("typeof window.pwned").await, "undefined");
+}
+
+/// With waves, the page offers net or gun time and follows the choice.
+#[tokio::test]
+async fn results_page_switches_between_net_and_gun_time() {
+    let mut race = Race::default();
+    race.fields.push("wave".into());
+    let app = spawn_app_with(race, None).await;
+    assert!(
+        app.put("/api/v1/waves/A", json!({"start": "09:00:00.000"}))
+            .await
+            .0
+            < 300
+    );
+    for (bib, start, finish) in [
+        ("1", "09:05:00.000", "10:00:00.000"), // net 55:00, gun 1:00:00
+        ("2", "09:00:30.000", "09:58:00.000"), // net 57:30, gun 58:00
+    ] {
+        let (status, body) = app
+            .post(
+                "/api/v1/competitors",
+                json!({"bib": bib, "first_name": "F", "last_name": bib, "gender": "male",
+                       "country": "FI", "category": "men30", "wave": "A"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        app.times(bib, json!({"start": start, "finish": finish}))
+            .await;
+    }
+    let mut browser = Browser::launch().await;
+    browser.goto(&format!("{}/", app.base)).await;
+    browser.wait_for_bibs(&["1", "2"]).await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('by-label').hidden")
+            .await,
+        json!(false)
+    );
+    browser.choose("by", "gun").await;
+    browser.wait_for_bibs(&["2", "1"]).await;
+    let time = browser
+        .eval("document.querySelector('#results tbody tr').cells[4].textContent")
+        .await;
+    assert_eq!(time, "58:00.000");
 }

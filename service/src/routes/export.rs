@@ -5,8 +5,9 @@
 //! body is written 500 rows at a time as they are read, so a list of any length costs the
 //! service one block of memory. Columns are stable (documented in the service README):
 //!
-//! - results: `rank,bib,first_name,last_name,gender,category,country,elapsed,elapsed_ms,status`
-//!   (`rank` and the times empty when unranked, times `hh:mm:ss.SSS`);
+//! - results: `rank,bib,first_name,last_name,gender,category,country,elapsed,elapsed_ms,gun,
+//!   gun_ms,net,net_ms,status` (`elapsed` is the time ranked by, net or gun; `rank` and the times
+//!   empty when unranked or unknown, times `hh:mm:ss.SSS`);
 //! - competitors: the race definition's fields in its order, then `status`; the same columns
 //!   the import reads, so an export imports back unchanged.
 //!
@@ -33,7 +34,7 @@ use crate::{
 /// Rows read and written per block.
 const BLOCK: u64 = 500;
 /// Columns of the results export.
-pub const RESULT_COLUMNS: [&str; 10] = [
+pub const RESULT_COLUMNS: [&str; 14] = [
     "rank",
     "bib",
     "first_name",
@@ -43,6 +44,10 @@ pub const RESULT_COLUMNS: [&str; 10] = [
     "country",
     "elapsed",
     "elapsed_ms",
+    "gun",
+    "gun_ms",
+    "net",
+    "net_ms",
     "status",
 ];
 
@@ -111,13 +116,21 @@ struct RowFields {
     country: Option<String>,
 }
 
-fn result_record(entry: &RankedEntry) -> [String; 10] {
+/// A results row as CSV cells; `by_gun`: the ranking is by gun time (so `elapsed_ms` is the
+/// gun time and `other_ms` the net time).
+fn result_record(entry: &RankedEntry, by_gun: bool) -> [String; 14] {
     let fields: RowFields = entry
         .row_json
         .as_deref()
         .and_then(|json| serde_json::from_str(json).ok())
         .unwrap_or_default();
     let number = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+    let time = |n: Option<u64>| n.map(|ms| format_ms(ms, '.')).unwrap_or_default();
+    let (gun, net) = if by_gun {
+        (entry.elapsed_ms, entry.other_ms)
+    } else {
+        (entry.other_ms, entry.elapsed_ms)
+    };
     [
         number(entry.rank),
         entry.bib.clone(),
@@ -126,11 +139,12 @@ fn result_record(entry: &RankedEntry) -> [String; 10] {
         fields.gender.unwrap_or_default(),
         fields.category.unwrap_or_default(),
         fields.country.unwrap_or_default(),
-        entry
-            .elapsed_ms
-            .map(|ms| format_ms(ms, '.'))
-            .unwrap_or_default(),
+        time(entry.elapsed_ms),
         number(entry.elapsed_ms),
+        time(gun),
+        number(gun),
+        time(net),
+        number(net),
         entry
             .status
             .map(|s| s.as_str().to_owned())
@@ -217,7 +231,7 @@ impl Source {
                     .results(checkpoint, scope.scope(), *by_gun, offset, limit)
                     .await?;
                 Ok((
-                    csv_block(entries.iter().map(result_record)),
+                    csv_block(entries.iter().map(|e| result_record(e, *by_gun))),
                     entries.len() as u64,
                 ))
             }

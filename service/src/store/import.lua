@@ -9,7 +9,8 @@
 -- K (key names) is generated from store/keys.rs and prepended at load, as for timing.lua.
 -- ARGV: actor, at (audit), seq (the untimed-set score to count up from, as timing.lua's, from
 -- the service's clock), f, field_1 .. field_f, then per competitor: bib, order_score,
--- value_1 .. value_f. Returns the bibs left alone.
+-- value_1 .. value_f. Returns the bibs left alone, each followed by 1 if its record
+-- exists, else 0.
 
 local actor, at = ARGV[1], ARGV[2]
 local f = tonumber(ARGV[4])
@@ -56,9 +57,12 @@ while p <= #ARGV do
   for _, j in ipairs(special) do
     if ARGV[p + 1 + j] ~= '' then has_special = true end
   end
-  if has_special or redis.call('EXISTS', ckey, K.times .. bib) > 0
+  local exists = redis.call('EXISTS', ckey)
+  if has_special or exists == 1 or redis.call('EXISTS', K.times .. bib) > 0
     or redis.call('HEXISTS', K.status, bib) == 1 then
+    -- (whether the record exists: the caller counts it as updated rather than created)
     skipped[#skipped + 1] = bib
+    skipped[#skipped + 1] = exists
   else
     local record = {}
     local after = {}

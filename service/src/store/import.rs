@@ -59,7 +59,9 @@ impl Store {
             return Ok(ImportCounts::default());
         };
         let names: Vec<&str> = first.fields.iter().map(|(name, _)| name.as_str()).collect();
+        // Bibs left to the ordinary upsert, and how many of them had a record.
         let mut existing: HashSet<&str> = HashSet::new();
+        let mut updated = 0;
         for chunk in records.chunks(CREATE_CHUNK) {
             let mut call = IMPORT.prepare_invoke();
             call.arg(actor)
@@ -73,11 +75,12 @@ impl Store {
                     call.arg(value);
                 }
             }
-            let skipped: Vec<String> = self
+            let skipped: Vec<(String, i64)> = self
                 .conn
                 .run(|mut conn| async move { call.invoke_async(&mut conn).await })
                 .await?;
-            let skipped: HashSet<String> = skipped.into_iter().collect();
+            updated += skipped.iter().filter(|(_, exists)| *exists == 1).count();
+            let skipped: HashSet<String> = skipped.into_iter().map(|(bib, _)| bib).collect();
             existing.extend(
                 chunk
                     .iter()
@@ -86,8 +89,8 @@ impl Store {
             );
         }
         let counts = ImportCounts {
-            created: records.len() - existing.len(),
-            updated: existing.len(),
+            created: records.len() - updated,
+            updated,
         };
         // Plain loops building the futures first: closures over borrowed records in a stream
         // would not be `Send` for every lifetime, which axum's handlers need.
@@ -121,6 +124,18 @@ impl Store {
             .buffer_unordered(UPSERTS_IN_FLIGHT)
             .try_collect::<Vec<_>>()
             .await?;
+        // The import as a whole, beside each competitor's own entry.
+        let entry = serde_json::json!({
+            "at": super::functions::now_rfc3339(),
+            "actor": actor,
+            "action": "import",
+            "bib": null,
+            "before": null,
+            "after": {"created": counts.created, "updated": counts.updated},
+        });
+        let mut pipe = redis::pipe();
+        pipe.lpush(keys::audit(None), entry.to_string()).ignore();
+        self.conn.query::<()>(&pipe).await?;
         Ok(counts)
     }
 }
