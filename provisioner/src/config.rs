@@ -88,6 +88,8 @@ pub struct Names {
     pub redis_password_parameter: String,
     /// SSM parameter holding the API's `REDIS_URL` with the password (`--redis-password`).
     pub redis_url_parameter: String,
+    /// Managed policy that is the permissions boundary of every role of the app.
+    pub task_role_boundary: String,
 }
 
 impl Names {
@@ -114,6 +116,7 @@ impl Names {
             api_token_parameter: format!("/{app}/api-token"),
             redis_password_parameter: format!("/{app}/redis-password"),
             redis_url_parameter: format!("/{app}/redis-url"),
+            task_role_boundary: format!("{app}-task-boundary"),
         }
     }
 
@@ -261,6 +264,9 @@ pub struct Templates {
     /// `policies/task-execution-redis-auth.json`: ECS may read the Redis password parameters
     /// (only with `--redis-password`).
     pub execution_redis_auth_policy: Template,
+    /// `policies/task-role-boundary.json`: the most any role of the app may do (its
+    /// permissions boundary).
+    pub task_role_boundary: Template,
 }
 
 impl Templates {
@@ -282,6 +288,7 @@ impl Templates {
         let execution_secrets_policy = load_policy(&policies.join("task-execution-secrets.json"))?;
         let execution_redis_auth_policy =
             load_policy(&policies.join("task-execution-redis-auth.json"))?;
+        let task_role_boundary = load_policy(&policies.join("task-role-boundary.json"))?;
         Ok(Self {
             api,
             redis,
@@ -291,6 +298,7 @@ impl Templates {
             file_system_policy,
             execution_secrets_policy,
             execution_redis_auth_policy,
+            task_role_boundary,
         })
     }
 }

@@ -129,11 +129,20 @@ pub enum Error {
 
     /// A resource of that name exists but was not created by the provisioner for this app.
     #[error(
-        "{resource} exists but is not managed by the provisioner for app `{app}` (tag managed-by/app missing); refusing to touch it"
+        "{resource} exists but is not app `{app}`'s (it lacks the tags app={app} and managed-by=provisioner), so it is neither adopted nor deleted: remove or rename it yourself, or deploy under another --app; if it is this app's, add those two tags and run the command again"
     )]
     NotOurs {
         /// The resource.
         resource: String,
+        /// The app.
+        app: String,
+    },
+
+    /// `down` kept Redis's storage because its services are still there.
+    #[error(
+        "mount targets and access point of app `{app}` kept: its services could not be removed, so a Redis task may still run on them; run `down` again once they are gone (`provisioner status` shows them)"
+    )]
+    StorageInUse {
         /// The app.
         app: String,
     },
@@ -185,9 +194,9 @@ pub enum Error {
         repository: String,
     },
 
-    /// Ctrl-C while waiting; AWS carries on with what was asked.
+    /// Ctrl-C; AWS carries on with what was asked.
     #[error(
-        "interrupted while waiting; AWS carries on with the changes already made: `provisioner status` shows where they stand, and running `provisioner {command}` again continues from there"
+        "interrupted; AWS carries on with the changes already made: `provisioner status` shows where they stand, and running `provisioner {command}` again continues from there"
     )]
     Interrupted {
         /// The command to run again.
@@ -229,6 +238,15 @@ impl Error {
                 "exit_code": other.exit_code(),
                 "message": other.to_string(),
             }),
+        }
+    }
+
+    /// The output was closed (`provisioner logs | head`): the reader has what it wanted.
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            Error::Output(e) => e.kind() == std::io::ErrorKind::BrokenPipe,
+            Error::Logs(e) => e.is_broken_pipe(),
+            _ => false,
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`config`]: resource names and the task-definition and policy files.
 //! - [`taskdef`]: the serde mirror of a task definition and its comparison with AWS.
 //! - [`plan`]: the record of what a run changed, and the context every step shares.
+//! - [`policy`]: policy documents compared by meaning (AWS returns them reformatted).
 //! - [`resources`]: one module per AWS resource kind, each `ensure_*` and `delete_*`.
 //! - [`commands`]: `up`/`plan`, `down`, `render`, each producing a [`commands::Report`].
 //! - [`watch`]: follows a deployment until it is stable, drained, rolled back or failing.
@@ -24,11 +25,13 @@ pub mod error;
 pub mod image;
 pub mod logs;
 pub mod plan;
+pub mod policy;
 pub mod resources;
 pub mod taskdef;
 pub mod watch;
 
 use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
 use cli::{Cli, Command, OutputFormat};
 use commands::Report;
@@ -96,7 +99,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 start: args.start,
                 root: cli.root.clone(),
             };
-            let deployment = connect(&cli.aws, names, args.dry_run).await?;
+            let deployment = connect(&cli.aws, names, args.dry_run, Some(args.timeout)).await?;
             let report = commands::up::up(&deployment, &templates, &options).await?;
             emit(out, cli.output, &report)?;
             Ok(plan_outcome(&report))
@@ -108,14 +111,14 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 start: false,
                 root: cli.root.clone(),
             };
-            let deployment = connect(&cli.aws, names, true).await?;
+            let deployment = connect(&cli.aws, names, true, None).await?;
             let report = commands::up::up(&deployment, &templates, &options).await?;
             emit(out, cli.output, &report)?;
             Ok(plan_outcome(&report))
         }
         Command::Down(args) => {
             confirm_down(&cli.app, args.yes)?;
-            let deployment = connect(&cli.aws, names, false).await?;
+            let deployment = connect(&cli.aws, names, false, Some(args.timeout)).await?;
             let report =
                 commands::down::down(&deployment, &templates, args.timeout, args.delete_data)
                     .await?;
@@ -123,31 +126,31 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             Ok(Outcome::Done)
         }
         Command::Stop(args) => {
-            let deployment = connect(&cli.aws, names, false).await?;
+            let deployment = connect(&cli.aws, names, false, Some(args.timeout)).await?;
             let report =
                 commands::scale::stop(&deployment, (!args.no_wait).then_some(args.timeout)).await?;
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }
         Command::Start(args) => {
-            let deployment = connect(&cli.aws, names, false).await?;
+            let deployment = connect(&cli.aws, names, false, Some(args.wait.timeout)).await?;
             let wait = (!args.wait.no_wait).then_some(args.wait.timeout);
-            let api_port = commands::up::api_port(&templates);
+            let api_port = commands::api_port(&templates);
             let report =
                 commands::scale::start(&deployment, args.api_count, wait, api_port).await?;
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }
         Command::Status(args) => {
-            let deployment = connect(&cli.aws, names, false).await?;
-            let api_port = commands::up::api_port(&templates);
+            let deployment = connect(&cli.aws, names, false, None).await?;
+            let api_port = commands::api_port(&templates);
             let report =
                 commands::status::status(&deployment, args.events, args.since, api_port).await?;
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }
         Command::Token(args) => {
-            let deployment = connect(&cli.aws, names, false).await?;
+            let deployment = connect(&cli.aws, names, false, None).await?;
             let report = commands::token::token(&deployment, args.rotate).await?;
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
@@ -168,10 +171,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 &mut writer,
                 &options,
             );
-            tokio::select! {
-                result = fetch => result?,
-                _ = tokio::signal::ctrl_c() => {}
-            }
+            fetch.await?;
             Ok(Outcome::Done)
         }
     }
@@ -185,10 +185,22 @@ fn plan_outcome(report: &Report) -> Outcome {
     }
 }
 
-async fn connect(args: &cli::AwsArgs, names: Names, dry_run: bool) -> Result<Deployment> {
+/// The AWS clients and the run's context; `timeout` (the command's `--timeout`) bounds every
+/// wait of the run from now on.
+async fn connect(
+    args: &cli::AwsArgs,
+    names: Names,
+    dry_run: bool,
+    timeout: Option<Duration>,
+) -> Result<Deployment> {
+    let started = tokio::time::Instant::now();
     let clients = aws::Clients::load(args).await?;
     let account = clients.account_id().await?;
-    Ok(Deployment::new(clients, names, account, dry_run))
+    let deployment = Deployment::new(clients, names, account, dry_run);
+    Ok(match timeout {
+        Some(timeout) => deployment.with_deadline(started + timeout),
+        None => deployment,
+    })
 }
 
 fn emit<R: std::fmt::Display + serde::Serialize>(

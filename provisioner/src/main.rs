@@ -1,11 +1,13 @@
 //! The `provisioner` binary: parses the command line, sets up logging on stderr, runs the
 //! command and turns its outcome into an exit code (0 ok, 1 error, 2 plan has changes,
-//! 3 timeout, 4 rolled back or failing, 130 interrupted).
+//! 3 timeout, 4 rolled back or failing, 130 interrupted by Ctrl-C); a closed stdout (a pipe
+//! into `head`) ends a command quietly with 0.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use provisioner::cli::{Cli, OutputFormat};
+use provisioner::error::Error;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -32,8 +34,16 @@ async fn main() -> ExitCode {
     let (output, app) = (cli.output, cli.app.clone());
     let command = command_name(&cli);
     let mut stdout = std::io::stdout();
-    match provisioner::run(cli, &mut stdout).await {
+    // Ctrl-C ends every command with 130. Dropping the command's future is safe: every step
+    // reads before it writes, so running the command again continues where it stopped.
+    let result = tokio::select! {
+        result = provisioner::run(cli, &mut stdout) => result,
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted { command }),
+    };
+    match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        // `provisioner logs | head`: the reader has what it wanted.
+        Err(err) if err.is_broken_pipe() => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
             if output == OutputFormat::Json {

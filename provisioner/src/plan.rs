@@ -4,6 +4,9 @@
 
 use std::fmt;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::Serialize;
 
@@ -78,6 +81,8 @@ pub struct Deployment {
     pub account: String,
     /// When true, steps only read and record what they would do.
     pub dry_run: bool,
+    /// When the command's `--timeout` runs out: every wait of every step ends by then.
+    deadline: Option<Instant>,
     changes: Mutex<Vec<Change>>,
 }
 
@@ -89,7 +94,24 @@ impl Deployment {
             names,
             account,
             dry_run,
+            deadline: None,
             changes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Bounds every wait of the run: they all end by `deadline` (the command's start plus its
+    /// `--timeout`).
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// What a wait that would take at most `own` may take: `own`, or less when the command's
+    /// `--timeout` runs out sooner.
+    pub fn limit(&self, own: Duration) -> Duration {
+        match self.deadline {
+            Some(deadline) => own.min(deadline.saturating_duration_since(Instant::now())),
+            None => own,
         }
     }
 

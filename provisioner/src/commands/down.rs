@@ -8,6 +8,11 @@
 //! security group (the file system too with `--delete-data`) → then, concurrently as they
 //! depend on nothing left: security groups (cross-references first), log group, ECR
 //! repositories, SSM parameters, IAM roles (policies first).
+//!
+//! Nothing that is not the app's (see [`crate::resources::ownership`]) is deleted: a resource
+//! of one of the app's names without its tags is a failure of its step. Redis's storage (mount
+//! targets, access point, file system) is never removed while the services could not be: a
+//! Redis task may still run on it.
 
 use std::time::Duration;
 
@@ -54,11 +59,22 @@ pub async fn down(
     }
     let api_family = templates.api.family(&names.app);
     let redis_family = templates.redis.family(&names.app);
+    // Redis's storage goes only once no Redis task can be running on it: while its service
+    // could not be removed (or is still draining), a task may still write to the mount
+    // targets and the access point. They stay, and a later `down` removes them.
     // The mount targets' security group references `redis`: it goes before the groups.
     let (api_family, redis_family, data) = tokio::join!(
         task_definitions::delete_family(d, &api_family),
         task_definitions::delete_family(d, &redis_family),
-        efs::delete_data(d, delete_data, limit),
+        async {
+            if services_ok {
+                efs::delete_data(d, delete_data, limit).await
+            } else {
+                Err(Error::StorageInUse {
+                    app: names.app.clone(),
+                })
+            }
+        },
     );
     note(&mut failures, "task definitions", api_family);
     note(&mut failures, "task definitions", redis_family);
@@ -115,5 +131,10 @@ pub async fn down(
         d.clients.calls.summary(),
     );
     report.notes.extend(data_note);
+    report.notes.push(format!(
+        "the permissions boundary policy {} is kept: it is the account's limit on the app's roles, which the deploying role may not change (`aws iam delete-policy --policy-arn {}` removes it)",
+        names.task_role_boundary,
+        crate::resources::iam::boundary_arn(d)
+    ));
     Ok(report)
 }

@@ -1,4 +1,6 @@
-//! The commands. Each returns a [`Report`]: what it did, printed as text or JSON.
+//! The commands. Each returns a [`Report`]: what it did, printed as text or JSON. The
+//! helpers more than one command uses live here: the wait for the services ([`watch`]) and
+//! the ports read from the task-definition templates ([`api_port`]).
 
 pub mod down;
 pub mod render;
@@ -8,11 +10,70 @@ pub mod token;
 pub mod up;
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::aws::CallSummary;
-use crate::plan::{Action, Change};
+use crate::config::{TaskDefinitionTemplate, Templates};
+use crate::error::Result;
+use crate::plan::{Action, Change, Deployment};
+use crate::watch::{Goal, WatchReport, WatchSpec};
+
+const REDIS_PORT_FALLBACK: i32 = 6379;
+const API_PORT_FALLBACK: i32 = 8080;
+
+/// The first container port of the service's container in a task-definition template.
+fn container_port(template: &TaskDefinitionTemplate, fallback: i32) -> i32 {
+    template
+        .as_written
+        .container(&template.service)
+        .and_then(|c| c.port_mappings.as_ref())
+        .and_then(|p| p.first())
+        .map(|p| p.container_port)
+        .unwrap_or(fallback)
+}
+
+/// The API's port, from `task-definitions/api.json`.
+pub fn api_port(templates: &Templates) -> i32 {
+    container_port(&templates.api, API_PORT_FALLBACK)
+}
+
+/// Redis's port, from `task-definitions/redis.json`.
+pub fn redis_port(templates: &Templates) -> i32 {
+    container_port(&templates.redis, REDIS_PORT_FALLBACK)
+}
+
+/// Follows the services until they reach `goal`, showing progress on stderr, for at most
+/// `limit` and never past the command's `--timeout`. `settling`: how long stops that a
+/// fresh account's setup explains are waited out (see [`WatchSpec::settling`]).
+pub async fn watch(
+    d: &Deployment,
+    services: Vec<String>,
+    goal: Goal,
+    limit: Duration,
+    started_at: SystemTime,
+    settling: Duration,
+) -> Result<WatchReport> {
+    let mut spec = WatchSpec::new(&d.names.cluster, services, goal, &d.names.log_group);
+    spec.timeout = d.limit(limit);
+    spec.started_at = started_at;
+    spec.settling = settling;
+    let mut sink = crate::watch::stderr_sink();
+    Ok(crate::watch::watch_services(&d.clients.ecs, &d.clients.logs, &spec, sink.as_mut()).await?)
+}
+
+/// One thing that is billed, with a rough monthly figure (US list prices; they vary a little
+/// by region): what `stop` says still costs money, what `start` says running costs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Cost {
+    /// What is billed.
+    pub item: String,
+    /// Rough US dollars per month.
+    pub usd_per_month: f64,
+    /// How the figure was made.
+    pub basis: String,
+}
 
 /// The result of a command, on stdout. Its JSON form is the documented, stable schema
 /// (`schema_version` changes when a field changes meaning or disappears).
@@ -43,7 +104,7 @@ pub struct Report {
     pub aws_calls: CallSummary,
     /// What is billed (stop: what still costs money; start: what running costs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub costs: Vec<scale::Cost>,
+    pub costs: Vec<Cost>,
     /// Things the user should know (kept stopped, data kept, …).
     pub notes: Vec<String>,
 }

@@ -4,30 +4,18 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-
-use crate::commands::Report;
-use crate::commands::up::watch;
+use crate::commands::watch;
+use crate::commands::{Cost, Report};
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment};
-use crate::resources::{cluster, ecr, services};
+use crate::resources::{cluster, ecr, efs, log_group, services};
 use crate::watch::Goal;
-
-/// One thing that is billed, with a rough monthly figure (US list prices; they vary a little
-/// by region).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Cost {
-    /// What is billed.
-    pub item: String,
-    /// Rough US dollars per month.
-    pub usd_per_month: f64,
-    /// How the figure was made.
-    pub basis: String,
-}
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 /// ECR storage, per GB-month.
 const ECR_USD_PER_GB_MONTH: f64 = 0.10;
+/// EFS Standard storage, per GB-month.
+const EFS_USD_PER_GB_MONTH: f64 = 0.30;
 /// CloudWatch Logs storage, per GB-month.
 const LOGS_USD_PER_GB_MONTH: f64 = 0.03;
 /// A Route 53 hosted zone (the private namespace has one), per month.
@@ -112,7 +100,17 @@ pub async fn stop(d: &Deployment, wait: Option<Duration>) -> Result<Report> {
     );
     if let Some(limit) = wait {
         let services = vec![names.api_service.clone(), names.redis_service.clone()];
-        report.wait = Some(watch(d, services, Goal::Drained, limit, started_at, "stop").await?);
+        report.wait = Some(
+            watch(
+                d,
+                services,
+                Goal::Drained,
+                limit,
+                started_at,
+                Duration::ZERO,
+            )
+            .await?,
+        );
         report.notes.push(
             "no task runs: task billing (Fargate vCPU, memory, public IPv4) has stopped".into(),
         );
@@ -137,27 +135,19 @@ async fn still_billed(d: &Deployment) -> Result<Vec<Cost>> {
     for repository in [&names.repository, &names.redis_repository] {
         image_bytes += ecr::stored_bytes(d, repository).await?;
     }
-    let groups = d
-        .clients
-        .logs
-        .describe_log_groups()
-        .log_group_name_prefix(&names.log_group)
-        .send()
-        .await
-        .map_err(|e| {
-            Error::aws(
-                "DescribeLogGroups",
-                format!("log group {}", names.log_group),
-                e,
-            )
-        })?;
-    let log_bytes: i64 = groups
-        .log_groups()
-        .iter()
-        .filter(|g| g.log_group_name() == Some(names.log_group.as_str()))
-        .filter_map(|g| g.stored_bytes())
-        .sum();
+    let log_bytes = log_group::find_log_group(d)
+        .await?
+        .and_then(|g| g.stored_bytes())
+        .unwrap_or_default();
+    let data_bytes = efs::data_size(d).await?.unwrap_or_default();
     Ok(vec![
+        Cost {
+            item: format!("EFS race data ({})", names.file_system),
+            usd_per_month: round_cents(data_bytes as f64 / GIB * EFS_USD_PER_GB_MONTH),
+            basis: format!(
+                "{data_bytes} bytes at ${EFS_USD_PER_GB_MONTH}/GB-month (Standard storage, metered by EFS about hourly); kept by `down`, deleted by `down --delete-data`"
+            ),
+        },
         Cost {
             item: format!(
                 "ECR images ({}, {})",
@@ -205,7 +195,7 @@ pub async fn start(
                 Goal::Stable,
                 limit,
                 started_at,
-                "start",
+                Duration::ZERO,
             )
             .await?,
         );
@@ -251,14 +241,14 @@ pub async fn start(
         Goal::Stable,
         limit,
         started_at,
-        "start",
+        Duration::ZERO,
     )
     .await?;
     report.wait = Some(api_wait);
     report.endpoint = services::api_endpoint(d, api_port).await?;
     match &report.endpoint {
         Some(endpoint) => {
-            wait_ready(endpoint, limit).await?;
+            wait_ready(endpoint, d.limit(limit)).await?;
             report.notes.push(format!(
                 "{endpoint}/ready answers; the address changes on every start"
             ));

@@ -1,23 +1,25 @@
 //! `up` and `plan`: converge AWS to the files, in dependency order, with independent steps
-//! running concurrently:
+//! running concurrently. Everything that can refuse the run comes before the first write:
+//! the reads (network and whether the app may use it, what runs now, the repository, each
+//! resource's ownership) and the service image (built, or the given one checked).
 //!
 //! ```text
-//! network ─┬─ security groups ─ EFS data ─ redis role ─┐
-//!          └─ namespace ── discovery service ────────────┤
-//! IAM roles, SSM parameters ─────────────────────────────┼─ task definitions ─ redis ─ api ─ wait
-//! log group, ECR repository, cluster ────────────────────┘
+//! reads, checks ─ image built ─ boundary ─┬─ network ─┬─ security groups ─ EFS data ─ redis role ─┐
+//!                                         │           └─ namespace ── discovery service ───────────┤
+//!                                         ├─ IAM roles, SSM parameters ─────────────────────────────┼─ image pushed ─ task definitions ─ redis ─ api ─ wait ─ replaced access points removed
+//!                                         └─ log group, ECR repository, cluster ────────────────────┘
 //! ```
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::cli::DeployArgs;
-use crate::commands::Report;
 use crate::commands::render::{RenderValues, placeholder_values};
+use crate::commands::{self, Report};
 use crate::config::Templates;
 use crate::error::{Error, Result};
-use crate::plan::Deployment;
-use crate::watch::{Goal, WatchReport, WatchSpec};
+use crate::plan::{Action, Deployment};
+use crate::watch::Goal;
 
 mod images;
 use crate::resources::iam::{RoleSpec, execution_role_policy_arn};
@@ -39,23 +41,18 @@ pub struct UpOptions {
     pub root: PathBuf,
 }
 
-const REDIS_PORT_FALLBACK: i32 = 6379;
-const API_PORT_FALLBACK: i32 = 8080;
+/// How long, at most, a deploy that created the task roles or the mount targets waits out
+/// task stops a fresh setup explains (see [`crate::watch::WatchSpec::settling`]): IAM takes
+/// seconds to propagate a new role, a new mount target's DNS name a minute or two to resolve,
+/// and ECS's service-linked role is created on first use.
+const FRESH_SETUP_SETTLING: Duration = Duration::from_secs(5 * 60);
 
-/// The first container port of the service's container in a task-definition template.
-fn container_port(template: &crate::config::TaskDefinitionTemplate, fallback: i32) -> i32 {
-    template
-        .as_written
-        .container(&template.service)
-        .and_then(|c| c.port_mappings.as_ref())
-        .and_then(|p| p.first())
-        .map(|p| p.container_port)
-        .unwrap_or(fallback)
-}
-
-/// The API's port, from `task-definitions/api.json`.
-pub fn api_port(templates: &Templates) -> i32 {
-    container_port(&templates.api, API_PORT_FALLBACK)
+/// Whether this run created something a task's start depends on and that takes time to be
+/// usable everywhere: an IAM role (task or execution role) or an EFS mount target.
+fn created_what_tasks_wait_for(d: &Deployment) -> bool {
+    d.changes()
+        .iter()
+        .any(|c| c.action == Action::Create && matches!(c.kind, "iam-role" | "efs-mount-target"))
 }
 
 /// Runs `up` (or `plan` when the deployment is a dry run).
@@ -65,8 +62,8 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     // Events and stopped tasks older than this are not this run's.
     let started_at = SystemTime::now();
     let partition = crate::aws::partition_of(d.region()).to_owned();
-    let api_port = api_port(templates);
-    let redis_port = container_port(&templates.redis, REDIS_PORT_FALLBACK);
+    let api_port = commands::api_port(templates);
+    let redis_port = commands::redis_port(templates);
 
     // Values the policy documents need are known before any call.
     let policy_values = placeholder_values(
@@ -99,6 +96,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         trust_policy: trust.clone(),
         managed_policies: vec![execution_role_policy_arn(&partition)],
         inline_policies: execution_inline,
+        permissions_boundary: iam::boundary_arn(d),
     };
     let redis_trust = trust.clone();
     let api_task_role = RoleSpec {
@@ -111,20 +109,54 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
             .iter()
             .map(|t| ("api".to_owned(), t.render(&policy_values)))
             .collect(),
+        permissions_boundary: iam::boundary_arn(d),
     };
 
+    // Everything that can refuse the run is read and decided before the first write: the
+    // network (and whether it is the app's), what runs now, and the service image (built, or
+    // the given one checked). A failed build or a missing image leaves AWS as it was.
+    let api_family = templates.api.family(&names.app);
+    let redis_family = templates.redis.family(&names.app);
+    let service_names = [names.redis_service.as_str(), names.api_service.as_str()];
+    let (net, live_api, live_services, repository_uri) = tokio::try_join!(
+        async {
+            let net = network::resolve(d, args.vpc.as_deref(), &args.subnets).await?;
+            network::check_unchanged(d, &net).await?;
+            Ok::<_, Error>(net)
+        },
+        task_definitions::latest(d, &api_family),
+        services::describe(d, &service_names),
+        ecr::existing_repository_uri(d, &names.repository),
+    )?;
+    services::check_network(&live_services, &net)?;
+    let live_image = live_api
+        .as_ref()
+        .and_then(|live| live.spec.container(&templates.api.service))
+        .map(|c| c.image.clone());
+    let (service_image, image_notes) = images::prepare(
+        d,
+        args,
+        &options.root,
+        live_image,
+        repository_uri.as_deref(),
+    )
+    .await?;
+
+    // The first write: the roles are created with it.
+    iam::ensure_boundary(d, &templates.task_role_boundary.render(&policy_values)).await?;
+
     let network_steps = async {
-        let net = network::resolve(d, args.vpc.as_deref(), &args.subnets).await?;
+        let net = &net;
         let ((groups, data), registry) = tokio::try_join!(
             async {
                 // Issue 6: Redis's data on EFS (its file system needs no network), and the
                 // role that may mount it.
                 let (groups, live_groups, file_system) = tokio::try_join!(
                     async {
-                        let live = network::live_groups(d, &net).await?;
+                        let live = network::live_groups(d, net).await?;
                         let groups = network::ensure_security_groups(
                             d,
-                            &net,
+                            net,
                             &live,
                             api_port,
                             redis_port,
@@ -137,8 +169,9 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
                 )
                 .map(|((groups, live), fs)| (groups, live, fs))?;
                 let data =
-                    efs::ensure_data(d, &net, file_system, &live_groups, &groups.redis).await?;
-                let role = efs::redis_task_role(d, templates, &policy_values, redis_trust, &data);
+                    efs::ensure_data(d, net, file_system, &live_groups, &groups.redis).await?;
+                let role =
+                    efs::redis_task_role(d, templates, &policy_values, redis_trust.clone(), &data);
                 iam::ensure_role(d, &role).await?;
                 efs::ensure_file_system_policy(d, templates, &policy_values, &data).await?;
                 Ok::<_, Error>((groups, data))
@@ -148,11 +181,8 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
                 discovery::ensure_discovery_service(d, &namespace).await
             }
         )?;
-        Ok::<_, Error>((net, groups, data, registry))
+        Ok::<_, Error>((groups, data, registry))
     };
-    let service_names = [names.redis_service.as_str(), names.api_service.as_str()];
-    let api_family = templates.api.family(&names.app);
-    let redis_family = templates.redis.family(&names.app);
     let (
         network_state,
         execution_role_arn,
@@ -160,8 +190,6 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         (),
         repository_uri,
         (),
-        live_services,
-        live_api,
         live_redis,
         (),
     ) = tokio::try_join!(
@@ -171,8 +199,6 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         log_group::ensure_log_group(d, args.log_retention_days),
         ecr::ensure_repository(d, &names.repository, args.keep_images),
         cluster::ensure_cluster(d),
-        services::describe(d, &service_names),
-        task_definitions::latest(d, &api_family),
         task_definitions::latest(d, &redis_family),
         async {
             secrets::ensure_api_token(d).await?;
@@ -182,14 +208,17 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
             Ok(())
         },
     )?;
-    let (net, groups, data, registry) = network_state;
+    let (groups, data, registry) = network_state;
 
-    let live_image = live_api
-        .as_ref()
-        .and_then(|live| live.spec.container(&templates.api.service))
-        .map(|c| c.image.clone());
-    let images =
-        images::service_images(d, args, &options.root, &repository_uri, live_image).await?;
+    let images = images::publish(
+        d,
+        args,
+        &options.root,
+        service_image,
+        image_notes,
+        &repository_uri,
+    )
+    .await?;
     let api_image = images.api;
     let mut values = placeholder_values(
         names,
@@ -275,8 +304,18 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     report.notes.extend(images.notes);
     if let Some(limit) = options.wait {
         let services = vec![names.redis_service.clone(), names.api_service.clone()];
-        let watched = watch(d, services, Goal::Stable, limit, started_at, "up").await?;
+        let settling = if created_what_tasks_wait_for(d) {
+            FRESH_SETUP_SETTLING
+        } else {
+            Duration::ZERO
+        };
+        let watched =
+            commands::watch(d, services, Goal::Stable, limit, started_at, settling).await?;
         report.wait = Some(watched);
+        // Redis runs on the new access point now: the ones it replaced can go.
+        efs::retire_replaced(d, templates, &policy_values, redis_trust, &data).await?;
+        report.changes = d.changes();
+        report.changed = report.changes.iter().any(|c| c.action.is_change());
         report.endpoint = services::api_endpoint(d, api_port).await?;
         if report.endpoint.is_none() {
             report.notes.push("no running API task has a public IP yet; `provisioner status` shows it once one runs".into());
@@ -286,27 +325,13 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
             "not waiting (--no-wait): `provisioner status` shows when the services are stable"
                 .into(),
         );
+        if !data.replaced.is_empty() {
+            report.notes.push(format!(
+                "the replaced EFS access point(s) {} stay (Redis may still run on them) until an `up` that waits sees the new Redis revision stable",
+                data.replaced.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
     }
     report.aws_calls = d.clients.calls.summary();
     Ok(report)
-}
-
-/// Follows the services until they reach `goal`, showing progress on stderr; Ctrl-C stops
-/// the wait (not the deployment) with a hint how to continue.
-pub async fn watch(
-    d: &Deployment,
-    services: Vec<String>,
-    goal: Goal,
-    limit: Duration,
-    started_at: SystemTime,
-    command: &'static str,
-) -> Result<WatchReport> {
-    let mut spec = WatchSpec::new(&d.names.cluster, services, goal, &d.names.log_group);
-    spec.timeout = limit;
-    spec.started_at = started_at;
-    let mut sink = crate::watch::stderr_sink();
-    tokio::select! {
-        result = crate::watch::watch_services(&d.clients.ecs, &d.clients.logs, &spec, sink.as_mut()) => Ok(result?),
-        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted { command }),
-    }
 }

@@ -5,8 +5,10 @@ use aws_sdk_ecs::types::{ClusterField, Tag};
 
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment};
+use crate::resources::ownership;
 
-/// Whether the cluster exists and is active.
+/// Whether the cluster exists and is active; an error when a cluster of that name is not the
+/// app's.
 pub async fn cluster_is_active(d: &Deployment) -> Result<bool> {
     let name = &d.names.cluster;
     let out = d
@@ -18,10 +20,15 @@ pub async fn cluster_is_active(d: &Deployment) -> Result<bool> {
         .send()
         .await
         .map_err(|e| Error::aws("DescribeClusters", format!("ECS cluster {name}"), e))?;
-    Ok(out
+    let Some(cluster) = out
         .clusters()
         .iter()
-        .any(|c| c.cluster_name() == Some(name.as_str()) && c.status() == Some("ACTIVE")))
+        .find(|c| c.cluster_name() == Some(name.as_str()) && c.status() == Some("ACTIVE"))
+    else {
+        return Ok(false);
+    };
+    ownership::check_tags(d, || format!("ECS cluster {name}"), cluster.tags())?;
+    Ok(true)
 }
 
 /// Creates the cluster when it is missing or inactive.

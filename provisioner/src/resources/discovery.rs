@@ -15,7 +15,7 @@ use aws_sdk_servicediscovery::types::{
 
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
-use crate::resources::{poll_until, retry_bounded};
+use crate::resources::{ownership, poll_until, retry_bounded};
 
 /// TTL of the Redis A record: short, so a replaced Redis task is found within seconds.
 pub const RECORD_TTL_SECONDS: i64 = 10;
@@ -33,20 +33,26 @@ pub struct DiscoveryService {
 }
 
 fn tags(d: &Deployment) -> Result<Vec<Tag>> {
-    d.names
-        .tags()
-        .into_iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(Error::request("Cloud Map tags"))
-        })
-        .collect()
+    ownership::sdk_tags(&d.names, |k, v| Tag::builder().key(k).value(v).build())
+        .map_err(Error::request("Cloud Map tags"))
 }
 
-/// The app's namespace ID, if it exists.
+/// Stops unless the Cloud Map resource `arn` (described as `resource`) carries the app's tags.
+async fn check_ours(d: &Deployment, arn: Option<&str>, resource: &str) -> Result<()> {
+    let arn = arn.ok_or_else(|| Error::missing(resource.to_owned(), "Arn"))?;
+    let out = d
+        .clients
+        .discovery
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(|e| Error::aws("ListTagsForResource", resource.to_owned(), e))?;
+    ownership::check_tags(d, || resource.to_owned(), out.tags())
+}
+
+/// The app's namespace ID, if it exists; an error when a namespace of that name is not the
+/// app's.
 pub async fn find_namespace(d: &Deployment) -> Result<Option<String>> {
     let name = &d.names.namespace;
     let filter = NamespaceFilter::builder()
@@ -70,6 +76,7 @@ pub async fn find_namespace(d: &Deployment) -> Result<Option<String>> {
             .iter()
             .find(|n| n.name() == Some(name.as_str()))
         {
+            check_ours(d, found.arn(), &format!("Cloud Map namespace {name}")).await?;
             return Ok(found.id().map(str::to_owned));
         }
     }
@@ -84,32 +91,37 @@ async fn wait_for_operation(
     target: OperationTargetType,
 ) -> Result<Option<String>> {
     let discovery = &d.clients.discovery;
-    poll_until(what, OPERATION_LIMIT, Duration::from_secs(2), || async {
-        let out = discovery
-            .get_operation()
-            .operation_id(operation_id)
-            .send()
-            .await
-            .map_err(|e| Error::aws("GetOperation", what.to_owned(), e))?;
-        let Some(operation) = out.operation() else {
-            return Ok(None);
-        };
-        match operation.status() {
-            Some(OperationStatus::Success) => Ok(Some(
-                operation.targets().and_then(|t| t.get(&target)).cloned(),
-            )),
-            Some(OperationStatus::Fail) => Err(Error::Aws {
-                operation: "GetOperation",
-                resource: what.to_owned(),
-                code: operation.error_code().map(str::to_owned),
-                message: operation
-                    .error_message()
-                    .unwrap_or("the operation failed")
-                    .to_owned(),
-            }),
-            _ => Ok(None),
-        }
-    })
+    poll_until(
+        what,
+        d.limit(OPERATION_LIMIT),
+        Duration::from_secs(2),
+        || async {
+            let out = discovery
+                .get_operation()
+                .operation_id(operation_id)
+                .send()
+                .await
+                .map_err(|e| Error::aws("GetOperation", what.to_owned(), e))?;
+            let Some(operation) = out.operation() else {
+                return Ok(None);
+            };
+            match operation.status() {
+                Some(OperationStatus::Success) => Ok(Some(
+                    operation.targets().and_then(|t| t.get(&target)).cloned(),
+                )),
+                Some(OperationStatus::Fail) => Err(Error::Aws {
+                    operation: "GetOperation",
+                    resource: what.to_owned(),
+                    code: operation.error_code().map(str::to_owned),
+                    message: operation
+                        .error_message()
+                        .unwrap_or("the operation failed")
+                        .to_owned(),
+                }),
+                _ => Ok(None),
+            }
+        },
+    )
     .await
 }
 
@@ -211,6 +223,8 @@ async fn find_service(
                 .map_err(|e| Error::aws("GetService", format!("discovery service {name}"), e))?
                 .service;
             if let Some(service) = service.filter(|s| s.namespace_id() == Some(namespace_id)) {
+                let resource = format!("Cloud Map service {name} in {namespace_id}");
+                check_ours(d, service.arn(), &resource).await?;
                 return Ok(Some(service));
             }
         }
@@ -400,7 +414,7 @@ pub async fn delete_discovery(d: &Deployment, limit: Duration) -> Result<()> {
             }
             retry_bounded(
                 &format!("deleting discovery service {qualified}"),
-                limit,
+                d.limit(limit),
                 |e| e.aws_code() == Some("ResourceInUse"),
                 || async {
                     match discovery.delete_service().id(&id).send().await {
@@ -425,7 +439,7 @@ pub async fn delete_discovery(d: &Deployment, limit: Duration) -> Result<()> {
     d.record("dns-namespace", namespace, Action::Delete, None);
     let deleted = retry_bounded(
         &format!("deleting namespace {namespace}"),
-        limit,
+        d.limit(limit),
         |e| e.aws_code() == Some("ResourceInUse"),
         || async {
             match discovery.delete_namespace().id(&namespace_id).send().await {

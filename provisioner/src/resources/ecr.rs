@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
+use crate::policy::{parse_document, same_meaning};
+use crate::resources::ownership;
 
 /// The lifecycle policy keeping the newest `keep` images.
 pub fn lifecycle_policy(keep: u32) -> Value {
@@ -19,7 +21,8 @@ pub fn lifecycle_policy(keep: u32) -> Value {
     })
 }
 
-/// The repository as it is now; `None` when it does not exist.
+/// The repository as it is now; `None` when it does not exist; an error when it is not the
+/// app's.
 async fn find_repository(d: &Deployment, name: &str) -> Result<Option<Repository>> {
     let out = d
         .clients
@@ -37,7 +40,30 @@ async fn find_repository(d: &Deployment, name: &str) -> Result<Option<Repository
         "DescribeRepositories",
         format!("ECR repository {name}"),
     )?;
-    Ok(found.and_then(|out| out.repositories().first().cloned()))
+    let Some(repository) = found.and_then(|out| out.repositories().first().cloned()) else {
+        return Ok(None);
+    };
+    let resource = || format!("ECR repository {name}");
+    let arn = repository
+        .repository_arn()
+        .ok_or_else(|| Error::missing(resource(), "repository.repositoryArn"))?;
+    let tags = d
+        .clients
+        .ecr
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(|e| Error::aws("ListTagsForResource", resource(), e))?;
+    ownership::check_tags(d, resource, tags.tags())?;
+    Ok(Some(repository))
+}
+
+/// The URI of the app's repository `name`, when it exists (read only).
+pub async fn existing_repository_uri(d: &Deployment, name: &str) -> Result<Option<String>> {
+    Ok(find_repository(d, name)
+        .await?
+        .and_then(|r| r.repository_uri().map(str::to_owned)))
 }
 
 /// Creates the repository or converges its settings; returns its URI.
@@ -56,11 +82,8 @@ pub async fn ensure_repository(d: &Deployment, name: &str, keep_images: u32) -> 
         ) {
             return Ok(KNOWN_AFTER_APPLY.to_owned());
         }
-        let tags = d
-            .names
-            .tags()
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build());
+        let tags = ownership::sdk_tags(&d.names, |k, v| Tag::builder().key(k).value(v).build())
+            .map_err(Error::request(resource.clone()))?;
         let created = ecr
             .create_repository()
             .repository_name(name)
@@ -69,12 +92,7 @@ pub async fn ensure_repository(d: &Deployment, name: &str, keep_images: u32) -> 
                     .scan_on_push(true)
                     .build(),
             )
-            .set_tags(Some(tags.collect::<std::result::Result<_, _>>().map_err(
-                |e| Error::Invalid {
-                    path: resource.clone().into(),
-                    message: e.to_string(),
-                },
-            )?))
+            .set_tags(Some(tags))
             .send()
             .await;
         let uri = match created {
@@ -110,9 +128,7 @@ pub async fn ensure_repository(d: &Deployment, name: &str, keep_images: u32) -> 
         .send()
         .await
     {
-        Ok(out) => out
-            .lifecycle_policy_text()
-            .and_then(|t| serde_json::from_str::<Value>(t).ok()),
+        Ok(out) => out.lifecycle_policy_text().and_then(parse_document),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|e| e.is_lifecycle_policy_not_found_exception()) =>
@@ -121,7 +137,9 @@ pub async fn ensure_repository(d: &Deployment, name: &str, keep_images: u32) -> 
         }
         Err(e) => return Err(Error::aws("GetLifecyclePolicy", resource, e)),
     };
-    let policy_matches = live_policy.as_ref() == Some(&wanted_policy);
+    let policy_matches = live_policy
+        .as_ref()
+        .is_some_and(|live| same_meaning(live, &wanted_policy));
     if scan_on_push && policy_matches {
         d.record("ecr-repository", name, Action::Unchanged, None);
         return Ok(uri);

@@ -3,8 +3,16 @@
 //! do in AWS: nothing unless `policies/api-task-role.json` says so, because Redis is found by
 //! DNS, not through the AWS API). Trust and permission documents come from `policies/`.
 //!
-//! A role is converged exactly: trust policy, attached managed policies and inline policies
-//! are compared with the wanted ones and only differences are changed.
+//! A role is converged exactly: trust policy, permissions boundary, attached managed policies
+//! and inline policies are compared with the wanted ones and only differences are changed.
+//!
+//! Every role carries the permissions boundary `<app>-task-boundary`
+//! (`policies/task-role-boundary.json`), a managed policy with the most any of the app's roles
+//! may do, whatever its own policies say. The deploying role may create and change roles only
+//! with that boundary (`policies/deployer.json`), and cannot change the boundary itself: so
+//! a push that rewrites a role's policy cannot turn a task into an account administrator. The
+//! provisioner creates the boundary when it is missing (with an administrator's rights; CI's
+//! setup creates it once, `docs/ci.md`) and updates it when it differs and the caller may.
 
 use std::collections::BTreeSet;
 
@@ -17,6 +25,8 @@ use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 
 use crate::error::{Error, Result, absent_when, code_of};
 use crate::plan::{Action, Deployment};
+use crate::policy::{parse_document, same_meaning};
+use crate::resources::ownership;
 
 /// The AWS managed policy every ECS task execution role needs.
 pub fn execution_role_policy_arn(partition: &str) -> String {
@@ -36,33 +46,120 @@ pub struct RoleSpec {
     pub managed_policies: Vec<String>,
     /// Inline policies by name.
     pub inline_policies: Vec<(String, Value)>,
+    /// ARN of the managed policy that bounds what the role may do ([`ensure_boundary`]).
+    pub permissions_boundary: String,
 }
 
-/// IAM returns policy documents URL-encoded; this reads either form.
-pub fn parse_document(text: &str) -> Option<Value> {
-    serde_json::from_str(text)
-        .ok()
-        .or_else(|| serde_json::from_str(&percent_decode(text)).ok())
+/// The ARN of the app's permissions boundary policy.
+pub fn boundary_arn(d: &Deployment) -> String {
+    format!(
+        "arn:{}:iam::{}:policy/{}",
+        crate::aws::partition_of(d.region()),
+        d.account,
+        d.names.task_role_boundary
+    )
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if let Some(byte) = escaped {
-            out.push(byte);
-            i += 3;
-            continue;
+/// Creates the permissions boundary policy when it is missing, or makes `document` its
+/// default version when it means something else; returns its ARN.
+pub async fn ensure_boundary(d: &Deployment, document: &Value) -> Result<String> {
+    let iam = &d.clients.iam;
+    let name = &d.names.task_role_boundary;
+    let arn = boundary_arn(d);
+    let resource = format!("IAM policy {name}");
+    let live = absent_when(
+        iam.get_policy().policy_arn(&arn).send().await,
+        no_such_entity,
+        "GetPolicy",
+        &resource,
+    )?
+    .and_then(|out| out.policy);
+    let Some(policy) = live else {
+        if !d.record(
+            "iam-policy",
+            name.as_str(),
+            Action::Create,
+            Some("permissions boundary of the app's roles".into()),
+        ) {
+            return Ok(arn);
         }
-        out.push(bytes[i]);
-        i += 1;
+        let tags = ownership::sdk_tags(&d.names, |k, v| Tag::builder().key(k).value(v).build())
+            .map_err(Error::request(resource.clone()))?;
+        let created = iam
+            .create_policy()
+            .policy_name(name)
+            .description(format!(
+                "the most any role of app {} may do (its permissions boundary)",
+                d.names.app
+            ))
+            .policy_document(document.to_string())
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        return match created {
+            Ok(_) => Ok(arn),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_entity_already_exists_exception()) =>
+            {
+                Ok(arn)
+            }
+            Err(e) => Err(Error::aws("CreatePolicy", resource, e)),
+        };
+    };
+    ownership::check_tags(d, || resource.clone(), policy.tags())?;
+    let version = policy.default_version_id().unwrap_or("v1");
+    let live_document = iam
+        .get_policy_version()
+        .policy_arn(&arn)
+        .version_id(version)
+        .send()
+        .await
+        .map_err(|e| Error::aws("GetPolicyVersion", resource.clone(), e))?
+        .policy_version
+        .and_then(|v| v.document);
+    if crate::policy::matches_live(live_document.as_deref(), document) {
+        d.record("iam-policy", name.as_str(), Action::Unchanged, None);
+        return Ok(arn);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    if !d.record(
+        "iam-policy",
+        name.as_str(),
+        Action::Update,
+        Some("policies/task-role-boundary.json changed".into()),
+    ) {
+        return Ok(arn);
+    }
+    // A managed policy keeps at most five versions: the oldest other one makes room.
+    let versions = iam
+        .list_policy_versions()
+        .policy_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| Error::aws("ListPolicyVersions", resource.clone(), e))?;
+    if versions.versions().len() >= 5
+        && let Some(oldest) = versions
+            .versions()
+            .iter()
+            .filter(|v| !v.is_default_version())
+            .min_by_key(|v| v.create_date().map(|d| d.secs()))
+            .and_then(|v| v.version_id())
+    {
+        iam.delete_policy_version()
+            .policy_arn(&arn)
+            .version_id(oldest)
+            .send()
+            .await
+            .map_err(|e| Error::aws("DeletePolicyVersion", resource.clone(), e))?;
+    }
+    iam.create_policy_version()
+        .policy_arn(&arn)
+        .policy_document(document.to_string())
+        .set_as_default(true)
+        .send()
+        .await
+        .map_err(|e| Error::aws("CreatePolicyVersion", resource, e))?;
+    Ok(arn)
 }
 
 /// The policies of a role as they are now: attached managed policy ARNs, and inline policies
@@ -144,25 +241,21 @@ pub async fn ensure_role(d: &Deployment, spec: &RoleSpec) -> Result<String> {
         live_policies(d, &spec.name),
     )?;
     let live = live.and_then(|out| out.role);
+    if let Some(role) = &live {
+        ownership::check_tags(d, || resource.clone(), role.tags())?;
+    }
     let Some(role) = live else {
         if !d.record("iam-role", &spec.name, Action::Create, None) {
             return Ok(format!("arn:aws:iam::{}:role/{}", d.account, spec.name));
         }
-        let tags: Vec<Tag> = d
-            .names
-            .tags()
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::Invalid {
-                path: resource.clone().into(),
-                message: e.to_string(),
-            })?;
+        let tags = ownership::sdk_tags(&d.names, |k, v| Tag::builder().key(k).value(v).build())
+            .map_err(Error::request(resource.clone()))?;
         let created = match iam
             .create_role()
             .role_name(&spec.name)
             .description(&spec.description)
             .assume_role_policy_document(spec.trust_policy.to_string())
+            .permissions_boundary(&spec.permissions_boundary)
             .set_tags(Some(tags))
             .send()
             .await
@@ -196,8 +289,12 @@ pub async fn ensure_role(d: &Deployment, spec: &RoleSpec) -> Result<String> {
     let trust_matches = role
         .assume_role_policy_document()
         .and_then(parse_document)
-        .as_ref()
-        == Some(&spec.trust_policy);
+        .is_some_and(|live| same_meaning(&live, &spec.trust_policy));
+
+    let boundary_matches = role
+        .permissions_boundary()
+        .and_then(|b| b.permissions_boundary_arn())
+        == Some(spec.permissions_boundary.as_str());
 
     // The role was deleted between the reads (a concurrent `down`): its policies read as none.
     let (attached, inline) = policies.unwrap_or_default();
@@ -207,15 +304,18 @@ pub async fn ensure_role(d: &Deployment, spec: &RoleSpec) -> Result<String> {
         && spec.inline_policies.iter().all(|(name, doc)| {
             inline
                 .iter()
-                .any(|(n, d)| n == name && d.as_ref() == Some(doc))
+                .any(|(n, d)| n == name && d.as_ref().is_some_and(|d| same_meaning(d, doc)))
         });
-    if trust_matches && attached == wanted_managed && inline_matches {
+    if trust_matches && boundary_matches && attached == wanted_managed && inline_matches {
         d.record("iam-role", &spec.name, Action::Unchanged, None);
         return Ok(arn);
     }
     let mut differences = Vec::new();
     if !trust_matches {
         differences.push("trust policy");
+    }
+    if !boundary_matches {
+        differences.push("permissions boundary");
     }
     if attached != wanted_managed {
         differences.push("managed policies");
@@ -238,6 +338,15 @@ pub async fn ensure_role(d: &Deployment, spec: &RoleSpec) -> Result<String> {
             .send()
             .await
             .map_err(|e| Error::aws("UpdateAssumeRolePolicy", resource.clone(), e))?;
+    }
+    // The boundary first: the deployer may change a role's policies only once it has it.
+    if !boundary_matches {
+        iam.put_role_permissions_boundary()
+            .role_name(&spec.name)
+            .permissions_boundary(&spec.permissions_boundary)
+            .send()
+            .await
+            .map_err(|e| Error::aws("PutRolePermissionsBoundary", resource.clone(), e))?;
     }
     converge_policies(d, spec, &attached, &inline).await?;
     Ok(arn)
@@ -289,7 +398,7 @@ async fn converge_policies(
     for (name, document) in &spec.inline_policies {
         let up_to_date = live_inline
             .iter()
-            .any(|(n, live)| n == name && live.as_ref() == Some(document));
+            .any(|(n, live)| n == name && live.as_ref().is_some_and(|l| same_meaning(l, document)));
         if !up_to_date {
             iam.put_role_policy()
                 .role_name(&spec.name)
@@ -303,14 +412,22 @@ async fn converge_policies(
     Ok(())
 }
 
-/// Deletes a role after its policies (IAM refuses the other order).
+/// Deletes a role of the app after its policies (IAM refuses the other order).
 pub async fn delete_role(d: &Deployment, name: &str) -> Result<()> {
     let iam = &d.clients.iam;
     let resource = format!("IAM role {name}");
-    let Some((attached, inline)) = policy_lists(d, name).await? else {
+    let (role, lists) = tokio::try_join!(
+        async {
+            let out = iam.get_role().role_name(name).send().await;
+            absent_when(out, no_such_entity, "GetRole", &resource)
+        },
+        policy_lists(d, name),
+    )?;
+    let (Some(role), Some((attached, inline))) = (role.and_then(|out| out.role), lists) else {
         d.record("iam-role", name, Action::Absent, None);
         return Ok(());
     };
+    ownership::check_tags(d, || resource.clone(), role.tags())?;
     d.record("iam-role", name, Action::Delete, None);
     for policy in attached.attached_policies() {
         if let Some(arn) = policy.policy_arn() {
@@ -339,22 +456,4 @@ pub async fn delete_role(d: &Deployment, name: &str) -> Result<()> {
         &resource,
     )
     .map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_url_encoded_documents() {
-        let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
-        assert_eq!(
-            parse_document(encoded),
-            Some(serde_json::json!({"Version": "2012-10-17", "Statement": []}))
-        );
-        assert_eq!(
-            parse_document(r#"{"a": 1}"#),
-            Some(serde_json::json!({"a": 1}))
-        );
-    }
 }

@@ -5,9 +5,11 @@ use aws_sdk_cloudwatchlogs::types::LogGroup;
 
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment};
+use crate::resources::ownership;
 
-/// The app's log group as it is now; `None` when it does not exist.
-async fn find_log_group(d: &Deployment) -> Result<Option<LogGroup>> {
+/// The app's log group as it is now; `None` when it does not exist; an error when a group of
+/// that name is not the app's.
+pub async fn find_log_group(d: &Deployment) -> Result<Option<LogGroup>> {
     let name = &d.names.log_group;
     let found = d
         .clients
@@ -17,11 +19,33 @@ async fn find_log_group(d: &Deployment) -> Result<Option<LogGroup>> {
         .send()
         .await
         .map_err(|e| Error::aws("DescribeLogGroups", format!("log group {name}"), e))?;
-    Ok(found
+    let Some(group) = found
         .log_groups()
         .iter()
         .find(|g| g.log_group_name() == Some(name.as_str()))
-        .cloned())
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    // `logGroupArn` is the ARN tagging takes; `arn` ends in `:*` (its streams).
+    let arn = group
+        .log_group_arn()
+        .or_else(|| group.arn().map(|a| a.trim_end_matches(":*")))
+        .ok_or_else(|| Error::missing(format!("log group {name}"), "logGroupArn"))?;
+    let tags = d
+        .clients
+        .logs
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(|e| Error::aws("ListTagsForResource", format!("log group {name}"), e))?;
+    ownership::check_tags(
+        d,
+        || format!("log group {name}"),
+        &tags.tags().cloned().unwrap_or_default(),
+    )?;
+    Ok(Some(group))
 }
 
 /// Creates the group or converges its retention.

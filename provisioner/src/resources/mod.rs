@@ -1,6 +1,9 @@
 //! One module per kind of AWS resource. Each exposes `ensure_*` (observe the live state,
 //! then create or update only what differs, recording the outcome) and `delete_*` (remove
-//! it, treating "not found" as the normal case it is). Names come from [`crate::config::Names`].
+//! it, treating "not found" as the normal case it is). Names come from [`crate::config::Names`];
+//! what may be adopted or deleted by those names is decided once, in [`ownership`]. Every
+//! wait ([`retry_bounded`], [`poll_until`]) is given a limit already cut to what is left of
+//! the command's `--timeout` ([`crate::plan::Deployment::limit`]).
 
 pub mod cluster;
 pub mod discovery;
@@ -9,6 +12,7 @@ pub mod efs;
 pub mod iam;
 pub mod log_group;
 pub mod network;
+pub mod ownership;
 pub mod secrets;
 pub mod services;
 pub mod task_definitions;

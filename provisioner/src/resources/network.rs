@@ -1,20 +1,22 @@
 //! EC2 networking: which VPC and subnets the tasks run in (the default VPC unless given),
-//! and the two security groups: `<app>-api` (the service port open to `--allow-cidr`) and
-//! `<app>-redis` (6379 from the API group only). Ingress rules are converged exactly: a rule
-//! someone added by hand to these groups is revoked, so Redis never ends up open.
+//! and the app's three security groups: `<app>-api` (the service port open to
+//! `--allow-cidr`), `<app>-redis` (6379 from the API group only) and `<app>-efs` (NFS from the
+//! Redis group only, on the mount targets of Redis's data). Ingress rules are converged
+//! exactly, whatever their source (IPv4 or IPv6 range, prefix list, group): a rule someone
+//! added by hand to these groups is revoked, so Redis never ends up open.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{
-    Filter, IpPermission, IpRange, ResourceType, SecurityGroup, Tag, TagSpecification,
-    UserIdGroupPair,
+    Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, SecurityGroup, Tag,
+    TagSpecification, UserIdGroupPair, VpcAttributeName,
 };
 
 use crate::config::TAG_APP;
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
-use crate::resources::retry_bounded;
+use crate::resources::{ownership, retry_bounded};
 
 /// Where the tasks run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +157,71 @@ pub async fn resolve(d: &Deployment, vpc: Option<&str>, subnets: &[String]) -> R
     })
 }
 
+/// Refuses a network the app cannot use or move to, before anything is written:
+/// - a VPC without DNS support or DNS hostnames: the private DNS namespace Redis is found by
+///   needs both;
+/// - another VPC than the one the app is deployed in (its security groups are there): the
+///   namespace is tied to its VPC and the mount targets serve a running Redis, so moving is
+///   `down` (the data is kept) then `up`, never half done.
+pub async fn check_unchanged(d: &Deployment, network: &Network) -> Result<()> {
+    let vpc = &network.vpc_id;
+    let names = &d.names;
+    let attribute = |name: VpcAttributeName| async move {
+        let out = d
+            .clients
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(vpc)
+            .attribute(name.clone())
+            .send()
+            .await
+            .map_err(|e| Error::aws("DescribeVpcAttribute", format!("VPC {vpc}"), e))?;
+        let value = match name {
+            VpcAttributeName::EnableDnsHostnames => out.enable_dns_hostnames(),
+            _ => out.enable_dns_support(),
+        };
+        Ok::<_, Error>(value.and_then(|v| v.value()).unwrap_or(false))
+    };
+    let group_names = [
+        names.api_security_group.as_str(),
+        names.redis_security_group.as_str(),
+        names.efs_security_group.as_str(),
+    ];
+    let (support, hostnames, groups) = tokio::try_join!(
+        attribute(VpcAttributeName::EnableDnsSupport),
+        attribute(VpcAttributeName::EnableDnsHostnames),
+        find_groups(d, None, &group_names),
+    )?;
+    let missing: Vec<&str> = [
+        ("enableDnsSupport", support),
+        ("enableDnsHostnames", hostnames),
+    ]
+    .into_iter()
+    .filter(|(_, on)| !on)
+    .map(|(name, _)| name)
+    .collect();
+    if !missing.is_empty() {
+        return Err(Error::InvalidArgument {
+            flag: "--vpc",
+            message: format!(
+                "VPC {vpc} has {} off; the private DNS namespace {} that the API finds Redis by needs DNS support and DNS hostnames: turn them on (`aws ec2 modify-vpc-attribute --vpc-id {vpc} --enable-dns-support` and `--enable-dns-hostnames`, one call each) or deploy into another VPC",
+                missing.join(" and "),
+                names.namespace
+            ),
+        });
+    }
+    if let Some(elsewhere) = groups.iter().find_map(|g| g.vpc_id().filter(|v| *v != vpc)) {
+        return Err(Error::InvalidArgument {
+            flag: "--vpc",
+            message: format!(
+                "app `{}` is deployed in VPC {elsewhere}, not {vpc}: its namespace and the mount targets of its running Redis are there. To move it, run `down` (the race data is kept) and then `up` with the new --vpc/--subnets; to stay, pass --vpc {elsewhere}",
+                names.app
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// One ingress rule, in a form that compares.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Rule {
@@ -164,10 +231,28 @@ pub(crate) struct Rule {
     source: Source,
 }
 
+/// Where a rule lets traffic come from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Source {
+    /// An IPv4 range.
     Cidr(String),
+    /// An IPv6 range.
+    Ipv6(String),
+    /// A managed prefix list (`pl-…`).
+    PrefixList(String),
+    /// Another security group.
     Group(String),
+}
+
+impl Source {
+    /// An IPv4 or IPv6 range, told apart by its form.
+    pub(crate) fn range(cidr: &str) -> Self {
+        if cidr.contains(':') {
+            Source::Ipv6(cidr.to_owned())
+        } else {
+            Source::Cidr(cidr.to_owned())
+        }
+    }
 }
 
 impl Rule {
@@ -189,6 +274,18 @@ impl Rule {
             Source::Cidr(cidr) => builder.ip_ranges(
                 IpRange::builder()
                     .cidr_ip(cidr)
+                    .description(description)
+                    .build(),
+            ),
+            Source::Ipv6(cidr) => builder.ipv6_ranges(
+                Ipv6Range::builder()
+                    .cidr_ipv6(cidr)
+                    .description(description)
+                    .build(),
+            ),
+            Source::PrefixList(id) => builder.prefix_list_ids(
+                PrefixListId::builder()
+                    .prefix_list_id(id)
                     .description(description)
                     .build(),
             ),
@@ -222,7 +319,12 @@ pub(crate) fn live_rules(group: &SecurityGroup) -> BTreeSet<Rule> {
         }
         for range in permission.ipv6_ranges() {
             if let Some(cidr) = range.cidr_ipv6() {
-                rules.insert(rule(Source::Cidr(cidr.to_owned())));
+                rules.insert(rule(Source::Ipv6(cidr.to_owned())));
+            }
+        }
+        for list in permission.prefix_list_ids() {
+            if let Some(id) = list.prefix_list_id() {
+                rules.insert(rule(Source::PrefixList(id.to_owned())));
             }
         }
         for pair in permission.user_id_group_pairs() {
@@ -234,8 +336,11 @@ pub(crate) fn live_rules(group: &SecurityGroup) -> BTreeSet<Rule> {
     rules
 }
 
-/// The app's security groups named `group_names` as they are now, found by VPC, name and
-/// app tag: one call for all of them.
+/// The app's security groups named `group_names` as they are now, in one call. In a VPC
+/// (`up`) every group of those names is read, and one without the app's tags stops the
+/// command: group names are unique per VPC, so it could be neither created nor adopted. Without
+/// a VPC (`down`) only groups tagged with the app are read, so a same-named group of someone
+/// else's in another VPC is left alone; one tagged with the app but not `managed-by` stops it.
 pub(crate) async fn find_groups(
     d: &Deployment,
     vpc_id: Option<&str>,
@@ -246,11 +351,11 @@ pub(crate) async fn find_groups(
         .clients
         .ec2
         .describe_security_groups()
-        .filters(filter("group-name", group_names))
-        .filters(filter(&format!("tag:{TAG_APP}"), &[&names.app]));
-    if let Some(vpc_id) = vpc_id {
-        request = request.filters(filter("vpc-id", &[vpc_id]));
-    }
+        .filters(filter("group-name", group_names));
+    request = match vpc_id {
+        Some(vpc_id) => request.filters(filter("vpc-id", &[vpc_id])),
+        None => request.filters(filter(&format!("tag:{TAG_APP}"), &[&names.app])),
+    };
     let out = request.send().await.map_err(|e| {
         Error::aws(
             "DescribeSecurityGroups",
@@ -258,6 +363,20 @@ pub(crate) async fn find_groups(
             e,
         )
     })?;
+    for group in out.security_groups() {
+        ownership::check_tags(
+            d,
+            || {
+                format!(
+                    "security group {} ({} in {})",
+                    group.group_name().unwrap_or_default(),
+                    group.group_id().unwrap_or_default(),
+                    group.vpc_id().unwrap_or_default()
+                )
+            },
+            group.tags(),
+        )?;
+    }
     Ok(out.security_groups().to_vec())
 }
 
@@ -315,7 +434,7 @@ pub async fn ensure_security_groups(
         }
     };
 
-    let api_rules = BTreeSet::from([Rule::tcp(api_port, Source::Cidr(allow_cidr.to_owned()))]);
+    let api_rules = BTreeSet::from([Rule::tcp(api_port, Source::range(allow_cidr))]);
     let redis_rules = BTreeSet::from([Rule::tcp(redis_port, Source::Group(api_id.clone()))]);
     let api_live = by_name(&names.api_security_group)
         .map(live_rules)
@@ -522,7 +641,7 @@ pub(crate) async fn delete_group(
     let ec2 = &d.clients.ec2;
     retry_bounded(
         &format!("deleting security group {name}"),
-        limit,
+        d.limit(limit),
         |e| e.aws_code() == Some("DependencyViolation"),
         || async {
             match ec2.delete_security_group().group_id(id).send().await {
@@ -537,4 +656,58 @@ pub(crate) async fn delete_group(
         },
     )
     .await
+}
+
+/// NFS.
+pub const NFS_PORT: i32 = 2049;
+
+/// Creates the EFS mount targets' group `<app>-efs` if missing; its only ingress rule is NFS
+/// from `redis`. `live_groups`: the app's groups in the VPC as they are now ([`live_groups`]).
+pub async fn ensure_efs_security_group(
+    d: &Deployment,
+    network: &Network,
+    live_groups: &[SecurityGroup],
+    redis_group: &str,
+) -> Result<String> {
+    let name = &d.names.efs_security_group;
+    let live = live_groups
+        .iter()
+        .find(|g| g.group_name() == Some(name.as_str()));
+    let id = match live {
+        Some(group) => group_id(group)?,
+        None => {
+            create_group(
+                d,
+                name,
+                "EFS mount targets of Redis's data, NFS from the Redis task only",
+                &network.vpc_id,
+            )
+            .await?
+        }
+    };
+    let wanted = BTreeSet::from([Rule::tcp(NFS_PORT, Source::Group(redis_group.to_owned()))]);
+    let live_rules = live.map(live_rules).unwrap_or_default();
+    converge_rules(
+        d,
+        name,
+        &id,
+        &live_rules,
+        &wanted,
+        "NFS from the Redis task",
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Deletes `<app>-efs` (after the mount targets), retrying while their network interfaces
+/// still hold it.
+pub async fn delete_efs_security_group(d: &Deployment, limit: Duration) -> Result<()> {
+    let name = &d.names.efs_security_group;
+    let found = find_groups(d, None, &[name]).await?;
+    let Some(group) = found.first() else {
+        d.record("security-group", name.as_str(), Action::Absent, None);
+        return Ok(());
+    };
+    let id = group_id(group)?;
+    delete_group(d, name, &id, limit).await
 }

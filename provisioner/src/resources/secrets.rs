@@ -18,10 +18,11 @@
 //! `down` deletes the parameters always: they hold no race data, and a later `up` makes a
 //! new token (clients must be given the new one: `provisioner token`).
 
-use aws_sdk_ssm::types::{ParameterType, Tag};
+use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 
 use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment};
+use crate::resources::ownership;
 use crate::taskdef::{NameValue, SecretSpec, TaskDefinitionSpec};
 
 /// The environment variable the service reads its write token from.
@@ -49,17 +50,23 @@ pub fn generate_secret() -> Result<String> {
 }
 
 fn tags(d: &Deployment) -> Result<Vec<Tag>> {
-    d.names
-        .tags()
-        .into_iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(Error::request("SSM parameter tags"))
-        })
-        .collect()
+    ownership::sdk_tags(&d.names, |k, v| Tag::builder().key(k).value(v).build())
+        .map_err(Error::request("SSM parameter tags"))
+}
+
+/// Stops unless the existing parameter `name` carries the app's tags.
+async fn check_ours(d: &Deployment, name: &str) -> Result<()> {
+    let resource = || format!("SSM parameter {name}");
+    let out = d
+        .clients
+        .ssm
+        .list_tags_for_resource()
+        .resource_type(ResourceTypeForTagging::Parameter)
+        .resource_id(name)
+        .send()
+        .await
+        .map_err(|e| Error::aws("ListTagsForResource", resource(), e))?;
+    ownership::check_tags(d, resource, out.tag_list())
 }
 
 /// What a parameter is now: absent, or present with its type.
@@ -101,7 +108,11 @@ async fn ensure_secure_parameter(
     description: &str,
     value: impl FnOnce() -> Result<String>,
 ) -> Result<()> {
-    match live_type(d, name).await? {
+    let live = live_type(d, name).await?;
+    if live.is_some() {
+        check_ours(d, name).await?;
+    }
+    match live {
         Some(ParameterType::SecureString) => {
             d.record("ssm-parameter", name, Action::Unchanged, None);
             return Ok(());
@@ -210,6 +221,7 @@ pub async fn read_token(d: &Deployment) -> Result<String> {
 pub async fn rotate_token(d: &Deployment) -> Result<()> {
     let name = &d.names.api_token_parameter;
     let action = if live_type(d, name).await?.is_some() {
+        check_ours(d, name).await?;
         Action::Update
     } else {
         Action::Create
@@ -253,6 +265,9 @@ pub async fn ensure_redis_password(d: &Deployment, redis_port: i32) -> Result<()
     let password_name = &names.redis_password_parameter;
     let url_name = &names.redis_url_parameter;
     let existing = live_type(d, password_name).await?;
+    if existing.is_some() {
+        check_ours(d, password_name).await?;
+    }
     let password = match existing {
         // The URL is derived from the password: read it back to (re)build the URL.
         Some(_) if !d.dry_run => Some(read_parameter(d, password_name).await?),
@@ -408,6 +423,7 @@ pub async fn delete_parameters(d: &Deployment) -> Result<()> {
         );
     }
     for name in all.into_iter().filter(|n| existing.contains(&n.as_str())) {
+        check_ours(d, name).await?;
         match d.clients.ssm.delete_parameter().name(name).send().await {
             Ok(_) => {
                 d.record("ssm-parameter", name.as_str(), Action::Delete, None);

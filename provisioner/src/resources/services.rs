@@ -15,10 +15,13 @@ use aws_sdk_ecs::types::{
 
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
+use crate::resources::network::Network;
 use crate::resources::{poll_until, retry_bounded};
 
 /// How long ECS may take to accept a newly created IAM role ("unable to assume role").
 const ROLE_PROPAGATION_LIMIT: Duration = Duration::from_secs(90);
+/// How long a deleted service may take to drain before one of its name can be created again.
+const DRAIN_LIMIT: Duration = Duration::from_secs(600);
 
 /// What one ECS service should be.
 #[derive(Debug, Clone)]
@@ -74,6 +77,35 @@ pub async fn describe(d: &Deployment, names: &[&str]) -> Result<BTreeMap<String,
         .filter(|s| s.status() != Some("INACTIVE"))
         .filter_map(|s| Some((s.service_name()?.to_owned(), s.clone())))
         .collect())
+}
+
+/// Refuses to move running services to other subnets: the EFS mount targets of the zones
+/// left would be removed under a Redis task still running there. Moving is `down` (the data
+/// is kept) then `up`.
+pub fn check_network(live: &BTreeMap<String, Service>, network: &Network) -> Result<()> {
+    let wanted: BTreeSet<&str> = network.subnet_ids.iter().map(String::as_str).collect();
+    for (name, service) in live.iter().filter(|(_, s)| s.status() == Some("ACTIVE")) {
+        let Some(vpc) = service
+            .network_configuration()
+            .and_then(|n| n.awsvpc_configuration())
+        else {
+            continue;
+        };
+        let running: BTreeSet<&str> = vpc.subnets().iter().map(String::as_str).collect();
+        if running != wanted {
+            let list = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(",");
+            return Err(Error::InvalidArgument {
+                flag: "--subnets",
+                message: format!(
+                    "service {name} runs in subnets {}, this run would move it to {}: the mount targets of Redis's data are per zone and serve the running task. Pass --subnets {} to keep them, or run `down` (the race data is kept) and then `up` with the new subnets",
+                    list(&running),
+                    list(&wanted),
+                    list(&running)
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn network(spec: &ServiceSpec) -> Result<NetworkConfiguration> {
@@ -223,7 +255,7 @@ pub async fn ensure_service(
             // Deleted a moment ago and still draining: a new one can only be created once the
             // old one is gone.
             if other.is_some() && !d.dry_run {
-                wait_until_gone(d, &[spec.name.as_str()], Duration::from_secs(600)).await?;
+                wait_until_gone(d, &[spec.name.as_str()], DRAIN_LIMIT).await?;
             }
             if !d.record(
                 "ecs-service",
@@ -244,7 +276,7 @@ pub async fn ensure_service(
                 .collect();
             retry_bounded(
                 &format!("creating {resource}"),
-                ROLE_PROPAGATION_LIMIT,
+                d.limit(ROLE_PROPAGATION_LIMIT),
                 is_role_not_ready,
                 || async {
                     let mut request = ecs
@@ -317,10 +349,11 @@ pub async fn restart(d: &Deployment, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Waits until none of the services exists any more (INACTIVE or missing).
+/// Waits until none of the services exists any more (INACTIVE or missing), at most `limit`
+/// and not past the command's `--timeout`.
 pub async fn wait_until_gone(d: &Deployment, names: &[&str], limit: Duration) -> Result<()> {
     let what = format!("services {} to drain and be deleted", names.join(", "));
-    poll_until(&what, limit, Duration::from_secs(5), || async {
+    poll_until(&what, d.limit(limit), Duration::from_secs(5), || async {
         Ok(describe(d, names).await?.is_empty().then_some(()))
     })
     .await

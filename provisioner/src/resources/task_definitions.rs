@@ -2,10 +2,11 @@
 //! rendered file is compared with the family's latest active revision first and a revision is
 //! registered only when they differ.
 
-use aws_sdk_ecs::types::{Tag, TaskDefinitionStatus};
+use aws_sdk_ecs::types::{Tag, TaskDefinitionField, TaskDefinitionStatus};
 
 use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
+use crate::resources::ownership;
 use crate::taskdef::TaskDefinitionSpec;
 
 /// The latest active revision of a family: its ARN and contents.
@@ -19,13 +20,15 @@ pub struct LiveTaskDefinition {
     pub spec: TaskDefinitionSpec,
 }
 
-/// The latest active revision of `family`, if any.
+/// The latest active revision of `family`, if any; an error when that revision is not the
+/// app's (a family of the same name registered by someone else).
 pub async fn latest(d: &Deployment, family: &str) -> Result<Option<LiveTaskDefinition>> {
     let out = d
         .clients
         .ecs
         .describe_task_definition()
         .task_definition(family)
+        .include(TaskDefinitionField::Tags)
         .send()
         .await;
     // ECS answers a ClientException for a family it does not know.
@@ -38,6 +41,9 @@ pub async fn latest(d: &Deployment, family: &str) -> Result<Option<LiveTaskDefin
         "DescribeTaskDefinition",
         format!("task definition {family}"),
     )?;
+    if let Some(out) = &found {
+        ownership::check_tags(d, || format!("task definition family {family}"), out.tags())?;
+    }
     Ok(found.and_then(|out| {
         out.task_definition()
             .filter(|t| t.status() == Some(&TaskDefinitionStatus::Active))
@@ -171,6 +177,8 @@ pub async fn delete_family(d: &Deployment, family: &str) -> Result<()> {
         d.record("task-definition", family, Action::Absent, None);
         return Ok(());
     }
+    // Every revision the provisioner registers is tagged: the latest one answers for the family.
+    latest(d, family).await?;
     d.record(
         "task-definition",
         family,

@@ -183,6 +183,36 @@ const FAILURE_REASONS: &[&str] = &[
     "Timeout waiting for network interface",
 ];
 
+/// Stop reasons (substrings, compared without case) of a setup that is not ready yet rather
+/// than of a broken deployment: IAM has not propagated a new role to ECS, a new EFS mount
+/// target's DNS name does not resolve yet, ECS is still creating its service-linked role. A
+/// fresh account's first deploy sees these for a minute or two ([`WatchSpec::settling`]).
+///
+/// [`WatchSpec::settling`]: super::WatchSpec::settling
+const SETUP_NOT_READY_REASONS: &[&str] = &[
+    "resourceinitializationerror",
+    "unable to assume",
+    "service-linked role",
+    "service linked role",
+];
+
+/// Whether a stopped task failed the way a setup still being created makes tasks fail (and
+/// not for an image, a crash or a health check).
+pub fn is_setup_not_ready(task: &StoppedTask) -> bool {
+    let reasons = std::iter::once(task.stopped_reason.as_deref().unwrap_or(""))
+        .chain(task.containers.iter().filter_map(|c| c.reason.as_deref()));
+    let mut explained = false;
+    for reason in reasons {
+        let reason = reason.to_ascii_lowercase();
+        explained |= SETUP_NOT_READY_REASONS.iter().any(|r| reason.contains(r));
+    }
+    let exited = task
+        .containers
+        .iter()
+        .any(|c| c.exit_code.is_some_and(|e| e != 0));
+    explained && !exited
+}
+
 /// Stop reasons (prefixes) of normal operation: scale-in, replacement by a deployment.
 const BENIGN_REASONS: &[&str] = &["Scaling activity initiated by", "Task stopped by user"];
 
@@ -448,6 +478,33 @@ mod tests {
             Some(0)
         )));
         assert!(is_failure(&stopped("something new", None, Some(2))));
+    }
+
+    #[test]
+    fn a_setup_not_ready_is_told_from_a_broken_image_or_a_crash() {
+        let role = "ResourceInitializationError: unable to pull secrets or registry auth: unable to assume role";
+        assert!(is_setup_not_ready(&stopped(
+            role,
+            Some("TaskFailedToStart"),
+            None
+        )));
+        let dns = "ResourceInitializationError: failed to invoke EFS utils commands to set up EFS volumes: Failed to resolve \"fs-1.efs.eu-north-1.amazonaws.com\"";
+        assert!(is_setup_not_ready(&stopped(
+            dns,
+            Some("TaskFailedToStart"),
+            None
+        )));
+        let pull = "CannotPullContainerError: pull image manifest has been retried 5 time(s)";
+        assert!(!is_setup_not_ready(&stopped(
+            pull,
+            Some("TaskFailedToStart"),
+            None
+        )));
+        assert!(!is_setup_not_ready(&stopped(
+            "Essential container in task exited",
+            Some("EssentialContainerExited"),
+            Some(1)
+        )));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | `Ok(WatchReport)` | every service reached the goal ([`Goal::Stable`]: one deployment, rollout `COMPLETED` or unreported, running == desired, none pending; [`Goal::Drained`]: nothing running or pending) | 0 |
 //! | [`WatchError::RolledBack`] | the circuit breaker failed the deployment (rollout `FAILED`, PRIMARY back on the previous task definition, or a "rolling back" event) | 4 |
-//! | [`WatchError::TasksFailing`] | [`WatchSpec::failed_tasks_limit`] tasks of the new deployment stopped with an error (CannotPullContainerError, ResourceInitializationError, essential container exited, failed health checks, non-zero exit) — without waiting for the circuit breaker | 4 |
+//! | [`WatchError::TasksFailing`] | [`WatchSpec::failed_tasks_limit`] tasks of the new deployment stopped with an error (CannotPullContainerError, ResourceInitializationError, essential container exited, failed health checks, non-zero exit) — without waiting for the circuit breaker; stops of a setup still propagating count only after [`WatchSpec::settling`] | 4 |
 //! | [`WatchError::TimedOut`] | [`WatchSpec::timeout`] passed | 3 |
 //! | [`WatchError::ServiceMissing`], [`WatchError::Aws`] | a service to stabilise does not exist; an AWS call failed | 1 |
 //!
@@ -98,6 +98,12 @@ pub struct WatchSpec {
     pub log_lines: usize,
     /// `awslogs-stream-prefix` per service, when it is not the service's name.
     pub stream_prefixes: BTreeMap<String, String>,
+    /// For this long after the wait began, a task that stopped the way a setup still being
+    /// created makes tasks stop (`ResourceInitializationError`, "unable to assume role", the
+    /// ECS service-linked role) is reported but not counted as a failure: set when the
+    /// command created the roles or the mount targets those tasks need. A crash, a failed
+    /// health check or an image that cannot be pulled counts at once.
+    pub settling: Duration,
 }
 
 impl WatchSpec {
@@ -120,6 +126,7 @@ impl WatchSpec {
             failed_tasks_limit: DEFAULT_FAILED_TASKS_LIMIT,
             log_lines: DEFAULT_LOG_LINES,
             stream_prefixes: BTreeMap::new(),
+            settling: Duration::ZERO,
         }
     }
 
@@ -339,7 +346,8 @@ async fn poll(
                 continue;
             }
             let service = &snap.state.service;
-            check_stopped_tasks(ecs, spec, tr, sink, service).await?;
+            let settling = start.elapsed() < spec.settling;
+            check_stopped_tasks(ecs, spec, tr, sink, service, settling).await?;
             let failed = tr.failures.get(service).map_or(0, Vec::len);
             if failed >= spec.failed_tasks_limit.max(1) {
                 return Ok(Poll::Failing {
@@ -379,6 +387,7 @@ async fn check_stopped_tasks(
     tr: &mut Tracker,
     sink: &mut dyn WatchSink,
     service: &str,
+    settling: bool,
 ) -> Result<(), WatchError> {
     let arns = observe::list_stopped_tasks(ecs, &spec.cluster, service).await?;
     let new: Vec<String> = arns
@@ -400,7 +409,8 @@ async fn check_stopped_tasks(
         let mut stopped = observe::stopped_task(service, spec.stream_prefix(service), &task);
         stopped.failed = judge::is_failure(&stopped);
         sink.event(&WatchEvent::TaskStopped(stopped.clone()));
-        if stopped.failed && judge::belongs_to(&stopped, tr.ours.get(service)) {
+        let waited_out = settling && judge::is_setup_not_ready(&stopped);
+        if stopped.failed && !waited_out && judge::belongs_to(&stopped, tr.ours.get(service)) {
             tr.failures
                 .entry(service.to_owned())
                 .or_default()

@@ -3,14 +3,18 @@
 //! image, or with `--mirror-redis` a copy in the app's own ECR repository). Both end up
 //! referred to by digest where they are the app's, so an unchanged image gives an unchanged
 //! task definition.
+//!
+//! It runs in two phases around `up`'s writes: [`prepare`] before the first mutating AWS call
+//! (a given image is checked, a native image is built), so that a failed build or a missing
+//! image leaves AWS untouched; [`publish`] once the repositories exist (push, mirror).
 
 use std::path::Path;
 
 use crate::cli::{Builder, DeployArgs};
 use crate::error::{Error, Result};
 use crate::image::{
-    self, ConsoleProgress, Destination, Endpoint, ImageRef, ImageSource, MirrorSource,
-    PublishOptions, RegistryAuth, UploadOptions,
+    self, ConsoleProgress, Destination, Endpoint, ImageContent, ImageRef, ImageSource,
+    MirrorSource, NativeBuild, PublishOptions, RegistryAuth, UploadOptions,
 };
 use crate::plan::{Deployment, KNOWN_AFTER_APPLY};
 use crate::resources::ecr;
@@ -26,41 +30,105 @@ pub struct Images {
     pub notes: Vec<String>,
 }
 
-/// Decides both images; builds, pushes or mirrors unless this is a dry run.
-pub async fn service_images(
+/// The service image as decided before anything is written.
+pub enum ServiceImage {
+    /// Deploy this reference (given and checked, kept, or what a plan assumes).
+    Ready(String),
+    /// Built natively here; pushed by [`publish`].
+    Built {
+        /// The tag to push it under.
+        tag: String,
+        /// Its content.
+        image: ImageContent,
+    },
+    /// Built and pushed by Docker in [`publish`] (Docker builds and pushes in one go).
+    Docker,
+}
+
+/// Decides the service image before the first mutating AWS call: a given image is checked
+/// (in the app's own repository through the ECR API, anywhere else at its registry), a native
+/// image is built. `live_image`: the image the API runs now; `repository_uri`: the app's
+/// repository, when it exists. Returns notes for the report too.
+pub async fn prepare(
     d: &Deployment,
     args: &DeployArgs,
     root: &Path,
-    repository_uri: &str,
     live_image: Option<String>,
-) -> Result<Images> {
+    repository_uri: Option<&str>,
+) -> Result<(ServiceImage, Vec<String>)> {
     let mut notes = Vec::new();
-    let mut registry = RegistryAccess::default();
-    let api = match (&args.image, args.keep_image) {
-        (Some(given), _) => given_image(d, given, repository_uri).await?,
-        (None, true) => live_image.ok_or_else(|| Error::InvalidArgument {
+    let image = match (&args.image, args.keep_image) {
+        (Some(given), _) => ServiceImage::Ready(given_image(d, given, repository_uri).await?),
+        (None, true) => ServiceImage::Ready(live_image.ok_or_else(|| Error::InvalidArgument {
             flag: "--keep-image",
-            message: "no API is deployed yet: pass --image, or leave both out to build the image"
-                .into(),
-        })?,
+            message:
+                "no API is deployed yet: pass --image, or leave both out to build the image".into(),
+        })?),
         (None, false) if d.dry_run => {
             notes.push("the service image is built and pushed by `up`, not by a plan; the plan assumes the running image".into());
-            live_image.unwrap_or_else(|| KNOWN_AFTER_APPLY.to_owned())
+            ServiceImage::Ready(live_image.unwrap_or_else(|| KNOWN_AFTER_APPLY.to_owned()))
         }
         (None, false) => {
-            let destination = registry
-                .destination(d, args, &d.names.repository, repository_uri)
-                .await?;
             let source = match args.builder {
                 Builder::Auto => image::detect_builder().await,
                 Builder::Docker => ImageSource::Docker,
                 Builder::Native => ImageSource::Native,
             };
-            let published = image::publish_service_image(
-                &PublishOptions::new(root, source, destination),
-                &ConsoleProgress::auto(),
-            )
-            .await?;
+            if matches!(source, ImageSource::Docker) {
+                ServiceImage::Docker
+            } else {
+                let (tag, image) = image::prepare_native_image(
+                    &NativeBuild::service(root),
+                    &ConsoleProgress::auto(),
+                )
+                .await?;
+                ServiceImage::Built { tag, image }
+            }
+        }
+    };
+    Ok((image, notes))
+}
+
+/// Pushes what [`prepare`] built and decides Redis's image (mirrored with `--mirror-redis`),
+/// once the repositories exist; a dry run pushes nothing.
+pub async fn publish(
+    d: &Deployment,
+    args: &DeployArgs,
+    root: &Path,
+    service: ServiceImage,
+    mut notes: Vec<String>,
+    repository_uri: &str,
+) -> Result<Images> {
+    let mut registry = RegistryAccess::default();
+    let progress = ConsoleProgress::auto();
+    let (api, source) = match service {
+        ServiceImage::Ready(reference) => (Some(reference), None),
+        ServiceImage::Built { tag, image } => (None, Some((ImageSource::Native, tag, image))),
+        ServiceImage::Docker => (None, None),
+    };
+    let api = match api {
+        Some(reference) => reference,
+        None => {
+            let destination = registry
+                .destination(d, args, &d.names.repository, repository_uri)
+                .await?;
+            let published = match source {
+                Some((source, tag, image)) => {
+                    let options = PublishOptions::new(root, source, destination);
+                    image::push_image(
+                        &options.destination,
+                        &image,
+                        &tag,
+                        &options.upload,
+                        &progress,
+                    )
+                    .await?
+                }
+                None => {
+                    let options = PublishOptions::new(root, ImageSource::Docker, destination);
+                    image::publish_service_image(&options, &progress).await?
+                }
+            };
             notes.push(format!(
                 "service image {} ({} build, tag {}): {} bytes uploaded, {} blob(s) already in the registry",
                 published.digest,
@@ -84,7 +152,7 @@ pub async fn service_images(
                 &MirrorSource::public(&args.redis_image),
                 &destination,
                 &UploadOptions::default(),
-                &ConsoleProgress::auto(),
+                &progress,
             )
             .await?;
             notes.push(format!(
@@ -101,10 +169,11 @@ pub async fn service_images(
 
 /// `--image`: an image in the app's own repository is checked with the ECR API (no registry
 /// access needed) and pinned by digest; any other is checked at its registry anonymously.
-async fn given_image(d: &Deployment, given: &str, repository_uri: &str) -> Result<String> {
+async fn given_image(d: &Deployment, given: &str, repository_uri: Option<&str>) -> Result<String> {
     let reference = ImageRef::parse(given)?;
-    let own = repository_uri != KNOWN_AFTER_APPLY && reference.name() == repository_uri;
-    if own {
+    if let Some(repository_uri) = repository_uri
+        && reference.name() == repository_uri
+    {
         let wanted = reference.manifest_reference();
         return match ecr::image_digest(d, &d.names.repository, wanted).await? {
             Some(digest) => Ok(format!("{repository_uri}@{digest}")),
@@ -114,9 +183,15 @@ async fn given_image(d: &Deployment, given: &str, repository_uri: &str) -> Resul
             }),
         };
     }
-    if d.dry_run && reference.repository == d.names.repository {
-        // The app's repository does not exist yet, so neither does the image: `up` will say so.
-        return Ok(given.to_owned());
+    if repository_uri.is_none() && reference.repository == d.names.repository {
+        // The app's repository does not exist yet, so neither does the image.
+        if d.dry_run {
+            return Ok(given.to_owned());
+        }
+        return Err(Error::ImageNotFound {
+            image: given.to_owned(),
+            repository: reference.name(),
+        });
     }
     match image::resolve_image(given, None, None).await? {
         Some(digest) => Ok(format!("{}@{digest}", reference.name())),
