@@ -123,7 +123,7 @@ impl Aws {
             .await
             .unwrap();
         let text = out.policy_document();
-        provisioner::resources::iam::parse_document(text).unwrap()
+        provisioner::policy::parse_document(text).unwrap()
     }
 
     async fn role_exists(&self, role: &str) -> bool {

@@ -586,6 +586,17 @@ async fn down_removes_one_app_and_leaves_the_other() {
         .await
         .unwrap();
     let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+    // A private DNS namespace needs DNS hostnames (a default VPC has them on, a new one not).
+    ec2.modify_vpc_attribute()
+        .vpc_id(&vpc_id)
+        .enable_dns_hostnames(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let mut subnets = Vec::new();
     for (cidr, zone) in [
         ("10.20.1.0/24", "eu-north-1a"),

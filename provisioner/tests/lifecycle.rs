@@ -8,7 +8,12 @@
 //!   of `policies/deployer.json` grants: the least-privilege policy CI deploys with covers what
 //!   the provisioner really calls. This checks actions, not resources or conditions: moto
 //!   evaluates no IAM policy, so whether the ARNs and tag conditions of each statement match
-//!   what the calls touch is written down in the statements' IDs and reviewed by hand.
+//!   what the calls touch is written down in the statements' IDs and reviewed by hand;
+//! - one condition is checked call by call, because it is what stops a push to `main` from
+//!   becoming account administrator: every statement that lets the deployer create a role or
+//!   change a role's permissions requires the app's permissions boundary
+//!   (`iam:PermissionsBoundary`), every `CreateRole` of the lifecycle sends exactly that
+//!   boundary, and every policy change is on a role created with it.
 
 use std::collections::BTreeSet;
 
@@ -105,6 +110,7 @@ async fn a_whole_lifecycle_prints_documented_json_and_calls_only_what_the_deploy
     let proxy = Proxy::start(&moto).await;
     let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
     let root = repo_root();
+    let boundary = create_the_boundary_as_the_ci_setup_does(&moto).await;
 
     let steps: &[(&[&str], i32)] = &[
         (&["plan"], 2),
@@ -167,4 +173,145 @@ async fn a_whole_lifecycle_prints_documented_json_and_calls_only_what_the_deploy
         denied.is_empty(),
         "policies/deployer.json does not grant {denied:#?}"
     );
+    assert_roles_are_created_and_changed_only_within(&policy, &boundary, &proxy.calls());
+}
+
+/// `policies/task-role-boundary.json` made a managed policy, as `docs/ci.md` has the
+/// administrator do once (the deploying role may not create or change it); its ARN.
+async fn create_the_boundary_as_the_ci_setup_does(moto: &Moto) -> String {
+    let text = std::fs::read_to_string(repo_root().join("policies/task-role-boundary.json"))
+        .unwrap()
+        .replace("${PARTITION}", "aws")
+        .replace("${REGION}", support::REGION)
+        .replace("${ACCOUNT_ID}", support::ACCOUNT)
+        .replace("${LOG_GROUP}", "/ecs/timing")
+        .replace("${APP}", "timing");
+    let tag = |k: &str, v: &str| {
+        aws_sdk_iam::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .unwrap()
+    };
+    let iam = aws_sdk_iam::Client::new(&moto.sdk_config().await);
+    iam.create_policy()
+        .policy_name("timing-task-boundary")
+        .policy_document(text)
+        .tags(tag("app", "timing"))
+        .tags(tag("managed-by", "provisioner"))
+        .send()
+        .await
+        .unwrap()
+        .policy()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned()
+}
+
+/// The value of a form field of a query-protocol request (IAM), decoded.
+fn form_field(body: &str, name: &str) -> Option<String> {
+    let raw = body
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                out.push(u8::from_str_radix(&raw[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8(out).unwrap())
+}
+
+/// Every Allow statement granting a role creation or permission change requires the boundary
+/// `boundary` (the deployer policy's `${...}` filled for this account), and the calls of the
+/// lifecycle meet that condition: each `CreateRole` sends it, each other change is on a role
+/// created with it.
+fn assert_roles_are_created_and_changed_only_within(
+    policy: &Value,
+    boundary: &str,
+    calls: &[support::Call],
+) {
+    const NEEDS_BOUNDARY: &[&str] = &[
+        "iam:CreateRole",
+        "iam:PutRolePolicy",
+        "iam:DeleteRolePolicy",
+        "iam:AttachRolePolicy",
+        "iam:DetachRolePolicy",
+        "iam:PutRolePermissionsBoundary",
+    ];
+    let filled = |text: &str| {
+        text.replace("${PARTITION}", "aws")
+            .replace("${ACCOUNT_ID}", support::ACCOUNT)
+            .replace("${APP}", "timing")
+    };
+    let statements = policy["Statement"].as_array().unwrap();
+    for action in NEEDS_BOUNDARY {
+        let granting: Vec<&Value> = statements
+            .iter()
+            .filter(|s| s["Effect"] == "Allow")
+            .filter(|s| {
+                allowed_actions(&serde_json::json!({"Statement": [s]}))
+                    .iter()
+                    .any(|p| action_matches(p, action))
+            })
+            .collect();
+        assert!(!granting.is_empty(), "{action} is not granted at all");
+        for statement in granting {
+            let required = statement["Condition"]["StringEquals"]["iam:PermissionsBoundary"]
+                .as_str()
+                .map(filled);
+            assert_eq!(
+                required.as_deref(),
+                Some(boundary),
+                "statement {} grants {action} without the boundary condition",
+                statement["Sid"]
+            );
+        }
+    }
+    let mut bounded_roles = BTreeSet::new();
+    let mut created = 0;
+    for call in calls.iter().filter(|c| c.service == "iam") {
+        let role = form_field(&call.body, "RoleName");
+        match call.operation.as_str() {
+            "CreateRole" => {
+                created += 1;
+                assert_eq!(
+                    form_field(&call.body, "PermissionsBoundary").as_deref(),
+                    Some(boundary),
+                    "role {role:?} created without the boundary"
+                );
+                bounded_roles.insert(role.unwrap());
+            }
+            "PutRolePermissionsBoundary" => {
+                assert_eq!(
+                    form_field(&call.body, "PermissionsBoundary").as_deref(),
+                    Some(boundary)
+                );
+                bounded_roles.insert(role.unwrap());
+            }
+            operation if NEEDS_BOUNDARY.contains(&format!("iam:{operation}").as_str()) => {
+                let role = role.unwrap();
+                assert!(
+                    bounded_roles.contains(&role),
+                    "{operation} on {role}, which was not given the boundary"
+                );
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(created, 3, "the lifecycle creates the three task roles");
 }

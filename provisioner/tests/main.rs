@@ -16,15 +16,25 @@ mod support;
 mod data;
 /// `up` building and pushing the service image, then deploying it by digest.
 mod deploy_image;
+/// Policies given back in another form, security-group rules of every kind, refused networks.
+mod drift;
 /// `up` / `plan` / `down` / `render` end to end, idempotence, interruption, bad input.
 mod emulator;
+/// Ctrl-C, a closed stdout, and a failed build that writes nothing.
+mod exits;
+/// A fresh account's first deploy: stops of a setup still propagating are waited out.
+mod first_deploy;
 /// The OCI image builder and the registry client.
 mod image;
 /// A whole lifecycle: every JSON output matches its schema, every AWS call is in the deployer policy.
 mod lifecycle;
 /// `stop` / `start` / `status` / `logs` / `token`.
 mod operations;
+/// Resources of the app's names without its tags: neither adopted nor deleted.
+mod ownership;
 /// Redis with the task definition's persistence settings loses no acknowledged write.
 mod persistence;
+/// Redis's storage kept while Redis may run on it; every wait within `--timeout`.
+mod storage;
 /// The deployment watcher and the log reader, against aws-smithy-mocks.
 mod watch;

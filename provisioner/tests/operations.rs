@@ -94,7 +94,8 @@ async fn stop_start_and_status_control_and_report_the_desired_counts() {
         .collect();
     assert!(
         costs.iter().any(|c| c.starts_with("ECR images"))
-            && costs.iter().any(|c| c.starts_with("Cloud Map")),
+            && costs.iter().any(|c| c.starts_with("Cloud Map"))
+            && costs.iter().any(|c| c.starts_with("EFS race data")),
         "{costs:?}"
     );
     let text = run(&proxy.url, &root, &["status"])

@@ -40,14 +40,14 @@ use provisioner::watch::{
 
 const T0: i64 = 1_700_000_000;
 const TD5: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/timing-api:5";
-const TD6: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/timing-api:6";
+pub(crate) const TD6: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/timing-api:6";
 const REDIS_TD: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/timing-redis:3";
 
-fn t0() -> SystemTime {
+pub(crate) fn t0() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(T0 as u64)
 }
 
-fn at(secs_after_t0: i64) -> DateTime {
+pub(crate) fn at(secs_after_t0: i64) -> DateTime {
     DateTime::from_secs(T0 + secs_after_t0)
 }
 
@@ -63,7 +63,7 @@ fn deployment(id: &str, status: &str, td: &str, rollout: DeploymentRolloutState)
 }
 
 /// A service with one deployment and the given counts.
-fn service(
+pub(crate) fn service(
     name: &str,
     td: &str,
     rollout: DeploymentRolloutState,
@@ -94,7 +94,7 @@ fn event(id: &str, secs_after_t0: i64, message: &str) -> ServiceEvent {
         .build()
 }
 
-fn describe(services: Vec<EcsService>) -> Rule {
+pub(crate) fn describe(services: Vec<EcsService>) -> Rule {
     mock!(aws_sdk_ecs::Client::describe_services).then_output(move || {
         DescribeServicesOutput::builder()
             .set_services(Some(services.clone()))
@@ -102,7 +102,7 @@ fn describe(services: Vec<EcsService>) -> Rule {
     })
 }
 
-fn list_stopped(service: &'static str, arns: &[&str]) -> Rule {
+pub(crate) fn list_stopped(service: &'static str, arns: &[&str]) -> Rule {
     let arns: Vec<String> = arns.iter().map(|a| a.to_string()).collect();
     mock!(aws_sdk_ecs::Client::list_tasks)
         .match_requests(move |r| {
@@ -116,7 +116,7 @@ fn list_stopped(service: &'static str, arns: &[&str]) -> Rule {
         })
 }
 
-fn describe_tasks(tasks: Vec<Task>) -> Rule {
+pub(crate) fn describe_tasks(tasks: Vec<Task>) -> Rule {
     mock!(aws_sdk_ecs::Client::describe_tasks).then_output(move || {
         DescribeTasksOutput::builder()
             .set_tasks(Some(tasks.clone()))
@@ -124,12 +124,12 @@ fn describe_tasks(tasks: Vec<Task>) -> Rule {
     })
 }
 
-fn task_arn(id: &str) -> String {
+pub(crate) fn task_arn(id: &str) -> String {
     format!("arn:aws:ecs:eu-west-1:123456789012:task/timing/{id}")
 }
 
 /// A stopped task of the api service.
-fn stopped_task(
+pub(crate) fn stopped_task(
     id: &str,
     td: &str,
     started_by: &str,
@@ -183,7 +183,7 @@ fn log_lines(stream: &'static str, lines: &[&str]) -> Rule {
         })
 }
 
-fn log_stream_missing(stream: &'static str) -> Rule {
+pub(crate) fn log_stream_missing(stream: &'static str) -> Rule {
     mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
         .match_requests(move |r| r.log_stream_name() == Some(stream))
         .then_error(|| {
@@ -195,15 +195,15 @@ fn log_stream_missing(stream: &'static str) -> Rule {
         })
 }
 
-fn ecs_client(rules: &[Rule]) -> aws_sdk_ecs::Client {
+pub(crate) fn ecs_client(rules: &[Rule]) -> aws_sdk_ecs::Client {
     mock_client!(aws_sdk_ecs, RuleMode::Sequential, rules)
 }
 
-fn logs_client(rules: &[Rule]) -> aws_sdk_cloudwatchlogs::Client {
+pub(crate) fn logs_client(rules: &[Rule]) -> aws_sdk_cloudwatchlogs::Client {
     mock_client!(aws_sdk_cloudwatchlogs, RuleMode::Sequential, rules)
 }
 
-fn spec(services: &[&str], goal: Goal) -> WatchSpec {
+pub(crate) fn spec(services: &[&str], goal: Goal) -> WatchSpec {
     let mut spec = WatchSpec::new(
         "timing",
         services.iter().map(|s| s.to_string()).collect(),
@@ -218,7 +218,7 @@ fn spec(services: &[&str], goal: Goal) -> WatchSpec {
 
 /// Keeps every event the watcher emits.
 #[derive(Default)]
-struct Recorder(Vec<WatchEvent>);
+pub(crate) struct Recorder(Vec<WatchEvent>);
 
 impl WatchSink for Recorder {
     fn event(&mut self, e: &WatchEvent) {

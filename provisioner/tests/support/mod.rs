@@ -5,7 +5,8 @@
 //! - [`Proxy`]: an HTTP proxy between the binary and moto that records every AWS call (so the
 //!   tests count mutating calls independently of the provisioner's own counter) and can be
 //!   told to fail every request after the first N (an interrupted `up`). It also refuses the
-//!   teardown orders AWS refuses and moto allows ([`aws_rules`]).
+//!   teardown orders AWS refuses and moto allows ([`aws_rules`]), and can rewrite the answers
+//!   to one operation ([`Proxy::rewrite`]) into what AWS would say where moto differs.
 //! - [`run`]: runs the binary with dummy credentials and returns its exit code and output.
 //!
 //! What moto does not emulate, and these tests therefore cannot show: it runs no containers
@@ -143,7 +144,12 @@ struct ProxyState {
     fail_after: Arc<AtomicUsize>,
     rules: aws_rules::AwsRules,
     refusals: Arc<Mutex<Vec<String>>>,
+    rewrites: Arc<Mutex<Vec<(String, Rewrite)>>>,
 }
+
+/// Turns the body of a successful answer into another (what AWS would answer where moto
+/// answers otherwise: a service that will not drain, a mount target still being created).
+pub type Rewrite = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 /// A recording, fault-injecting proxy in front of moto.
 pub struct Proxy {
@@ -294,7 +300,17 @@ async fn forward(
                     response_headers.insert(name.clone(), value.clone());
                 }
             }
-            let bytes = upstream.bytes().await.unwrap_or_default();
+            let mut bytes = upstream.bytes().await.unwrap_or_default();
+            let rewrite = state
+                .rewrites
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(op, _)| *op == operation)
+                .map(|(_, rewrite)| rewrite.clone());
+            if let Some(rewrite) = rewrite.filter(|_| status.is_success()) {
+                bytes = Bytes::from(rewrite(&String::from_utf8_lossy(&bytes)));
+            }
             (status, response_headers, bytes).into_response()
         }
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
@@ -311,6 +327,7 @@ impl Proxy {
             fail_after: Arc::new(AtomicUsize::new(usize::MAX)),
             rules: aws_rules::AwsRules::new(moto).await,
             refusals: Arc::default(),
+            rewrites: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -351,6 +368,24 @@ impl Proxy {
     pub fn fail_after(&self, n: usize) {
         let answered = self.state.answered.load(Ordering::SeqCst);
         self.state.fail_after.store(answered + n, Ordering::SeqCst);
+    }
+
+    /// From now on, the successful answers to `operation` pass through `rewrite`.
+    pub fn rewrite(
+        &self,
+        operation: &str,
+        rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) {
+        self.state
+            .rewrites
+            .lock()
+            .unwrap()
+            .push((operation.to_owned(), Arc::new(rewrite)));
+    }
+
+    /// Answers are passed on as moto gives them again.
+    pub fn stop_rewriting(&self) {
+        self.state.rewrites.lock().unwrap().clear();
     }
 
     /// Answer every request again.

@@ -1,0 +1,252 @@
+//! Redis's storage is never pulled out from under a running Redis: `down` keeps the mount
+//! targets and the access point while the services are not gone, a replaced access point
+//! stays until the new Redis revision is stable; and every wait of a command ends within its
+//! `--timeout`. moto deletes services and creates mount targets at once, so the proxy answers
+//! as AWS does while a service drains or a mount target is being created.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Moto, Proxy, repo_root, run, seed_image};
+
+/// DescribeServices answers as while the Redis service drains: still there, one task running.
+fn redis_never_drains(body: &str) -> String {
+    let mut answer: Value = serde_json::from_str(body).unwrap();
+    let draining = serde_json::json!({
+        "serviceName": "redis", "status": "DRAINING", "desiredCount": 0,
+        "runningCount": 1, "pendingCount": 0,
+        "serviceArn": "arn:aws:ecs:eu-north-1:123456789012:service/timing/redis"
+    });
+    let services = answer["services"].as_array_mut().unwrap();
+    services.retain(|s| s["serviceName"] != "redis");
+    services.push(draining);
+    if let Some(failures) = answer["failures"].as_array_mut() {
+        failures.retain(|f| !f["arn"].as_str().unwrap_or("").ends_with("/redis"));
+    }
+    answer.to_string()
+}
+
+async fn efs_state(moto: &Moto) -> (usize, usize, usize) {
+    let efs = aws_sdk_efs::Client::new(&moto.sdk_config().await);
+    let file_systems = efs
+        .describe_file_systems()
+        .creation_token("timing-redis-data")
+        .send()
+        .await
+        .unwrap();
+    let Some(fs) = file_systems.file_systems().first() else {
+        return (0, 0, 0);
+    };
+    let id = fs.file_system_id();
+    let mount_targets = efs
+        .describe_mount_targets()
+        .file_system_id(id)
+        .send()
+        .await
+        .unwrap()
+        .mount_targets()
+        .len();
+    let access_points = efs
+        .describe_access_points()
+        .file_system_id(id)
+        .send()
+        .await
+        .unwrap()
+        .access_points()
+        .len();
+    (1, mount_targets, access_points)
+}
+
+/// `down` (with or without `--delete-data`) while Redis's service will not drain: the run
+/// fails within its `--timeout`, saying why, and the file system, its mount targets and its
+/// access point all stay; once the service is gone, a later `down` removes them.
+#[tokio::test]
+async fn down_keeps_redis_storage_while_its_service_is_not_gone() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto).await;
+    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
+    let root = repo_root();
+    run(&proxy.url, &root, &["up", "--image", &image, "--no-wait"])
+        .await
+        .expect_code(0);
+    let (_, mount_targets, access_points) = efs_state(&moto).await;
+    assert!(mount_targets > 0 && access_points == 1);
+
+    proxy.rewrite("DescribeServices", redis_never_drains);
+    for extra in [None, Some("--delete-data")] {
+        let mut args = vec!["down", "--yes", "--timeout", "3s"];
+        args.extend(extra);
+        let started = Instant::now();
+        let down = run(&proxy.url, &root, &args).await;
+        // Bounded by --timeout, not by a wait of its own (the drain wait alone was 10 min).
+        assert!(started.elapsed() < Duration::from_secs(60));
+        assert_eq!(down.code, 1, "{args:?}\n{}", down.stderr);
+        assert!(
+            down.stderr.contains("timed out")
+                && down
+                    .stderr
+                    .contains("mount targets and access point of app `timing` kept"),
+            "{}",
+            down.stderr
+        );
+        assert_eq!(
+            efs_state(&moto).await,
+            (1, mount_targets, access_points),
+            "{args:?} removed storage under a running Redis"
+        );
+    }
+
+    proxy.stop_rewriting();
+    run(&proxy.url, &root, &["down", "--yes", "--delete-data"])
+        .await
+        .expect_code(0);
+    assert_eq!(efs_state(&moto).await, (0, 0, 0));
+}
+
+/// A replaced access point (another owner here) stays, and the Redis role and the file
+/// system policy keep allowing it, until an `up` that waits has seen the new revision stable.
+#[tokio::test]
+async fn a_replaced_access_point_stays_until_the_new_redis_revision_is_stable() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto).await;
+    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
+    let root = repo_root();
+    run(&proxy.url, &root, &["up", "--image", &image, "--no-wait"])
+        .await
+        .expect_code(0);
+
+    // The access point as an older provisioner made it: root's files, under `/`.
+    let config = moto.sdk_config().await;
+    let efs = aws_sdk_efs::Client::new(&config);
+    let iam = aws_sdk_iam::Client::new(&config);
+    let fs = efs
+        .describe_file_systems()
+        .creation_token("timing-redis-data")
+        .send()
+        .await
+        .unwrap()
+        .file_systems()[0]
+        .file_system_id()
+        .to_owned();
+    let current = efs
+        .describe_access_points()
+        .file_system_id(&fs)
+        .send()
+        .await
+        .unwrap()
+        .access_points()[0]
+        .access_point_id()
+        .unwrap()
+        .to_owned();
+    efs.delete_access_point()
+        .access_point_id(&current)
+        .send()
+        .await
+        .unwrap();
+    let tag = |k: &str, v: &str| {
+        aws_sdk_efs::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .unwrap()
+    };
+    let old = efs
+        .create_access_point()
+        .file_system_id(&fs)
+        .posix_user(
+            aws_sdk_efs::types::PosixUser::builder()
+                .uid(0)
+                .gid(0)
+                .build()
+                .unwrap(),
+        )
+        .tags(tag("app", "timing"))
+        .tags(tag("managed-by", "provisioner"))
+        .tags(tag("Name", "timing-redis"))
+        .send()
+        .await
+        .unwrap();
+    let (old_id, old_arn) = (
+        old.access_point_id().unwrap().to_owned(),
+        old.access_point_arn().unwrap().to_owned(),
+    );
+    let access_points = || async {
+        let out = efs
+            .describe_access_points()
+            .file_system_id(&fs)
+            .send()
+            .await
+            .unwrap();
+        out.access_points()
+            .iter()
+            .map(|ap| ap.access_point_arn().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let redis_policy = || async {
+        let out = iam
+            .get_role_policy()
+            .role_name("timing-redis-task")
+            .policy_name("efs")
+            .send()
+            .await
+            .unwrap();
+        provisioner::policy::parse_document(out.policy_document())
+            .unwrap()
+            .to_string()
+    };
+
+    // Not waiting: the new access point is made, the old one kept and still allowed.
+    let up = run(
+        &proxy.url,
+        &root,
+        &["up", "--image", &image, "--no-wait", "--output", "json"],
+    )
+    .await
+    .expect_code(0);
+    let arns = access_points().await;
+    assert_eq!(arns.len(), 2, "{arns:?}");
+    let new_arn = arns.iter().find(|a| **a != old_arn).unwrap().clone();
+    let policy = redis_policy().await;
+    assert!(
+        policy.contains(&old_arn) && policy.contains(&new_arn),
+        "{policy}"
+    );
+    let notes = up.json()["notes"].to_string();
+    assert!(notes.contains(&old_id), "{notes}");
+
+    // Waiting: once Redis is stable on the new one, the old one and its permission go.
+    run(&proxy.url, &root, &["up", "--image", &image])
+        .await
+        .expect_code(0);
+    assert_eq!(access_points().await, [new_arn.clone()]);
+    let policy = redis_policy().await;
+    assert!(
+        !policy.contains(&old_arn) && policy.contains(&new_arn),
+        "{policy}"
+    );
+}
+
+/// `up --timeout 3s` while the mount targets stay `creating` (AWS takes about 90 s; moto
+/// none) ends within that limit with exit 3, instead of its own 10-minute wait.
+#[tokio::test]
+async fn up_ends_within_a_timeout_of_seconds() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto).await;
+    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
+    proxy.rewrite("DescribeMountTargets", |body| {
+        body.replace("\"available\"", "\"creating\"")
+    });
+
+    let started = Instant::now();
+    let up = run(
+        &proxy.url,
+        &repo_root(),
+        &["up", "--image", &image, "--timeout", "3s"],
+    )
+    .await;
+
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(up.code, 3, "{}", up.stderr);
+    assert!(up.stderr.contains("mount targets"), "{}", up.stderr);
+}
