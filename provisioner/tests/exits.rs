@@ -60,9 +60,12 @@ async fn ctrl_c_ends_every_command_with_130() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto).await;
     let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
+    // The app's log group (tagged as `up` tags it, which then adopts it).
     aws_sdk_cloudwatchlogs::Client::new(&moto.sdk_config().await)
         .create_log_group()
         .log_group_name("/ecs/timing")
+        .tags("app", "timing")
+        .tags("managed-by", "provisioner")
         .send()
         .await
         .unwrap();

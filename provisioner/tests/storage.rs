@@ -219,7 +219,7 @@ async fn a_replaced_access_point_stays_until_the_new_redis_revision_is_stable() 
     run(&proxy.url, &root, &["up", "--image", &image])
         .await
         .expect_code(0);
-    assert_eq!(access_points().await, [new_arn.clone()]);
+    assert_eq!(access_points().await, std::slice::from_ref(&new_arn));
     let policy = redis_policy().await;
     assert!(
         !policy.contains(&old_arn) && policy.contains(&new_arn),

@@ -38,8 +38,8 @@ pub enum ServiceImage {
     Built {
         /// The tag to push it under.
         tag: String,
-        /// Its content.
-        image: ImageContent,
+        /// Its content (boxed: it is large beside a reference).
+        image: Box<ImageContent>,
     },
     /// Built and pushed by Docker in [`publish`] (Docker builds and pushes in one go).
     Docker,
@@ -82,7 +82,10 @@ pub async fn prepare(
                     &ConsoleProgress::auto(),
                 )
                 .await?;
-                ServiceImage::Built { tag, image }
+                ServiceImage::Built {
+                    tag,
+                    image: Box::new(image),
+                }
             }
         }
     };
