@@ -287,7 +287,7 @@ async fn reimport_is_an_upsert() {
 }
 
 /// An import is audited as one entry (newest first) and per competitor: created ones by the
-/// import's batched script, replaced ones by the ordinary upsert.
+/// timing library's batched `timing_import`, replaced ones by the ordinary upsert.
 #[tokio::test]
 async fn imports_are_audited() {
     let app = spawn_app().await;
@@ -316,6 +316,18 @@ async fn imports_are_audited() {
     assert_eq!(of("1")[0]["after"]["last_name"], "New");
     assert_eq!(of("1")[0]["before"]["last_name"], "Old");
     assert_eq!(of("2").len(), 1, "{audit}");
+    // A bulk-created competitor's entry is shaped as every other: `at` is its time (the import
+    // script once wrote its own column table there), `before` null, `after` the record.
+    let created = of("2")[0];
+    assert_eq!(created["action"], "competitor.created", "{audit}");
+    assert!(
+        created["at"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z') && at.contains('T')),
+        "{audit}"
+    );
+    assert_eq!(created["before"], Value::Null, "{audit}");
+    assert_eq!(created["after"]["first_name"], "Bo", "{audit}");
     assert_eq!(
         entries.iter().filter(|e| e["action"] == "import").count(),
         2

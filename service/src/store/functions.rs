@@ -5,7 +5,7 @@
 //! name), then called with `FCALL`. Helpers and tables are built once per load, not per call as
 //! in an `EVAL` script.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use redis::Value;
 
@@ -31,6 +31,13 @@ pub(super) fn library_source(race: &Race) -> String {
     )
 }
 
+/// `FUNCTION LOAD REPLACE <library>`.
+fn load_command(library: &str) -> redis::Cmd {
+    let mut load = redis::cmd("FUNCTION");
+    load.arg("LOAD").arg("REPLACE").arg(library);
+    load
+}
+
 /// When Redis says the library is not there.
 fn function_missing(err: &redis::RedisError) -> bool {
     err.to_string().contains("Function not found")
@@ -41,19 +48,10 @@ pub(super) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// A number that grows with time (µs since 1970): the score the start-list import appends to the
-/// untimed sets with (the functions take Redis's own clock).
-pub(super) fn sequence() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 impl Store {
     /// Loads (or replaces) the library.
     pub async fn load_functions(&self) -> Result<(), StoreError> {
-        let mut load = redis::cmd("FUNCTION");
-        load.arg("LOAD").arg("REPLACE").arg(self.library.as_ref());
+        let load = load_command(&self.library);
         let _: String = self
             .conn
             .run(|mut conn| async move { load.query_async(&mut conn).await })
@@ -75,12 +73,7 @@ impl Store {
                         tracing::warn!(
                             "redis lacks the timing functions (restarted?); loading them"
                         );
-                        let _: String = redis::cmd("FUNCTION")
-                            .arg("LOAD")
-                            .arg("REPLACE")
-                            .arg(library.as_ref())
-                            .query_async(&mut conn)
-                            .await?;
+                        let _: String = load_command(&library).query_async(&mut conn).await?;
                         pipe.query_async(&mut conn).await
                     }
                     other => other,

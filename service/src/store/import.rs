@@ -1,30 +1,22 @@
-//! Writing a validated start list (the import route, `crate::routes::import`): new bibs by
-//! `import.lua` in chunks, each chunk one call that batches its set entries and writes each
-//! new competitor's audit entry; bibs that exist (or have times or a status already, or carry
-//! a `wave` or `chip`, whose indexes the `timing` library keeps) through the ordinary upsert, many at once on the
-//! multiplexed connection (pipelined, not one round trip after another).
+//! Writing a validated start list (the import route, `crate::routes::import`): new bibs by the
+//! `timing` library's `timing_import` in chunks, each chunk one call that batches its set
+//! entries and writes each new competitor's audit entry and the scope versions; bibs that exist
+//! (or have times or a status already, or carry a `wave` or `chip`, whose indexes `timing_put`
+//! keeps) through the ordinary upsert, many at once on the multiplexed connection (pipelined,
+//! not one round trip after another).
 
-use std::{collections::HashSet, sync::LazyLock};
+use std::collections::HashSet;
 
 use futures::{StreamExt, TryStreamExt};
-use redis::Script;
 
-use super::{PutMode, Store, StoreError, keys};
+use super::{PutMode, Store, StoreError, functions::now_rfc3339, keys, parse_err};
 use crate::model::{Bib, Status};
 
-/// Competitors per `import.lua` call: a call holds Redis for about 5 ms, so other requests
+/// Competitors per `timing_import` call: a call holds Redis for about 5 ms, so other requests
 /// wait at most that long behind one.
 const CREATE_CHUNK: usize = 500;
 /// Upserts of existing competitors in flight at once.
 const UPSERTS_IN_FLIGHT: usize = 64;
-
-static IMPORT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{}{}",
-        keys::lua_prelude(),
-        include_str!("import.lua")
-    ))
-});
 
 /// One validated row of a start list.
 #[derive(Debug, Clone)]
@@ -63,22 +55,21 @@ impl Store {
         let mut existing: HashSet<&str> = HashSet::new();
         let mut updated = 0;
         for chunk in records.chunks(CREATE_CHUNK) {
-            let mut call = IMPORT.prepare_invoke();
-            call.arg(actor)
-                .arg(super::functions::now_rfc3339())
-                .arg(super::functions::sequence())
-                .arg(names.len())
-                .arg(&names);
-            for record in chunk {
-                call.arg(record.bib.as_str()).arg(record.bib.order_score());
-                for (_, value) in &record.fields {
-                    call.arg(value);
-                }
+            let at = now_rfc3339();
+            let count = names.len().to_string();
+            let orders: Vec<String> = chunk
+                .iter()
+                .map(|r| r.bib.order_score().to_string())
+                .collect();
+            let mut args: Vec<&str> = vec![actor, &at, &count];
+            args.extend(&names);
+            for (record, order) in chunk.iter().zip(&orders) {
+                args.push(record.bib.as_str());
+                args.push(order);
+                args.extend(record.fields.iter().map(|(_, value)| value.as_str()));
             }
-            let skipped: Vec<(String, i64)> = self
-                .conn
-                .run(|mut conn| async move { call.invoke_async(&mut conn).await })
-                .await?;
+            let reply = self.fcall("timing_import", &args).await?;
+            let skipped: Vec<(String, i64)> = redis::from_redis_value(reply).map_err(parse_err)?;
             updated += skipped.iter().filter(|(_, exists)| *exists == 1).count();
             let skipped: HashSet<String> = skipped.into_iter().map(|(bib, _)| bib).collect();
             existing.extend(
@@ -126,7 +117,7 @@ impl Store {
             .await?;
         // The import as a whole, beside each competitor's own entry.
         let entry = serde_json::json!({
-            "at": super::functions::now_rfc3339(),
+            "at": now_rfc3339(),
             "actor": actor,
             "action": "import",
             "bib": null,

@@ -8,7 +8,7 @@
 //!   derived times, rankings and the audit entry change together);
 //! - `timing`: reading waves, raw reads, a competitor's times and the audit trail;
 //! - `results`: reading a ranking page;
-//! - `import` (with `import.lua`): writing a start list, new bibs in batches;
+//! - `import`: writing a start list, new bibs in batches (the library's `timing_import`);
 //! - `splits`: a competitor's rank at each checkpoint;
 //! - `versions`: the scope versions behind ETags and the change channel behind long polls.
 //!

@@ -38,8 +38,9 @@ end
 -- Live reads (crate::live): each change bumps the version of every ranking scope it touches
 -- (scope names as in the rank keys: 'all', 'gender:<g>', 'category:<c>') and announces it on a
 -- channel, so ETags change and long polls on any service process wake. One counter orders all
--- versions. Every write calls it once, with the scope lists of the competitors it changed.
-local function touch(...)
+-- versions. Every write calls it once, with the list of the scope lists of the competitors it
+-- changed (a list, not varargs: a wave or an import touches thousands, beyond unpack's limit).
+local function touch(lists)
   local v = redis.call('INCR', K.live_seq)
   if v == 1 then
     -- A new or emptied Redis: versions restart from the clock (µs), above every version
@@ -50,7 +51,7 @@ local function touch(...)
   end
   v = string.format('%d', v) -- as text: Lua would print a 16-digit number as 1.7e+15
   local fields, names, seen = {}, {}, {}
-  for _, list in ipairs({ ... }) do
+  for _, list in ipairs(lists) do
     for _, scope in ipairs(list) do
       if not seen[scope] then
         seen[scope] = true
@@ -311,14 +312,15 @@ local function store_times(c, t, cur, force, was_status)
 end
 
 -- Re-derives a loaded competitor's times from reads and manual times and stores them.
+-- Returns what store_times returns, and the times.
 local function rederive(c, force, was_status)
-  local manual = manual_of(c.bib)
-  local t = derive(c, reads_of(c.bib), manual)
-  if c.status == 'DNS' or c.status == 'DSQ' then
-    -- Reads have no effect while out of the race; times stay as they were.
-    t = current_of(c.bib)
+  local cur = current_of(c.bib)
+  local t = cur
+  -- Reads have no effect while out of the race (DNS, DSQ): times stay as they were.
+  if c.status ~= 'DNS' and c.status ~= 'DSQ' then
+    t = derive(c, reads_of(c.bib), manual_of(c.bib))
   end
-  return store_times(c, t, current_of(c.bib), force, was_status)
+  return store_times(c, t, cur, force, was_status), t
 end
 
 local function times_json(t)
@@ -382,15 +384,10 @@ local function put(_, a)
   if new.wave and new.wave ~= old.wave then redis.call('SADD', K.wave_members .. new.wave, bib) end
   if new.chip and new.chip ~= old.chip then redis.call('HSET', K.chips, new.chip, bib) end
   if exists then
-    local was_status = nilfalse(redis.call('HGET', K.status, bib))
     c = load(bib)
     -- Scopes or the wave may have changed: every entry again, times re-derived (the gun
-    -- time bounds the start window).
-    local cur = current_of(bib)
-    local manual = manual_of(bib)
-    local t = derive(c, reads_of(bib), manual)
-    if c.status == 'DNS' or c.status == 'DSQ' then t = cur end
-    store_times(c, t, cur, true, was_status)
+    -- time bounds the start window). The status is unchanged by a put.
+    local _, t = rederive(c, true, c.status)
     if not next(t) and not c.status then untimed_add(c) end
     audit(at, actor, 'competitor.updated', bib, old, new)
   else
@@ -404,7 +401,7 @@ local function put(_, a)
     redis.call('LPUSH', K.audit, entry)
     redis.call('LPUSH', K.audit_of .. bib, entry)
   end
-  touch(old_scopes, c.s)
+  touch({ old_scopes, c.s })
   if exists then return 'ok' end
   return 'created'
 end
@@ -428,7 +425,7 @@ local function delete(_, a)
   redis.call('HDEL', K.rows, bib)
   redis.call('HDEL', K.lags, bib)
   audit(at, actor, 'competitor.deleted', bib, old, nil)
-  touch(c.s)
+  touch({ c.s })
   return 'ok'
 end
 
@@ -458,7 +455,7 @@ local function times(_, a)
   local action = 'time.set'
   if #set == 0 then action = 'time.cleared' end
   audit(at, actor, action, bib, before, after)
-  touch(c.s)
+  touch({ c.s })
   return 'ok'
 end
 
@@ -471,15 +468,10 @@ local function status(_, a)
   local new = a[4] ~= '' and a[4] or nil
   if new then redis.call('HSET', K.status, bib, new) else redis.call('HDEL', K.status, bib) end
   c.status = new
-  local cur = current_of(bib)
-  local t = cur
-  if new ~= 'DNS' and new ~= 'DSQ' then
-    -- Back in the race (or DNF): what the reads give counts again.
-    t = derive(c, reads_of(bib), manual_of(bib))
-  end
-  store_times(c, t, cur, true, was)
+  -- Back in the race (or DNF), what the reads give counts again.
+  rederive(c, true, was)
   audit(at, actor, 'status.set', bib, { status = was or cjson.null }, { status = new or cjson.null })
-  touch(c.s)
+  touch({ c.s })
   return 'ok'
 end
 
@@ -501,7 +493,7 @@ local function wave_set(_, a)
   end
   audit(at, actor, 'wave.set', nil, old and { wave = name, start = fmt(tonumber(old)) } or nil,
     { wave = name, start = fmt(tonumber(ms)) })
-  touch(unpack(touched))
+  touch(touched)
   if old then return 'ok' end
   return 'created'
 end
@@ -585,7 +577,7 @@ local function passings(_, a)
     for k, slot in ipairs(g.slots) do results[slot] = out[k] end
     if changed then touched[#touched + 1] = g.c.s end
   end
-  if #touched > 0 then touch(unpack(touched)) end
+  if #touched > 0 then touch(touched) end
   local flat = {}
   for k = 1, n do
     flat[#flat + 1] = results[k][1]
@@ -606,11 +598,87 @@ local function assign(_, a)
   local before = times_json(current_of(bib))
   redis.call('ZREM', K.unmatched, id)
   local out = apply_reads(c, { { i = i, ms = ms, id = id } })
-  touch(c.s)
+  touch({ c.s })
   audit(at, actor, 'passing.assigned', bib, before,
     { passing = id, checkpoint = CPS[i], time = fmt(ms), outcome = out[1][1],
       times = times_json(current_of(bib)) })
   return { out[1][1], out[1][2] }
+end
+
+-- import: args actor, at, f, field_1 .. field_f, then per competitor: bib, order,
+-- value_1 .. value_f. The start-list import's bulk create (store/import.rs): what `put` writes
+-- for a new competitor (record, results row, listing and untimed entries, audit entry, scope
+-- versions), batched: one ZADD per set and one HSET of the rows for the whole call. A bib that
+-- exists, has times or a status without a record (legacy data), or carries a wave or a chip
+-- (whose indexes and checks are `put`'s) is left alone and returned, followed by 1 if its
+-- record exists, else 0: the caller upserts it through `put`, which moves existing entries.
+local ROW_FIELDS = { 'first_name', 'last_name', 'gender', 'category', 'country' }
+local function import(_, a)
+  local actor, at, f = a[1], a[2], tonumber(a[3])
+  local names, column, optional = {}, {}, {}
+  for j = 1, f do
+    local name = a[3 + j]
+    names[j] = name
+    column[name] = j
+    if name == 'wave' or name == 'chip' then optional[#optional + 1] = j end
+  end
+  local skipped, rows, sets, set_order, touched = {}, {}, {}, {}, {}
+  local function add(key, score, bib)
+    local set = sets[key]
+    if not set then
+      set = {}
+      sets[key] = set
+      set_order[#set_order + 1] = key
+    end
+    set[#set + 1] = score
+    set[#set + 1] = bib
+  end
+  -- Untimed entries are appended in file order: Redis's clock, one µs further per competitor.
+  local seq = tonumber(arrival())
+  local p = 4 + f
+  while p <= #a do
+    local bib, order = a[p], a[p + 1]
+    local value = function(name) local j = column[name] return j and a[p + 1 + j] end
+    local ckey = K.competitor .. bib
+    local special = false
+    for _, j in ipairs(optional) do if a[p + 1 + j] ~= '' then special = true end end
+    local exists = redis.call('EXISTS', ckey)
+    if special or exists == 1 or redis.call('EXISTS', K.times .. bib) == 1
+      or redis.call('HEXISTS', K.status, bib) == 1 then
+      skipped[#skipped + 1] = bib
+      skipped[#skipped + 1] = exists
+    else
+      local record, after = {}, {}
+      for j = 1, f do
+        -- (an empty wave or chip, the only fields that may be empty, is an absent one)
+        local v = a[p + 1 + j]
+        if v ~= '' or (names[j] ~= 'wave' and names[j] ~= 'chip') then
+          record[#record + 1] = names[j]
+          record[#record + 1] = v
+          after[names[j]] = v
+        end
+      end
+      redis.call('HSET', ckey, unpack(record))
+      audit(at, actor, 'competitor.created', bib, nil, after)
+      local row = {}
+      for _, field in ipairs(ROW_FIELDS) do row[field] = value(field) or cjson.null end
+      rows[#rows + 1] = bib
+      rows[#rows + 1] = cjson.encode(row)
+      local g, c = value('gender'), value('category')
+      for _, key in ipairs(listings(g, c, value('country'))) do add(key, order, bib) end
+      seq = seq + 1
+      local score = string.format('%d', seq)
+      for _, scope in ipairs(scopes(g, c)) do add(K.untimed .. scope, score, bib) end
+      touched[#touched + 1] = scopes(g, c)
+    end
+    p = p + 2 + f
+  end
+  if #rows > 0 then
+    redis.call('HSET', K.rows, unpack(rows))
+    for _, key in ipairs(set_order) do redis.call('ZADD', key, unpack(sets[key])) end
+    touch(touched)
+  end
+  return skipped
 end
 
 redis.register_function('timing_put', put)
@@ -621,3 +689,4 @@ redis.register_function('timing_wave_set', wave_set)
 redis.register_function('timing_wave_delete', wave_delete)
 redis.register_function('timing_passings', passings)
 redis.register_function('timing_assign', assign)
+redis.register_function('timing_import', import)
