@@ -272,14 +272,20 @@ impl Race {
 
     /// `name` if it is a checkpoint of this race, else the error naming the checkpoints.
     pub fn checkpoint<'a>(&self, name: &'a str) -> Result<&'a str, Invalid> {
-        if self.has_checkpoint(name) {
-            Ok(name)
-        } else {
-            Err(Invalid(format!(
-                "unknown checkpoint `{name}`; the checkpoints are: {}",
-                self.checkpoints.join(", ")
-            )))
-        }
+        self.checkpoint_index(name).map(|_| name)
+    }
+
+    /// The position of checkpoint `name` in race order, else the error naming the checkpoints.
+    pub fn checkpoint_index(&self, name: &str) -> Result<usize, Invalid> {
+        self.checkpoints
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| {
+                Invalid(format!(
+                    "unknown checkpoint `{name}`; the checkpoints are: {}",
+                    self.checkpoints.join(", ")
+                ))
+            })
     }
 
     /// The checkpoint results are ranked at by default: the last one.

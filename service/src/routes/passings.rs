@@ -109,18 +109,8 @@ fn read(
         .ok_or_else(|| fail("missing `checkpoint`".into()))?;
     let index = state
         .race
-        .checkpoints
-        .iter()
-        .position(|c| c == checkpoint)
-        .ok_or_else(|| {
-            fail(
-                state
-                    .race
-                    .checkpoint(checkpoint)
-                    .err()
-                    .map_or_else(String::new, |e| e.0),
-            )
-        })?;
+        .checkpoint_index(checkpoint)
+        .map_err(|e| fail(e.0))?;
     let time = text("time")
         .map_err(&fail)?
         .ok_or_else(|| fail("missing `time`".into()))?;
@@ -315,16 +305,11 @@ async fn assign(
     let read: Value = serde_json::from_str(&raw)
         .map_err(|e| ApiError::Internal(format!("stored read `{id}` is not JSON: {e}")))?;
     let checkpoint = read["checkpoint"].as_str().unwrap_or_default();
-    let index = state
-        .race
-        .checkpoints
-        .iter()
-        .position(|c| c == checkpoint)
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!(
-                "read `{id}` is at `{checkpoint}`, not a checkpoint of this race"
-            ))
-        })?;
+    let index = state.race.checkpoint_index(checkpoint).map_err(|_| {
+        ApiError::Unprocessable(format!(
+            "read `{id}` is at `{checkpoint}`, not a checkpoint of this race"
+        ))
+    })?;
     let ms = read["time"]
         .as_str()
         .and_then(|t| parse_time_of_day(t).ok())
