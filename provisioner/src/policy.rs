@@ -15,25 +15,11 @@ pub fn parse_document(text: &str) -> Option<Value> {
 }
 
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if let Some(byte) = escaped {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        // application/x-www-form-urlencoded writes a space as `+`; JSON text has no other `+`
-        // outside strings, and IAM encodes a `+` inside one as `%2B`.
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    // application/x-www-form-urlencoded writes a space as `+`; JSON text has no other `+`
+    // outside strings, and IAM encodes a `+` inside one as `%2B`.
+    percent_encoding::percent_decode_str(&text.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Keys whose value may be one element or a list of them, in IAM, EFS and ECR policies.

@@ -199,13 +199,10 @@ const SETUP_NOT_READY_REASONS: &[&str] = &[
 /// Whether a stopped task failed the way a setup still being created makes tasks fail (and
 /// not for an image, a crash or a health check).
 pub fn is_setup_not_ready(task: &StoppedTask) -> bool {
-    let reasons = std::iter::once(task.stopped_reason.as_deref().unwrap_or(""))
-        .chain(task.containers.iter().filter_map(|c| c.reason.as_deref()));
-    let mut explained = false;
-    for reason in reasons {
-        let reason = reason.to_ascii_lowercase();
-        explained |= SETUP_NOT_READY_REASONS.iter().any(|r| reason.contains(r));
-    }
+    let explained = std::iter::once(task.stopped_reason.as_deref().unwrap_or(""))
+        .chain(task.containers.iter().filter_map(|c| c.reason.as_deref()))
+        .map(str::to_ascii_lowercase)
+        .any(|reason| SETUP_NOT_READY_REASONS.iter().any(|r| reason.contains(r)));
     let exited = task
         .containers
         .iter()
