@@ -51,17 +51,13 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// A read id: 1 to 64 characters of `A-Za-z0-9._:-` (no spaces: the store separates by them).
-fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
+/// A read id or a chip code: 1 to 64 characters of `A-Za-z0-9._:-` (no spaces: the store
+/// separates a read's fields by them).
+fn valid_code(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
-}
-
-/// A chip code or a source name: 1 to 64 characters of `A-Za-z0-9._:-`.
-fn valid_name(text: &str) -> bool {
-    valid_id(text)
 }
 
 /// Validates one read; `Err((id, reason))` rejects it alone.
@@ -81,7 +77,7 @@ fn read(
         }
     };
     let id = match text("id") {
-        Ok(Some(id)) if valid_id(id) => id.to_owned(),
+        Ok(Some(id)) if valid_code(id) => id.to_owned(),
         Ok(Some(id)) => {
             return Err((
                 None,
@@ -120,7 +116,7 @@ fn read(
         Some(value) => Some(Bib::from_json(value).map_err(|e| fail(e.0))?),
     };
     let chip = text("chip").map_err(&fail)?;
-    if let Some(chip) = chip.filter(|c| !valid_name(c)) {
+    if let Some(chip) = chip.filter(|c| !valid_code(c)) {
         return Err(fail(format!(
             "invalid chip `{chip}`: expected 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `:` or `-`"
         )));
