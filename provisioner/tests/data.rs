@@ -15,7 +15,7 @@ use crate::support;
 
 use std::collections::BTreeSet;
 
-use support::{ACCOUNT, Moto, Proxy, REGION, repo_root, run, seed_image};
+use support::{ACCOUNT, IMAGE_TAG, Moto, REGION, TestAccount, seed_image};
 
 const TOKEN_PARAMETER: &str = "/timing/api-token";
 
@@ -160,16 +160,15 @@ async fn task_zones(aws: &Aws) -> BTreeSet<String> {
 /// → `up` (the same file system reattached) → `down --delete-data` (nothing left).
 #[tokio::test]
 async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let aws = Aws::new(&moto).await;
-    let root = repo_root();
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
+    let account = TestAccount::start().await;
+    let (proxy, image) = (&account.proxy, account.image.as_str());
+    let aws = Aws::new(&account.moto).await;
 
     // `plan` on an empty account lists the data and the token, and creates nothing.
-    let plan = run(&proxy.url, &root, &["plan", "--output", "json"])
-        .await
-        .expect_code(2);
+    let plan = proxy
+        .provisioner(&["plan", "--output", "json"])
+        .expect(2)
+        .await;
     let plan = plan.json();
     assert_eq!(change(&plan, "efs-file-system")[0]["action"], "create");
     assert_eq!(change(&plan, "efs-access-point")[0]["action"], "create");
@@ -177,13 +176,10 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
     assert_eq!(change(&plan, "ssm-parameter")[0]["action"], "create");
     assert!(proxy.mutating().is_empty(), "{:?}", proxy.mutating());
 
-    let up = run(
-        &proxy.url,
-        &root,
-        &["up", "--image", &image, "--output", "json", "--no-wait"],
-    )
-    .await
-    .expect_code(0);
+    let up = proxy
+        .provisioner(&["up", "--image", image, "--output", "json", "--no-wait"])
+        .expect(0)
+        .await;
 
     // The file system: encrypted, tagged, one mount target per zone of the task subnets,
     // each in the `timing-efs` group.
@@ -410,13 +406,10 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
 
     // A second `up`: no mutating call, the same token.
     proxy.clear();
-    let again = run(
-        &proxy.url,
-        &root,
-        &["up", "--keep-image", "--output", "json", "--no-wait"],
-    )
-    .await
-    .expect_code(0);
+    let again = proxy
+        .provisioner(&["up", "--keep-image", "--output", "json", "--no-wait"])
+        .expect(0)
+        .await;
     assert_eq!(proxy.mutating(), Vec::<String>::new());
     assert_eq!(again.json()["changed"], false);
     assert_eq!(aws.token().await.unwrap().0, token);
@@ -430,9 +423,10 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
         .await
         .unwrap();
     proxy.clear();
-    run(&proxy.url, &root, &["up", "--keep-image", "--no-wait"])
-        .await
-        .expect_code(0);
+    proxy
+        .provisioner(&["up", "--keep-image", "--no-wait"])
+        .expect(0)
+        .await;
     assert_eq!(proxy.mutating(), ["CreateMountTarget"]);
     let zones_now: BTreeSet<String> = aws
         .mount_targets(&fs_id)
@@ -444,9 +438,10 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
 
     // `down` keeps the data and says so; the token and the role go, so do the mount targets
     // and their group (they reference the `redis` group, which goes).
-    let down = run(&proxy.url, &root, &["down", "--yes", "--output", "json"])
-        .await
-        .expect_code(0);
+    let down = proxy
+        .provisioner(&["down", "--yes", "--output", "json"])
+        .expect(0)
+        .await;
     let down = down.json();
     let notes = down["notes"].to_string();
     assert!(
@@ -464,14 +459,11 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
     assert!(!aws.role_exists("timing-redis-task").await);
 
     // `up` again reattaches the same file system and access point.
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
-    let up = run(
-        &proxy.url,
-        &root,
-        &["up", "--image", &image, "--output", "json", "--no-wait"],
-    )
-    .await
-    .expect_code(0);
+    let (image, _) = seed_image(&account.moto, "timing", IMAGE_TAG).await;
+    let up = proxy
+        .provisioner(&["up", "--image", &image, "--output", "json", "--no-wait"])
+        .expect(0)
+        .await;
     let up = up.json();
     assert_eq!(change(&up, "efs-file-system")[0]["action"], "unchanged");
     assert_eq!(change(&up, "efs-access-point")[0]["action"], "unchanged");
@@ -494,13 +486,10 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
 
     // `down --delete-data`: mount targets first (moto refuses the other order, as AWS
     // does), then the access point and the file system.
-    let down = run(
-        &proxy.url,
-        &root,
-        &["down", "--yes", "--delete-data", "--output", "json"],
-    )
-    .await
-    .expect_code(0);
+    let down = proxy
+        .provisioner(&["down", "--yes", "--delete-data", "--output", "json"])
+        .expect(0)
+        .await;
     let down = down.json();
     assert_eq!(change(&down, "efs-file-system")[0]["action"], "delete");
     assert!(!down["notes"].to_string().contains("race data kept"));
@@ -518,9 +507,10 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
     assert!(last_mount_target_delete < file_system_delete);
 
     // And once more: nothing left, success.
-    let again = run(&proxy.url, &root, &["down", "--yes", "--output", "json"])
-        .await
-        .expect_code(0);
+    let again = proxy
+        .provisioner(&["down", "--yes", "--output", "json"])
+        .expect(0)
+        .await;
     let again = again.json();
     assert_eq!(again["changed"], false, "{again:#}");
     assert_eq!(change(&again, "efs-file-system")[0]["action"], "absent");
@@ -531,18 +521,13 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
 /// stays on for later `up`s without the flag; `down` removes the parameters.
 #[tokio::test]
 async fn redis_password_is_a_secret_of_both_containers() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let aws = Aws::new(&moto).await;
-    let root = repo_root();
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
-    let up = run(
-        &proxy.url,
-        &root,
-        &["up", "--image", &image, "--redis-password", "--no-wait"],
-    )
-    .await
-    .expect_code(0);
+    let account = TestAccount::start().await;
+    let (proxy, image) = (&account.proxy, account.image.as_str());
+    let aws = Aws::new(&account.moto).await;
+    let up = proxy
+        .provisioner(&["up", "--image", image, "--redis-password", "--no-wait"])
+        .expect(0)
+        .await;
 
     let read = |name: &'static str| {
         let ssm = aws.ssm.clone();
@@ -616,15 +601,17 @@ async fn redis_password_is_a_secret_of_both_containers() {
 
     // Without the flag it stays on, and nothing changes.
     proxy.clear();
-    run(&proxy.url, &root, &["up", "--keep-image", "--no-wait"])
-        .await
-        .expect_code(0);
+    proxy
+        .provisioner(&["up", "--keep-image", "--no-wait"])
+        .expect(0)
+        .await;
     assert_eq!(proxy.mutating(), Vec::<String>::new());
     assert_eq!(read("/timing/redis-password").await, password);
 
-    run(&proxy.url, &root, &["down", "--yes", "--delete-data"])
-        .await
-        .expect_code(0);
+    proxy
+        .provisioner(&["down", "--yes", "--delete-data"])
+        .expect(0)
+        .await;
     for name in [
         "/timing/redis-password",
         "/timing/redis-url",

@@ -12,7 +12,7 @@
 //! The tag `up` writes is the workspace's git commit (`-dirty` with uncommitted files), so it
 //! is read from `up`'s note, not computed here: other work may commit in between. The
 //! service's sources must not change while the test runs (the digests are compared with the
-//! pre-build's). `run_with_env` gives the binary an empty HOME, so the toolchain and crate
+//! pre-build's). `Provisioner::run` gives the binary an empty HOME, so the toolchain and crate
 //! cache locations are passed to it explicitly. Run with
 //! `cargo test -p provisioner --test integration deploy_image::`.
 
@@ -31,7 +31,7 @@ use provisioner::image::{
     Destination, Endpoint, ImageContent, NativeBuild, Registry, RegistryAuth, SilentProgress,
     UploadOptions, build_native, push_image,
 };
-use support::{ACCOUNT, Moto, Proxy, REGION, Run, repo_root, run_with_env, seed_image};
+use support::{ACCOUNT, Moto, Provisioner, Proxy, REGION, Run, repo_root, seed_image};
 
 /// moto's ECR password for its dummy account (what GetAuthorizationToken decodes to).
 const MOTO_PASSWORD: &str = "123456789012-auth-token";
@@ -44,7 +44,7 @@ fn aws_auth() -> RegistryAuth {
     RegistryAuth::new("AWS", MOTO_PASSWORD)
 }
 
-/// The environment `cargo` needs inside the binary, which `run_with_env` starts with an
+/// The environment `cargo` needs inside the binary, which `Provisioner::run` starts with an
 /// empty environment and an empty HOME: the toolchain (rustup) and the crate cache of this
 /// machine, and the same cargo and flags as the pre-build, so the binary's build is fresh.
 fn build_env() -> Vec<(String, String)> {
@@ -72,9 +72,13 @@ fn build_env() -> Vec<(String, String)> {
 
 /// Runs the binary against `endpoint` from the workspace root, able to build.
 async fn up(endpoint: &str, args: &[&str]) -> Run {
-    let env = build_env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    run_with_env(Some(endpoint), &repo_root(), args, &env).await
+    build_env()
+        .iter()
+        .fold(Provisioner::new(endpoint, args), |run, (key, value)| {
+            run.env(key, value)
+        })
+        .run()
+        .await
 }
 
 /// The real service built statically into `<root>/target/image-native` (what `up` uses) and

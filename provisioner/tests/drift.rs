@@ -5,7 +5,7 @@
 use aws_sdk_ec2::types::{IpPermission, Ipv6Range, PrefixListId};
 use serde_json::Value;
 
-use crate::support::{self, Moto, Proxy, repo_root, run, seed_image};
+use crate::support::{self, Moto, TestAccount};
 
 /// A policy as AWS may give it back: one-element lists as plain strings, one statement as an
 /// object instead of a list, and other white space.
@@ -25,13 +25,13 @@ fn another_form(document: &Value) -> String {
 
 #[tokio::test]
 async fn policies_given_back_in_another_form_are_not_drift() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
-    let root = repo_root();
-    run(&proxy.url, &root, &["up", "--image", &image, "--no-wait"])
-        .await
-        .expect_code(0);
+    let TestAccount {
+        moto, proxy, image, ..
+    } = TestAccount::start().await;
+    proxy
+        .provisioner(&["up", "--image", &image, "--no-wait"])
+        .expect(0)
+        .await;
 
     let config = moto.sdk_config().await;
     let iam = aws_sdk_iam::Client::new(&config);
@@ -104,12 +104,11 @@ async fn policies_given_back_in_another_form_are_not_drift() {
         .unwrap();
 
     proxy.clear();
-    run(&proxy.url, &root, &["plan", "--keep-image"])
-        .await
-        .expect_code(0);
-    run(&proxy.url, &root, &["up", "--keep-image", "--no-wait"])
-        .await
-        .expect_code(0);
+    proxy.provisioner(&["plan", "--keep-image"]).expect(0).await;
+    proxy
+        .provisioner(&["up", "--keep-image", "--no-wait"])
+        .expect(0)
+        .await;
     assert_eq!(proxy.mutating(), Vec::<String>::new());
 }
 
@@ -146,13 +145,13 @@ fn rules_of(group: &aws_sdk_ec2::types::SecurityGroup) -> Vec<String> {
 /// as an IPv6 range; and once converged a second `up` changes no rule.
 #[tokio::test]
 async fn security_group_rules_converge_with_ipv6_ranges_and_prefix_lists() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
-    let root = repo_root();
-    run(&proxy.url, &root, &["up", "--image", &image, "--no-wait"])
-        .await
-        .expect_code(0);
+    let TestAccount {
+        moto, proxy, image, ..
+    } = TestAccount::start().await;
+    proxy
+        .provisioner(&["up", "--image", &image, "--no-wait"])
+        .expect(0)
+        .await;
 
     let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config().await);
     let api_group = || async {
@@ -201,30 +200,25 @@ async fn security_group_rules_converge_with_ipv6_ranges_and_prefix_lists() {
         .unwrap();
     assert_eq!(rules_of(&api_group().await).len(), 3);
 
-    run(&proxy.url, &root, &["up", "--keep-image", "--no-wait"])
-        .await
-        .expect_code(0);
+    proxy
+        .provisioner(&["up", "--keep-image", "--no-wait"])
+        .expect(0)
+        .await;
     assert_eq!(
         rules_of(&api_group().await),
         ["Some(8080)-Some(8080) 0.0.0.0/0"]
     );
 
-    run(
-        &proxy.url,
-        &root,
-        &["up", "--keep-image", "--no-wait", "--allow-cidr", "::/0"],
-    )
-    .await
-    .expect_code(0);
+    proxy
+        .provisioner(&["up", "--keep-image", "--no-wait", "--allow-cidr", "::/0"])
+        .expect(0)
+        .await;
     assert_eq!(rules_of(&api_group().await), ["Some(8080)-Some(8080) ::/0"]);
     proxy.clear();
-    run(
-        &proxy.url,
-        &root,
-        &["up", "--keep-image", "--no-wait", "--allow-cidr", "::/0"],
-    )
-    .await
-    .expect_code(0);
+    proxy
+        .provisioner(&["up", "--keep-image", "--no-wait", "--allow-cidr", "::/0"])
+        .expect(0)
+        .await;
     assert_eq!(proxy.mutating(), Vec::<String>::new());
 }
 
@@ -274,13 +268,13 @@ async fn other_vpc(moto: &Moto, cidr: &str, dns: bool) -> (String, String) {
 /// DNS hostnames, is refused with what to do instead, before any write.
 #[tokio::test]
 async fn a_network_the_app_cannot_use_or_move_to_is_refused() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
-    let root = repo_root();
-    run(&proxy.url, &root, &["up", "--image", &image, "--no-wait"])
-        .await
-        .expect_code(0);
+    let TestAccount {
+        moto, proxy, image, ..
+    } = TestAccount::start().await;
+    proxy
+        .provisioner(&["up", "--image", &image, "--no-wait"])
+        .expect(0)
+        .await;
     let (vpc, subnet) = other_vpc(&moto, "10.30", true).await;
     let (no_dns_vpc, no_dns_subnet) = other_vpc(&moto, "10.40", false).await;
     let default_subnet = aws_sdk_ecs::Client::new(&moto.sdk_config().await)
@@ -320,7 +314,7 @@ async fn a_network_the_app_cannot_use_or_move_to_is_refused() {
     for (flags, why) in cases {
         let mut args = vec!["up", "--keep-image", "--no-wait"];
         args.extend(flags.iter().copied());
-        let refused = run(&proxy.url, &root, &args).await;
+        let refused = proxy.provisioner(&args).run().await;
         assert_eq!(refused.code, 1, "{args:?}: {}", refused.stderr);
         assert!(refused.stderr.contains(why), "{args:?}: {}", refused.stderr);
         assert_eq!(proxy.mutating(), Vec::<String>::new(), "{args:?}");

@@ -6,34 +6,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::{Moto, Proxy, REGION, copy_of_files, repo_root, run, seed_image};
+use crate::support::{Moto, Provisioner, Proxy, REGION, TestAccount, copy_of_files};
 
-/// The binary with dummy credentials against `endpoint`, as `support::run` starts it, for
-/// tests that need its process (to signal it, or to close its stdout).
-fn provisioner(endpoint: &str, root: &Path, args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_provisioner"));
-    command
-        .args(args)
-        .arg("--root")
-        .arg(root)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", "/nonexistent")
-        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/aws-credentials",
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", REGION)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
+/// HOME for a spawned command: nothing of the developer's is read.
+const NO_HOME: &str = "/nonexistent";
 
 /// Waits until the proxy has seen `operation` `times` times (the command is where the test
 /// wants it), for at most a minute.
@@ -57,9 +33,9 @@ async fn until_called(proxy: &Proxy, operation: &str, times: usize) {
 /// continue, for a command that follows logs and for `up` waiting for mount targets.
 #[tokio::test]
 async fn ctrl_c_ends_every_command_with_130() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
+    let TestAccount {
+        moto, proxy, image, ..
+    } = TestAccount::start().await;
     // The app's log group (tagged as `up` tags it, which then adopts it).
     aws_sdk_cloudwatchlogs::Client::new(&moto.sdk_config().await)
         .create_log_group()
@@ -73,15 +49,15 @@ async fn ctrl_c_ends_every_command_with_130() {
     proxy.rewrite("DescribeMountTargets", |body| {
         body.replace("\"available\"", "\"creating\"")
     });
-    let root = repo_root();
     let cases: [(&[&str], &str); 2] = [
         (&["logs", "api", "--follow"], "FilterLogEvents"),
         (&["up", "--image", &image], "DescribeMountTargets"),
     ];
     for (args, busy_with) in cases {
-        let child = provisioner(&proxy.url, &root, args)
+        let child = proxy
+            .provisioner(args)
+            .command(Path::new(NO_HOME))
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         until_called(&proxy, busy_with, 2).await;
@@ -138,11 +114,9 @@ async fn a_closed_stdout_ends_quietly_with_0() {
         .await
         .unwrap();
 
-    let root = repo_root();
     for args in [&["render"][..], &["logs", "api", "--since", "10m"]] {
-        let mut child = provisioner(&moto.url, &root, args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let mut child = Provisioner::new(&moto.url, args)
+            .command(Path::new(NO_HOME))
             .spawn()
             .unwrap();
         // The reader goes away before the first line is written.
@@ -162,17 +136,16 @@ async fn a_failed_build_or_a_missing_image_makes_no_aws_write() {
     let proxy = Proxy::start(&moto).await;
     // The files without the service's sources: the native build cannot succeed.
     let files = copy_of_files();
-    let build = run(
-        &proxy.url,
-        files.path(),
-        &["up", "--builder", "native", "--timeout", "60s"],
-    )
-    .await;
+    let build = proxy
+        .provisioner(&["up", "--builder", "native", "--timeout", "60s"])
+        .root(files.path())
+        .run()
+        .await;
     assert_eq!(build.code, 1, "{}", build.stderr);
     assert_eq!(proxy.mutating(), Vec::<String>::new(), "{}", build.stderr);
 
     let missing = format!("123456789012.dkr.ecr.{REGION}.amazonaws.com/timing/api:not-pushed");
-    let given = run(&proxy.url, &repo_root(), &["up", "--image", &missing]).await;
+    let given = proxy.provisioner(&["up", "--image", &missing]).run().await;
     assert_eq!(given.code, 1, "{}", given.stderr);
     assert!(given.stderr.contains("not-pushed"), "{}", given.stderr);
     assert_eq!(proxy.mutating(), Vec::<String>::new());

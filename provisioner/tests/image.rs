@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::process::{KillOnDrop, free_port};
 use flate2::read::GzDecoder;
 use provisioner::image::oci::{
     self, DOCKER_MANIFEST, ImageConfig, Index, Manifest, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP,
@@ -27,7 +28,7 @@ use provisioner::image::{
 };
 use support::proxy::{Cut, Proxy};
 use support::token::TokenServer;
-use support::{KillOnDrop, TestMoto, TestRedis, TestRegistry, synthetic_image};
+use support::{TestRedis, TestRegistry, synthetic_image};
 use tokio::sync::OnceCell;
 
 /// moto's ECR password for its dummy account.
@@ -285,7 +286,7 @@ async fn native_image_is_pushed_read_back_and_runs() {
 
     // Run it from the unpacked layer against a real Redis, reached by host name.
     let redis = TestRedis::start();
-    let port = support::free_port();
+    let port = free_port();
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = service_command(rootfs.path(), &[], port, redis.port);
     cmd.stdout(log.reopen().unwrap())
@@ -852,15 +853,9 @@ async fn failed_native_build_shows_the_compiler_error_and_pushes_nothing() {
 /// and the task-definition reference uses the ECR repository URI.
 #[tokio::test]
 async fn ecr_token_from_moto_pushes_to_the_registry_endpoint() {
-    use aws_sdk_ecr::config::{BehaviorVersion, Credentials, Region};
-    let moto = TestMoto::start();
-    let conf = aws_sdk_ecr::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto.url())
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .build();
-    let ecr = aws_sdk_ecr::Client::from_conf(conf);
+    let moto = crate::support::Moto::start().await;
+    let config = crate::support::sdk_config_at(&moto.url, "us-east-1").await;
+    let ecr = aws_sdk_ecr::Client::new(&config);
     let repo = ecr
         .create_repository()
         .repository_name("timing-api")

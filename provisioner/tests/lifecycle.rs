@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::support::{self, Moto, Proxy, assert_matches_output_schema, repo_root, run, seed_image};
+use crate::support::{self, Moto, TestAccount, assert_matches_output_schema, repo_root};
 
 /// The actions the Allow statements of a policy document grant (wildcards kept).
 fn allowed_actions(policy: &Value) -> Vec<String> {
@@ -106,15 +106,13 @@ fn the_output_schema_rejects_what_is_not_documented() {
 /// granted by `policies/deployer.json`.
 #[tokio::test]
 async fn a_whole_lifecycle_prints_documented_json_and_calls_only_what_the_deployer_policy_grants() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
-    let root = repo_root();
-    let boundary = create_the_boundary_as_the_ci_setup_does(&moto).await;
+    let aws = TestAccount::start().await;
+    let image = aws.image.as_str();
+    let boundary = create_the_boundary_as_the_ci_setup_does(&aws.moto).await;
 
     let steps: &[(&[&str], i32)] = &[
         (&["plan"], 2),
-        (&["up", "--image", &image], 0),
+        (&["up", "--image", image], 0),
         (&["up", "--keep-image"], 0),
         (&["up", "--keep-image", "--redis-password", "--no-wait"], 0),
         (&["status"], 0),
@@ -129,9 +127,7 @@ async fn a_whole_lifecycle_prints_documented_json_and_calls_only_what_the_deploy
     ];
     let mut commands_seen = BTreeSet::new();
     for (args, code) in steps {
-        let mut args = args.to_vec();
-        args.extend(["--output", "json"]);
-        let done = run(&proxy.url, &root, &args).await;
+        let done = aws.provisioner(args).json().run().await;
         assert_eq!(
             done.code, *code,
             "{args:?}\nstdout:\n{}\nstderr:\n{}",
@@ -156,10 +152,15 @@ async fn a_whole_lifecycle_prints_documented_json_and_calls_only_what_the_deploy
             .into(),
     );
 
-    let text = std::fs::read_to_string(root.join("policies/deployer.json")).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("policies/deployer.json")).unwrap();
     let policy: Value = serde_json::from_str(&text).unwrap();
     let allowed = allowed_actions(&policy);
-    let called: BTreeSet<String> = proxy.calls().iter().map(support::Call::action).collect();
+    let called: BTreeSet<String> = aws
+        .proxy
+        .calls()
+        .iter()
+        .map(support::Call::action)
+        .collect();
     assert!(called.len() > 60, "too few distinct calls: {called:?}");
     assert!(
         called.iter().all(|a| !a.starts_with("unknown:")),
@@ -173,7 +174,7 @@ async fn a_whole_lifecycle_prints_documented_json_and_calls_only_what_the_deploy
         denied.is_empty(),
         "policies/deployer.json does not grant {denied:#?}"
     );
-    assert_roles_are_created_and_changed_only_within(&policy, &boundary, &proxy.calls());
+    assert_roles_are_created_and_changed_only_within(&policy, &boundary, &aws.proxy.calls());
 }
 
 /// `policies/task-role-boundary.json` made a managed policy, as `docs/ci.md` has the
@@ -213,27 +214,14 @@ async fn create_the_boundary_as_the_ci_setup_does(moto: &Moto) -> String {
 fn form_field(body: &str, name: &str) -> Option<String> {
     let raw = body
         .split('&')
-        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))?;
-    let bytes = raw.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                out.push(u8::from_str_radix(&raw[i + 1..i + 3], 16).unwrap());
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some(String::from_utf8(out).unwrap())
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))?
+        .replace('+', " ");
+    Some(
+        percent_encoding::percent_decode_str(&raw)
+            .decode_utf8()
+            .unwrap()
+            .into_owned(),
+    )
 }
 
 /// Every Allow statement granting a role creation or permission change requires the boundary

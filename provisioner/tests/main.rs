@@ -7,9 +7,10 @@
 // Tests state their expectations with `expect` / `unwrap`: a failure is the test failing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-/// Real registry, Redis and moto processes for the image tests.
+/// The registry, Redis and the upload-cutting proxy of the image tests.
 mod image_support;
-/// Moto, the recording and fault-injecting proxy, and running the real binary.
+/// Free ports and the real programs, moto, the recording and fault-injecting proxy, and
+/// running the real binary.
 mod support;
 
 /// Redis data on EFS, `down --delete-data`, and the API token in SSM.
@@ -18,10 +19,12 @@ mod data;
 mod deploy_image;
 /// Policies given back in another form, security-group rules of every kind, refused networks.
 mod drift;
-/// `up` / `plan` / `down` / `render` end to end, idempotence, interruption, bad input.
+/// `up` / `plan` / `down` end to end: what is created, idempotence, teardown, bad input.
 mod emulator;
 /// Ctrl-C, a closed stdout, and a failed build that writes nothing.
 mod exits;
+/// Throttling, internal errors and a SIGKILL at any point of `up` and `down`.
+mod faults;
 /// A fresh account's first deploy: stops of a setup still propagating are waited out.
 mod first_deploy;
 /// The OCI image builder and the registry client.

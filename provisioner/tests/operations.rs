@@ -8,7 +8,7 @@
 
 use crate::support;
 
-use support::{Moto, Proxy, repo_root, run, seed_image};
+use support::{Moto, Provisioner, Proxy, TestAccount};
 
 async fn desired_counts(moto: &Moto) -> (i32, i32) {
     let config = moto.sdk_config().await;
@@ -48,17 +48,14 @@ fn updated_services(proxy: &Proxy) -> Vec<String> {
 
 #[tokio::test]
 async fn stop_start_and_status_control_and_report_the_desired_counts() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let root = repo_root();
-    let (image, digest) = seed_image(&moto, "timing", "0a1b2c3").await;
-    run(&proxy.url, &root, &["up", "--image", &image])
-        .await
-        .expect_code(0);
+    let aws = TestAccount::start().await;
+    let proxy = &aws.proxy;
+    aws.deploy().await;
 
-    let status = run(&proxy.url, &root, &["status", "--output", "json"])
+    let status = proxy
+        .provisioner(&["status", "--output", "json"])
+        .expect(0)
         .await
-        .expect_code(0)
         .json();
     assert_eq!(status["schema_version"], 1);
     assert_eq!(status["deployed"], true);
@@ -69,7 +66,7 @@ async fn stop_start_and_status_control_and_report_the_desired_counts() {
         (Some(1), Some(1))
     );
     assert_eq!(api["task_definition"], "timing-api:1");
-    assert_eq!(api["image_digest"], digest.as_str());
+    assert_eq!(api["image_digest"], aws.digest.as_str());
     assert!(api["events"].is_array() && api["stopped_tasks"].is_array());
     assert!(
         services
@@ -79,12 +76,13 @@ async fn stop_start_and_status_control_and_report_the_desired_counts() {
 
     // stop: API first, then Redis; both at 0; what still costs money is listed.
     proxy.clear();
-    let stop = run(&proxy.url, &root, &["stop", "--output", "json"])
+    let stop = proxy
+        .provisioner(&["stop", "--output", "json"])
+        .expect(0)
         .await
-        .expect_code(0)
         .json();
-    assert_eq!(updated_services(&proxy), ["api", "redis"]);
-    assert_eq!(desired_counts(&moto).await, (0, 0));
+    assert_eq!(updated_services(proxy), ["api", "redis"]);
+    assert_eq!(desired_counts(&aws.moto).await, (0, 0));
     assert_eq!(stop["wait"]["goal"], "drained");
     let costs: Vec<&str> = stop["costs"]
         .as_array()
@@ -98,23 +96,17 @@ async fn stop_start_and_status_control_and_report_the_desired_counts() {
             && costs.iter().any(|c| c.starts_with("EFS race data")),
         "{costs:?}"
     );
-    let text = run(&proxy.url, &root, &["status"])
-        .await
-        .expect_code(0)
-        .stdout;
+    let text = proxy.provisioner(&["status"]).expect(0).await.stdout;
     assert!(text.contains("stopped: no task is billed"), "{text}");
 
     // A deploy never restarts billing by itself; a second stop changes nothing.
     proxy.clear();
-    let up = run(
-        &proxy.url,
-        &root,
-        &["up", "--keep-image", "--output", "json"],
-    )
-    .await
-    .expect_code(0)
-    .json();
-    assert_eq!(desired_counts(&moto).await, (0, 0));
+    let up = proxy
+        .provisioner(&["up", "--keep-image", "--output", "json"])
+        .expect(0)
+        .await
+        .json();
+    assert_eq!(desired_counts(&aws.moto).await, (0, 0));
     assert!(
         up["notes"]
             .as_array()
@@ -124,39 +116,38 @@ async fn stop_start_and_status_control_and_report_the_desired_counts() {
         "{up:#}"
     );
     assert_eq!(proxy.mutating(), Vec::<String>::new());
-    run(&proxy.url, &root, &["stop"]).await.expect_code(0);
+    proxy.provisioner(&["stop"]).expect(0).await;
     assert_eq!(proxy.mutating(), Vec::<String>::new());
 
     // start: Redis first, then the API.
     proxy.clear();
-    let start = run(&proxy.url, &root, &["start", "--output", "json"])
+    let start = proxy
+        .provisioner(&["start", "--output", "json"])
+        .expect(0)
         .await
-        .expect_code(0)
         .json();
-    assert_eq!(updated_services(&proxy), ["redis", "api"]);
-    assert_eq!(desired_counts(&moto).await, (1, 1));
+    assert_eq!(updated_services(proxy), ["redis", "api"]);
+    assert_eq!(desired_counts(&aws.moto).await, (1, 1));
     assert_eq!(start["wait"]["goal"], "stable");
     assert!(start["costs"][0]["usd_per_month"].as_f64().unwrap() > 0.0);
 
     // up --start lifts a stopped app.
-    run(&proxy.url, &root, &["stop", "--no-wait"])
-        .await
-        .expect_code(0);
-    assert_eq!(desired_counts(&moto).await, (0, 0));
-    run(&proxy.url, &root, &["up", "--keep-image", "--start"])
-        .await
-        .expect_code(0);
-    assert_eq!(desired_counts(&moto).await, (1, 1));
+    proxy.provisioner(&["stop", "--no-wait"]).expect(0).await;
+    assert_eq!(desired_counts(&aws.moto).await, (0, 0));
+    proxy
+        .provisioner(&["up", "--keep-image", "--start"])
+        .expect(0)
+        .await;
+    assert_eq!(desired_counts(&aws.moto).await, (1, 1));
 }
 
 #[tokio::test]
 async fn commands_on_an_app_that_does_not_exist_say_so() {
     let moto = Moto::start().await;
-    let root = repo_root();
     for command in ["start", "stop"] {
-        let refused = run(&moto.url, &root, &[command, "--app", "ghost"])
-            .await
-            .expect_code(1);
+        let refused = Provisioner::new(&moto.url, &[command, "--app", "ghost"])
+            .expect(1)
+            .await;
         assert!(
             refused
                 .stderr
@@ -165,29 +156,21 @@ async fn commands_on_an_app_that_does_not_exist_say_so() {
             refused.stderr
         );
     }
-    let json = run(
-        &moto.url,
-        &root,
-        &["start", "--app", "ghost", "--output", "json"],
-    )
-    .await
-    .expect_code(1)
-    .json();
+    let json = Provisioner::new(&moto.url, &["start", "--app", "ghost", "--output", "json"])
+        .expect(1)
+        .await
+        .json();
     assert_eq!(json["error"]["kind"], "not_deployed");
     assert_eq!(json["error"]["exit_code"], 1);
 
-    let status = run(&moto.url, &root, &["status", "--app", "ghost"])
-        .await
-        .expect_code(0);
+    let status = Provisioner::new(&moto.url, &["status", "--app", "ghost"])
+        .expect(0)
+        .await;
     assert!(status.stdout.contains("not deployed"), "{}", status.stdout);
-    let status = run(
-        &moto.url,
-        &root,
-        &["status", "--app", "ghost", "--output", "json"],
-    )
-    .await
-    .expect_code(0)
-    .json();
+    let status = Provisioner::new(&moto.url, &["status", "--app", "ghost", "--output", "json"])
+        .expect(0)
+        .await
+        .json();
     assert_eq!(
         (
             status["deployed"].as_bool(),
@@ -196,20 +179,19 @@ async fn commands_on_an_app_that_does_not_exist_say_so() {
         (Some(false), Some(0))
     );
 
-    let logs = run(&moto.url, &root, &["logs", "--app", "ghost"])
-        .await
-        .expect_code(1);
+    let logs = Provisioner::new(&moto.url, &["logs", "--app", "ghost"])
+        .expect(1)
+        .await;
     assert!(logs.stderr.contains("/ecs/ghost"), "{}", logs.stderr);
 }
 
 #[tokio::test]
 async fn logs_prints_the_lines_of_one_service() {
-    let moto = Moto::start().await;
-    let root = repo_root();
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
-    run(&moto.url, &root, &["up", "--image", &image, "--no-wait"])
-        .await
-        .expect_code(0);
+    let aws = TestAccount::start().await;
+    let moto = &aws.moto;
+    Provisioner::new(&moto.url, &["up", "--image", &aws.image, "--no-wait"])
+        .expect(0)
+        .await;
 
     let config = moto.sdk_config().await;
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
@@ -241,17 +223,17 @@ async fn logs_prints_the_lines_of_one_service() {
             .await
             .unwrap();
     }
-    let api = run(&moto.url, &root, &["logs", "api", "--since", "5m"])
-        .await
-        .expect_code(0);
+    let api = Provisioner::new(&moto.url, &["logs", "api", "--since", "5m"])
+        .expect(0)
+        .await;
     assert!(
         api.stdout.contains("api says hello") && !api.stdout.contains("redis says hello"),
         "{}",
         api.stdout
     );
-    let redis = run(&moto.url, &root, &["logs", "redis"])
-        .await
-        .expect_code(0);
+    let redis = Provisioner::new(&moto.url, &["logs", "redis"])
+        .expect(0)
+        .await;
     assert!(
         redis.stdout.contains("redis says hello"),
         "{}",
@@ -259,13 +241,12 @@ async fn logs_prints_the_lines_of_one_service() {
     );
 
     // `--output json`: one documented object per event and line.
-    let json = run(
+    let json = Provisioner::new(
         &moto.url,
-        &root,
         &["logs", "api", "--since", "5m", "--output", "json"],
     )
-    .await
-    .expect_code(0);
+    .expect(0)
+    .await;
     let events: Vec<serde_json::Value> = json
         .stdout
         .lines()
@@ -283,16 +264,13 @@ async fn logs_prints_the_lines_of_one_service() {
 /// and restarts the API tasks so they read the new one.
 #[tokio::test]
 async fn token_prints_and_rotates_the_write_token() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let root = repo_root();
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
-    let up = run(&proxy.url, &root, &["up", "--image", &image])
+    let aws = TestAccount::start().await;
+    let proxy = &aws.proxy;
+    let up = aws.deploy().await;
+    let token = proxy
+        .provisioner(&["token"])
+        .expect(0)
         .await
-        .expect_code(0);
-    let token = run(&proxy.url, &root, &["token"])
-        .await
-        .expect_code(0)
         .stdout
         .trim()
         .to_owned();
@@ -300,9 +278,7 @@ async fn token_prints_and_rotates_the_write_token() {
     assert!(!up.stdout.contains(&token) && !up.stderr.contains(&token));
 
     proxy.clear();
-    run(&proxy.url, &root, &["token", "--rotate"])
-        .await
-        .expect_code(0);
+    proxy.provisioner(&["token", "--rotate"]).expect(0).await;
     let restart = proxy
         .calls()
         .into_iter()
@@ -316,9 +292,10 @@ async fn token_prints_and_rotates_the_write_token() {
         ),
         (Some("api"), Some(true))
     );
-    let rotated = run(&proxy.url, &root, &["token"])
+    let rotated = proxy
+        .provisioner(&["token"])
+        .expect(0)
         .await
-        .expect_code(0)
         .stdout
         .trim()
         .to_owned();
@@ -326,12 +303,14 @@ async fn token_prints_and_rotates_the_write_token() {
     assert_ne!(rotated, token);
 
     // The spelling, `--rotate-token`, does the same.
-    run(&proxy.url, &root, &["token", "--rotate-token"])
+    proxy
+        .provisioner(&["token", "--rotate-token"])
+        .expect(0)
+        .await;
+    let again = proxy
+        .provisioner(&["token"])
+        .expect(0)
         .await
-        .expect_code(0);
-    let again = run(&proxy.url, &root, &["token"])
-        .await
-        .expect_code(0)
         .stdout
         .trim()
         .to_owned();

@@ -2,7 +2,7 @@
 //! hand, by another tool) are neither adopted by `up` nor deleted by `down`: the command stops
 //! and names them.
 
-use crate::support::{Moto, Proxy, repo_root, run, seed_image};
+use crate::support::{Moto, Proxy, TestAccount};
 
 const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
@@ -60,7 +60,7 @@ async fn down_deletes_nothing_that_is_not_the_apps() {
     let proxy = Proxy::start(&moto).await;
     let foreign = foreign_resources(&moto).await;
 
-    let down = run(&proxy.url, &repo_root(), &["down", "--yes"]).await;
+    let down = proxy.provisioner(&["down", "--yes"]).run().await;
 
     assert_eq!(down.code, 1, "{}\n{}", down.stdout, down.stderr);
     for resource in &foreign {
@@ -104,7 +104,7 @@ async fn up_adopts_nothing_that_is_not_the_apps() {
         .await
         .unwrap();
     let image = "123456789012.dkr.ecr.eu-north-1.amazonaws.com/timing/api:1";
-    let up = run(&proxy.url, &repo_root(), &["up", "--image", image]).await;
+    let up = proxy.provisioner(&["up", "--image", image]).run().await;
     assert_eq!(up.code, 1, "{}", up.stderr);
     assert!(
         up.stderr
@@ -115,9 +115,9 @@ async fn up_adopts_nothing_that_is_not_the_apps() {
     assert_eq!(proxy.mutating(), Vec::<String>::new());
 
     // Another account state: the app's own image, and someone else's role of the app's name.
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
+    let TestAccount {
+        moto, proxy, image, ..
+    } = TestAccount::start().await;
     let iam = aws_sdk_iam::Client::new(&moto.sdk_config().await);
     iam.create_role()
         .role_name("timing-api-task")
@@ -125,7 +125,7 @@ async fn up_adopts_nothing_that_is_not_the_apps() {
         .send()
         .await
         .unwrap();
-    let up = run(&proxy.url, &repo_root(), &["up", "--image", &image]).await;
+    let up = proxy.provisioner(&["up", "--image", &image]).run().await;
     assert_eq!(up.code, 1, "{}", up.stderr);
     assert!(
         up.stderr.contains("IAM role timing-api-task"),

@@ -23,7 +23,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -32,26 +31,13 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::process::{Child, Command};
 
+use crate::support::{free_port, repo_root};
+
 const TOKEN: &str = "persistence-test-token";
 const CHECKPOINTS: [&str; 4] = ["start", "split1", "split2", "finish"];
 /// Competitors of the first phase: 4 timing points each, 10,000 in all.
 const COMPETITORS: usize = 2_500;
 const IN_FLIGHT: usize = 32;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The service binary: `TIMING_SERVICE_BIN`, else built (debug) into a target dir of its own.
 fn service_binary() -> PathBuf {
@@ -63,14 +49,14 @@ fn service_binary() -> PathBuf {
     let target = exe
         .ancestors()
         .nth(3)
-        .map_or_else(|| workspace_root().join("target"), Path::to_path_buf)
+        .map_or_else(|| repo_root().join("target"), Path::to_path_buf)
         .join("persistence-service");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let started = Instant::now();
     let status = std::process::Command::new(cargo)
         .args(["build", "-p", "timing-service", "--target-dir"])
         .arg(&target)
-        .current_dir(workspace_root())
+        .current_dir(repo_root())
         .status()
         .expect("cargo runs");
     assert!(status.success(), "cargo build -p timing-service failed");
@@ -83,8 +69,7 @@ fn service_binary() -> PathBuf {
 
 /// `redis-server` arguments of the task definition, with `--dir` replaced.
 fn redis_arguments(dir: &Path, port: u16) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(workspace_root().join("task-definitions/redis.json")).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("task-definitions/redis.json")).unwrap();
     let task: serde_json::Value = serde_json::from_str(&text).unwrap();
     let command: Vec<String> = task["containerDefinitions"][0]["command"]
         .as_array()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Moto, Proxy, repo_root, run, seed_image};
+use crate::support::{Moto, Proxy, TestAccount};
 
 /// DescribeServices answers as while the Redis service drains: still there, one task running.
 fn redis_never_drains(body: &str) -> String {
@@ -63,13 +63,13 @@ async fn efs_state(moto: &Moto) -> (usize, usize, usize) {
 /// access point all stay; once the service is gone, a later `down` removes them.
 #[tokio::test]
 async fn down_keeps_redis_storage_while_its_service_is_not_gone() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
-    let root = repo_root();
-    run(&proxy.url, &root, &["up", "--image", &image, "--no-wait"])
-        .await
-        .expect_code(0);
+    let TestAccount {
+        moto, proxy, image, ..
+    } = TestAccount::start().await;
+    proxy
+        .provisioner(&["up", "--image", &image, "--no-wait"])
+        .expect(0)
+        .await;
     let (_, mount_targets, access_points) = efs_state(&moto).await;
     assert!(mount_targets > 0 && access_points == 1);
 
@@ -78,7 +78,7 @@ async fn down_keeps_redis_storage_while_its_service_is_not_gone() {
         let mut args = vec!["down", "--yes", "--timeout", "3s"];
         args.extend(extra);
         let started = Instant::now();
-        let down = run(&proxy.url, &root, &args).await;
+        let down = proxy.provisioner(&args).run().await;
         // Bounded by --timeout, not by a wait of its own (the drain wait alone was 10 min).
         assert!(started.elapsed() < Duration::from_secs(60));
         assert_eq!(down.code, 1, "{args:?}\n{}", down.stderr);
@@ -98,9 +98,10 @@ async fn down_keeps_redis_storage_while_its_service_is_not_gone() {
     }
 
     proxy.stop_rewriting();
-    run(&proxy.url, &root, &["down", "--yes", "--delete-data"])
-        .await
-        .expect_code(0);
+    proxy
+        .provisioner(&["down", "--yes", "--delete-data"])
+        .expect(0)
+        .await;
     assert_eq!(efs_state(&moto).await, (0, 0, 0));
 }
 
@@ -108,13 +109,13 @@ async fn down_keeps_redis_storage_while_its_service_is_not_gone() {
 /// system policy keep allowing it, until an `up` that waits has seen the new revision stable.
 #[tokio::test]
 async fn a_replaced_access_point_stays_until_the_new_redis_revision_is_stable() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
-    let root = repo_root();
-    run(&proxy.url, &root, &["up", "--image", &image, "--no-wait"])
-        .await
-        .expect_code(0);
+    let TestAccount {
+        moto, proxy, image, ..
+    } = TestAccount::start().await;
+    proxy
+        .provisioner(&["up", "--image", &image, "--no-wait"])
+        .expect(0)
+        .await;
 
     // The access point as an older provisioner made it: root's files, under `/`.
     let config = moto.sdk_config().await;
@@ -197,13 +198,10 @@ async fn a_replaced_access_point_stays_until_the_new_redis_revision_is_stable() 
     };
 
     // Not waiting: the new access point is made, the old one kept and still allowed.
-    let up = run(
-        &proxy.url,
-        &root,
-        &["up", "--image", &image, "--no-wait", "--output", "json"],
-    )
-    .await
-    .expect_code(0);
+    let up = proxy
+        .provisioner(&["up", "--image", &image, "--no-wait", "--output", "json"])
+        .expect(0)
+        .await;
     let arns = access_points().await;
     assert_eq!(arns.len(), 2, "{arns:?}");
     let new_arn = arns.iter().find(|a| **a != old_arn).unwrap().clone();
@@ -216,9 +214,10 @@ async fn a_replaced_access_point_stays_until_the_new_redis_revision_is_stable() 
     assert!(notes.contains(&old_id), "{notes}");
 
     // Waiting: once Redis is stable on the new one, the old one and its permission go.
-    run(&proxy.url, &root, &["up", "--image", &image])
-        .await
-        .expect_code(0);
+    proxy
+        .provisioner(&["up", "--image", &image])
+        .expect(0)
+        .await;
     assert_eq!(access_points().await, std::slice::from_ref(&new_arn));
     let policy = redis_policy().await;
     assert!(
@@ -231,20 +230,18 @@ async fn a_replaced_access_point_stays_until_the_new_redis_revision_is_stable() 
 /// none) ends within that limit with exit 3, instead of its own 10-minute wait.
 #[tokio::test]
 async fn up_ends_within_a_timeout_of_seconds() {
-    let moto = Moto::start().await;
-    let proxy = Proxy::start(&moto).await;
-    let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
+    let TestAccount {
+        moto, proxy, image, ..
+    } = TestAccount::start().await;
     proxy.rewrite("DescribeMountTargets", |body| {
         body.replace("\"available\"", "\"creating\"")
     });
 
     let started = Instant::now();
-    let up = run(
-        &proxy.url,
-        &repo_root(),
-        &["up", "--image", &image, "--timeout", "3s"],
-    )
-    .await;
+    let up = proxy
+        .provisioner(&["up", "--image", &image, "--timeout", "3s"])
+        .run()
+        .await;
 
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(up.code, 3, "{}", up.stderr);

@@ -992,60 +992,10 @@ async fn logs_of_an_app_that_is_not_deployed_say_so() {
 // Logs against a real moto server
 // ---------------------------------------------------------------------------------------------
 
-/// A `moto_server` on a free loopback port, killed on drop.
-struct Moto {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server must be installed: run scripts/install-deps");
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "moto_server did not listen on port {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn fetch_logs_reads_a_real_log_group_from_moto() {
-    let moto = Moto::start();
-    let conf = aws_sdk_cloudwatchlogs::Config::builder()
-        .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
-        .region(aws_sdk_cloudwatchlogs::config::Region::new("eu-west-1"))
-        .endpoint_url(&moto.endpoint)
-        .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .build();
-    let logs = aws_sdk_cloudwatchlogs::Client::from_conf(conf);
+    let moto = crate::support::Moto::start().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&moto.sdk_config().await);
 
     // Not deployed yet.
     let mut out = Vec::new();

@@ -1,8 +1,8 @@
-//! Real processes for the image tests: the CNCF registry, redis-server, moto, and a TCP proxy
-//! that counts requests and can cut an upload.
+//! Real processes for the image tests: the CNCF registry, redis-server, and a TCP proxy that
+//! counts requests and can cut an upload (moto is `support::Moto`).
 //!
-//! Every process binds 127.0.0.1 on a free port, writes its log into a temporary directory and
-//! is killed when its handle drops. A missing program is a test failure that says how to
+//! Every process binds 127.0.0.1 on a free port (`support::process`), writes its log into a
+//! temporary directory and is killed when its handle drops. A missing program is a test failure that says how to
 //! install it (the Docker builder is the only test allowed to skip).
 
 #![allow(dead_code)]
@@ -10,92 +10,11 @@
 pub mod proxy;
 pub mod token;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
-/// A port nobody listens on right now, below the kernel's ephemeral range (32768+), so that
-/// sockets bound to port 0 (proxies, token servers, outgoing connections) in parallel tests
-/// can never take it between this choice and the server's own bind.
-pub fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    const LOW: u16 = 20_000;
-    const SPAN: u16 = 12_000;
-    if NEXT.load(Ordering::SeqCst) == 0 {
-        let seed = std::process::id()
-            ^ SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or_default();
-        let _ = NEXT.compare_exchange(
-            0,
-            (seed % u32::from(SPAN)) as u16,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
-    }
-    for _ in 0..SPAN {
-        let port = LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in 127.0.0.1:{LOW}-{}", LOW + SPAN);
-}
-
-/// Starts a server on a free port: `command(port)` is spawned; if it exits before listening
-/// (someone took the port), another port is tried, up to 5 times.
-pub fn spawn_listening(what: &str, log: &Path, command: impl Fn(u16) -> Command) -> (Child, u16) {
-    for _ in 0..5 {
-        let port = free_port();
-        let mut child = command(port)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {what}: {e}"));
-        if wait_for_port(port, what, &mut child) {
-            return (child, port);
-        }
-    }
-    panic!(
-        "{what} did not start in 5 tries; its log:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
-/// Waits until `port` accepts connections while `child` runs: `false` if the child exited
-/// first (or right after: then the port belonged to someone else).
-fn wait_for_port(port: u16, what: &str, child: &mut Child) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            std::thread::sleep(Duration::from_millis(100));
-            return matches!(child.try_wait(), Ok(None));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("{what} did not listen on 127.0.0.1:{port} within 20 s");
-}
-
-fn require_program(program: &str, package: &str) -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "`{program}` is not installed; the image tests need it: \
-             `apt-get install -y {package}` (scripts/install-deps does this)"
-        )
-    })
-}
+use crate::support::process::{require_program, spawn_listening};
 
 /// The CNCF distribution registry (Debian package `docker-registry`) on a loopback port.
 pub struct TestRegistry {
@@ -267,64 +186,6 @@ impl Drop for TestRedis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// The AWS emulator (moto server) on a loopback port.
-pub struct TestMoto {
-    child: Child,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-    _dir: TempDir,
-}
-
-impl TestMoto {
-    /// Starts `moto_server -H 127.0.0.1 -p PORT` with the settings the project needs.
-    pub fn start() -> Self {
-        let program = require_program(
-            "moto_server",
-            "python3-pip` then `pip install 'moto[server]==5.2.1'",
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log_path = dir.path().join("moto.log");
-        let (child, port) = spawn_listening("moto_server", &log_path, |port| {
-            let log = std::fs::File::create(&log_path).expect("create moto log");
-            let mut cmd = Command::new(&program);
-            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-                .env("MOTO_ECS_SERVICE_RUNNING", "1")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("clone log handle"))
-                .stderr(log);
-            cmd
-        });
-        TestMoto {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for TestMoto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A child process killed when dropped (the service under test).
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

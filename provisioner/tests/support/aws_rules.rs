@@ -14,11 +14,12 @@
 //! reads moto's state straight from moto, before the request is forwarded.
 
 use aws_sdk_ec2::types::SecurityGroup;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::Moto;
+use super::moto::Moto;
+use super::protocol::Protocol;
 
 /// Clients straight to moto, for reading the state a request would change.
 #[derive(Clone)]
@@ -28,40 +29,18 @@ pub struct AwsRules {
     ec2: aws_sdk_ec2::Client,
 }
 
-/// Why AWS would refuse a request, in the error shape of the service's protocol.
+/// Why AWS would refuse a request, answered in the error shape of the service's protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// awsJson protocols (ECS, Cloud Map): `{"__type": code, "message": ...}`.
-    Json { code: &'static str, message: String },
-    /// The EC2 query protocol: an XML `<Errors>` document.
-    Ec2 { code: &'static str, message: String },
+pub struct Refusal {
+    protocol: Protocol,
+    code: &'static str,
+    message: String,
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        match self {
-            Refusal::Json { code, message } => {
-                let body = serde_json::json!({"__type": code, "message": message}).to_string();
-                let mut response = (StatusCode::BAD_REQUEST, body).into_response();
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-amz-json-1.1"),
-                );
-                response
-            }
-            Refusal::Ec2 { code, message } => {
-                let body = format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>\
-                     <Code>{code}</Code><Message>{message}</Message></Error></Errors>\
-                     <RequestID>aws-rules</RequestID></Response>"
-                );
-                let mut response = (StatusCode::BAD_REQUEST, body).into_response();
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
-                response
-            }
-        }
+        self.protocol
+            .error(StatusCode::BAD_REQUEST, self.code, &self.message)
     }
 }
 
@@ -154,7 +133,8 @@ impl AwsRules {
             .filter(|s| s.status() != Some("INACTIVE"))
             .filter_map(|s| s.service_name())
             .collect();
-        (!active.is_empty()).then(|| Refusal::Json {
+        (!active.is_empty()).then(|| Refusal {
+            protocol: Protocol::Json,
             code: "ClusterContainsServicesException",
             message: format!(
                 "The Cluster cannot be deleted while Services are active ({}).",
@@ -170,7 +150,8 @@ impl AwsRules {
             let Some(id) = summary.id() else { continue };
             let service = self.discovery.get_service().id(id).send().await.ok()?;
             if service.service().and_then(|s| s.namespace_id()) == Some(namespace_id) {
-                return Some(Refusal::Json {
+                return Some(Refusal {
+                    protocol: Protocol::Json,
                     code: "ResourceInUse",
                     message: format!("Namespace {namespace_id} has associated services ({id})"),
                 });
@@ -187,7 +168,8 @@ impl AwsRules {
             .send()
             .await
             .ok()?;
-        (!instances.instances().is_empty()).then(|| Refusal::Json {
+        (!instances.instances().is_empty()).then(|| Refusal {
+            protocol: Protocol::Json,
             code: "ResourceInUse",
             message: format!("Service {service_id} has registered instances"),
         })
@@ -199,7 +181,8 @@ impl AwsRules {
             .security_groups()
             .iter()
             .find(|g| g.group_id() != Some(group_id) && references(g, group_id))?;
-        Some(Refusal::Ec2 {
+        Some(Refusal {
+            protocol: Protocol::Ec2,
             code: "DependencyViolation",
             message: format!(
                 "resource {group_id} has a dependent object ({})",

@@ -1,0 +1,205 @@
+//! `down`: everything of one app goes and nothing of another, in the order AWS enforces, and
+//! an interrupted `up` or `down` is finished by the next run.
+
+use crate::support::{self, Data, TestAccount, assert_nothing_left, seed_image};
+
+/// `down` removes everything of one app and nothing of another deployed beside it (in
+/// its own VPC, given with --vpc/--subnets); a second `down` succeeds, says nothing is left
+/// and makes no mutating call.
+#[tokio::test]
+async fn down_removes_one_app_and_leaves_the_other() {
+    let aws = TestAccount::start().await;
+    let proxy = &aws.proxy;
+    let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config().await);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.20.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+    // A private DNS namespace needs DNS hostnames (a default VPC has them on, a new one not).
+    ec2.modify_vpc_attribute()
+        .vpc_id(&vpc_id)
+        .enable_dns_hostnames(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut subnets = Vec::new();
+    for (cidr, zone) in [
+        ("10.20.1.0/24", "eu-north-1a"),
+        ("10.20.2.0/24", "eu-north-1b"),
+    ] {
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(cidr)
+            .availability_zone(zone)
+            .send()
+            .await
+            .unwrap();
+        subnets.push(subnet.subnet().unwrap().subnet_id().unwrap().to_owned());
+    }
+
+    aws.deploy().await;
+    let subnet_list = subnets.join(",");
+    let (other_image, _) = seed_image(&aws.moto, "other", support::IMAGE_TAG).await;
+    let other_network = ["--vpc", vpc_id.as_str(), "--subnets", subnet_list.as_str()];
+    aws.provisioner(&["up", "--image", &other_image])
+        .app("other")
+        .args(&other_network)
+        .expect(0)
+        .await;
+
+    let down = aws.provisioner(&["down", "--yes"]).json().expect(0).await;
+    assert_eq!(down.json()["changed"], true);
+    assert_nothing_left(&aws.moto, "timing", Data::Kept).await;
+
+    // The other app is whole: a plan for it finds nothing to do.
+    let plan = aws
+        .provisioner(&["plan"])
+        .app("other")
+        .args(&other_network)
+        .run()
+        .await;
+    assert_eq!(plan.code, 0, "other app damaged:\n{}", plan.stdout);
+
+    proxy.clear();
+    let again = aws.provisioner(&["down", "--yes"]).expect(0).await;
+    assert!(
+        again.stdout.contains("nothing left to remove"),
+        "{}",
+        again.stdout
+    );
+    // It read that nothing is left, and so changed nothing.
+    assert_eq!(proxy.mutating(), Vec::<String>::new());
+}
+
+/// The teardown orders AWS refuses and moto lets pass are refused by the test proxy (see
+/// `support::aws_rules`): shown here request by request, then `down` gets through all of them
+/// without one refusal, including a Cloud Map instance registered as ECS registers a running
+/// Redis task (moto runs no tasks, so nothing else would register it).
+#[tokio::test]
+async fn down_follows_the_teardown_order_aws_enforces() {
+    let aws = TestAccount::start().await;
+    let proxy = &aws.proxy;
+    aws.deploy().await;
+
+    let config = support::sdk_config_at(&proxy.url, support::REGION).await;
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let discovery = aws_sdk_servicediscovery::Client::new(&config);
+    let code = |e: &dyn aws_smithy_types::error::metadata::ProvideErrorMetadata| {
+        e.code().map(str::to_owned)
+    };
+
+    let cluster = ecs.delete_cluster().cluster("timing").send().await;
+    assert_eq!(
+        code(&cluster.unwrap_err()).as_deref(),
+        Some("ClusterContainsServicesException")
+    );
+
+    let groups = ec2
+        .describe_security_groups()
+        .filters(support::ec2_filter("group-name", "timing-api"))
+        .send()
+        .await
+        .unwrap();
+    let api_group = groups.security_groups()[0].group_id().unwrap().to_owned();
+    let group = ec2
+        .delete_security_group()
+        .group_id(&api_group)
+        .send()
+        .await;
+    assert_eq!(
+        code(&group.unwrap_err()).as_deref(),
+        Some("DependencyViolation"),
+        "timing-redis allows 6379 from timing-api"
+    );
+
+    let namespaces = discovery.list_namespaces().send().await.unwrap();
+    let namespace = namespaces
+        .namespaces()
+        .iter()
+        .find(|n| n.name() == Some("timing.local"))
+        .unwrap();
+    let deleted = discovery
+        .delete_namespace()
+        .id(namespace.id().unwrap())
+        .send()
+        .await;
+    assert_eq!(
+        code(&deleted.unwrap_err()).as_deref(),
+        Some("ResourceInUse")
+    );
+
+    let redis = super::redis_discovery_service(&discovery).await;
+    discovery
+        .register_instance()
+        .service_id(redis.id().unwrap())
+        .instance_id("0123456789abcdef0123456789abcdef")
+        .attributes("AWS_INSTANCE_IPV4", "10.0.1.17")
+        .send()
+        .await
+        .unwrap();
+    let deleted = discovery
+        .delete_service()
+        .id(redis.id().unwrap())
+        .send()
+        .await;
+    assert_eq!(
+        code(&deleted.unwrap_err()).as_deref(),
+        Some("ResourceInUse")
+    );
+    assert_eq!(proxy.refusals().len(), 4, "{:#?}", proxy.refusals());
+
+    let down = aws.provisioner(&["down", "--yes"]).run().await;
+    assert_eq!(down.code, 0, "{}\n{}", down.stdout, down.stderr);
+    assert_eq!(
+        proxy.refusals().len(),
+        4,
+        "down made a request AWS would refuse: {:#?}",
+        &proxy.refusals()[4..]
+    );
+    assert_nothing_left(&aws.moto, "timing", Data::Kept).await;
+}
+
+/// An `up` cut off part-way (the emulator starts failing after some calls) fails with a
+/// clear error; the next `up` converges, and `down` cleans everything up. (A process killed
+/// at every point of `up` and `down` is `faults.rs`.)
+#[tokio::test]
+async fn an_interrupted_up_is_finished_by_the_next_one() {
+    let aws = TestAccount::start().await;
+    let proxy = &aws.proxy;
+    for cut in [8, 20] {
+        proxy.fail_after(cut);
+        let failed = aws.provisioner(&["up", "--image", &aws.image]).run().await;
+        assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
+        assert!(
+            failed.stderr.contains("error:") && failed.stderr.contains("failed"),
+            "{}",
+            failed.stderr
+        );
+        proxy.heal();
+    }
+    let finished = aws
+        .provisioner(&["up", "--image", &aws.image])
+        .json()
+        .expect(0)
+        .await;
+    assert_eq!(finished.json()["changed"], true);
+    proxy.clear();
+    aws.provisioner(&["up", "--keep-image"]).expect(0).await;
+    assert_eq!(proxy.mutating(), Vec::<String>::new());
+
+    proxy.fail_after(10);
+    let failed = aws.provisioner(&["down", "--yes"]).run().await;
+    assert_eq!(failed.code, 1);
+    proxy.heal();
+    aws.provisioner(&["down", "--yes"]).expect(0).await;
+    assert_nothing_left(&aws.moto, "timing", Data::Kept).await;
+}
