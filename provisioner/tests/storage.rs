@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Moto, Proxy, TestAccount};
+use crate::support::{Moto, TestAccount};
 
 /// DescribeServices answers as while the Redis service drains: still there, one task running.
 fn redis_never_drains(body: &str) -> String {
@@ -230,8 +230,12 @@ async fn a_replaced_access_point_stays_until_the_new_redis_revision_is_stable() 
 /// none) ends within that limit with exit 3, instead of its own 10-minute wait.
 #[tokio::test]
 async fn up_ends_within_a_timeout_of_seconds() {
+    // `moto` is kept by name: a field left to `..` would be dropped (and moto stopped) here.
     let TestAccount {
-        moto, proxy, image, ..
+        moto: _moto,
+        proxy,
+        image,
+        ..
     } = TestAccount::start().await;
     proxy.rewrite("DescribeMountTargets", |body| {
         body.replace("\"available\"", "\"creating\"")
