@@ -9,7 +9,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// Everything that can stop a command.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A task-definition or policy file could not be read.
     #[error("cannot read {}: {source}", path.display())]
@@ -34,8 +34,10 @@ pub enum Error {
     },
 
     /// A `${NAME}` placeholder that the provisioner does not fill.
-    #[error("{}:{line}:{column}: unknown placeholder `${{{name}}}` (known: {known})", path.display())]
-    #[diagnostic(help("placeholders are filled by the provisioner; check the spelling"))]
+    #[error(
+        "{}:{line}:{column}: unknown placeholder `${{{name}}}`; the provisioner fills only {known} (check the spelling)",
+        path.display()
+    )]
     UnknownPlaceholder {
         /// The file.
         path: PathBuf,

@@ -10,6 +10,8 @@
 //! - [`policy`]: policy documents compared by meaning (AWS returns them reformatted).
 //! - [`resources`]: one module per AWS resource kind, each `ensure_*` and `delete_*`.
 //! - [`commands`]: `up`/`plan`, `down`, `render`, each producing a [`commands::Report`].
+//! - [`console`]: the one progress display on stderr (indicatif on a terminal, timestamped
+//!   lines otherwise).
 //! - [`watch`]: follows a deployment until it is stable, drained, rolled back or failing.
 //! - [`logs`]: reads the containers' CloudWatch logs.
 //! - [`image`]: builds the service image (natively or with Docker) and pushes it to a registry.
@@ -21,6 +23,7 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod image;
 pub mod logs;
@@ -101,6 +104,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             };
             let deployment = connect(&cli.aws, names, args.dry_run, Some(args.timeout)).await?;
             let report = commands::up::up(&deployment, &templates, &options).await?;
+            deployment.steps_done();
             emit(out, cli.output, &report)?;
             Ok(plan_outcome(&report))
         }
@@ -113,6 +117,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             };
             let deployment = connect(&cli.aws, names, true, None).await?;
             let report = commands::up::up(&deployment, &templates, &options).await?;
+            deployment.steps_done();
             emit(out, cli.output, &report)?;
             Ok(plan_outcome(&report))
         }
@@ -122,6 +127,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             let report =
                 commands::down::down(&deployment, &templates, args.timeout, args.delete_data)
                     .await?;
+            deployment.steps_done();
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }
@@ -129,6 +135,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             let deployment = connect(&cli.aws, names, false, Some(args.timeout)).await?;
             let report =
                 commands::scale::stop(&deployment, (!args.no_wait).then_some(args.timeout)).await?;
+            deployment.steps_done();
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }
@@ -138,6 +145,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             let api_port = commands::api_port(&templates);
             let report =
                 commands::scale::start(&deployment, args.api_count, wait, api_port).await?;
+            deployment.steps_done();
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }
@@ -146,12 +154,14 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             let api_port = commands::api_port(&templates);
             let report =
                 commands::status::status(&deployment, args.events, args.since, api_port).await?;
+            deployment.steps_done();
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }
         Command::Token(args) => {
             let deployment = connect(&cli.aws, names, false, None).await?;
             let report = commands::token::token(&deployment, args.rotate).await?;
+            deployment.steps_done();
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }

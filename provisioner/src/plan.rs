@@ -84,6 +84,8 @@ pub struct Deployment {
     /// When the command's `--timeout` runs out: every wait of every step ends by then.
     deadline: Option<Instant>,
     changes: Mutex<Vec<Change>>,
+    /// The spinner naming the resource at hand (on a terminal).
+    steps: crate::console::Steps,
 }
 
 impl Deployment {
@@ -96,6 +98,7 @@ impl Deployment {
             dry_run,
             deadline: None,
             changes: Mutex::new(Vec::new()),
+            steps: crate::console::Steps::new(),
         }
     }
 
@@ -134,7 +137,10 @@ impl Deployment {
             action,
             detail,
         };
-        if action.is_change() {
+        // On a terminal the spinner names the resource and the report lists it once; without
+        // one, each change is also a log line.
+        let shown = self.steps.show(&format!("{} {}", change.kind, change.name));
+        if action.is_change() && shown.is_none() {
             let verb = if self.dry_run { "would" } else { "will" };
             tracing::info!("{verb} {change}");
         } else {
@@ -145,6 +151,11 @@ impl Deployment {
             Err(poisoned) => poisoned.into_inner().push(change),
         }
         action.is_change() && !self.dry_run
+    }
+
+    /// Removes the resource spinner (before the watcher's view or the report).
+    pub fn steps_done(&self) {
+        self.steps.done();
     }
 
     /// Every outcome recorded so far.

@@ -23,10 +23,8 @@ use crate::{image_support, support};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use image_support::{TestRegistry, synthetic_image};
-use provisioner::image::oci::{
-    self, Descriptor, Index, Manifest, OCI_INDEX, OCI_MANIFEST, Platform,
-};
+use image_support::{TestRegistry, index_bytes, synthetic_image};
+use provisioner::image::oci::{self, OCI_INDEX, OCI_MANIFEST, OciImageManifest};
 use provisioner::image::{
     Destination, Endpoint, ImageContent, NativeBuild, Registry, RegistryAuth, SilentProgress,
     UploadOptions, build_native, push_image,
@@ -265,7 +263,7 @@ async fn native_build_is_pushed_and_deployed_by_digest_and_a_second_up_changes_n
     assert_eq!(read_back.as_deref(), Some(digest.as_str()));
     let (media_type, bytes) = reader.get_manifest(&digest).await.unwrap().unwrap();
     assert_eq!(media_type, OCI_MANIFEST);
-    let manifest: Manifest = serde_json::from_slice(&bytes).unwrap();
+    let manifest: OciImageManifest = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(manifest.layers.len(), 1);
     for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
         assert!(reader.blob_exists(&blob.digest).await.unwrap(), "{blob:?}");
@@ -389,22 +387,7 @@ async fn seed_redis_source(source: &TestRegistry) -> (ImageContent, ImageContent
         .await
         .unwrap();
     }
-    let descriptor = |image: &ImageContent, arch: &str| Descriptor {
-        media_type: OCI_MANIFEST.into(),
-        digest: image.digest(),
-        size: image.manifest.len() as u64,
-        platform: Some(Platform {
-            architecture: arch.into(),
-            os: "linux".into(),
-            variant: (arch == "arm64").then(|| "v8".to_string()),
-        }),
-        annotations: None,
-    };
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(OCI_INDEX.into()),
-        manifests: vec![descriptor(&arm64, "arm64"), descriptor(&amd64, "amd64")],
-    };
+    let index = index_bytes(&[(&arm64, "arm64"), (&amd64, "amd64")]);
     let seed = Registry::connect(
         &anonymous.endpoint,
         "library/redis",
@@ -414,9 +397,7 @@ async fn seed_redis_source(source: &TestRegistry) -> (ImageContent, ImageContent
     )
     .await
     .unwrap();
-    seed.put_manifest("7.4", OCI_INDEX, &serde_json::to_vec(&index).unwrap())
-        .await
-        .unwrap();
+    seed.put_manifest("7.4", OCI_INDEX, &index).await.unwrap();
     (amd64, arm64)
 }
 

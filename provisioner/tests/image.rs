@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::support::process::{KillOnDrop, free_port};
 use flate2::read::GzDecoder;
 use provisioner::image::oci::{
-    self, DOCKER_MANIFEST, ImageConfig, Index, Manifest, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP,
-    OCI_MANIFEST, Platform,
+    self, Architecture, ConfigFile, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP,
+    OCI_MANIFEST, OciImageManifest, Os,
 };
 use provisioner::image::{
     ConsoleProgress, Destination, Endpoint, ImageContent, ImageError, ImageSource, MirrorSource,
@@ -28,7 +28,7 @@ use provisioner::image::{
 };
 use support::proxy::{Cut, Proxy};
 use support::token::TokenServer;
-use support::{TestRedis, TestRegistry, synthetic_image};
+use support::{TestRedis, TestRegistry, index_bytes, synthetic_image};
 use tokio::sync::OnceCell;
 
 /// moto's ECR password for its dummy account.
@@ -108,13 +108,6 @@ fn aws_auth() -> Option<RegistryAuth> {
     Some(RegistryAuth::new("AWS", MOTO_PASSWORD))
 }
 
-fn small_upload() -> UploadOptions {
-    UploadOptions {
-        chunk_size: 1024 * 1024,
-        ..UploadOptions::default()
-    }
-}
-
 async fn pull_blob(registry: &Registry, digest: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blob");
@@ -169,14 +162,12 @@ fn service_command(rootfs: &Path, args: &[&str], listen_port: u16, redis_port: u
 async fn native_image_is_pushed_read_back_and_runs() {
     let built = native().await;
     let registry = TestRegistry::start_with_auth("AWS", MOTO_PASSWORD);
-    let state = tempfile::tempdir().unwrap();
     let mut opts = PublishOptions::new(
         workspace_root(),
         ImageSource::Native,
         dest(&registry.url(), "timing-api", aws_auth()),
     );
     opts.native = built.build.clone();
-    opts.upload.state_dir = Some(state.path().to_path_buf());
     let started = Instant::now();
     // Plain progress lines (as in CI) go to the captured stderr.
     let published = publish_service_image(&opts, &ConsoleProgress::lines())
@@ -220,30 +211,24 @@ async fn native_image_is_pushed_read_back_and_runs() {
     let (media_type, bytes) = reader.get_manifest(&expected_tag).await.unwrap().unwrap();
     assert_eq!(media_type, OCI_MANIFEST);
     assert_eq!(oci::sha256_digest(&bytes), published.digest);
-    let manifest: Manifest = serde_json::from_slice(&bytes).unwrap();
+    let manifest: OciImageManifest = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(manifest.config.media_type, OCI_CONFIG);
     assert_eq!(manifest.layers.len(), 1);
     assert_eq!(manifest.layers[0].media_type, OCI_LAYER_GZIP);
-    let config: ImageConfig =
+    let config: ConfigFile =
         serde_json::from_slice(&pull_blob(&reader, &manifest.config.digest).await).unwrap();
-    assert_eq!(config.architecture, "amd64");
-    assert_eq!(config.os, "linux");
-    assert_eq!(
-        config.config.entrypoint,
-        Some(vec!["/timing-service".to_string()])
-    );
-    assert_eq!(config.config.user.as_deref(), Some("65532:65532"));
+    assert_eq!(config.architecture, Architecture::Amd64);
+    assert_eq!(config.os, Os::Linux);
+    let run = config.config.clone().expect("the config's `config`");
+    assert_eq!(run.entrypoint, Some(vec!["/timing-service".to_string()]));
+    assert_eq!(run.user.as_deref(), Some("65532:65532"));
     assert!(
-        config
-            .config
-            .exposed_ports
+        run.exposed_ports
             .as_ref()
-            .is_some_and(|p| p.contains_key("8080/tcp"))
+            .is_some_and(|p| p.contains("8080/tcp"))
     );
     assert!(
-        config
-            .config
-            .env
+        run.env
             .as_ref()
             .is_some_and(|e| e.iter().any(|v| v.starts_with("PATH=")))
     );
@@ -345,9 +330,15 @@ async fn second_push_uploads_nothing() {
     let built = native().await;
     let registry = TestRegistry::start_with_auth("AWS", MOTO_PASSWORD);
     let d = dest(&registry.url(), "timing-api", aws_auth());
-    let first = push_image(&d, &built.image, "v1", &small_upload(), &SilentProgress)
-        .await
-        .unwrap();
+    let first = push_image(
+        &d,
+        &built.image,
+        "v1",
+        &UploadOptions::default(),
+        &SilentProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!(first.transfer.bytes_uploaded, built.image.size());
     let uploads_after_first = registry.requests("POST", "/blobs/uploads/")
         + registry.requests("PATCH", "/blobs/uploads/")
@@ -355,9 +346,15 @@ async fn second_push_uploads_nothing() {
     assert!(uploads_after_first >= 2, "{:?}", registry.request_lines());
 
     let started = Instant::now();
-    let second = push_image(&d, &built.image, "v1", &small_upload(), &SilentProgress)
-        .await
-        .unwrap();
+    let second = push_image(
+        &d,
+        &built.image,
+        "v1",
+        &UploadOptions::default(),
+        &SilentProgress,
+    )
+    .await
+    .unwrap();
     eprintln!(
         "second push: {:.2} s, {} bytes uploaded",
         started.elapsed().as_secs_f64(),
@@ -371,9 +368,15 @@ async fn second_push_uploads_nothing() {
 
     // Same content under a new tag (a new commit with the same binary): blobs are found by
     // HEAD, only the manifest is written.
-    let third = push_image(&d, &built.image, "v2", &small_upload(), &SilentProgress)
-        .await
-        .unwrap();
+    let third = push_image(
+        &d,
+        &built.image,
+        "v2",
+        &UploadOptions::default(),
+        &SilentProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!(third.digest, first.digest);
     assert_eq!(third.transfer.bytes_uploaded, 0);
     assert_eq!(third.transfer.blobs_skipped, 2);
@@ -402,7 +405,7 @@ async fn wrong_password_is_refused_clearly() {
         "timing-api",
         Some(RegistryAuth::new("AWS", "not-the-token")),
     );
-    let err = push_image(&d, &image, "v1", &small_upload(), &SilentProgress)
+    let err = push_image(&d, &image, "v1", &UploadOptions::default(), &SilentProgress)
         .await
         .unwrap_err();
     let message = err.to_string();
@@ -414,7 +417,7 @@ async fn wrong_password_is_refused_clearly() {
 
     // No credentials at all: says so.
     let d = dest(&registry.url(), "timing-api", None);
-    let err = push_image(&d, &image, "v1", &small_upload(), &SilentProgress)
+    let err = push_image(&d, &image, "v1", &UploadOptions::default(), &SilentProgress)
         .await
         .unwrap_err();
     assert!(
@@ -434,7 +437,7 @@ async fn expired_token_is_refused_before_any_request() {
         &dest(&registry.url(), "timing-api", Some(auth)),
         &image,
         "v1",
-        &small_upload(),
+        &UploadOptions::default(),
         &SilentProgress,
     )
     .await
@@ -444,26 +447,24 @@ async fn expired_token_is_refused_before_any_request() {
     assert!(registry.request_lines().is_empty());
 }
 
-/// A push cut between chunks fails with an error naming registry and blob; the next run
-/// resumes from the offset the registry reports, so no byte is sent twice.
+/// A push cut off (retries used up) fails with an error naming registry and blob; the next
+/// run sends only what the registry lacks: the blob that was cut, again from its start (an
+/// interrupted upload is not resumed, see `image::registry`).
 #[tokio::test]
-async fn interrupted_upload_resumes_without_resending() {
+async fn interrupted_upload_fails_clearly_and_the_next_run_completes_it() {
     let registry = TestRegistry::start();
     let proxy = Proxy::start(registry.port);
     let image = synthetic_image("amd64", 3 * 1024 * 1024 + 500_000, 3);
     let layer = &image.layers[0].descriptor;
-    let state = tempfile::tempdir().unwrap();
     let upload = UploadOptions {
-        chunk_size: 1024 * 1024,
         attempts: 1,
-        state_dir: Some(state.path().to_path_buf()),
         ..UploadOptions::default()
     };
     let d = dest(&proxy.url(), "timing-api", None);
 
-    // Chunks 1 and 2 arrive; the connection drops when chunk 3 is sent.
+    // The config arrives; the connection drops when the layer is sent.
     proxy.arm(Cut {
-        nth_patch: 3,
+        nth_upload: 2,
         after_body_bytes: None,
     });
     let err = push_image(&d, &image, "v1", &upload, &SilentProgress)
@@ -476,31 +477,19 @@ async fn interrupted_upload_resumes_without_resending() {
         message.contains(&format!("127.0.0.1:{}", proxy.port)),
         "{message}"
     );
-    assert!(message.contains("2097152 of"), "{message}");
-    let sent_before = proxy.upload_body_bytes();
+    assert_eq!(
+        registry.requests("PUT", "/manifests/"),
+        0,
+        "no manifest without its layer"
+    );
 
-    // Re-run: the saved upload is resumed at 2 MiB.
+    // Re-run: the config is found, the layer is sent whole.
     let second = push_image(&d, &image, "v1", &upload, &SilentProgress)
         .await
         .unwrap();
     assert_eq!(second.digest, image.digest());
-    assert_eq!(
-        second.transfer.bytes_uploaded,
-        layer.size - 2 * 1024 * 1024,
-        "only the rest of the layer is sent"
-    );
-    assert_eq!(
-        proxy.upload_body_bytes(),
-        image.size(),
-        "every byte crossed the wire exactly once (first run sent {sent_before})"
-    );
-    assert!(
-        proxy
-            .requests()
-            .iter()
-            .any(|r| r.method == "GET" && r.path.contains("/blobs/uploads/")),
-        "the retry asked the registry where the upload stands"
-    );
+    assert_eq!(second.transfer.blobs_skipped, 1, "the config was kept");
+    assert_eq!(second.transfer.bytes_uploaded, image.layers[0].size());
     let reader = Registry::connect(
         &endpoint(&registry.url()),
         "timing-api",
@@ -516,9 +505,8 @@ async fn interrupted_upload_resumes_without_resending() {
     );
 }
 
-/// A connection cut in the middle of a chunk is retried within the same run and the image
-/// arrives intact. (The CNCF registry 2.8 drops an upload whose request was cut mid-body, so
-/// this blob starts again: the only case where bytes are sent twice.)
+/// A connection cut in the middle of a blob's upload is retried within the same run and the
+/// image arrives intact (the blob is sent again from its start).
 #[tokio::test]
 async fn upload_cut_mid_chunk_is_retried_in_the_same_run() {
     let registry = TestRegistry::start();
@@ -526,18 +514,18 @@ async fn upload_cut_mid_chunk_is_retried_in_the_same_run() {
     let image = synthetic_image("amd64", 2 * 1024 * 1024 + 10_000, 4);
     let layer = &image.layers[0].descriptor;
     proxy.arm(Cut {
-        nth_patch: 2,
+        nth_upload: 2,
         after_body_bytes: Some(300_000),
     });
     let d = dest(&proxy.url(), "timing-api", None);
-    let published = push_image(&d, &image, "v1", &small_upload(), &SilentProgress)
+    let published = push_image(&d, &image, "v1", &UploadOptions::default(), &SilentProgress)
         .await
         .unwrap();
     assert_eq!(published.digest, image.digest());
     assert!(published.transfer.bytes_uploaded >= image.size());
     assert!(proxy.requests().iter().any(|r| r.cut));
     eprintln!(
-        "mid-chunk cut: {} blob bytes sent for a {} byte image; requests: {:?}",
+        "mid-upload cut: {} blob bytes sent for a {} byte image; requests: {:?}",
         published.transfer.bytes_uploaded,
         image.size(),
         proxy
@@ -597,32 +585,21 @@ async fn mirror_copies_the_amd64_image_between_registries() {
     .unwrap();
     seed_platform(&seed, &amd64).await;
     seed_platform(&seed, &arm64).await;
-    let descriptor = |image: &ImageContent, arch: &str| oci::Descriptor {
-        media_type: OCI_MANIFEST.into(),
-        digest: image.digest(),
-        size: image.manifest.len() as u64,
-        platform: Some(Platform {
-            architecture: arch.into(),
-            os: "linux".into(),
-            variant: (arch == "arm64").then(|| "v8".to_string()),
-        }),
-        annotations: None,
-    };
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(OCI_INDEX.into()),
-        manifests: vec![descriptor(&arm64, "arm64"), descriptor(&amd64, "amd64")],
-    };
-    let index_bytes = serde_json::to_vec(&index).unwrap();
-    seed.put_manifest("7.4-alpine", OCI_INDEX, &index_bytes)
+    let index = index_bytes(&[(&arm64, "arm64"), (&amd64, "amd64")]);
+    seed.put_manifest("7.4-alpine", OCI_INDEX, &index)
         .await
         .unwrap();
 
     let d = dest(&target.url(), "timing-redis", aws_auth());
     let src = MirrorSource::public(format!("{}/library/redis:7.4-alpine", source.host()));
-    let mirrored = mirror_image(&src, &d, &small_upload(), &ConsoleProgress::lines())
-        .await
-        .unwrap();
+    let mirrored = mirror_image(
+        &src,
+        &d,
+        &UploadOptions::default(),
+        &ConsoleProgress::lines(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         mirrored.digest,
         amd64.digest(),
@@ -659,7 +636,7 @@ async fn mirror_copies_the_amd64_image_between_registries() {
         assert!(!reader.blob_exists(&blob.descriptor.digest).await.unwrap());
     }
 
-    let again = mirror_image(&src, &d, &small_upload(), &SilentProgress)
+    let again = mirror_image(&src, &d, &UploadOptions::default(), &SilentProgress)
         .await
         .unwrap();
     assert_eq!(again.digest, amd64.digest());
@@ -669,7 +646,7 @@ async fn mirror_copies_the_amd64_image_between_registries() {
 
     // A single-platform Docker v2 source is copied as is too.
     let docker_style = {
-        let mut m: Manifest = serde_json::from_slice(&arm64.manifest).unwrap();
+        let mut m: OciImageManifest = serde_json::from_slice(&arm64.manifest).unwrap();
         m.media_type = Some(DOCKER_MANIFEST.into());
         serde_json::to_vec(&m).unwrap()
     };
@@ -677,7 +654,7 @@ async fn mirror_copies_the_amd64_image_between_registries() {
         .await
         .unwrap();
     let src = MirrorSource::public(format!("{}/library/redis:docker-style", source.host()));
-    let copied = mirror_image(&src, &d, &small_upload(), &SilentProgress)
+    let copied = mirror_image(&src, &d, &UploadOptions::default(), &SilentProgress)
         .await
         .unwrap();
     assert_eq!(copied.digest, oci::sha256_digest(&docker_style));
@@ -690,7 +667,7 @@ async fn image_exists_and_given_images() {
     let registry = TestRegistry::start_with_auth("AWS", MOTO_PASSWORD);
     let image = synthetic_image("amd64", 5000, 7);
     let d = dest(&registry.url(), "timing-api", aws_auth());
-    push_image(&d, &image, "v1", &small_upload(), &SilentProgress)
+    push_image(&d, &image, "v1", &UploadOptions::default(), &SilentProgress)
         .await
         .unwrap();
     let auth = aws_auth();
@@ -875,16 +852,33 @@ async fn ecr_token_from_moto_pushes_to_the_registry_endpoint() {
     Endpoint::parse(&proxy_endpoint).unwrap();
 
     let registry = TestRegistry::start_with_auth("AWS", &auth.password);
-    let d = Destination {
-        endpoint: endpoint(&registry.url()),
-        repository: "timing-api".into(),
-        public_repository_uri: repo_uri.clone(),
-        auth: Some(auth),
-    };
+    // Without `--registry-endpoint` the token would go to the repository's own (fake) host,
+    // never to the proxy endpoint; with it, to the registry named.
+    let at_ecr = Destination::for_ecr(
+        "timing-api",
+        &repo_uri,
+        (auth.clone(), proxy_endpoint.clone()),
+        None,
+    )
+    .unwrap();
+    assert_eq!(at_ecr.endpoint.host(), repo_uri.split('/').next().unwrap());
+    let d = Destination::for_ecr(
+        "timing-api",
+        &repo_uri,
+        (auth, proxy_endpoint),
+        Some(&registry.url()),
+    )
+    .unwrap();
     let image = synthetic_image("amd64", 50_000, 8);
-    let published = push_image(&d, &image, "abc", &small_upload(), &SilentProgress)
-        .await
-        .unwrap();
+    let published = push_image(
+        &d,
+        &image,
+        "abc",
+        &UploadOptions::default(),
+        &SilentProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         published.reference_by_digest,
         format!("{repo_uri}@{}", image.digest())
@@ -914,12 +908,11 @@ async fn docker_builder_when_a_daemon_answers() {
         return;
     }
     let registry = TestRegistry::start();
-    let mut opts = PublishOptions::new(
+    let opts = PublishOptions::new(
         workspace_root(),
         ImageSource::Docker,
         dest(&registry.url(), "timing-api", None),
     );
-    opts.upload = small_upload();
     let published = publish_service_image(&opts, &SilentProgress).await.unwrap();
     assert_eq!(published.builder, "docker");
     assert!(published.digest.starts_with("sha256:"));
@@ -931,16 +924,20 @@ async fn docker_builder_when_a_daemon_answers() {
     );
 }
 
-/// A registry in token mode (as Docker Hub and most hosted registries): the client follows
-/// the Bearer challenge, gets a token for exactly `repository:<name>:pull,push` (or `pull`)
-/// with its credentials, and pushes; wrong credentials are refused at the token server.
+/// A registry in token mode whose token server answers at the registry's own origin (as
+/// GHCR and most hosted registries): the client follows the Bearer challenge, gets a token for
+/// exactly `repository:<name>:pull,push` (or `pull`) with its credentials, and pushes; wrong
+/// credentials are refused at the token server.
 #[tokio::test]
 async fn bearer_token_registry_push_and_pull() {
     let tokens = TokenServer::start("AWS", MOTO_PASSWORD);
-    let registry = TestRegistry::start_with_token(&tokens);
+    let front = Proxy::start_unbound();
+    front.route("/token", tokens.port);
+    let registry = TestRegistry::start_with_token_at(&tokens, &format!("{}/token", front.url()));
+    front.set_upstream(registry.port);
     let image = synthetic_image("amd64", 40_000, 9);
-    let d = dest(&registry.url(), "timing-api", aws_auth());
-    let published = push_image(&d, &image, "v1", &small_upload(), &SilentProgress)
+    let d = dest(&front.url(), "timing-api", aws_auth());
+    let published = push_image(&d, &image, "v1", &UploadOptions::default(), &SilentProgress)
         .await
         .unwrap();
     assert_eq!(published.digest, image.digest());
@@ -953,7 +950,7 @@ async fn bearer_token_registry_push_and_pull() {
     );
     assert!(
         image_exists(
-            &format!("{}/timing-api:v1", registry.host()),
+            &format!("{}/timing-api:v1", front.host()),
             None,
             aws_auth().as_ref()
         )
@@ -966,14 +963,58 @@ async fn bearer_token_registry_push_and_pull() {
     );
 
     let wrong = dest(
-        &registry.url(),
+        &front.url(),
         "timing-api",
         Some(RegistryAuth::new("AWS", "wrong")),
     );
-    let err = push_image(&wrong, &image, "v2", &small_upload(), &SilentProgress)
-        .await
-        .unwrap_err();
+    let err = push_image(
+        &wrong,
+        &image,
+        "v2",
+        &UploadOptions::default(),
+        &SilentProgress,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ImageError::Unauthorized { .. }), "{err:?}");
     assert!(err.to_string().contains("GET token"), "{err}");
     assert_eq!(registry.requests("PUT", "/manifests/v2"), 0);
+}
+
+/// Credentials go only to the registry: when its Bearer challenge names a token realm on
+/// another origin (here another loopback port), the push stops with a message naming that
+/// realm, and the token server never receives the credentials (nor anything else). Without
+/// credentials (a public image) the realm is asked anonymously.
+#[tokio::test]
+async fn credentials_are_not_sent_to_a_token_realm_on_another_origin() {
+    let tokens = TokenServer::start("AWS", MOTO_PASSWORD);
+    let registry = TestRegistry::start_with_token(&tokens);
+    let image = synthetic_image("amd64", 1000, 10);
+    let d = dest(&registry.url(), "timing-api", aws_auth());
+    let err = push_image(&d, &image, "v1", &UploadOptions::default(), &SilentProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ImageError::CredentialsWithheld { .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("127.0.0.1:{}", tokens.port)),
+        "{message}"
+    );
+    assert!(message.contains(&registry.host()), "{message}");
+    assert_eq!(
+        tokens.requests(),
+        (0, 0),
+        "nothing reached the token server"
+    );
+    assert_eq!(registry.requests("POST", "/blobs/uploads/"), 0);
+
+    // Anonymous: the realm is asked without an Authorization header (and refuses).
+    let err = image_exists(&format!("{}/timing-api:v1", registry.host()), None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImageError::Unauthorized { .. }), "{err:?}");
+    assert_eq!(tokens.requests(), (1, 0));
 }

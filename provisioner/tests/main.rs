@@ -13,6 +13,8 @@ mod image_support;
 /// running the real binary.
 mod support;
 
+/// What a person sees: the one-line error, `plan` on a terminal.
+mod console;
 /// Redis data on EFS, `down --delete-data`, and the API token in SSM.
 mod data;
 /// `up` building and pushing the service image, then deploying it by digest.

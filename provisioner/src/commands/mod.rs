@@ -59,6 +59,8 @@ pub async fn watch(
     spec.timeout = d.limit(limit);
     spec.started_at = started_at;
     spec.settling = settling;
+    // The watcher's view replaces the resource spinner rather than drawing beside it.
+    d.steps_done();
     let mut sink = crate::watch::stderr_sink();
     Ok(crate::watch::watch_services(&d.clients.ecs, &d.clients.logs, &spec, sink.as_mut()).await?)
 }
@@ -144,8 +146,10 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A plan changes nothing in AWS; its header says what it shows, not "nothing changed"
+        // (which reads as "no changes" above a list of 25 creations).
         let mode = if self.dry_run {
-            " (plan: nothing changed)"
+            " (dry run: what `up` would do; AWS is left as it is)"
         } else {
             ""
         };

@@ -130,10 +130,10 @@ pub enum ImageError {
         detail: String,
     },
 
-    /// A blob upload was cut off; re-running resumes from what the registry has.
+    /// A blob upload was cut off (after the bounded retries).
     #[error(
-        "upload of blob `{digest}` to `{registry}/{repository}` was interrupted after {sent} of \
-         {total} bytes: {cause}; re-run to resume (the registry keeps the partial upload)"
+        "upload of blob `{digest}` ({total} bytes) to `{registry}/{repository}` was interrupted: \
+         {cause}; re-run to send it again (blobs the registry already has are not sent twice)"
     )]
     Interrupted {
         /// Registry host.
@@ -142,12 +142,37 @@ pub enum ImageError {
         repository: String,
         /// Digest of the blob being uploaded.
         digest: String,
-        /// Bytes the registry had acknowledged when it was cut off.
-        sent: u64,
         /// Size of the blob.
         total: u64,
         /// The transport error.
         cause: String,
+    },
+
+    /// A registry in token mode names a token server on another origin: the credentials are
+    /// not sent there.
+    #[error(
+        "registry `{registry}` asks for its token at `{realm}`, another host: the registry \
+         credentials are sent only to the registry itself; push through an endpoint that serves \
+         its own tokens, or use a registry with Basic authentication"
+    )]
+    CredentialsWithheld {
+        /// Registry host.
+        registry: String,
+        /// Origin of the `WWW-Authenticate` realm.
+        realm: String,
+    },
+
+    /// The registry answered something the OCI distribution protocol does not allow.
+    #[error("{operation} on `{registry}/{repository}`: {detail}")]
+    Protocol {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// The request (method and path).
+        operation: String,
+        /// What was wrong.
+        detail: String,
     },
 
     /// The registry could not be reached or the connection failed outside a blob upload.

@@ -3,15 +3,16 @@
 //! The source manifest is read; a multi-platform index is resolved to its linux/amd64 entry
 //! (Fargate's `X86_64`). The destination is checked first: when the tag already names the same
 //! digest nothing is transferred. Otherwise each blob the destination lacks is downloaded to a
-//! temporary file (its digest checked) and pushed with the same resumable upload as the native
-//! image, then the platform manifest is put unchanged — byte for byte, so its digest is the
+//! temporary file (its digest checked) and pushed the same way as the native image, then the
+//! platform manifest is put unchanged — byte for byte, so its digest is the
 //! upstream digest and provenance can be checked against the public registry.
 
 use serde::Deserialize;
 
 use super::error::ImageError;
 use super::oci::{
-    Blob, BlobData, DOCKER_MANIFEST, Index, Manifest, OCI_MANIFEST, is_index, sha256_digest,
+    Blob, BlobData, DOCKER_MANIFEST, OCI_MANIFEST, OciImageIndex, OciImageManifest, amd64_manifest,
+    is_index, sha256_digest,
 };
 use super::progress::{BlobOutcome, Progress};
 use super::reference::{Endpoint, ImageRef};
@@ -78,21 +79,18 @@ pub async fn mirror_image(
                 reference: src_ref.to_string(),
             })?;
     let (media_type, bytes) = if is_index(&media_type) {
-        let index: Index = parse(&bytes, &src, &reference)?;
-        let entry =
-            index
-                .find_platform(MIRROR_OS, MIRROR_ARCH)
-                .ok_or_else(|| ImageError::BadManifest {
-                    registry: src.host(),
-                    reference: src_ref.to_string(),
-                    reason: format!("the index has no {MIRROR_OS}/{MIRROR_ARCH} manifest"),
-                })?;
+        let index: OciImageIndex = parse(&bytes, &src, &reference)?;
+        let platform_digest = amd64_manifest(&index).ok_or_else(|| ImageError::BadManifest {
+            registry: src.host(),
+            reference: src_ref.to_string(),
+            reason: format!("the index has no {MIRROR_OS}/{MIRROR_ARCH} manifest"),
+        })?;
         let (media_type, bytes) =
-            src.get_manifest(&entry.digest)
+            src.get_manifest(&platform_digest)
                 .await?
                 .ok_or_else(|| ImageError::NotFound {
                     registry: src.host(),
-                    reference: format!("{}@{}", src_ref.name(), entry.digest),
+                    reference: format!("{}@{platform_digest}", src_ref.name()),
                 })?;
         (media_type, bytes)
     } else {
@@ -105,7 +103,7 @@ pub async fn mirror_image(
             reason: format!("unsupported manifest media type `{media_type}`"),
         });
     }
-    let manifest: Manifest = parse(&bytes, &src, &reference)?;
+    let manifest: OciImageManifest = parse(&bytes, &src, &reference)?;
     let digest = sha256_digest(&bytes);
     let tag = src_ref.tag.clone();
     let dest_reference = tag.clone().unwrap_or_else(|| digest.clone());
@@ -121,7 +119,10 @@ pub async fn mirror_image(
     let all_blobs: Vec<_> = std::iter::once(&manifest.config)
         .chain(manifest.layers.iter())
         .collect();
-    let size = all_blobs.iter().map(|d| d.size).sum();
+    let size = all_blobs
+        .iter()
+        .map(|d| u64::try_from(d.size).unwrap_or_default())
+        .sum();
     let mut stats = TransferStats::default();
     if dst.manifest_digest(&dest_reference).await?.as_deref() == Some(digest.as_str()) {
         stats.blobs_skipped = all_blobs.len() as u32;
@@ -144,7 +145,8 @@ pub async fn mirror_image(
                 continue;
             }
             let path = tmp.path().join(desc.digest.replace(':', "-"));
-            src.download_blob(&desc.digest, &path, progress, &label, desc.size)
+            let blob_size = u64::try_from(desc.size).unwrap_or_default();
+            src.download_blob(&desc.digest, &path, progress, &label, blob_size)
                 .await?;
             let blob = Blob {
                 descriptor: (*desc).clone(),

@@ -13,25 +13,27 @@
 //! # Publishing ([`publish_service_image`])
 //! The tag is the git commit (`<40-hex sha>`, `-dirty` when the tree has changes; see
 //! [`git`]). The manifest under the tag is checked first, then each blob; only what the
-//! registry lacks is sent, and an interrupted upload resumes where the registry says it stands
-//! (see [`registry`]). The result's [`PublishedImage::reference_by_digest`]
+//! registry lacks is sent (see [`registry`], which speaks the OCI distribution protocol through
+//! `oci-client`; a blob cut off mid-upload is sent again whole). The result's [`PublishedImage::reference_by_digest`]
 //! (`<repository URI>@sha256:...`) goes into the task definition, so an unchanged image gives
 //! an unchanged task definition.
 //!
 //! # Endpoint versus repository URI ([`Destination`])
-//! Requests go to `Destination::endpoint` — ECR's proxy endpoint from [`ecr_auth`], or
-//! `--registry-endpoint` for a private mirror or a test registry on loopback (plain `http` only
-//! for loopback). The task definition gets `Destination::public_repository_uri`, the ECR URI.
+//! Requests go to `Destination::endpoint` — the registry host of the app's ECR repository URI,
+//! or `--registry-endpoint` for a private mirror or a test registry on loopback (plain `http`
+//! only for loopback). The ECR token goes only there ([`Destination::for_ecr`]): not to the
+//! proxy endpoint `GetAuthorizationToken` names, nor to a token realm on another host. The task
+//! definition gets `Destination::public_repository_uri`, the ECR URI.
 //!
 //! # Wiring into `provisioner up`
 //! Flags: `--image URI` → `ImageSource::Given`; `--builder auto|docker|native` (default `auto`
 //! = [`detect_builder`]); `--registry-endpoint URL` → `Destination::endpoint` (default: the
-//! proxy endpoint [`ecr_auth`] returns); `--mirror-redis` → [`mirror_image`] into the app's
-//! Redis repository, whose `reference_by_digest` replaces the public Redis image.
+//! registry host of the app's repository URI, not the proxy endpoint [`ecr_auth`] returns);
+//! `--mirror-redis` → [`mirror_image`] into the app's Redis repository, whose
+//! `reference_by_digest` replaces the public Redis image.
 //! ```text
-//! let (auth, proxy) = image::ecr_auth(&clients.ecr).await?;
-//! let endpoint = Endpoint::parse(args.registry_endpoint.as_deref().unwrap_or(&proxy))?;
-//! let dest = Destination { endpoint, repository, public_repository_uri, auth: Some(auth) };
+//! let dest = Destination::for_ecr(repository, public_repository_uri, image::ecr_auth(&clients.ecr).await?,
+//!     args.registry_endpoint.as_deref())?;
 //! let source = match args.image { Some(uri) => ImageSource::Given(uri), None => detect_builder().await };
 //! // Before any service is touched: a missing --image fails here (ImageError::NotFound).
 //! let api = publish_service_image(&PublishOptions::new(root, source, dest.clone()), &progress).await?;
@@ -86,7 +88,7 @@ pub async fn detect_builder() -> ImageSource {
 /// Where an image is pushed, and the name the task definition uses for it.
 #[derive(Debug, Clone)]
 pub struct Destination {
-    /// Where the registry requests go (ECR proxy endpoint or `--registry-endpoint`).
+    /// Where the registry requests go (the repository's registry or `--registry-endpoint`).
     pub endpoint: Endpoint,
     /// Repository name in the registry (`timing-api`).
     pub repository: String,
@@ -108,6 +110,37 @@ impl Destination {
             .split_once('/')
             .map_or(self.public_repository_uri.as_str(), |(h, _)| h)
     }
+
+    /// A repository of the app's ECR registry, with the ECR credentials from [`ecr_auth`].
+    ///
+    /// Requests (and so the token) go to `registry_endpoint` when the user named one
+    /// (`--registry-endpoint`: a mirror, a test registry), else to the registry host of
+    /// `repository_uri` itself. The proxy endpoint that came with the token is not used: it is
+    /// whatever the ECR API (or an endpoint override) answered, and the token belongs to the
+    /// account's registry only.
+    pub fn for_ecr(
+        repository: &str,
+        repository_uri: &str,
+        (auth, proxy_endpoint): (RegistryAuth, String),
+        registry_endpoint: Option<&str>,
+    ) -> Result<Self, ImageError> {
+        let uri = ImageRef::parse(repository_uri)?;
+        let endpoint = match registry_endpoint {
+            Some(explicit) => Endpoint::parse(explicit)?,
+            None => Endpoint::for_registry(&uri.registry)?,
+        };
+        if registry_endpoint.is_none()
+            && Endpoint::parse(&proxy_endpoint).ok() != Some(endpoint.clone())
+        {
+            tracing::debug!(%proxy_endpoint, %endpoint, "ECR proxy endpoint differs from the repository's registry; using the registry");
+        }
+        Ok(Destination {
+            endpoint,
+            repository: repository.to_owned(),
+            public_repository_uri: repository_uri.to_owned(),
+            auth: Some(auth),
+        })
+    }
 }
 
 /// Everything [`publish_service_image`] needs.
@@ -121,14 +154,13 @@ pub struct PublishOptions {
     pub native: NativeBuild,
     /// The Docker build (context and Dockerfile).
     pub docker: DockerBuild,
-    /// Chunk size, retries, time limits, resume state directory.
+    /// Retries and time limits.
     pub upload: UploadOptions,
 }
 
 impl PublishOptions {
     /// Defaults for the service of the workspace at `workspace_root`: native target directory
-    /// `target/image-native`, Dockerfile `service/Dockerfile`, upload state in
-    /// `target/image-uploads` (so a re-run resumes an interrupted push).
+    /// `target/image-native`, Dockerfile `service/Dockerfile`.
     pub fn new(
         workspace_root: impl Into<PathBuf>,
         source: ImageSource,
@@ -140,10 +172,7 @@ impl PublishOptions {
             destination,
             native: NativeBuild::service(&root),
             docker: DockerBuild::service(&root),
-            upload: UploadOptions {
-                state_dir: Some(root.join("target").join("image-uploads")),
-                ..UploadOptions::default()
-            },
+            upload: UploadOptions::default(),
         }
     }
 }
@@ -351,4 +380,36 @@ async fn resolve_given(
         image_size: None,
         transfer: TransferStats::default(),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const REPOSITORY_URI: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/timing/api";
+
+    /// The ECR token goes to the repository's registry, not to the proxy endpoint the token
+    /// came with (which an endpoint override or a proxy may have made anything).
+    #[test]
+    fn ecr_token_goes_to_the_repository_registry_or_the_named_mirror() {
+        let auth = RegistryAuth::new("AWS", "token");
+        let elsewhere = (auth.clone(), "https://collector.example.com".to_owned());
+        let dest =
+            Destination::for_ecr("timing/api", REPOSITORY_URI, elsewhere.clone(), None).unwrap();
+        assert_eq!(
+            dest.endpoint.as_str(),
+            "https://123456789012.dkr.ecr.us-east-1.amazonaws.com"
+        );
+        assert_eq!(dest.repository, "timing/api");
+        let mirror = Destination::for_ecr(
+            "timing/api",
+            REPOSITORY_URI,
+            elsewhere,
+            Some("http://127.0.0.1:5000"),
+        )
+        .unwrap();
+        assert_eq!(mirror.endpoint.as_str(), "http://127.0.0.1:5000");
+        assert_eq!(mirror.public_repository_uri, REPOSITORY_URI);
+    }
 }

@@ -1,15 +1,17 @@
-//! Progress of builds and uploads: a bar per blob on a terminal, plain lines elsewhere.
+//! Progress of builds and transfers: a spinner per blob on a terminal, plain timestamped
+//! lines elsewhere.
 //!
 //! The registry client reports through the [`Progress`] trait so the library never decides
-//! where output goes. [`ConsoleProgress::auto`] draws indicatif bars (bytes per layer) on
-//! stderr when it is a terminal and `CI` is unset, and prints plain lines (start, every 25 %,
-//! done) otherwise, so CI logs stay readable. [`SilentProgress`] is for tests and `--quiet`.
+//! where output goes. [`ConsoleProgress::auto`] draws into the process's one live display
+//! ([`crate::console`]) when stderr is a terminal and prints timestamped lines otherwise, so CI
+//! logs stay readable. [`SilentProgress`] is for tests and `--quiet`.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::sync::Mutex;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar};
+
+use crate::console;
 
 /// How one blob ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +20,7 @@ pub enum BlobOutcome {
     Skipped,
     /// It was uploaded; `sent` bytes went over the wire in this run.
     Uploaded {
-        /// Bytes sent in this run (less than the size when an earlier upload was resumed).
+        /// Bytes of the accepted upload.
         sent: u64,
     },
     /// It was downloaded (the source side of a mirror).
@@ -28,14 +30,13 @@ pub enum BlobOutcome {
     },
 }
 
-/// Receives progress events. Implementations must be cheap: they are called per chunk.
+/// Receives progress events. Implementations must be cheap.
 pub trait Progress: Send + Sync {
     /// A free-form step ("building timing-service", "pushing manifest").
     fn step(&self, message: &str);
-    /// A blob upload (or download, when mirroring) starts; `done` bytes are already there.
+    /// A blob upload (or download, when mirroring) of `total` bytes starts; `done` bytes are
+    /// already there.
     fn blob_started(&self, label: &str, digest: &str, total: u64, done: u64);
-    /// `done` of the blob's bytes are now at the registry.
-    fn blob_advanced(&self, digest: &str, done: u64);
     /// The blob is finished (or was found in the registry: then no `blob_started` came first).
     fn blob_finished(&self, label: &str, digest: &str, outcome: BlobOutcome);
 }
@@ -47,51 +48,50 @@ pub struct SilentProgress;
 impl Progress for SilentProgress {
     fn step(&self, _: &str) {}
     fn blob_started(&self, _: &str, _: &str, _: u64, _: u64) {}
-    fn blob_advanced(&self, _: &str, _: u64) {}
     fn blob_finished(&self, _: &str, _: &str, _: BlobOutcome) {}
 }
 
-/// Progress on stderr: bars on a terminal, plain lines in CI or when piped.
+/// Progress on stderr: spinners on a terminal, timestamped lines in CI or when piped.
 #[derive(Debug)]
 pub struct ConsoleProgress {
-    mode: Mode,
-}
-
-#[derive(Debug)]
-enum Mode {
-    Bars {
-        multi: MultiProgress,
-        bars: Mutex<HashMap<String, ProgressBar>>,
-    },
-    Lines {
-        /// Per digest: (label, total, last quarter printed).
-        blobs: Mutex<HashMap<String, (String, u64, u64)>>,
-    },
+    /// The live display, or `None` for plain lines.
+    live: Option<MultiProgress>,
+    /// The spinner of each blob in flight, by digest.
+    spinners: Mutex<HashMap<String, ProgressBar>>,
 }
 
 impl ConsoleProgress {
-    /// Bars when stderr is a terminal and `CI` is not set; plain lines otherwise.
+    /// Spinners when stderr is a terminal (see [`console::live`]); plain lines otherwise.
     pub fn auto() -> Self {
-        let tty = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
-        if tty { Self::bars() } else { Self::lines() }
+        if console::live() {
+            Self::bars()
+        } else {
+            Self::lines()
+        }
     }
 
     /// Always plain lines.
     pub fn lines() -> Self {
         ConsoleProgress {
-            mode: Mode::Lines {
-                blobs: Mutex::new(HashMap::new()),
-            },
+            live: None,
+            spinners: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Always bars (on stderr).
+    /// Always the live display.
     pub fn bars() -> Self {
         ConsoleProgress {
-            mode: Mode::Bars {
-                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-                bars: Mutex::new(HashMap::new()),
-            },
+            live: Some(console::display().clone()),
+            spinners: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.live {
+            Some(multi) => {
+                let _ = multi.println(text);
+            }
+            None => console::line(text),
         }
     }
 }
@@ -120,130 +120,44 @@ pub fn human_bytes(bytes: u64) -> String {
 
 impl Progress for ConsoleProgress {
     fn step(&self, message: &str) {
-        match &self.mode {
-            Mode::Bars { multi, .. } => {
-                // println on MultiProgress keeps the line above the bars.
-                if multi.println(message).is_err() {
-                    eprintln!("{message}");
-                }
-            }
-            Mode::Lines { .. } => eprintln!("{message}"),
-        }
+        self.line(message);
     }
 
     fn blob_started(&self, label: &str, digest: &str, total: u64, done: u64) {
-        match &self.mode {
-            Mode::Bars { multi, bars } => {
-                let bar = multi.add(ProgressBar::new(total));
-                let style = ProgressStyle::with_template(
-                    "{prefix:>8} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .map(|s| s.progress_chars("=> "))
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
-                bar.set_style(style);
-                bar.set_prefix(label.to_string());
-                bar.set_message(short_digest(digest).to_string());
-                bar.set_position(done);
-                if let Ok(mut bars) = bars.lock() {
-                    bars.insert(digest.to_string(), bar);
+        let resumed = if done > 0 {
+            format!(" (from {})", human_bytes(done))
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "{label} {}: transferring {}{resumed}",
+            short_digest(digest),
+            human_bytes(total)
+        );
+        match &self.live {
+            Some(multi) => {
+                let spinner = console::spinner(multi);
+                spinner.set_message(text);
+                spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+                if let Ok(mut spinners) = self.spinners.lock() {
+                    spinners.insert(digest.to_string(), spinner);
                 }
             }
-            Mode::Lines { blobs } => {
-                let resumed = if done > 0 {
-                    format!(" (resuming at {})", human_bytes(done))
-                } else {
-                    String::new()
-                };
-                eprintln!(
-                    "{label} {}: transferring {}{resumed}",
-                    short_digest(digest),
-                    human_bytes(total)
-                );
-                if let Ok(mut blobs) = blobs.lock() {
-                    blobs.insert(digest.to_string(), (label.to_string(), total, 0));
-                }
-            }
-        }
-    }
-
-    fn blob_advanced(&self, digest: &str, done: u64) {
-        match &self.mode {
-            Mode::Bars { bars, .. } => {
-                if let Some(bar) = bars.lock().ok().and_then(|b| b.get(digest).cloned()) {
-                    bar.set_position(done);
-                }
-            }
-            Mode::Lines { blobs } => {
-                let Ok(mut blobs) = blobs.lock() else { return };
-                if let Some((label, total, printed)) = blobs.get_mut(digest) {
-                    let quarter = done.saturating_mul(4) / (*total).max(1);
-                    if quarter > *printed && quarter < 4 {
-                        *printed = quarter;
-                        eprintln!(
-                            "{label} {}: {} of {} ({}%)",
-                            short_digest(digest),
-                            human_bytes(done),
-                            human_bytes(*total),
-                            quarter * 25
-                        );
-                    }
-                }
-            }
+            None => console::line(&text),
         }
     }
 
     fn blob_finished(&self, label: &str, digest: &str, outcome: BlobOutcome) {
-        match &self.mode {
-            Mode::Bars { multi, bars } => {
-                let bar = bars.lock().ok().and_then(|mut b| b.remove(digest));
-                match (bar, outcome) {
-                    (Some(bar), BlobOutcome::Uploaded { sent }) => {
-                        bar.finish_with_message(format!(
-                            "{} pushed ({} sent)",
-                            short_digest(digest),
-                            human_bytes(sent)
-                        ));
-                    }
-                    (Some(bar), BlobOutcome::Skipped) => {
-                        bar.finish_with_message(format!("{} exists", short_digest(digest)));
-                    }
-                    (None, BlobOutcome::Skipped) => {
-                        let line =
-                            format!("{label} {}: already in the registry", short_digest(digest));
-                        if multi.println(&line).is_err() {
-                            eprintln!("{line}");
-                        }
-                    }
-                    (Some(bar), BlobOutcome::Pulled { bytes }) => {
-                        bar.finish_with_message(format!(
-                            "{} pulled ({})",
-                            short_digest(digest),
-                            human_bytes(bytes)
-                        ));
-                    }
-                    (None, _) => {}
-                }
-            }
-            Mode::Lines { blobs } => {
-                if let Ok(mut blobs) = blobs.lock() {
-                    blobs.remove(digest);
-                }
-                match outcome {
-                    BlobOutcome::Skipped => {
-                        eprintln!("{label} {}: already in the registry", short_digest(digest));
-                    }
-                    BlobOutcome::Uploaded { sent } => eprintln!(
-                        "{label} {}: pushed ({} sent)",
-                        short_digest(digest),
-                        human_bytes(sent)
-                    ),
-                    BlobOutcome::Pulled { bytes } => eprintln!(
-                        "{label} {}: pulled ({})",
-                        short_digest(digest),
-                        human_bytes(bytes)
-                    ),
-                }
-            }
+        let what = match outcome {
+            BlobOutcome::Skipped => "already in the registry".to_string(),
+            BlobOutcome::Uploaded { sent } => format!("pushed ({} sent)", human_bytes(sent)),
+            BlobOutcome::Pulled { bytes } => format!("pulled ({})", human_bytes(bytes)),
+        };
+        let text = format!("{label} {}: {what}", short_digest(digest));
+        let spinner = self.spinners.lock().ok().and_then(|mut s| s.remove(digest));
+        match spinner {
+            Some(spinner) => spinner.finish_with_message(text),
+            None => self.line(&text),
         }
     }
 }

@@ -97,6 +97,16 @@ impl Endpoint {
             })
     }
 
+    /// Whether requests go over plain HTTP (loopback only).
+    pub fn is_plain_http(&self) -> bool {
+        self.url.scheme() == "http"
+    }
+
+    /// Whether `url` has this endpoint's origin (scheme, host and port).
+    pub fn same_origin(&self, url: &Url) -> bool {
+        self.url.origin() == url.origin()
+    }
+
     /// The endpoint as a URL string without a trailing slash.
     pub fn as_str(&self) -> &str {
         self.url.as_str().trim_end_matches('/')
@@ -129,74 +139,28 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
-    /// Parses a reference the way Docker does: the first path component is a registry when it
-    /// contains a `.` or a `:`, or is `localhost`; otherwise the image is on Docker Hub.
+    /// Parses a reference the way Docker does (with `oci-client`'s parser): the first path
+    /// component is a registry when it contains a `.` or a `:`, or is `localhost`; otherwise
+    /// the image is on Docker Hub (`redis` is `docker.io/library/redis`).
     pub fn parse(reference: &str) -> Result<Self, ImageError> {
-        let invalid = |reason: &str| ImageError::InvalidReference {
+        let invalid = |reason: String| ImageError::InvalidReference {
             reference: reference.to_string(),
-            reason: reason.to_string(),
+            reason,
         };
-        if reference.is_empty() || reference.contains(char::is_whitespace) {
-            return Err(invalid("it is empty or contains whitespace"));
-        }
-        let (rest, digest) = match reference.split_once('@') {
-            Some((rest, digest)) => {
-                let hex = digest
-                    .strip_prefix("sha256:")
-                    .ok_or_else(|| invalid("only sha256 digests are supported"))?;
-                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(invalid("the digest is not 64 hex digits"));
-                }
-                (rest, Some(digest.to_ascii_lowercase()))
+        let parsed: oci_client::Reference = reference
+            .parse()
+            .map_err(|e: oci_client::ParseError| invalid(e.to_string()))?;
+        let digest = match parsed.digest() {
+            Some(digest) if !digest.starts_with("sha256:") => {
+                return Err(invalid("only sha256 digests are supported".into()));
             }
-            None => (reference, None),
-        };
-        let (registry, path) = match rest.split_once('/') {
-            Some((first, path))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first.to_string(), path.to_string())
-            }
-            _ => (DOCKER_HUB.to_string(), rest.to_string()),
-        };
-        // A tag is after the last ':' of the last path component.
-        let (repository, tag) = match path.rsplit_once(':') {
-            Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), Some(tag.to_string())),
-            _ => (path, None),
-        };
-        if repository.is_empty() {
-            return Err(invalid("the repository is empty"));
-        }
-        let valid_repo = repository.split('/').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        });
-        if !valid_repo {
-            return Err(invalid(
-                "the repository must be lowercase letters, digits, `.`, `_`, `-` separated by `/`",
-            ));
-        }
-        if let Some(tag) = &tag {
-            let valid_tag = !tag.is_empty()
-                && tag.len() <= 128
-                && tag
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !valid_tag {
-                return Err(invalid("the tag must be 1-128 of [A-Za-z0-9._-]"));
-            }
-        }
-        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
-            format!("library/{repository}")
-        } else {
-            repository
+            digest => digest.map(str::to_ascii_lowercase),
         };
         Ok(ImageRef {
-            registry,
-            repository,
-            tag,
+            registry: parsed.registry().to_string(),
+            repository: parsed.repository().to_string(),
+            // A bare name means `latest`, which the parser fills in; with a digest it does not.
+            tag: parsed.tag().map(str::to_string),
             digest,
         })
     }
@@ -262,6 +226,7 @@ mod tests {
         assert!(ImageRef::parse("x@sha256:abc").is_err());
         assert!(ImageRef::parse("host.io/repo:bad/tag:").is_err());
         assert!(ImageRef::parse("").is_err());
+        assert!(ImageRef::parse("has space:1").is_err());
     }
 
     #[test]

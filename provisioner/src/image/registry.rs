@@ -1,48 +1,53 @@
-//! A small client for the OCI distribution API: authentication, blob checks, resumable
-//! chunked uploads, manifests, and blob downloads (for mirroring).
+//! One repository of one registry, through `oci-client`: authentication, existence checks,
+//! blob and manifest pushes, manifest and blob pulls, with bounded retries and errors that name
+//! the registry, the repository and the request.
 //!
-//! # Authentication
-//! [`Registry::connect`] pings `GET /v2/` once. A `401` carries a `WWW-Authenticate` challenge:
-//! `Basic` (ECR, htpasswd registries) sends the credentials on every request; `Bearer` (Docker
-//! Hub, token-auth registries) fetches a token from the challenge's `realm` for
-//! `repository:<name>:pull[,push]`, with the credentials when there are any (anonymous
-//! otherwise). The ping is repeated with the credentials, so wrong ones fail before any data is
-//! sent. A `401` later (an expired token) re-authenticates once, then fails with
-//! [`ImageError::Unauthorized`] naming the registry and repository.
+//! # Authentication, and where credentials go
+//! [`Registry::connect`] asks `GET /v2/` once, anonymously. A `401` carries a
+//! `WWW-Authenticate` challenge (parsed with `http-auth`):
+//! - `Basic` (ECR, htpasswd registries): the credentials are tried on a second `GET /v2/`, so
+//!   wrong ones fail before any data is sent; every later request carries them.
+//! - `Bearer` (token-auth registries, Docker Hub): `oci-client` gets a token for
+//!   `repository:<name>:pull[,push]` from the challenge's `realm`. The credentials go with that
+//!   request only when the realm has the registry's own origin (scheme, host and port): a
+//!   registry that names another host as its realm is refused
+//!   ([`ImageError::CredentialsWithheld`]) instead of handing that host the password.
+//!   Without credentials the token is asked for anonymously, which is how public images are
+//!   pulled. (`oci-client` reads the challenge again itself; a registry that answered the
+//!   two reads differently could only send the credentials to a host of its choosing, which
+//!   it can as well by naming itself, so the check guards against a foreign realm, not against
+//!   the registry itself.)
 //!
-//! # Uploads
-//! A blob is first checked with `HEAD /v2/<name>/blobs/<digest>`; existing blobs are skipped.
-//! A blob no larger than one chunk goes as `POST` + one `PUT ?digest=` carrying the body.
-//! Larger blobs go as `POST` + `PATCH` per chunk (`Content-Range: start-end`) + `PUT ?digest=`.
-//! After every chunk the upload's `Location` and the offset the registry reports in `Range` are
-//! saved (in memory, and in `UploadOptions::state_dir` when set). When a transfer is cut,
-//! the next attempt — a bounded in-process retry, or the next run — asks the registry where the
-//! upload stands (`GET <location>` → `Range`) and continues from there, so acknowledged chunks
-//! are not sent twice. The offset always comes from the registry, never from the client's own
-//! count, because a registry may keep part of a chunk that was cut. The CNCF registry (2.8)
-//! discards an upload whose last request was cut mid-body (its saved state no longer matches);
-//! the client then starts that blob again, which is the only case where bytes are re-sent.
+//! An expired token (its known expiry has passed) is refused before any request is sent.
+//!
+//! # Pushes
+//! A blob is checked with `HEAD /v2/<name>/blobs/<digest>` and skipped when the registry has
+//! it. Otherwise it goes in one `POST` + `PUT ?digest=` (oci-client's monolithic push: ECR
+//! refuses chunks under 5 MiB and answers a chunk's `PATCH` with 201, so one request per blob
+//! is the portable choice for images of a few MiB). A cut transfer is retried, bounded, from
+//! the start of that blob; a partial upload is not resumed, neither within a run nor across
+//! runs.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine as _;
-use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
-    WWW_AUTHENTICATE,
-};
-use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciEnvelope, OciErrorCode};
+use oci_client::secrets::RegistryAuth as OciAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
+use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::error::{ImageError, chain};
-use super::oci::{Blob, MANIFEST_ACCEPT, sha256_digest};
+use super::oci::{Blob, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, sha256_digest};
 use super::progress::{BlobOutcome, Progress};
 use super::reference::Endpoint;
+
+const USER_AGENT: &str = concat!("timing-provisioner/", env!("CARGO_PKG_VERSION"));
 
 /// Credentials for a registry: ECR's `AWS` + token, or a user and password.
 #[derive(Clone, PartialEq, Eq)]
@@ -64,6 +69,10 @@ impl RegistryAuth {
             expires_at: None,
         }
     }
+
+    fn basic(&self) -> OciAuth {
+        OciAuth::Basic(self.username.clone(), self.password.clone())
+    }
 }
 
 impl fmt::Debug for RegistryAuth {
@@ -76,32 +85,25 @@ impl fmt::Debug for RegistryAuth {
     }
 }
 
-/// How uploads are done.
+/// How registry requests are made.
 #[derive(Debug, Clone)]
 pub struct UploadOptions {
-    /// Bytes per `PATCH`. Blobs no larger than this go in one request. ECR needs at least
-    /// 5 MiB per chunk except the last.
-    pub chunk_size: u64,
     /// Attempts per blob (and per request outside uploads) when the connection fails or the
-    /// registry answers 5xx; each retry resumes where the registry says the upload stands.
+    /// registry answers 5xx or 429.
     pub attempts: u32,
-    /// Time limit of one HTTP request (one chunk).
+    /// Time limit of one HTTP request of this client's own (`GET /v2/`, blob `HEAD`), and of
+    /// each read of oci-client's requests.
     pub request_timeout: Duration,
     /// Time limit to connect.
     pub connect_timeout: Duration,
-    /// Where partial uploads are remembered so the next run resumes them (`None`: only
-    /// within this run).
-    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for UploadOptions {
     fn default() -> Self {
         UploadOptions {
-            chunk_size: 8 * 1024 * 1024,
             attempts: 3,
             request_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
-            state_dir: None,
         }
     }
 }
@@ -133,85 +135,51 @@ impl TransferStats {
     }
 }
 
-/// A parsed `WWW-Authenticate` challenge.
+/// The challenge of a `401` to `GET /v2/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Challenge {
-    /// `basic` or `bearer` (lowercased).
-    pub scheme: String,
-    /// `realm`, `service`, `scope`, ... (keys lowercased).
-    pub params: HashMap<String, String>,
+pub(crate) enum Challenge {
+    Basic,
+    Bearer { realm: String },
+    Other(String),
 }
 
-/// Parses `Scheme key="value", key2=value2` (quoted values may hold commas).
+/// The first challenge of a `WWW-Authenticate` value this client can answer (or the first one).
 pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
-    let header = header.trim();
-    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
-    if scheme.is_empty() {
-        return None;
-    }
-    let mut params = HashMap::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if key.trim().is_empty() {
-            break;
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some(n) = chars.next() {
-                            value.push(n);
-                        }
-                    }
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
+    let mut first = None;
+    for challenge in http_auth::ChallengeParser::new(header).flatten() {
+        let parsed = if challenge.scheme.eq_ignore_ascii_case("basic") {
+            Challenge::Basic
+        } else if challenge.scheme.eq_ignore_ascii_case("bearer") {
+            let realm = challenge
+                .params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("realm"))
+                .map(|(_, v)| v.to_unescaped())?;
+            Challenge::Bearer { realm }
         } else {
-            while let Some(c) = chars.peek() {
-                if *c == ',' {
-                    break;
-                }
-                value.push(*c);
-                chars.next();
-            }
+            Challenge::Other(challenge.scheme.to_string())
+        };
+        if !matches!(parsed, Challenge::Other(_)) {
+            return Some(parsed);
         }
-        params.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+        first.get_or_insert(parsed);
     }
-    Some(Challenge {
-        scheme: scheme.to_ascii_lowercase(),
-        params,
-    })
-}
-
-/// A saved upload: where it continues and how much the registry had.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct UploadSession {
-    registry: String,
-    repository: String,
-    digest: String,
-    location: String,
-    offset: u64,
+    first
 }
 
 /// A connection to one repository of one registry.
 pub struct Registry {
+    client: Client,
     http: reqwest::Client,
     endpoint: Endpoint,
     repository: String,
-    auth: Option<RegistryAuth>,
-    push: bool,
+    credentials: Option<RegistryAuth>,
+    /// What oci-client authenticates with (the credentials, or anonymous).
+    auth: OciAuth,
+    operation: RegistryOperation,
     options: UploadOptions,
-    /// The `Authorization` header value in use (Basic or Bearer), if the registry wants one.
-    authorization: Mutex<Option<String>>,
-    /// The last challenge, to refresh a Bearer token.
-    challenge: Mutex<Option<Challenge>>,
+    /// The Bearer token for this client's own `HEAD` requests, when the registry uses tokens.
+    bearer: Mutex<Option<String>>,
 }
 
 impl fmt::Debug for Registry {
@@ -219,7 +187,7 @@ impl fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("endpoint", &self.endpoint.as_str())
             .field("repository", &self.repository)
-            .field("push", &self.push)
+            .field("operation", &self.operation)
             .finish_non_exhaustive()
     }
 }
@@ -229,8 +197,8 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl Registry {
-    /// Connects to `repository` at `endpoint`: pings `/v2/`, authenticates as the registry
-    /// asks (for pull, or pull and push), and checks the credentials are accepted.
+    /// Connects to `repository` at `endpoint`: asks how the registry authenticates, checks the
+    /// credentials (for pull, or pull and push) before anything else is sent.
     pub async fn connect(
         endpoint: &Endpoint,
         repository: &str,
@@ -238,28 +206,50 @@ impl Registry {
         push: bool,
         options: &UploadOptions,
     ) -> Result<Self, ImageError> {
+        let building = |cause: String| ImageError::Transport {
+            registry: endpoint.host(),
+            operation: "building the HTTP client".into(),
+            cause,
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
-            .user_agent(concat!("timing-provisioner/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()
-            .map_err(|e| ImageError::Transport {
-                registry: endpoint.host(),
-                operation: "building the HTTP client".into(),
-                cause: chain(&e),
-            })?;
-        let registry = Registry {
+            .map_err(|e| building(chain(&e)))?;
+        let config = ClientConfig {
+            protocol: if endpoint.is_plain_http() {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            use_monolithic_push: true,
+            platform_resolver: Some(Box::new(oci_client::client::linux_amd64_resolver)),
+            max_concurrent_upload: 1,
+            max_concurrent_download: 1,
+            read_timeout: Some(options.request_timeout),
+            connect_timeout: Some(options.connect_timeout),
+            user_agent: USER_AGENT,
+            ..ClientConfig::default()
+        };
+        let client = Client::try_from(config).map_err(|e| building(chain(&e)))?;
+        let mut registry = Registry {
+            client,
             http,
             endpoint: endpoint.clone(),
             repository: repository.to_string(),
-            auth: auth.cloned(),
-            push,
+            credentials: auth.cloned(),
+            auth: OciAuth::Anonymous,
+            operation: if push {
+                RegistryOperation::Push
+            } else {
+                RegistryOperation::Pull
+            },
             options: options.clone(),
-            authorization: Mutex::new(None),
-            challenge: Mutex::new(None),
+            bearer: Mutex::new(None),
         };
         registry.check_expiry()?;
-        registry.ping().await?;
+        registry.authenticate().await?;
         Ok(registry)
     }
 
@@ -274,7 +264,7 @@ impl Registry {
     }
 
     fn check_expiry(&self) -> Result<(), ImageError> {
-        if let Some(expires) = self.auth.as_ref().and_then(|a| a.expires_at)
+        if let Some(expires) = self.credentials.as_ref().and_then(|a| a.expires_at)
             && let Ok(ago) = SystemTime::now().duration_since(expires)
         {
             return Err(ImageError::TokenExpired {
@@ -285,153 +275,124 @@ impl Registry {
         Ok(())
     }
 
-    async fn ping(&self) -> Result<(), ImageError> {
+    /// `GET /v2/`, then whatever its challenge asks for; see the module docs.
+    async fn authenticate(&mut self) -> Result<(), ImageError> {
         let url = self.endpoint.join("/v2/")?;
         let operation = "GET /v2/";
         let resp = self
             .with_retries(operation, || async {
-                self.http
+                let resp = self
+                    .http
                     .get(url.clone())
                     .send()
                     .await
-                    .map_err(|e| self.transport(operation, &e))
+                    .map_err(|e| self.transport(operation, &e))?;
+                self.fail_transient(operation, resp).await
             })
             .await?;
-        match resp.status() {
-            s if s.is_success() => Ok(()),
-            StatusCode::UNAUTHORIZED => {
-                let challenge = self.challenge_of(&resp, operation)?;
-                self.authenticate(&challenge).await?;
-                // Prove the credentials work before any data is sent.
-                let resp = self.send(operation, |c| c.get(url.clone())).await?;
-                if resp.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(self.unexpected(operation, resp).await)
-                }
-            }
-            _ => Err(self.unexpected(operation, resp).await),
+        if resp.status().is_success() {
+            // An open registry: nothing to send.
+            return self.remember_auth(OciAuth::Anonymous).await;
         }
-    }
-
-    fn challenge_of(&self, resp: &Response, operation: &str) -> Result<Challenge, ImageError> {
-        resp.headers()
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Err(self.status_error(operation, resp).await);
+        }
+        let header = resp
+            .headers()
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_challenge)
-            .ok_or_else(|| ImageError::Unauthorized {
+            .unwrap_or_default();
+        match parse_challenge(header) {
+            Some(Challenge::Basic) => {
+                let credentials =
+                    self.credentials
+                        .clone()
+                        .ok_or_else(|| ImageError::CredentialsRequired {
+                            registry: self.host(),
+                            repository: self.repository.clone(),
+                            scheme: "Basic".into(),
+                        })?;
+                // Prove the credentials work before any data is sent.
+                let resp = self
+                    .http
+                    .get(url)
+                    .basic_auth(&credentials.username, Some(&credentials.password))
+                    .send()
+                    .await
+                    .map_err(|e| self.transport(operation, &e))?;
+                if !resp.status().is_success() {
+                    return Err(self.status_error(operation, resp).await);
+                }
+                self.remember_auth(credentials.basic()).await
+            }
+            Some(Challenge::Bearer { realm }) => self.bearer_token(&realm).await,
+            Some(Challenge::Other(scheme)) => Err(ImageError::Unauthorized {
                 registry: self.host(),
                 repository: self.repository.clone(),
-                operation: operation.to_string(),
+                operation: operation.into(),
+                detail: format!(": unsupported authentication scheme `{scheme}`"),
+            }),
+            None => Err(ImageError::Unauthorized {
+                registry: self.host(),
+                repository: self.repository.clone(),
+                operation: operation.into(),
                 detail: ": the 401 answer has no usable WWW-Authenticate challenge".into(),
-            })
+            }),
+        }
     }
 
-    /// Sets the `Authorization` header for a challenge (Basic: the credentials; Bearer: a token
-    /// from the realm).
-    async fn authenticate(&self, challenge: &Challenge) -> Result<(), ImageError> {
-        if let Ok(mut c) = self.challenge.lock() {
-            *c = Some(challenge.clone());
+    /// A token from `realm`: with the credentials only when the realm is the registry's own
+    /// origin.
+    async fn bearer_token(&mut self, realm: &str) -> Result<(), ImageError> {
+        let realm_url = Url::parse(realm).map_err(|e| ImageError::InvalidEndpoint {
+            endpoint: realm.to_string(),
+            reason: format!("token realm: {e}"),
+        })?;
+        if realm_url.scheme() == "http" {
+            // The endpoint rule: plain HTTP only on loopback.
+            Endpoint::parse(&realm_url.origin().ascii_serialization())?;
         }
-        let header = match challenge.scheme.as_str() {
-            "basic" => {
-                let auth = self
-                    .auth
-                    .as_ref()
-                    .ok_or_else(|| ImageError::CredentialsRequired {
-                        registry: self.host(),
-                        repository: self.repository.clone(),
-                        scheme: "Basic".into(),
-                    })?;
-                basic_header(auth)
-            }
-            "bearer" => format!("Bearer {}", self.fetch_token(challenge).await?),
-            other => {
-                return Err(ImageError::Unauthorized {
+        let auth = match &self.credentials {
+            Some(credentials) if self.endpoint.same_origin(&realm_url) => credentials.basic(),
+            Some(_) => {
+                return Err(ImageError::CredentialsWithheld {
                     registry: self.host(),
-                    repository: self.repository.clone(),
-                    operation: "authentication".into(),
-                    detail: format!(": unsupported authentication scheme `{other}`"),
+                    realm: realm_url.origin().ascii_serialization(),
                 });
             }
+            None => OciAuth::Anonymous,
         };
-        if let Ok(mut a) = self.authorization.lock() {
-            *a = Some(header);
+        self.auth = auth;
+        self.refresh_token().await
+    }
+
+    /// Asks oci-client for a token (it caches it for its own requests) and keeps a copy for
+    /// the blob `HEAD`s.
+    async fn refresh_token(&self) -> Result<(), ImageError> {
+        let token = self
+            .client
+            .auth(&self.reference("latest"), &self.auth, self.operation)
+            .await
+            .map_err(|e| self.oci_error("GET token", e))?;
+        if let Ok(mut bearer) = self.bearer.lock() {
+            *bearer = token;
         }
         Ok(())
     }
 
-    async fn fetch_token(&self, challenge: &Challenge) -> Result<String, ImageError> {
-        let operation = "GET token";
-        let realm = challenge
-            .params
-            .get("realm")
-            .ok_or_else(|| ImageError::Unauthorized {
-                registry: self.host(),
-                repository: self.repository.clone(),
-                operation: operation.into(),
-                detail: ": the Bearer challenge has no realm".into(),
-            })?;
-        let mut url = Url::parse(realm).map_err(|e| ImageError::InvalidEndpoint {
-            endpoint: realm.clone(),
-            reason: format!("token realm: {e}"),
-        })?;
-        if url.scheme() == "http" {
-            // Re-use the endpoint rule: plain HTTP only on loopback.
-            Endpoint::parse(&format!("http://{}", url.host_str().unwrap_or_default()))?;
+    async fn remember_auth(&mut self, auth: OciAuth) -> Result<(), ImageError> {
+        self.client.store_auth_if_needed(&self.host(), &auth).await;
+        self.auth = auth;
+        Ok(())
+    }
+
+    /// A reference into this repository (`reference` is a tag or a digest), at the endpoint.
+    fn reference(&self, reference: &str) -> Reference {
+        if reference.starts_with("sha256:") {
+            Reference::with_digest(self.host(), self.repository.clone(), reference.into())
+        } else {
+            Reference::with_tag(self.host(), self.repository.clone(), reference.into())
         }
-        let actions = if self.push { "pull,push" } else { "pull" };
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(service) = challenge.params.get("service") {
-                query.append_pair("service", service);
-            }
-            query.append_pair(
-                "scope",
-                &format!("repository:{}:{actions}", self.repository),
-            );
-        }
-        let resp = self
-            .with_retries(operation, || async {
-                let mut req = self.http.get(url.clone());
-                if let Some(auth) = &self.auth {
-                    req = req.header(AUTHORIZATION, basic_header(auth));
-                }
-                req.send().await.map_err(|e| self.transport(operation, &e))
-            })
-            .await?;
-        match resp.status() {
-            s if s.is_success() => {}
-            StatusCode::UNAUTHORIZED => {
-                let detail = error_detail(resp).await;
-                return Err(ImageError::Unauthorized {
-                    registry: self.host(),
-                    repository: self.repository.clone(),
-                    operation: operation.into(),
-                    detail,
-                });
-            }
-            _ => return Err(self.unexpected(operation, resp).await),
-        }
-        #[derive(Deserialize)]
-        struct TokenAnswer {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let answer: TokenAnswer = resp
-            .json()
-            .await
-            .map_err(|e| self.transport(operation, &e))?;
-        answer
-            .token
-            .or(answer.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ImageError::Unauthorized {
-                registry: self.host(),
-                repository: self.repository.clone(),
-                operation: operation.into(),
-                detail: ": the token answer holds no token".into(),
-            })
     }
 
     fn transport(&self, operation: &str, err: &reqwest::Error) -> ImageError {
@@ -442,28 +403,89 @@ impl Registry {
         }
     }
 
-    async fn unexpected(&self, operation: &str, resp: Response) -> ImageError {
-        let status = resp.status();
-        let detail = error_detail(resp).await;
+    /// An error for an HTTP status: 401, 403, or anything else unexpected.
+    fn status(&self, operation: &str, status: u16, detail: String) -> ImageError {
+        let (registry, repository, operation) =
+            (self.host(), self.repository.clone(), operation.to_string());
         match status {
-            StatusCode::UNAUTHORIZED => ImageError::Unauthorized {
-                registry: self.host(),
-                repository: self.repository.clone(),
-                operation: operation.to_string(),
+            401 => ImageError::Unauthorized {
+                registry,
+                repository,
+                operation,
                 detail,
             },
-            StatusCode::FORBIDDEN => ImageError::Denied {
-                registry: self.host(),
-                repository: self.repository.clone(),
-                operation: operation.to_string(),
+            403 => ImageError::Denied {
+                registry,
+                repository,
+                operation,
                 detail,
             },
-            _ => ImageError::UnexpectedStatus {
+            status => ImageError::UnexpectedStatus {
+                registry,
+                repository,
+                operation,
+                status,
+                detail,
+            },
+        }
+    }
+
+    async fn status_error(&self, operation: &str, resp: reqwest::Response) -> ImageError {
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        self.status(operation, status, error_detail(&body))
+    }
+
+    /// A 5xx or 429 answer as an error (so that it is retried), anything else as it is.
+    async fn fail_transient(
+        &self,
+        operation: &str,
+        resp: reqwest::Response,
+    ) -> Result<reqwest::Response, ImageError> {
+        if resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            return Err(self.status_error(operation, resp).await);
+        }
+        Ok(resp)
+    }
+
+    /// oci-client's error as this module's, naming the registry, repository and request.
+    fn oci_error(&self, operation: &str, err: OciDistributionError) -> ImageError {
+        match err {
+            OciDistributionError::RequestError(e) => self.transport(operation, &e),
+            OciDistributionError::UnauthorizedError { .. } => {
+                self.status(operation, 401, String::new())
+            }
+            OciDistributionError::AuthenticationFailure(reason) => {
+                self.status(operation, 401, error_detail(&reason))
+            }
+            OciDistributionError::ServerError { code, message, .. } => {
+                self.status(operation, code, error_detail(&message))
+            }
+            OciDistributionError::RegistryError { envelope, .. } => {
+                let code = |wanted: OciErrorCode| envelope.errors.iter().any(|e| e.code == wanted);
+                let status = if code(OciErrorCode::Unauthorized) {
+                    401
+                } else if code(OciErrorCode::Denied) {
+                    403
+                } else if code(OciErrorCode::Toomanyrequests) {
+                    429
+                } else {
+                    400
+                };
+                self.status(operation, status, envelope_detail(&envelope))
+            }
+            OciDistributionError::DigestError(e) => ImageError::DigestMismatch {
+                registry: self.host(),
+                repository: self.repository.clone(),
+                what: operation.to_string(),
+                expected: String::new(),
+                actual: e.to_string(),
+            },
+            other => ImageError::Protocol {
                 registry: self.host(),
                 repository: self.repository.clone(),
                 operation: operation.to_string(),
-                status: status.as_u16(),
-                detail,
+                detail: other.to_string(),
             },
         }
     }
@@ -497,211 +519,109 @@ impl Registry {
         }
     }
 
-    /// Sends one request with the current authorization; on a `401` re-authenticates once
-    /// (a Bearer token may have expired) and sends it again.
-    async fn send<F>(&self, operation: &str, make: F) -> Result<Response, ImageError>
-    where
-        F: Fn(&reqwest::Client) -> RequestBuilder,
-    {
-        self.check_expiry()?;
-        let mut reauthenticated = false;
-        loop {
-            let mut request = make(&self.http)
-                .build()
-                .map_err(|e| self.transport(operation, &e))?;
-            // Credentials go only to the registry itself, never to another host a Location
-            // header may point at (the way reqwest drops them on cross-host redirects).
-            let header = self.authorization.lock().ok().and_then(|a| a.clone());
-            if let Some(header) = header
-                && self.same_origin(request.url())
-                && let Ok(value) = HeaderValue::from_str(&header)
-            {
-                request.headers_mut().insert(AUTHORIZATION, value);
-            }
-            let resp = self
-                .http
-                .execute(request)
-                .await
-                .map_err(|e| self.transport(operation, &e))?;
-            if resp.status() != StatusCode::UNAUTHORIZED || reauthenticated {
-                return Ok(resp);
-            }
-            let challenge = self.challenge_of(&resp, operation)?;
-            let was_basic = challenge.scheme == "basic"
-                && self
-                    .authorization
-                    .lock()
-                    .ok()
-                    .is_some_and(|a| a.as_deref().is_some_and(|h| h.starts_with("Basic ")));
-            if was_basic {
-                // The same credentials would be refused again.
-                return Ok(resp);
-            }
-            self.authenticate(&challenge).await?;
-            reauthenticated = true;
-        }
-    }
-
-    /// [`Self::send`] with bounded retries on transport errors and 5xx answers.
-    async fn send_retrying<F>(&self, operation: &str, make: F) -> Result<Response, ImageError>
-    where
-        F: Fn(&reqwest::Client) -> RequestBuilder,
-    {
-        self.with_retries(operation, || async {
-            let resp = self.send(operation, &make).await?;
-            if resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS {
-                return Err(self.unexpected(operation, resp).await);
-            }
-            Ok(resp)
-        })
-        .await
-    }
-
-    fn same_origin(&self, url: &Url) -> bool {
-        self.endpoint
-            .join("/")
-            .is_ok_and(|base| base.origin() == url.origin())
-    }
-
-    fn url(&self, path: &str) -> Result<Url, ImageError> {
-        self.endpoint
-            .join(&format!("/v2/{}/{path}", self.repository))
-    }
-
     /// Whether the registry has a blob (`HEAD /v2/<name>/blobs/<digest>`).
+    ///
+    /// Written here because oci-client 0.15 has no blob check (0.16 has one, but needs
+    /// reqwest 0.13); it uses the same credentials or token as oci-client's requests.
     pub async fn blob_exists(&self, digest: &str) -> Result<bool, ImageError> {
-        let url = self.url(&format!("blobs/{digest}"))?;
+        let url = self
+            .endpoint
+            .join(&format!("/v2/{}/blobs/{digest}", self.repository))?;
         let operation = format!("HEAD /v2/{}/blobs/{digest}", self.repository);
-        let resp = self
-            .send_retrying(&operation, |c| c.head(url.clone()))
-            .await?;
+        let head = || async {
+            let mut request = self.http.head(url.clone());
+            let bearer = self.bearer.lock().ok().and_then(|b| b.clone());
+            request = match (&self.auth, bearer) {
+                (_, Some(token)) => request.bearer_auth(token),
+                (OciAuth::Basic(user, password), None) => request.basic_auth(user, Some(password)),
+                _ => request,
+            };
+            let resp = request
+                .send()
+                .await
+                .map_err(|e| self.transport(&operation, &e))?;
+            self.fail_transient(&operation, resp).await
+        };
+        let mut resp = self.with_retries(&operation, head).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED
+            && self.bearer.lock().is_ok_and(|b| b.is_some())
+        {
+            // The token expired: a new one, once.
+            self.refresh_token().await?;
+            resp = self.with_retries(&operation, head).await?;
+        }
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(self.unexpected(&operation, resp).await),
+            _ => Err(self.status_error(&operation, resp).await),
         }
     }
 
     /// The digest a tag or digest reference points to, or `None` when there is no such
     /// manifest (`HEAD /v2/<name>/manifests/<reference>`).
     pub async fn manifest_digest(&self, reference: &str) -> Result<Option<String>, ImageError> {
-        let url = self.url(&format!("manifests/{reference}"))?;
+        let image = self.reference(reference);
         let operation = format!("HEAD /v2/{}/manifests/{reference}", self.repository);
-        let resp = self
-            .send_retrying(&operation, |c| {
-                c.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
-            })
-            .await?;
-        match resp.status() {
-            s if s.is_success() => {
-                let header = resp
-                    .headers()
-                    .get("docker-content-digest")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                match header {
-                    Some(digest) => Ok(Some(digest)),
-                    // Some registries omit the header on HEAD: hash the manifest itself.
-                    None => Ok(self
-                        .get_manifest(reference)
-                        .await?
-                        .map(|(_, bytes)| sha256_digest(&bytes))),
-                }
+        self.with_retries(&operation, || async {
+            match self.client.fetch_manifest_digest(&image, &self.auth).await {
+                Ok(digest) => Ok(Some(digest)),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(self.oci_error(&operation, e)),
             }
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(self.unexpected(&operation, resp).await),
-        }
+        })
+        .await
     }
 
     /// A manifest's media type and exact bytes, or `None` when it does not exist. When the
-    /// reference is a digest, the bytes are checked against it.
+    /// reference is a digest, oci-client checks the bytes against it.
     pub async fn get_manifest(
         &self,
         reference: &str,
     ) -> Result<Option<(String, Vec<u8>)>, ImageError> {
-        let url = self.url(&format!("manifests/{reference}"))?;
+        let image = self.reference(reference);
         let operation = format!("GET /v2/{}/manifests/{reference}", self.repository);
-        let resp = self
-            .send_retrying(&operation, |c| {
-                c.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+        let pulled = self
+            .with_retries(&operation, || async {
+                match self
+                    .client
+                    .pull_manifest_raw(&image, &self.auth, &MANIFEST_TYPES)
+                    .await
+                {
+                    Ok((bytes, _digest)) => Ok(Some(bytes)),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(self.oci_error(&operation, e)),
+                }
             })
             .await?;
-        match resp.status() {
-            s if s.is_success() => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            _ => return Err(self.unexpected(&operation, resp).await),
-        }
-        let header_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport(&operation, &e))?
-            .to_vec();
-        if reference.starts_with("sha256:") {
-            let actual = sha256_digest(&bytes);
-            if actual != reference {
-                return Err(ImageError::DigestMismatch {
-                    registry: self.host(),
-                    repository: self.repository.clone(),
-                    what: "manifest".into(),
-                    expected: reference.to_string(),
-                    actual,
-                });
-            }
-        }
-        // The document's own mediaType wins over a generic Content-Type.
-        #[derive(Deserialize)]
-        struct Typed {
-            #[serde(rename = "mediaType")]
-            media_type: Option<String>,
-        }
-        let media_type = serde_json::from_slice::<Typed>(&bytes)
-            .ok()
-            .and_then(|t| t.media_type)
-            .or(header_type)
-            .unwrap_or_default();
-        Ok(Some((media_type, bytes)))
+        Ok(pulled.map(|bytes| (media_type_of(&bytes), bytes)))
     }
 
-    /// Writes a manifest under a tag (or digest) and returns the digest the registry reports.
+    /// Writes a manifest, byte for byte, under a tag (or digest); returns its digest.
     pub async fn put_manifest(
         &self,
         reference: &str,
         media_type: &str,
         bytes: &[u8],
     ) -> Result<String, ImageError> {
-        let url = self.url(&format!("manifests/{reference}"))?;
+        let image = self.reference(reference);
         let operation = format!("PUT /v2/{}/manifests/{reference}", self.repository);
-        let body = bytes.to_vec();
-        let resp = self
-            .send_retrying(&operation, |c| {
-                c.put(url.clone())
-                    .header(CONTENT_TYPE, media_type)
-                    .body(body.clone())
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.unexpected(&operation, resp).await);
-        }
-        let expected = sha256_digest(bytes);
-        let reported = digest_header(resp.headers()).unwrap_or_else(|| expected.clone());
-        if reported != expected {
-            return Err(ImageError::DigestMismatch {
-                registry: self.host(),
-                repository: self.repository.clone(),
-                what: format!("manifest `{reference}`"),
-                expected,
-                actual: reported,
-            });
-        }
-        Ok(reported)
+        let content_type = HeaderValue::from_str(media_type).map_err(|e| ImageError::Protocol {
+            registry: self.host(),
+            repository: self.repository.clone(),
+            operation: operation.clone(),
+            detail: format!("media type `{media_type}`: {e}"),
+        })?;
+        self.with_retries(&operation, || async {
+            self.client
+                .push_manifest_raw(&image, bytes.to_vec(), content_type.clone())
+                .await
+                .map_err(|e| self.oci_error(&operation, e))
+        })
+        .await?;
+        Ok(sha256_digest(bytes))
     }
 
-    /// Downloads a blob into `dest`, checking its digest; returns its size.
+    /// Downloads a blob into `dest`; oci-client checks its digest. Returns its size.
     pub async fn download_blob(
         &self,
         digest: &str,
@@ -710,59 +630,39 @@ impl Registry {
         label: &str,
         total: u64,
     ) -> Result<u64, ImageError> {
-        let url = self.url(&format!("blobs/{digest}"))?;
+        let image = self.reference("latest");
         let operation = format!("GET /v2/{}/blobs/{digest}", self.repository);
         self.with_retries(&operation, || async {
-            let mut resp = self.send(&operation, |c| c.get(url.clone())).await?;
-            match resp.status() {
-                s if s.is_success() => {}
-                StatusCode::NOT_FOUND => {
-                    return Err(ImageError::NotFound {
-                        registry: self.host(),
-                        reference: format!("{}@{digest}", self.repository),
-                    });
-                }
-                _ => return Err(self.unexpected(&operation, resp).await),
-            }
             let mut file = tokio::fs::File::create(dest)
                 .await
                 .map_err(|e| ImageError::io("creating", dest, e))?;
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
             progress.blob_started(label, digest, total, 0);
-            while let Some(chunk) = resp
-                .chunk()
+            self.client
+                .pull_blob(&image, digest, &mut file)
                 .await
-                .map_err(|e| self.transport(&operation, &e))?
-            {
-                hasher.update(&chunk);
-                size += chunk.len() as u64;
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|e| ImageError::io("writing", dest, e))?;
-                progress.blob_advanced(digest, size);
-            }
+                .map_err(|e| match e {
+                    e if is_not_found(&e) => ImageError::NotFound {
+                        registry: self.host(),
+                        reference: format!("{}@{digest}", self.repository),
+                    },
+                    e => self.oci_error(&operation, e),
+                })?;
             file.flush()
                 .await
                 .map_err(|e| ImageError::io("writing", dest, e))?;
-            let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-            if actual != digest {
-                return Err(ImageError::DigestMismatch {
-                    registry: self.host(),
-                    repository: self.repository.clone(),
-                    what: "blob".into(),
-                    expected: digest.to_string(),
-                    actual,
-                });
-            }
+            let size = file
+                .metadata()
+                .await
+                .map_err(|e| ImageError::io("reading metadata of", dest, e))?
+                .len();
             progress.blob_finished(label, digest, BlobOutcome::Pulled { bytes: size });
             Ok(size)
         })
         .await
     }
 
-    /// Pushes a blob unless the registry has it. `Uploaded { sent }` counts the bytes the
-    /// registry acknowledged in this run (less than the size when an upload was resumed).
+    /// Pushes a blob unless the registry has it. `Uploaded { sent }` is the blob's size: the
+    /// bytes of the attempt the registry accepted.
     pub async fn push_blob(
         &self,
         blob: &Blob,
@@ -770,348 +670,107 @@ impl Registry {
     ) -> Result<BlobOutcome, ImageError> {
         let digest = &blob.descriptor.digest;
         if self.blob_exists(digest).await? {
-            self.forget_session(digest);
             progress.blob_finished(&blob.label, digest, BlobOutcome::Skipped);
             return Ok(BlobOutcome::Skipped);
         }
+        let data = blob.read_all()?;
+        let total = blob.size();
+        let image = self.reference("latest");
+        let operation = format!("PUT /v2/{}/blobs/uploads/ (blob {digest})", self.repository);
         let attempts = self.options.attempts.max(1);
-        let mut session = self.load_session(digest);
-        let mut sent = 0u64;
-        let mut n = 0;
-        loop {
-            n += 1;
-            match self
-                .upload_attempt(blob, &mut session, &mut sent, progress)
-                .await
-            {
-                Ok(()) => break,
-                Err(e) if e.is_transient() && n < attempts => {
-                    tracing::debug!(digest = %digest, attempt = n, error = %e, "upload cut; resuming");
-                    progress.step(&format!(
-                        "{} {}: {e}; retrying ({n}/{attempts})",
-                        blob.label,
-                        super::progress::short_digest(digest)
-                    ));
-                    tokio::time::sleep(backoff(n)).await;
-                }
-                Err(e) => return Err(e),
+        progress.blob_started(&blob.label, digest, total, 0);
+        for n in 1.. {
+            let pushed = self.client.push_blob(&image, &data, digest).await;
+            let err = match pushed {
+                Ok(_) => break,
+                Err(OciDistributionError::RequestError(e)) => ImageError::Interrupted {
+                    registry: self.host(),
+                    repository: self.repository.clone(),
+                    digest: digest.clone(),
+                    total,
+                    cause: chain(&e),
+                },
+                Err(e) => self.oci_error(&operation, e),
+            };
+            if !(err.is_transient() && n < attempts) {
+                return Err(err);
             }
+            progress.step(&format!(
+                "{} {}: {err}; retrying ({n}/{attempts})",
+                blob.label,
+                super::progress::short_digest(digest)
+            ));
+            tokio::time::sleep(backoff(n)).await;
         }
-        self.forget_session(digest);
-        let outcome = BlobOutcome::Uploaded { sent };
+        let outcome = BlobOutcome::Uploaded { sent: total };
         progress.blob_finished(&blob.label, digest, outcome);
         Ok(outcome)
     }
+}
 
-    /// One attempt: continue the saved upload (or start one), send the rest, commit.
-    async fn upload_attempt(
-        &self,
-        blob: &Blob,
-        session: &mut Option<UploadSession>,
-        sent: &mut u64,
-        progress: &dyn Progress,
-    ) -> Result<(), ImageError> {
-        let digest = &blob.descriptor.digest;
-        let total = blob.descriptor.size;
-        let resumed = match session.take() {
-            Some(saved) => self.upload_status(&saved.location).await?,
-            None => None,
-        };
-        let (mut location, mut offset) = match resumed {
-            Some((location, offset)) if offset <= total => (location, offset),
-            Some((location, _)) => {
-                // The registry holds more than the blob: that upload is useless.
-                self.cancel_upload(&location).await;
-                self.start_upload().await?
-            }
-            None => self.start_upload().await?,
-        };
-        self.remember(session, digest, &location, offset);
-        progress.blob_started(&blob.label, digest, total, offset);
-
-        let interrupted = |offset: u64, e: ImageError| match e {
-            ImageError::Transport { cause, .. } => ImageError::Interrupted {
-                registry: self.host(),
-                repository: self.repository.clone(),
-                digest: digest.clone(),
-                sent: offset,
-                total,
-                cause,
-            },
-            other => other,
-        };
-
-        if offset == 0 && total <= self.options.chunk_size {
-            // Small blob: the body goes with the closing PUT.
-            let body = blob.read_range(0, total)?;
-            let url = with_digest(&location, digest);
-            let operation = format!("PUT {} (blob {digest})", self.upload_path(&location));
-            let resp = self
-                .send(&operation, |c| {
-                    c.put(url.clone())
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_LENGTH, total)
-                        .body(body.clone())
-                })
-                .await
-                .map_err(|e| interrupted(0, e))?;
-            self.finish_upload(resp, &operation, digest).await?;
-            *sent += total;
-            return Ok(());
-        }
-
-        while offset < total {
-            let len = self.options.chunk_size.min(total - offset);
-            let chunk = blob.read_range(offset, len)?;
-            let end = offset + len - 1;
-            let operation = format!("PATCH {} (blob {digest})", self.upload_path(&location));
-            let url = location.clone();
-            let resp = self
-                .send(&operation, |c| {
-                    c.request(Method::PATCH, url.clone())
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header("Content-Range", format!("{offset}-{end}"))
-                        .header(CONTENT_LENGTH, len)
-                        .body(chunk.clone())
-                })
-                .await
-                .map_err(|e| interrupted(offset, e))?;
-            if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
-                return Err(self.unexpected(&operation, resp).await);
-            }
-            // Counted once acknowledged: a cut chunk is not "uploaded".
-            *sent += len;
-            location = self.location_of(&resp, &operation)?;
-            // The registry's Range is the truth; our own count only fills in when it is absent.
-            offset = range_end(resp.headers()).map_or(offset + len, |end| end + 1);
-            self.remember(session, digest, &location, offset);
-            progress.blob_advanced(digest, offset);
-        }
-
-        let url = with_digest(&location, digest);
-        let operation = format!("PUT {} (blob {digest})", self.upload_path(&location));
-        let resp = self
-            .send(&operation, |c| c.put(url.clone()).header(CONTENT_LENGTH, 0))
-            .await
-            .map_err(|e| interrupted(offset, e))?;
-        self.finish_upload(resp, &operation, digest).await
-    }
-
-    async fn finish_upload(
-        &self,
-        resp: Response,
-        operation: &str,
-        digest: &str,
-    ) -> Result<(), ImageError> {
-        if !resp.status().is_success() {
-            return Err(self.unexpected(operation, resp).await);
-        }
-        if let Some(reported) = digest_header(resp.headers())
-            && reported != digest
-        {
-            return Err(ImageError::DigestMismatch {
-                registry: self.host(),
-                repository: self.repository.clone(),
-                what: "uploaded blob".into(),
-                expected: digest.to_string(),
-                actual: reported,
-            });
-        }
-        Ok(())
-    }
-
-    /// `POST /v2/<name>/blobs/uploads/` → the upload's location, at offset 0.
-    async fn start_upload(&self) -> Result<(Url, u64), ImageError> {
-        let url = self.url("blobs/uploads/")?;
-        let operation = format!("POST /v2/{}/blobs/uploads/", self.repository);
-        let resp = self
-            .send_retrying(&operation, |c| {
-                c.post(url.clone()).header(CONTENT_LENGTH, 0)
-            })
-            .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(self.unexpected(&operation, resp).await);
-        }
-        Ok((self.location_of(&resp, &operation)?, 0))
-    }
-
-    /// Where a saved upload stands: its new location and the offset to continue at, or `None`
-    /// when the registry no longer knows it (expired, cancelled, or its state is stale).
-    async fn upload_status(&self, location: &str) -> Result<Option<(Url, u64)>, ImageError> {
-        let Ok(url) = Url::parse(location) else {
-            return Ok(None);
-        };
-        let operation = format!("GET {}", self.upload_path(&url));
-        let resp = self
-            .send_retrying(&operation, |c| c.get(url.clone()))
-            .await?;
-        if resp.status() == StatusCode::NO_CONTENT || resp.status().is_success() {
-            let location = self.location_of(&resp, &operation)?;
-            let offset = range_end(resp.headers()).map_or(0, |end| end + 1);
-            return Ok(Some((location, offset)));
-        }
-        if resp.status().is_client_error() {
-            tracing::debug!(status = %resp.status(), "saved upload is gone; starting again");
-            return Ok(None);
-        }
-        Err(self.unexpected(&operation, resp).await)
-    }
-
-    async fn cancel_upload(&self, location: &Url) {
-        let operation = format!("DELETE {}", self.upload_path(location));
-        // Best effort: the registry purges abandoned uploads anyway.
-        let _ = self.send(&operation, |c| c.delete(location.clone())).await;
-    }
-
-    fn location_of(&self, resp: &Response, operation: &str) -> Result<Url, ImageError> {
-        let location = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ImageError::UnexpectedStatus {
-                registry: self.host(),
-                repository: self.repository.clone(),
-                operation: operation.to_string(),
-                status: resp.status().as_u16(),
-                detail: ": the answer has no Location header".into(),
-            })?;
-        resp.url()
-            .join(location)
-            .map_err(|e| ImageError::UnexpectedStatus {
-                registry: self.host(),
-                repository: self.repository.clone(),
-                operation: operation.to_string(),
-                status: resp.status().as_u16(),
-                detail: format!(": bad Location `{location}`: {e}"),
-            })
-    }
-
-    /// The path of an upload URL without its (long, opaque) query, for messages.
-    fn upload_path(&self, url: &Url) -> String {
-        url.path().to_string()
-    }
-
-    fn session_file(&self, digest: &str) -> Option<PathBuf> {
-        let dir = self.options.state_dir.as_ref()?;
-        let key = sha256_digest(format!("{}|{}|{digest}", self.host(), self.repository).as_bytes());
-        let key = key.trim_start_matches("sha256:");
-        Some(dir.join(format!("upload-{}.json", &key[..24])))
-    }
-
-    fn load_session(&self, digest: &str) -> Option<UploadSession> {
-        let path = self.session_file(digest)?;
-        let text = std::fs::read(&path).ok()?;
-        let session: UploadSession = serde_json::from_slice(&text).ok()?;
-        (session.digest == digest
-            && session.repository == self.repository
-            && session.registry == self.host())
-        .then_some(session)
-    }
-
-    fn remember(
-        &self,
-        session: &mut Option<UploadSession>,
-        digest: &str,
-        location: &Url,
-        offset: u64,
-    ) {
-        let saved = UploadSession {
-            registry: self.host(),
-            repository: self.repository.clone(),
-            digest: digest.to_string(),
-            location: location.to_string(),
-            offset,
-        };
-        if let Some(path) = self.session_file(digest) {
-            // Best effort: without the file only a later run loses the ability to resume.
-            let write = || -> std::io::Result<()> {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let tmp = path.with_extension("json.tmp");
-                std::fs::write(&tmp, serde_json::to_vec(&saved).unwrap_or_default())?;
-                std::fs::rename(&tmp, &path)
-            };
-            if let Err(e) = write() {
-                tracing::warn!(path = %path.display(), error = %e, "cannot save upload state");
-            }
-        }
-        *session = Some(saved);
-    }
-
-    fn forget_session(&self, digest: &str) {
-        if let Some(path) = self.session_file(digest) {
-            let _ = std::fs::remove_file(path);
-        }
+/// Whether oci-client's error means "there is no such manifest, blob or repository".
+fn is_not_found(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::BlobUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::NotFound
+            )
+        }),
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        _ => false,
     }
 }
 
-fn basic_header(auth: &RegistryAuth) -> String {
-    let raw = format!("{}:{}", auth.username, auth.password);
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
-}
-
-fn with_digest(location: &Url, digest: &str) -> Url {
-    let mut url = location.clone();
-    url.query_pairs_mut().append_pair("digest", digest);
-    url
-}
-
-fn digest_header(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("docker-content-digest")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// The end of `Range: 0-<end>` (or `bytes=0-<end>`). `0-0` means nothing received yet (the
-/// CNCF registry reports an empty upload so).
-fn range_end(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get("range")?.to_str().ok()?;
-    let value = value.trim().trim_start_matches("bytes=");
-    let (_, end) = value.split_once('-')?;
-    let end: u64 = end.trim().parse().ok()?;
-    // `0-0` cannot tell "0 bytes" from "1 byte"; chunks are large, so it means 0.
-    (end > 0).then_some(end)
-}
-
-/// The registry's error body as `: CODE message; ...`, or a short text excerpt.
-async fn error_detail(resp: Response) -> String {
+/// A manifest's media type: its own `mediaType`, else what its shape says.
+fn media_type_of(bytes: &[u8]) -> String {
     #[derive(Deserialize)]
-    struct Errors {
-        errors: Vec<ErrorEntry>,
+    struct Shape {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        manifests: Option<serde::de::IgnoredAny>,
     }
-    #[derive(Deserialize)]
-    struct ErrorEntry {
-        code: Option<String>,
-        message: Option<String>,
+    match serde_json::from_slice::<Shape>(bytes) {
+        Ok(Shape {
+            media_type: Some(media_type),
+            ..
+        }) => media_type,
+        Ok(Shape {
+            manifests: Some(_), ..
+        }) => OCI_INDEX.to_string(),
+        _ => OCI_MANIFEST.to_string(),
     }
-    let Ok(body) = resp.bytes().await else {
-        return String::new();
-    };
-    if let Ok(errors) = serde_json::from_slice::<Errors>(&body) {
-        let parts: Vec<String> = errors
-            .errors
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} {}",
-                    e.code.as_deref().unwrap_or(""),
-                    e.message.as_deref().unwrap_or("")
-                )
-                .trim()
-                .to_string()
-            })
-            .collect();
-        if !parts.is_empty() {
-            return format!(": {}", parts.join("; "));
-        }
+}
+
+fn envelope_detail(envelope: &OciEnvelope) -> String {
+    let parts: Vec<String> = envelope
+        .errors
+        .iter()
+        .map(|e| {
+            let code = serde_json::to_value(&e.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            format!("{code} {}", e.message).trim().to_string()
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join("; "))
     }
-    let text = String::from_utf8_lossy(&body);
-    let text = text.trim();
+}
+
+/// A registry's error body as `: CODE message; ...`, or a short excerpt of its text.
+fn error_detail(body: &str) -> String {
+    if let Ok(envelope) = serde_json::from_str::<OciEnvelope>(body) {
+        return envelope_detail(&envelope);
+    }
+    let text = body.trim();
     if text.is_empty() {
         String::new()
     } else {
@@ -1130,29 +789,46 @@ mod tests {
             r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/redis:pull,push""#,
         )
         .unwrap();
-        assert_eq!(c.scheme, "bearer");
-        assert_eq!(c.params["realm"], "https://auth.docker.io/token");
-        assert_eq!(c.params["service"], "registry.docker.io");
-        assert_eq!(c.params["scope"], "repository:library/redis:pull,push");
+        assert_eq!(
+            c,
+            Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into()
+            }
+        );
     }
 
     #[test]
     fn parses_basic_challenge() {
         let c = parse_challenge(r#"Basic realm="https://1.dkr.ecr.us-east-1.amazonaws.com/",service="ecr.amazonaws.com""#).unwrap();
-        assert_eq!(c.scheme, "basic");
-        assert_eq!(c.params["service"], "ecr.amazonaws.com");
-        assert_eq!(parse_challenge("Basic").unwrap().params.len(), 0);
+        assert_eq!(c, Challenge::Basic);
+        assert_eq!(parse_challenge("Basic").unwrap(), Challenge::Basic);
+        assert_eq!(
+            parse_challenge(r#"Negotiate, Basic realm="x""#).unwrap(),
+            Challenge::Basic
+        );
+        assert!(parse_challenge("").is_none());
     }
 
     #[test]
-    fn reads_ranges() {
-        let mut h = HeaderMap::new();
-        h.insert("range", "0-1048575".parse().unwrap());
-        assert_eq!(range_end(&h), Some(1_048_575));
-        h.insert("range", "bytes=0-9".parse().unwrap());
-        assert_eq!(range_end(&h), Some(9));
-        h.insert("range", "0-0".parse().unwrap());
-        assert_eq!(range_end(&h), None);
+    fn reads_error_bodies() {
+        assert_eq!(
+            error_detail(r#"{"errors":[{"code":"DENIED","message":"no push"}]}"#),
+            ": DENIED no push"
+        );
+        assert_eq!(error_detail("  "), "");
+        assert_eq!(error_detail("bad gateway"), ": bad gateway");
+    }
+
+    #[test]
+    fn media_type_from_the_document() {
+        assert_eq!(
+            media_type_of(
+                br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#
+            ),
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+        assert_eq!(media_type_of(br#"{"manifests":[]}"#), OCI_INDEX);
+        assert_eq!(media_type_of(br#"{"layers":[]}"#), OCI_MANIFEST);
     }
 
     #[test]

@@ -2,17 +2,20 @@
 //! otherwise.
 //!
 //! Both write to stderr by default (stdout carries the command's result and `--output json`).
-//! [`stderr_sink`] picks one: the live view only when stderr is a terminal, `CI` is unset (or
-//! `false`/`0`) and `TERM` is not `dumb`. The live view redraws a block of status lines (one per
-//! service) with ANSI escapes and prints events above it; the plain sink prints one line per
-//! poll and per event, each starting with an RFC 3339 UTC timestamp, so CI logs read in order
-//! and can be grepped. Output errors (a closed stderr) are ignored: progress must never fail a
-//! deployment.
+//! [`stderr_sink`] picks one with [`crate::console::live`]. The live view is a few `indicatif`
+//! spinners in the process's one display ([`crate::console::display`]): a header with the
+//! elapsed time and one line per service, redrawn in place and cut to the terminal's width, with
+//! events printed above them. The plain sink prints one line per poll and per event, each
+//! starting with an RFC 3339 UTC timestamp, so CI logs read in order and can be grepped. Output
+//! errors (a closed stderr) are ignored: progress must never fail a deployment.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::{Duration, SystemTime};
 
+use indicatif::{MultiProgress, ProgressBar};
+
 use super::model::{ServiceState, WatchEvent, rfc3339};
+use crate::console;
 
 /// Receives the watcher's events as they happen.
 pub trait WatchSink {
@@ -28,17 +31,15 @@ impl WatchSink for NullSink {
     fn event(&mut self, _e: &WatchEvent) {}
 }
 
-/// Whether progress should be drawn live: stderr is a terminal, not in CI, not a dumb terminal.
+/// Whether progress should be drawn live (see [`console::live`]).
 pub fn use_live_view() -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
-    std::io::stderr().is_terminal() && !ci && !dumb
+    console::live()
 }
 
 /// The sink for stderr that fits the environment (see [`use_live_view`]).
 pub fn stderr_sink() -> Box<dyn WatchSink + Send> {
     if use_live_view() {
-        Box::new(LiveSink::new(Box::new(std::io::stderr())))
+        Box::new(LiveSink::new(console::display().clone()))
     } else {
         Box::new(PlainSink::new(Box::new(std::io::stderr())))
     }
@@ -70,8 +71,7 @@ impl PlainSink {
     }
 
     fn line(&mut self, text: &str) {
-        let now = rfc3339((self.clock)());
-        let _ = writeln!(self.out, "{now} {text}");
+        let _ = writeln!(self.out, "{}", console::timestamped((self.clock)(), text));
         let _ = self.out.flush();
     }
 }
@@ -114,52 +114,46 @@ impl WatchSink for PlainSink {
     }
 }
 
-/// A live view for terminals: a redrawn block of one status line per service, with events
-/// and stopped tasks printed above it as they come.
+/// A live view for terminals: a header spinner with the elapsed time and one line per
+/// service, redrawn in place by indicatif, with events and stopped tasks printed above them.
 pub struct LiveSink {
-    out: Box<dyn Write + Send>,
-    /// Lines of the status block currently on screen (below the cursor's line start).
-    drawn: usize,
-    /// The last status block, redrawn after an event line.
-    block: Vec<String>,
-    spinner: usize,
+    multi: MultiProgress,
+    header: Option<ProgressBar>,
+    services: Vec<ProgressBar>,
 }
 
-const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
-const CLEAR_LINE: &str = "\x1b[2K";
-
 impl LiveSink {
-    /// Writes to `out` (a terminal).
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
+    /// Draws into `multi` (the process's display, or a test terminal).
+    pub fn new(multi: MultiProgress) -> Self {
         Self {
-            out,
-            drawn: 0,
-            block: Vec::new(),
-            spinner: 0,
+            multi,
+            header: None,
+            services: Vec::new(),
         }
     }
 
-    /// Moves the cursor to the start of the block and clears it.
-    fn erase(&mut self) {
-        if self.drawn > 0 {
-            let _ = write!(self.out, "\x1b[{}A\r\x1b[J", self.drawn);
-        }
-        self.drawn = 0;
+    /// Prints a line above the spinners.
+    fn above(&self, text: &str) {
+        let _ = self.multi.println(text);
     }
 
-    fn draw(&mut self) {
-        for line in &self.block {
-            let _ = writeln!(self.out, "{CLEAR_LINE}{line}");
+    fn draw(&mut self, elapsed: Duration, services: &[ServiceState]) {
+        let header = self
+            .header
+            .get_or_insert_with(|| console::spinner(&self.multi));
+        header.set_message(format!("{} elapsed", elapsed_text(elapsed)));
+        header.tick();
+        while self.services.len() < services.len() {
+            let line = console::spinner(&self.multi);
+            line.set_style(
+                indicatif::ProgressStyle::with_template("  {wide_msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            self.services.push(line);
         }
-        self.drawn = self.block.len();
-        let _ = self.out.flush();
-    }
-
-    /// Prints a line above the block, keeping the block below it.
-    fn above(&mut self, text: &str) {
-        self.erase();
-        let _ = writeln!(self.out, "{CLEAR_LINE}{text}");
-        self.draw();
+        for (line, state) in self.services.iter().zip(services) {
+            line.set_message(state.summary());
+        }
     }
 }
 
@@ -175,18 +169,7 @@ impl WatchSink for LiveSink {
                 services.join(", "),
                 humantime::format_duration(*timeout)
             )),
-            WatchEvent::Progress { elapsed, services } => {
-                self.spinner = (self.spinner + 1) % SPINNER.len();
-                let mut block = vec![format!(
-                    "{} {} elapsed",
-                    SPINNER[self.spinner],
-                    elapsed_text(*elapsed)
-                )];
-                block.extend(services.iter().map(|s| format!("  {}", s.summary())));
-                self.erase();
-                self.block = block;
-                self.draw();
-            }
+            WatchEvent::Progress { elapsed, services } => self.draw(*elapsed, services),
             WatchEvent::ServiceEvent(ev) => {
                 let at = ev.at.map(rfc3339).unwrap_or_default();
                 self.above(&format!("  {at} {}", ev.message));
@@ -197,17 +180,20 @@ impl WatchSink for LiveSink {
                 ok,
                 summary,
             } => {
-                self.erase();
-                self.block.retain(|l| l.starts_with("  "));
+                // The service lines stay on screen as the final state, the header gives way to
+                // the outcome.
+                if let Some(header) = self.header.take() {
+                    header.finish_and_clear();
+                }
+                for line in self.services.drain(..) {
+                    line.finish();
+                }
                 let mark = if *ok { "done" } else { "failed" };
-                self.block.push(format!(
+                let outcome = console::spinner(&self.multi);
+                outcome.finish_with_message(format!(
                     "{mark} after {}: {summary}",
                     elapsed_text(*elapsed)
                 ));
-                self.draw();
-                // The block stays on screen as the final state; nothing is redrawn after this.
-                self.drawn = 0;
-                self.block.clear();
             }
         }
     }
@@ -295,24 +281,111 @@ mod tests {
         assert!(!text.contains('\x1b'), "no escapes in plain output");
     }
 
+    /// The columns a line takes on a terminal (escape sequences take none).
+    fn columns(line: &str) -> usize {
+        let mut count = 0;
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // Skip a CSI sequence up to its final byte.
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            } else {
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// A terminal `width` columns wide that keeps every line indicatif writes.
+    #[derive(Clone, Debug, Default)]
+    struct Term {
+        width: u16,
+        lines: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl indicatif::TermLike for Term {
+        fn width(&self) -> u16 {
+            self.width
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.lines.lock().unwrap().push(s.to_owned());
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.write_line(s)
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A service line far wider than the terminal is cut to its width, so the block keeps its
+    /// height and the redraw stays in place; the final state and the outcome stay on screen.
     #[test]
-    fn live_view_redraws_its_block_in_place() {
-        let buf = Shared::default();
-        let mut sink = LiveSink::new(Box::new(buf.clone()));
+    fn live_view_cuts_long_lines_to_the_terminal_width() {
+        let term = Term {
+            width: 40,
+            ..Term::default()
+        };
+        let multi = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::term_like(
+            Box::new(term.clone()),
+        ));
+        let mut sink = LiveSink::new(multi);
+        let mut long = ServiceState::missing("api");
+        long.status = "DRAINING".into();
+        long.rollout_state = Some("IN_PROGRESS ".repeat(20));
+        sink.event(&WatchEvent::Progress {
+            elapsed: Duration::from_secs(5),
+            services: vec![long],
+        });
+        sink.event(&WatchEvent::ServiceEvent(ServiceEventRecord {
+            service: "api".into(),
+            id: "1".into(),
+            at: Some(fixed()),
+            message: "(service api) has started 1 tasks".into(),
+        }));
         sink.event(&progress());
-        sink.event(&progress());
-        let text = buf.text();
-        // The second draw moves up over the two lines of the first.
-        assert!(text.contains("\x1b[2A"), "{text:?}");
         sink.event(&WatchEvent::Finished {
             elapsed: Duration::from_secs(70),
             ok: true,
             summary: "stable".into(),
         });
+        let lines = term.lines.lock().unwrap().clone();
+        let drawn: Vec<&String> = lines.iter().filter(|l| l.contains("api:")).collect();
+        assert!(!drawn.is_empty(), "{lines:#?}");
+        for line in &drawn {
+            assert!(
+                columns(line) <= 40,
+                "a service line wider than the terminal: {line:?}"
+            );
+        }
         assert!(
-            buf.text().ends_with("done after 01:10: stable\n"),
-            "{:?}",
-            buf.text()
+            lines.iter().any(|l| l.contains("done after 01:10: stable")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("has started 1 tasks")),
+            "{lines:#?}"
         );
     }
 }

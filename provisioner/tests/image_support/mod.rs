@@ -35,11 +35,18 @@ impl TestRegistry {
         Self::start_inner(Some((user, password)))
     }
 
-    /// Starts a registry in token mode: Bearer tokens from `server`.
+    /// Starts a registry in token mode: Bearer tokens from `server`, at the server's own
+    /// address (another origin than the registry's).
     pub fn start_with_token(server: &token::TokenServer) -> Self {
+        Self::start_with_token_at(server, &server.realm())
+    }
+
+    /// Starts a registry in token mode whose challenges name `realm` (`server` reached through
+    /// a proxy, say).
+    pub fn start_with_token_at(server: &token::TokenServer, realm: &str) -> Self {
         let section = format!(
             "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-            server.realm(),
+            realm,
             token::SERVICE,
             token::ISSUER,
             server.cert().display()
@@ -210,26 +217,49 @@ pub fn synthetic_image(
     layer_len: usize,
     seed: u64,
 ) -> provisioner::image::oci::ImageContent {
-    let layer = provisioner::image::oci::Blob::in_memory(
-        provisioner::image::oci::OCI_LAYER_GZIP,
-        noise(layer_len, seed),
-        "layer",
-    );
-    let config = provisioner::image::oci::ImageConfig {
-        created: None,
-        architecture: arch.to_string(),
-        os: "linux".to_string(),
-        config: Default::default(),
-        rootfs: provisioner::image::oci::RootFs {
-            kind: "layers".into(),
-            diff_ids: vec![format!("sha256:{}", "0".repeat(64))],
-        },
-        history: vec![],
-    };
-    let config = provisioner::image::oci::Blob::in_memory(
-        provisioner::image::oci::OCI_CONFIG,
+    use provisioner::image::oci::{self, Blob};
+    let layer = Blob::in_memory(oci::OCI_LAYER_GZIP, noise(layer_len, seed), "layer");
+    let config = serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", "0".repeat(64))]},
+    });
+    let config = Blob::in_memory(
+        oci::OCI_CONFIG,
         serde_json::to_vec(&config).unwrap(),
         "config",
     );
-    provisioner::image::oci::image_from_parts(config, vec![layer]).unwrap()
+    oci::image_from_parts(config, vec![layer]).unwrap()
+}
+
+/// An OCI index of single-platform images (`(image, architecture)`, linux; arm64 as `v8`).
+pub fn index_bytes(images: &[(&provisioner::image::oci::ImageContent, &str)]) -> Vec<u8> {
+    use provisioner::image::oci::{
+        ImageIndexEntry, OCI_INDEX, OCI_MANIFEST, OciImageIndex, Platform,
+    };
+    let manifests = images
+        .iter()
+        .map(|(image, arch)| ImageIndexEntry {
+            media_type: OCI_MANIFEST.into(),
+            digest: image.digest(),
+            size: image.manifest.len() as i64,
+            platform: Some(Platform {
+                architecture: (*arch).into(),
+                os: "linux".into(),
+                os_version: None,
+                os_features: None,
+                variant: (*arch == "arm64").then(|| "v8".to_string()),
+                features: None,
+            }),
+            annotations: None,
+        })
+        .collect();
+    let index = OciImageIndex {
+        schema_version: 2,
+        media_type: Some(OCI_INDEX.into()),
+        manifests,
+        artifact_type: None,
+        annotations: None,
+    };
+    serde_json::to_vec(&index).unwrap()
 }

@@ -1,13 +1,14 @@
-//! A loopback HTTP/1.1 proxy in front of the test registry that records every request and can
-//! cut one blob-upload `PATCH`: either before any of it reaches the registry (a failure at a
-//! chunk boundary) or after part of its body (a failure mid-chunk).
+//! A loopback HTTP/1.1 proxy in front of the test registry that records every request, can cut
+//! one blob upload (a `PATCH` or `PUT` carrying blob bytes) either before any of it reaches the
+//! registry or after part of its body, and can send paths under a prefix to another server (a
+//! token server answering at the registry's own origin, as hosted registries serve both).
 //!
 //! Each request is forwarded on its own upstream connection with `Connection: close`, so the
 //! response can be relayed until EOF without parsing it.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -24,17 +25,21 @@ pub struct SeenRequest {
     pub cut: bool,
 }
 
-/// How to cut the next matching `PATCH`.
+/// How to cut a blob upload.
 #[derive(Debug, Clone, Copy)]
 pub struct Cut {
-    /// Cut the n-th `PATCH` counted from when the cut is armed (1 = the next one).
-    pub nth_patch: usize,
+    /// Cut the n-th request carrying blob bytes counted from when the cut is armed (1 = the
+    /// next one).
+    pub nth_upload: usize,
     /// `None`: forward nothing of it. `Some(n)`: forward the head and `n` body bytes.
     pub after_body_bytes: Option<usize>,
 }
 
 #[derive(Default)]
 struct State {
+    upstream: AtomicU16,
+    /// `(path prefix, port)`: requests whose path starts with the prefix go to that port.
+    routes: Mutex<Vec<(String, u16)>>,
     requests: Mutex<Vec<SeenRequest>>,
     cut: Mutex<Option<(Cut, usize)>>,
     body_bytes: AtomicU64,
@@ -52,6 +57,14 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy to `127.0.0.1:upstream_port`.
     pub fn start(upstream_port: u16) -> Self {
+        let proxy = Self::start_unbound();
+        proxy.set_upstream(upstream_port);
+        proxy
+    }
+
+    /// Starts a proxy whose upstream is set later ([`Proxy::set_upstream`]), for a server that
+    /// must know the proxy's address when it starts.
+    pub fn start_unbound() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
         let state = Arc::new(State::default());
@@ -63,7 +76,7 @@ impl Proxy {
                 }
                 let Ok(conn) = conn else { continue };
                 let st = Arc::clone(&st);
-                std::thread::spawn(move || handle(conn, upstream_port, &st));
+                std::thread::spawn(move || handle(conn, &st));
             }
         });
         Proxy {
@@ -76,6 +89,25 @@ impl Proxy {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Where requests go (`127.0.0.1:port`).
+    pub fn set_upstream(&self, port: u16) {
+        self.state.upstream.store(port, Ordering::SeqCst);
+    }
+
+    /// Sends requests whose path starts with `prefix` to `127.0.0.1:port` instead.
+    pub fn route(&self, prefix: &str, port: u16) {
+        self.state
+            .routes
+            .lock()
+            .expect("routes lock")
+            .push((prefix.to_string(), port));
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// Arms a cut.
@@ -110,7 +142,7 @@ impl Drop for Proxy {
     }
 }
 
-fn handle(mut client: TcpStream, upstream_port: u16, state: &State) {
+fn handle(mut client: TcpStream, state: &State) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 16 * 1024];
     let head_end = loop {
@@ -147,12 +179,22 @@ fn handle(mut client: TcpStream, upstream_port: u16, state: &State) {
     }
     new_head.push_str("Connection: close\r\n\r\n");
 
-    let cut = if method == "PATCH" {
+    let upstream_port = state
+        .routes
+        .lock()
+        .expect("routes lock")
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+        .map_or_else(|| state.upstream.load(Ordering::SeqCst), |(_, port)| *port);
+    let carries_blob = (method == "PATCH" || method == "PUT")
+        && path.contains("/blobs/uploads/")
+        && content_length > 0;
+    let cut = if carries_blob {
         let mut armed = state.cut.lock().expect("cut lock");
         match armed.as_mut() {
             Some((cut, seen)) => {
                 *seen += 1;
-                if *seen == cut.nth_patch {
+                if *seen == cut.nth_upload {
                     let c = *cut;
                     *armed = None;
                     Some(c)

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,6 +29,9 @@ struct Shared {
     x5c: String,
     dir: PathBuf,
     scopes: Mutex<Vec<String>>,
+    /// Requests seen, and those that carried any `Authorization` header.
+    requests: AtomicUsize,
+    with_credentials: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -86,6 +89,8 @@ impl TokenServer {
             x5c: STANDARD.encode(der),
             dir: dir.path().to_path_buf(),
             scopes: Mutex::new(Vec::new()),
+            requests: AtomicUsize::new(0),
+            with_credentials: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         let sh = Arc::clone(&shared);
@@ -115,6 +120,14 @@ impl TokenServer {
     /// The certificate the registry must trust.
     pub fn cert(&self) -> PathBuf {
         self.dir.path().join("cert.pem")
+    }
+
+    /// `(requests, requests carrying an Authorization header)` so far.
+    pub fn requests(&self) -> (usize, usize) {
+        (
+            self.shared.requests.load(Ordering::SeqCst),
+            self.shared.with_credentials.load(Ordering::SeqCst),
+        )
     }
 
     /// Scopes asked for by authenticated requests, in order.
@@ -176,6 +189,13 @@ fn answer(mut conn: TcpStream, shared: &Shared) {
     let head = String::from_utf8_lossy(&buf).into_owned();
     let target = head.split(' ').nth(1).unwrap_or_default().to_string();
     let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    if head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+    {
+        shared.with_credentials.fetch_add(1, Ordering::SeqCst);
+    }
     let authorized = head.lines().any(|l| {
         l.split_once(':').is_some_and(|(k, v)| {
             k.eq_ignore_ascii_case("authorization") && v.trim() == shared.basic

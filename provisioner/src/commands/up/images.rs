@@ -13,8 +13,8 @@ use std::path::Path;
 use crate::cli::{Builder, DeployArgs};
 use crate::error::{Error, Result};
 use crate::image::{
-    self, ConsoleProgress, Destination, Endpoint, ImageContent, ImageRef, ImageSource,
-    MirrorSource, NativeBuild, PublishOptions, RegistryAuth, UploadOptions,
+    self, ConsoleProgress, Destination, ImageContent, ImageRef, ImageSource, MirrorSource,
+    NativeBuild, PublishOptions, RegistryAuth, UploadOptions,
 };
 use crate::plan::{Deployment, KNOWN_AFTER_APPLY};
 use crate::resources::ecr;
@@ -219,7 +219,7 @@ impl RegistryAccess {
         repository: &str,
         repository_uri: &str,
     ) -> Result<Destination> {
-        let (auth, proxy_endpoint) = match &self.auth {
+        let auth = match &self.auth {
             Some(auth) => auth.clone(),
             None => {
                 let fetched = image::ecr_auth(&d.clients.ecr).await?;
@@ -227,13 +227,12 @@ impl RegistryAccess {
                 fetched
             }
         };
-        let endpoint =
-            Endpoint::parse(args.registry_endpoint.as_deref().unwrap_or(&proxy_endpoint))?;
-        Ok(Destination {
-            endpoint,
-            repository: repository.to_owned(),
-            public_repository_uri: repository_uri.to_owned(),
-            auth: Some(auth),
-        })
+        // The token goes to the repository's own registry, or to the mirror the user named.
+        Ok(Destination::for_ecr(
+            repository,
+            repository_uri,
+            auth,
+            args.registry_endpoint.as_deref(),
+        )?)
     }
 }
