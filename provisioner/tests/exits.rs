@@ -144,6 +144,44 @@ async fn a_failed_build_or_a_missing_image_makes_no_aws_write() {
     assert_eq!(build.code, 1, "{}", build.stderr);
     assert_eq!(proxy.mutating(), Vec::<String>::new(), "{}", build.stderr);
 
+    // The Docker builder too: a daemon that answers but whose build fails (a stand-in
+    // `docker` first on PATH; no daemon runs here) writes nothing either.
+    let bin = tempfile::tempdir().unwrap();
+    let docker = bin.path().join("docker");
+    std::fs::write(
+        &docker,
+        "#!/bin/sh\ncase \"$1\" in\n  info) exit 0 ;;\n  build) echo 'step 3/9: cargo build failed' >&2; exit 1 ;;\n  *) echo \"unexpected: docker $*\" >&2; exit 1 ;;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&docker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let docker_build = proxy
+        .provisioner(&["up", "--builder", "docker", "--timeout", "60s"])
+        .env("PATH", &path)
+        .run()
+        .await;
+    assert_eq!(docker_build.code, 1, "{}", docker_build.stderr);
+    assert!(
+        docker_build.stderr.contains("cargo build failed"),
+        "{}",
+        docker_build.stderr
+    );
+    assert!(
+        !docker_build.stderr.contains("unexpected"),
+        "{}",
+        docker_build.stderr
+    );
+    assert_eq!(
+        proxy.mutating(),
+        Vec::<String>::new(),
+        "{}",
+        docker_build.stderr
+    );
+
     let missing = format!("123456789012.dkr.ecr.{REGION}.amazonaws.com/timing/api:not-pushed");
     let given = proxy.provisioner(&["up", "--image", &missing]).run().await;
     assert_eq!(given.code, 1, "{}", given.stderr);

@@ -210,15 +210,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     )?;
     let (groups, data, registry) = network_state;
 
-    let images = images::publish(
-        d,
-        args,
-        &options.root,
-        service_image,
-        image_notes,
-        &repository_uri,
-    )
-    .await?;
+    let images = images::publish(d, args, service_image, image_notes, &repository_uri).await?;
     let api_image = images.api;
     let mut values = placeholder_values(
         names,

@@ -8,8 +8,9 @@
 //! names, `localhost`) from `/etc/hosts` and `/etc/resolv.conf`, which the container runtime
 //! provides. The result is checked to have no ELF interpreter before it is packed.
 //!
-//! Docker: `docker build --platform linux/amd64 -f service/Dockerfile`, `docker login
-//! --password-stdin` (the token never appears on a command line) into a throw-away
+//! Docker: `docker build --platform linux/amd64 -f service/Dockerfile` under a local name first
+//! (before anything is written to AWS), then once the repository exists `docker tag`, `docker
+//! login --password-stdin` (the token never appears on a command line) into a throw-away
 //! `DOCKER_CONFIG`, `docker push`, digest read from the push output.
 
 use std::path::{Path, PathBuf};
@@ -206,10 +207,36 @@ impl DockerBuild {
     }
 }
 
-/// Builds with Docker, logs in (token on stdin), pushes `<endpoint host>/<repository>:<tag>`,
-/// and returns the digest the registry reported.
-pub async fn docker_build_and_push(
+/// The name a Docker build is kept under locally until it is pushed: no registry host, so
+/// nothing is sent anywhere by the build itself.
+pub fn docker_local_image(tag: &str) -> String {
+    format!("timing-service-build:{tag}")
+}
+
+/// Builds with Docker for linux/amd64 under `local_image` ([`docker_local_image`]). Done
+/// before the first write to AWS, so a failed build leaves the account as it was.
+pub async fn docker_build(
     build: &DockerBuild,
+    local_image: &str,
+    progress: &dyn Progress,
+) -> Result<(), ImageError> {
+    let dockerfile = build.workspace_root.join(&build.dockerfile);
+    progress.step(&format!(
+        "docker build --platform linux/amd64 -t {local_image}"
+    ));
+    let mut cmd = Command::new("docker");
+    cmd.args(["build", "--platform", "linux/amd64", "-f"])
+        .arg(&dockerfile)
+        .args(["-t", local_image])
+        .arg(&build.workspace_root);
+    run_docker(cmd, "build", local_image, None).await?;
+    Ok(())
+}
+
+/// Tags the image [`docker_build`] made as `<endpoint host>/<repository>:<tag>`, logs in
+/// (token on stdin), pushes, and returns the digest the registry reported.
+pub async fn docker_push(
+    local_image: &str,
     endpoint: &Endpoint,
     repository: &str,
     tag: &str,
@@ -217,14 +244,9 @@ pub async fn docker_build_and_push(
     progress: &dyn Progress,
 ) -> Result<String, ImageError> {
     let image = format!("{}/{repository}:{tag}", endpoint.host());
-    let dockerfile = build.workspace_root.join(&build.dockerfile);
-    progress.step(&format!("docker build --platform linux/amd64 -t {image}"));
     let mut cmd = Command::new("docker");
-    cmd.args(["build", "--platform", "linux/amd64", "-f"])
-        .arg(&dockerfile)
-        .args(["-t", &image])
-        .arg(&build.workspace_root);
-    run_docker(cmd, "build", &image, None).await?;
+    cmd.args(["tag", local_image, &image]);
+    run_docker(cmd, "tag", &image, None).await?;
 
     // Credentials go to a throw-away config dir, so the token does not outlive this run.
     let config =

@@ -5,7 +5,8 @@
 //! - `--image URI` → [`ImageSource::Given`]: checked to exist (`HEAD` of its manifest) and
 //!   resolved to a digest *before* anything is deployed; nothing is built or pushed.
 //! - Docker, when a daemon answers ([`detect_builder`]): `docker build --platform linux/amd64 -f
-//!   service/Dockerfile`, `docker login --password-stdin`, `docker push`.
+//!   service/Dockerfile` ([`prepare_docker_image`], before any write to AWS), then `docker tag`,
+//!   `docker login --password-stdin`, `docker push` ([`push_docker_image`]).
 //! - Otherwise the native builder: a static `timing-service` binary packed into a one-layer OCI
 //!   image (`/timing-service`, entrypoint, port 8080/tcp, user 65532:65532) and pushed over the
 //!   OCI distribution API — no daemon, reproducible (same binary → same digest).
@@ -57,6 +58,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use build::{DockerBuild, NativeBuild, build_native, docker_available};
+
 pub use ecr::ecr_auth;
 pub use error::ImageError;
 pub use mirror::{MirrorSource, mirror_image};
@@ -216,41 +218,73 @@ pub async fn publish_service_image(
             push_image(dest, &image, &tag, &opts.upload, progress).await
         }
         ImageSource::Docker => {
-            let tag = git::image_tag(&opts.docker.workspace_root).await?;
-            let digest = build::docker_build_and_push(
-                &opts.docker,
-                &dest.endpoint,
-                &dest.repository,
-                &tag,
-                dest.auth.as_ref(),
-                progress,
-            )
-            .await?;
-            // Trust but verify: the registry must serve the digest docker reported.
-            let registry = Registry::connect(
-                &dest.endpoint,
-                &dest.repository,
-                dest.auth.as_ref(),
-                false,
-                &opts.upload,
-            )
-            .await?;
-            if registry.manifest_digest(&digest).await?.is_none() {
-                return Err(ImageError::NotFound {
-                    registry: registry.host(),
-                    reference: format!("{}@{digest} (reported by docker push)", dest.repository),
-                });
-            }
-            Ok(PublishedImage {
-                reference_by_digest: dest.reference_by_digest(&digest),
-                tag: Some(tag),
-                digest,
-                builder: "docker",
-                image_size: None,
-                transfer: TransferStats::default(),
-            })
+            let image = prepare_docker_image(&opts.docker, progress).await?;
+            push_docker_image(dest, &image, &opts.upload, progress).await
         }
     }
+}
+
+/// A service image Docker built and keeps locally, not pushed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerImage {
+    /// The tag it is pushed under (the git commit).
+    pub tag: String,
+    /// Its local name ([`build::docker_local_image`]).
+    pub local: String,
+}
+
+/// Builds the service image with Docker without pushing it (so `up` can build before its first
+/// write to AWS); [`push_docker_image`] pushes it.
+pub async fn prepare_docker_image(
+    build: &DockerBuild,
+    progress: &dyn Progress,
+) -> Result<DockerImage, ImageError> {
+    let tag = git::image_tag(&build.workspace_root).await?;
+    let local = build::docker_local_image(&tag);
+    build::docker_build(build, &local, progress).await?;
+    Ok(DockerImage { tag, local })
+}
+
+/// Pushes what [`prepare_docker_image`] built and checks that the registry serves the digest
+/// Docker reported.
+pub async fn push_docker_image(
+    dest: &Destination,
+    image: &DockerImage,
+    upload: &UploadOptions,
+    progress: &dyn Progress,
+) -> Result<PublishedImage, ImageError> {
+    let digest = build::docker_push(
+        &image.local,
+        &dest.endpoint,
+        &dest.repository,
+        &image.tag,
+        dest.auth.as_ref(),
+        progress,
+    )
+    .await?;
+    // Trust but verify: the registry must serve the digest docker reported.
+    let registry = Registry::connect(
+        &dest.endpoint,
+        &dest.repository,
+        dest.auth.as_ref(),
+        false,
+        upload,
+    )
+    .await?;
+    if registry.manifest_digest(&digest).await?.is_none() {
+        return Err(ImageError::NotFound {
+            registry: registry.host(),
+            reference: format!("{}@{digest} (reported by docker push)", dest.repository),
+        });
+    }
+    Ok(PublishedImage {
+        reference_by_digest: dest.reference_by_digest(&digest),
+        tag: Some(image.tag.clone()),
+        digest,
+        builder: "docker",
+        image_size: None,
+        transfer: TransferStats::default(),
+    })
 }
 
 /// Builds and packs the native image without pushing it (for `--dry-run`): its tag and content

@@ -13,8 +13,8 @@ use std::path::Path;
 use crate::cli::{Builder, DeployArgs};
 use crate::error::{Error, Result};
 use crate::image::{
-    self, ConsoleProgress, Destination, ImageContent, ImageRef, ImageSource, MirrorSource,
-    NativeBuild, PublishOptions, RegistryAuth, UploadOptions,
+    self, ConsoleProgress, Destination, DockerBuild, DockerImage, ImageContent, ImageRef,
+    ImageSource, MirrorSource, NativeBuild, RegistryAuth, UploadOptions,
 };
 use crate::plan::{Deployment, KNOWN_AFTER_APPLY};
 use crate::resources::ecr;
@@ -41,8 +41,8 @@ pub enum ServiceImage {
         /// Its content (boxed: it is large beside a reference).
         image: Box<ImageContent>,
     },
-    /// Built and pushed by Docker in [`publish`] (Docker builds and pushes in one go).
-    Docker,
+    /// Built here by Docker, kept locally; pushed by [`publish`].
+    Docker(DockerImage),
 }
 
 /// Decides the service image before the first mutating AWS call: a given image is checked
@@ -75,7 +75,13 @@ pub async fn prepare(
                 Builder::Native => ImageSource::Native,
             };
             if matches!(source, ImageSource::Docker) {
-                ServiceImage::Docker
+                ServiceImage::Docker(
+                    image::prepare_docker_image(
+                        &DockerBuild::service(root),
+                        &ConsoleProgress::auto(),
+                    )
+                    .await?,
+                )
             } else {
                 let (tag, image) = image::prepare_native_image(
                     &NativeBuild::service(root),
@@ -97,41 +103,31 @@ pub async fn prepare(
 pub async fn publish(
     d: &Deployment,
     args: &DeployArgs,
-    root: &Path,
     service: ServiceImage,
     mut notes: Vec<String>,
     repository_uri: &str,
 ) -> Result<Images> {
     let mut registry = RegistryAccess::default();
     let progress = ConsoleProgress::auto();
-    let (api, source) = match service {
-        ServiceImage::Ready(reference) => (Some(reference), None),
-        ServiceImage::Built { tag, image } => (None, Some((ImageSource::Native, tag, image))),
-        ServiceImage::Docker => (None, None),
-    };
-    let api = match api {
-        Some(reference) => reference,
-        None => {
+    let upload = UploadOptions::default();
+    let published = match service {
+        ServiceImage::Ready(reference) => Err(reference),
+        ServiceImage::Built { tag, image } => {
             let destination = registry
                 .destination(d, args, &d.names.repository, repository_uri)
                 .await?;
-            let published = match source {
-                Some((source, tag, image)) => {
-                    let options = PublishOptions::new(root, source, destination);
-                    image::push_image(
-                        &options.destination,
-                        &image,
-                        &tag,
-                        &options.upload,
-                        &progress,
-                    )
-                    .await?
-                }
-                None => {
-                    let options = PublishOptions::new(root, ImageSource::Docker, destination);
-                    image::publish_service_image(&options, &progress).await?
-                }
-            };
+            Ok(image::push_image(&destination, &image, &tag, &upload, &progress).await?)
+        }
+        ServiceImage::Docker(image) => {
+            let destination = registry
+                .destination(d, args, &d.names.repository, repository_uri)
+                .await?;
+            Ok(image::push_docker_image(&destination, &image, &upload, &progress).await?)
+        }
+    };
+    let api = match published {
+        Err(reference) => reference,
+        Ok(published) => {
             notes.push(format!(
                 "service image {} ({} build, tag {}): {} bytes uploaded, {} blob(s) already in the registry",
                 published.digest,
