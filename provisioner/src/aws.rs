@@ -1,11 +1,13 @@
 //! The one place that builds the AWS configuration and clients: the standard credential and
 //! region chain (environment, profile, SSO, web identity), the `--region`/`--profile`/
-//! `--endpoint-url` overrides, and an interceptor that counts every call so each command can
+//! `--endpoint-url` overrides, more attempts per call than the SDK's default (throttling comes
+//! in bursts), and an interceptor that counts every call so each command can
 //! report how many read and mutating calls it made.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use aws_config::retry::{RetryConfig, RetryMode};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -147,7 +149,13 @@ impl Clients {
         if let Some(endpoint) = &args.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
-        let config = loader.load().await;
+        let mut config = loader.load().await;
+        if config.retry_config().is_some_and(is_the_sdk_default) {
+            config = config
+                .into_builder()
+                .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+                .build();
+        }
         let region = config
             .region()
             .map(|r| r.to_string())
@@ -186,6 +194,20 @@ impl Clients {
             .account
             .ok_or_else(|| Error::missing("the caller identity", "Account"))
     }
+}
+
+/// Attempts per AWS call unless the user set their own (`AWS_MAX_ATTEMPTS`, `max_attempts` in
+/// the profile). The SDK's default of 3 gives up when a burst of throttling hits one call
+/// three times running, which a real account does during a deployment (Cloud Map and ECS
+/// throttle per account); Terraform's AWS provider retries up to 25 times for the same reason.
+/// Ten attempts with the SDK's exponential backoff (capped at 20 s) ride out about two
+/// minutes of throttling.
+const MAX_ATTEMPTS: u32 = 10;
+
+/// Whether a retry configuration is the SDK's own default (standard mode, 3 attempts), i.e.
+/// nobody chose it.
+fn is_the_sdk_default(config: &RetryConfig) -> bool {
+    config.mode() == RetryMode::Standard && config.max_attempts() == 3
 }
 
 async fn check_credentials(config: &SdkConfig) -> Result<()> {
