@@ -88,17 +88,43 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the containers' CloudWatch logs.
     Logs(LogsArgs),
-    /// Print the API's write token (`Authorization: Bearer <token>`), or replace it.
+    /// Print the API's write token (`Authorization: Bearer <token>`), or replace it; with
+    /// `--name`, create, print, rotate or revoke a named one (`--list` lists their names).
     Token(TokenArgs),
 }
 
-/// Flags of `token`.
+/// Flags of `token`. Without `--name` it is about the single token (`TIMING_API_TOKEN`, which
+/// the service knows as `default`); with it, about one of the named tokens the service also
+/// accepts (`TIMING_API_TOKENS`), whose name the audit trail records as the writer.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
+    /// A named token: 1-64 letters, digits, `_`, `.` or `-` (`default` is the single token's).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Create the named token, or keep it if it exists; the API tasks are restarted to accept
+    /// it. The value is not printed: `token --name NAME` prints it.
+    #[arg(long, requires = "name", conflicts_with_all = ["rotate", "revoke", "list"])]
+    pub create: bool,
+
     /// Generate a new token, store it, and restart the API tasks so they use it
-    /// (`--rotate-token` is the same).
-    #[arg(long, alias = "rotate-token")]
+    /// (`--rotate-token` is the same). With `--name`, the named token, which must exist.
+    #[arg(long, alias = "rotate-token", conflicts_with_all = ["revoke", "list"])]
     pub rotate: bool,
+
+    /// Remove the named token (nothing to do if it is gone) and restart the API tasks, which
+    /// then refuse it.
+    #[arg(long, requires = "name", conflicts_with = "list")]
+    pub revoke: bool,
+
+    /// List the names of the named tokens (never their values).
+    #[arg(long, conflicts_with = "name")]
+    pub list: bool,
+
+    /// Only show what `--create`, `--rotate` or `--revoke` would change; exit 2 if anything
+    /// would.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// How long a command waits.

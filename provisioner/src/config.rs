@@ -40,6 +40,8 @@ pub const PLACEHOLDERS: &[&str] = &[
     "EFS_ACCESS_POINT_ID",
     "EFS_ACCESS_POINT_ARN",
     "API_TOKEN_PARAMETER_ARN",
+    // Named write tokens (issue 11): see `resources::tokens`.
+    "API_TOKENS_PARAMETER_ARN",
     "REDIS_PASSWORD_PARAMETER_ARN",
     "REDIS_URL_PARAMETER_ARN",
 ];
@@ -84,6 +86,9 @@ pub struct Names {
     pub efs_security_group: String,
     /// SSM parameter holding the API write token.
     pub api_token_parameter: String,
+    /// SSM parameter holding the named write tokens, `name:token,...` (`provisioner token
+    /// --name`), when there are any.
+    pub api_tokens_parameter: String,
     /// SSM parameter holding the Redis password (`--redis-password`).
     pub redis_password_parameter: String,
     /// SSM parameter holding the API's `REDIS_URL` with the password (`--redis-password`).
@@ -114,6 +119,7 @@ impl Names {
             access_point: format!("{app}-redis"),
             efs_security_group: format!("{app}-efs"),
             api_token_parameter: format!("/{app}/api-token"),
+            api_tokens_parameter: format!("/{app}/api-tokens"),
             redis_password_parameter: format!("/{app}/redis-password"),
             redis_url_parameter: format!("/{app}/redis-url"),
             task_role_boundary: format!("{app}-task-boundary"),
@@ -259,7 +265,8 @@ pub struct Templates {
     pub redis_task_policy: Template,
     /// `policies/efs-file-system.json`: the data file system's own policy (who may mount it).
     pub file_system_policy: Template,
-    /// `policies/task-execution-secrets.json`: ECS may read the API token parameter.
+    /// `policies/task-execution-secrets.json`: ECS may read the API token parameters (the
+    /// single token and the named ones).
     pub execution_secrets_policy: Template,
     /// `policies/task-execution-redis-auth.json`: ECS may read the Redis password parameters
     /// (only with `--redis-password`).

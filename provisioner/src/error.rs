@@ -69,6 +69,50 @@ pub enum Error {
         message: String,
     },
 
+    /// A token name the service would refuse, or the reserved `default`; refused before any
+    /// AWS call.
+    #[error("invalid --name `{name}`: {reason}")]
+    InvalidTokenName {
+        /// The name given.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// No named token of that name (`provisioner token --name NAME`).
+    #[error(
+        "app `{app}` has no token named `{name}` ({})",
+        known_tokens(known, name)
+    )]
+    UnknownToken {
+        /// The app.
+        app: String,
+        /// The name asked for.
+        name: String,
+        /// The names that exist.
+        known: Vec<String>,
+    },
+
+    /// The named-token parameter holds something other than `name:token,...` (edited by hand).
+    #[error(
+        "SSM parameter {parameter} is not a list of `name:token` entries: {message}; fix it with `aws ssm put-parameter --overwrite` or delete it"
+    )]
+    TokenList {
+        /// The parameter.
+        parameter: String,
+        /// What is wrong (never a token).
+        message: String,
+    },
+
+    /// Another run wrote the same parameter between this run's read and its write.
+    #[error(
+        "{resource} was changed by another run between this run's read and its write, so one of the two changes may be lost: check with `provisioner token --list` and run the command again"
+    )]
+    ConcurrentChange {
+        /// The resource.
+        resource: String,
+    },
+
     /// No region in the flags, the environment or the profile.
     #[error("no AWS region configured: set AWS_REGION or pass --region")]
     NoRegion,
@@ -234,7 +278,8 @@ impl Error {
                     Error::Aws { .. } => "aws",
                     Error::Interrupted { .. } => "interrupted",
                     Error::NotDeployed { .. } => "not_deployed",
-                    Error::ReadFile { .. } | Error::Parse { .. } | Error::UnknownPlaceholder { .. } | Error::Invalid { .. } => "bad_input",
+                    Error::UnknownToken { .. } => "unknown_token",
+                    Error::ReadFile { .. } | Error::Parse { .. } | Error::UnknownPlaceholder { .. } | Error::Invalid { .. } | Error::InvalidTokenName { .. } => "bad_input",
                     _ => "error",
                 },
                 "exit_code": other.exit_code(),
@@ -309,6 +354,15 @@ impl Error {
             resource: resource.into(),
             field,
         }
+    }
+}
+
+/// The known names for [`Error::UnknownToken`]'s message, with what to do when there are none.
+fn known_tokens(known: &[String], name: &str) -> String {
+    if known.is_empty() {
+        format!("it has no named tokens; `provisioner token --name {name} --create` makes one")
+    } else {
+        format!("its named tokens: {}", known.join(", "))
     }
 }
 

@@ -48,7 +48,7 @@ use serde_json::json;
 pub enum Outcome {
     /// Done.
     Done,
-    /// `plan` found changes (exit 2).
+    /// `plan` (or a `--dry-run`) found changes (exit 2).
     PlanHasChanges,
 }
 
@@ -159,11 +159,18 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             Ok(Outcome::Done)
         }
         Command::Token(args) => {
-            let deployment = connect(&cli.aws, names, false, None).await?;
-            let report = commands::token::token(&deployment, args.rotate).await?;
+            // A bad name is refused before any AWS call.
+            let request = commands::token::TokenRequest::from_args(&args)?;
+            let dry_run = args.dry_run && request.changes();
+            let deployment = connect(&cli.aws, names, dry_run, None).await?;
+            let report = commands::token::token(&deployment, &templates, &request).await?;
             deployment.steps_done();
             emit(out, cli.output, &report)?;
-            Ok(Outcome::Done)
+            Ok(if report.dry_run && report.changed {
+                Outcome::PlanHasChanges
+            } else {
+                Outcome::Done
+            })
         }
         Command::Logs(args) => {
             let clients = aws::Clients::load(&cli.aws).await?;

@@ -61,6 +61,10 @@ pub fn placeholder_values(names: &Names, values: &RenderValues) -> BTreeMap<&'st
             parameter_arn(values, &names.api_token_parameter),
         ),
         (
+            "API_TOKENS_PARAMETER_ARN",
+            parameter_arn(values, &names.api_tokens_parameter),
+        ),
+        (
             "REDIS_PASSWORD_PARAMETER_ARN",
             parameter_arn(values, &names.redis_password_parameter),
         ),

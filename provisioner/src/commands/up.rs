@@ -10,6 +10,7 @@
 //!                                         └─ log group, ECR repository, cluster ────────────────────┘
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +27,7 @@ use crate::resources::iam::{RoleSpec, execution_role_policy_arn};
 use crate::resources::services::ServiceSpec;
 use crate::resources::{
     cluster, discovery, ecr, efs, iam, log_group, network, secrets, services, task_definitions,
+    tokens,
 };
 
 /// How `up` runs.
@@ -55,49 +57,70 @@ fn created_what_tasks_wait_for(d: &Deployment) -> bool {
         .any(|c| c.action == Action::Create && matches!(c.kind, "iam-role" | "efs-mount-target"))
 }
 
-/// Runs `up` (or `plan` when the deployment is a dry run).
-pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> Result<Report> {
-    let args = &options.deploy;
-    let names = &d.names;
-    // Events and stopped tasks older than this are not this run's.
-    let started_at = SystemTime::now();
-    let partition = crate::aws::partition_of(d.region()).to_owned();
-    let api_port = commands::api_port(templates);
-    let redis_port = commands::redis_port(templates);
-
-    // Values the policy documents need are known before any call.
-    let policy_values = placeholder_values(
-        names,
+/// The values the policy documents are rendered with, all known before any call.
+pub(crate) fn policy_values(d: &Deployment, redis_image: &str) -> BTreeMap<&'static str, String> {
+    placeholder_values(
+        &d.names,
         &RenderValues {
             account: d.account.clone(),
             region: d.region().to_owned(),
             execution_role_arn: String::new(),
             api_task_role_arn: String::new(),
             api_image: String::new(),
-            redis_image: args.redis_image.clone(),
+            redis_image: redis_image.to_owned(),
         },
-    );
-    let trust = templates.task_trust.render(&policy_values);
-    // Issue 6: Redis AUTH, once enabled, stays on (its parameter exists) until `down`.
-    let redis_auth = args.redis_password || secrets::redis_password_enabled(d).await?;
-    let mut execution_inline = vec![(
+    )
+}
+
+/// The execution role as `up` converges it: ECS pulls images, writes logs and reads the API
+/// token parameters with it, and the Redis password parameters when AUTH is on. `token` uses
+/// it too, before it adds a secret to the API's task definition.
+pub(crate) fn execution_role_spec(
+    d: &Deployment,
+    templates: &Templates,
+    policy_values: &BTreeMap<&'static str, String>,
+    redis_auth: bool,
+) -> RoleSpec {
+    let mut inline = vec![(
         "secrets".to_owned(),
-        templates.execution_secrets_policy.render(&policy_values),
+        templates.execution_secrets_policy.render(policy_values),
     )];
     if redis_auth {
-        execution_inline.push((
+        inline.push((
             "redis-auth".to_owned(),
-            templates.execution_redis_auth_policy.render(&policy_values),
+            templates.execution_redis_auth_policy.render(policy_values),
         ));
     }
-    let execution_role = RoleSpec {
-        name: names.execution_role.clone(),
-        description: format!("ECS pulls images and writes logs for app {}", names.app),
-        trust_policy: trust.clone(),
-        managed_policies: vec![execution_role_policy_arn(&partition)],
-        inline_policies: execution_inline,
+    RoleSpec {
+        name: d.names.execution_role.clone(),
+        description: format!("ECS pulls images and writes logs for app {}", d.names.app),
+        trust_policy: templates.task_trust.render(policy_values),
+        managed_policies: vec![execution_role_policy_arn(crate::aws::partition_of(
+            d.region(),
+        ))],
+        inline_policies: inline,
         permissions_boundary: iam::boundary_arn(d),
-    };
+    }
+}
+
+/// Runs `up` (or `plan` when the deployment is a dry run).
+pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> Result<Report> {
+    let args = &options.deploy;
+    let names = &d.names;
+    // Events and stopped tasks older than this are not this run's.
+    let started_at = SystemTime::now();
+    let api_port = commands::api_port(templates);
+    let redis_port = commands::redis_port(templates);
+
+    let policy_values = policy_values(d, &args.redis_image);
+    let trust = templates.task_trust.render(&policy_values);
+    // Issue 6: Redis AUTH, once enabled, stays on (its parameter exists) until `down`.
+    // Issue 11: the named write tokens stay injected while their parameter exists (`token
+    // --name`); a parameter of that name that is not the app's stops the run here.
+    let (redis_auth_enabled, named_tokens) =
+        tokio::try_join!(secrets::redis_password_enabled(d), tokens::exist(d))?;
+    let redis_auth = args.redis_password || redis_auth_enabled;
+    let execution_role = execution_role_spec(d, templates, &policy_values, redis_auth);
     let redis_trust = trust.clone();
     let api_task_role = RoleSpec {
         name: names.api_task_role.clone(),
@@ -226,6 +249,13 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     values.extend(data.placeholder_values());
     let mut api_spec = templates.api.render(&values)?;
     let mut redis_spec = templates.redis.render(&values)?;
+    if named_tokens {
+        tokens::apply(
+            &mut api_spec,
+            &templates.api.service,
+            Some(&values["API_TOKENS_PARAMETER_ARN"]),
+        );
+    }
     if redis_auth {
         secrets::apply_redis_auth(
             &mut redis_spec,

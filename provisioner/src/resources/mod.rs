@@ -16,6 +16,7 @@ pub mod ownership;
 pub mod secrets;
 pub mod services;
 pub mod task_definitions;
+pub mod tokens;
 
 use std::future::Future;
 use std::time::Duration;

@@ -6,6 +6,8 @@
 //!   first deploy (32 random bytes from the OS, URL-safe base64 without padding: 43
 //!   characters) and never overwrites it; [`rotate_token`] replaces it; [`read_token`] is the
 //!   only way the value leaves AWS (the `provisioner token` command). It is never logged.
+//! - `/<app>/api-tokens`: the named write tokens (`TIMING_API_TOKENS`), made and changed only
+//!   by `provisioner token --name`; see [`crate::resources::tokens`].
 //! - `/<app>/redis-password` and `/<app>/redis-url` (`--redis-password`): Redis's `requirepass`
 //!   and the API's `REDIS_URL` with that password in it. The service reads one `REDIS_URL`
 //!   and has no separate password variable, so the URL itself is the secret.
@@ -49,13 +51,13 @@ pub fn generate_secret() -> Result<String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn tags(d: &Deployment) -> Result<Vec<Tag>> {
+pub(crate) fn tags(d: &Deployment) -> Result<Vec<Tag>> {
     ownership::sdk_tags(&d.names, |k, v| Tag::builder().key(k).value(v).build())
         .map_err(Error::request("SSM parameter tags"))
 }
 
 /// Stops unless the existing parameter `name` carries the app's tags.
-async fn check_ours(d: &Deployment, name: &str) -> Result<()> {
+pub(crate) async fn check_ours(d: &Deployment, name: &str) -> Result<()> {
     let resource = || format!("SSM parameter {name}");
     let out = d
         .clients
@@ -70,7 +72,7 @@ async fn check_ours(d: &Deployment, name: &str) -> Result<()> {
 }
 
 /// What a parameter is now: absent, or present with its type.
-async fn live_type(d: &Deployment, name: &str) -> Result<Option<ParameterType>> {
+pub(crate) async fn live_type(d: &Deployment, name: &str) -> Result<Option<ParameterType>> {
     let out = d
         .clients
         .ssm
@@ -389,12 +391,14 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
-/// Deletes the app's parameters (the token and, if any, the Redis password and URL). Which
-/// exist is read first, in one call, so a `down` with nothing left changes nothing.
+/// Deletes the app's parameters (the token and, if any, the named tokens and the Redis
+/// password and URL). Which exist is read first, in one call, so a `down` with nothing left
+/// changes nothing.
 pub async fn delete_parameters(d: &Deployment) -> Result<()> {
     let names = &d.names;
     let all = [
         &names.api_token_parameter,
+        &names.api_tokens_parameter,
         &names.redis_password_parameter,
         &names.redis_url_parameter,
     ];
@@ -422,8 +426,18 @@ pub async fn delete_parameters(d: &Deployment) -> Result<()> {
             None,
         );
     }
+    // A parameter that is not the app's is left and reported once the app's own are gone (a
+    // foreign `/<app>/api-tokens` must not keep the Redis password in place).
+    let mut foreign = None;
     for name in all.into_iter().filter(|n| existing.contains(&n.as_str())) {
-        check_ours(d, name).await?;
+        match check_ours(d, name).await {
+            Ok(()) => {}
+            Err(err @ Error::NotOurs { .. }) => {
+                foreign.get_or_insert(err);
+                continue;
+            }
+            Err(err) => return Err(err),
+        }
         match d.clients.ssm.delete_parameter().name(name).send().await {
             Ok(_) => {
                 d.record("ssm-parameter", name.as_str(), Action::Delete, None);
@@ -432,7 +446,8 @@ pub async fn delete_parameters(d: &Deployment) -> Result<()> {
                 if e.as_service_error()
                     .is_some_and(|e| e.is_parameter_not_found()) =>
             {
-                // Only the token is always expected; absent Redis AUTH parameters are normal.
+                // Only the token is always expected; absent named tokens and Redis AUTH
+                // parameters are normal.
                 if name == &names.api_token_parameter {
                     d.record("ssm-parameter", name.as_str(), Action::Absent, None);
                 }
@@ -446,7 +461,7 @@ pub async fn delete_parameters(d: &Deployment) -> Result<()> {
             }
         }
     }
-    Ok(())
+    foreign.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

@@ -329,19 +329,23 @@ pub async fn scale(d: &Deployment, name: &str, count: i32) -> Result<()> {
     Ok(())
 }
 
-/// Replaces a service's tasks with new ones of the same definition (to pick up a new secret).
-pub async fn restart(d: &Deployment, name: &str) -> Result<()> {
-    d.record(
-        "ecs-service",
-        name,
-        Action::Update,
-        Some("new deployment".into()),
-    );
+/// Replaces a service's tasks: with tasks of `task_definition` when given (a revision that
+/// adds or removes a secret), else with new ones of the same definition (ECS reads a secret's
+/// value only when a task starts, so a changed value needs new tasks).
+pub async fn restart(d: &Deployment, name: &str, task_definition: Option<&str>) -> Result<()> {
+    let detail = match task_definition {
+        Some(arn) => format!("new deployment of {}", short_arn(arn)),
+        None => "new deployment".to_owned(),
+    };
+    if !d.record("ecs-service", name, Action::Update, Some(detail)) {
+        return Ok(());
+    }
     d.clients
         .ecs
         .update_service()
         .cluster(&d.names.cluster)
         .service(name)
+        .set_task_definition(task_definition.map(str::to_owned))
         .force_new_deployment(true)
         .send()
         .await

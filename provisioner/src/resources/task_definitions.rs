@@ -20,8 +20,9 @@ pub struct LiveTaskDefinition {
     pub spec: TaskDefinitionSpec,
 }
 
-/// The latest active revision of `family`, if any; an error when that revision is not the
-/// app's (a family of the same name registered by someone else).
+/// The latest active revision of `family` (or the revision a `family:revision` or an ARN
+/// names), if any; an error when that revision is not the app's (a family of the same name
+/// registered by someone else).
 pub async fn latest(d: &Deployment, family: &str) -> Result<Option<LiveTaskDefinition>> {
     let out = d
         .clients
