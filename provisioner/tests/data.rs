@@ -392,15 +392,19 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
         }
     }
 
-    // The execution role may read exactly that parameter.
+    // The execution role may read exactly that parameter and the named tokens' (issue 11:
+    // granted before they exist, so creating one changes no role).
     let policy = aws.inline_policy("timing-task-execution", "secrets").await;
     assert_eq!(
         policy["Statement"],
         serde_json::json!([{
-            "Sid": "ReadTheApiTokenParameterOnly",
+            "Sid": "ReadTheApiTokenParametersOnly",
             "Effect": "Allow",
             "Action": "ssm:GetParameters",
-            "Resource": token_arn(),
+            "Resource": [
+                token_arn(),
+                format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/timing/api-tokens")
+            ],
         }])
     );
 

@@ -1,5 +1,6 @@
 //! A whole lifecycle against the emulator (plan, cold and no-op `up`, Redis AUTH, status, logs,
-//! token and its rotation, stop, start, `down --delete-data`, and a command on a missing app),
+//! token and its rotation, named tokens, stop, start, `down --delete-data`, and a command on a
+//! missing app),
 //! each step with `--output json`, checked two ways:
 //!
 //! - every document printed matches `docs/output.schema.json` (no undocumented field, no
@@ -119,6 +120,17 @@ async fn a_whole_lifecycle_prints_documented_json_and_calls_only_what_the_deploy
         (&["logs", "api", "--since", "5m"], 0),
         (&["token"], 0),
         (&["token", "--rotate"], 0),
+        // Named tokens (issue 11): every form, a dry run and an unknown name; one is left
+        // for `down` to delete.
+        (&["token", "--list"], 0),
+        (&["token", "--name", "timer-1", "--create"], 0),
+        (&["token", "--name", "timer-1"], 0),
+        (&["token", "--name", "timer-1", "--rotate", "--dry-run"], 2),
+        (&["token", "--name", "timer-1", "--rotate"], 0),
+        (&["token", "--name", "timer-2", "--create"], 0),
+        (&["token", "--list"], 0),
+        (&["token", "--name", "timer-9"], 1),
+        (&["token", "--name", "timer-1", "--revoke"], 0),
         (&["stop"], 0),
         (&["start"], 0),
         (&["down", "--yes", "--delete-data"], 0),

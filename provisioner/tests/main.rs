@@ -41,5 +41,8 @@ mod ownership;
 mod persistence;
 /// Redis's storage kept while Redis may run on it; every wait within `--timeout`.
 mod storage;
+/// Named write tokens: created, printed, rotated, revoked and listed by name; kept by `up`,
+/// removed by `down`; bad names and a foreign parameter refused.
+mod tokens;
 /// The deployment watcher and the log reader, against aws-smithy-mocks.
 mod watch;

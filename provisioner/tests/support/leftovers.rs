@@ -131,7 +131,7 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
     }
 
     let ssm = aws_sdk_ssm::Client::new(&config);
-    for parameter in ["api-token", "redis-password", "redis-url"] {
+    for parameter in ["api-token", "api-tokens", "redis-password", "redis-url"] {
         let name = format!("/{app}/{parameter}");
         if ssm.get_parameter().name(&name).send().await.is_ok() {
             left.push(format!("SSM parameter {name}"));
