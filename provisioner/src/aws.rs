@@ -119,6 +119,11 @@ pub struct Clients {
     pub efs: aws_sdk_efs::Client,
     /// SSM Parameter Store: the API token (and Redis password) as SecureString parameters.
     pub ssm: aws_sdk_ssm::Client,
+    /// API Gateway v2: the HTTP API, its VPC link and custom domain.
+    pub apigateway: aws_sdk_apigatewayv2::Client,
+    /// Whether calls go to an endpoint given by `--endpoint-url`/`AWS_ENDPOINT_URL` (an
+    /// emulator): the API's execute-api URL is then not the one to check.
+    pub endpoint_override: bool,
     /// The region in use.
     pub region: String,
     /// Counts the calls of all the clients above.
@@ -177,6 +182,8 @@ impl Clients {
             sts: client_with_counter!(aws_sdk_sts, config, calls),
             efs: client_with_counter!(aws_sdk_efs, config, calls),
             ssm: client_with_counter!(aws_sdk_ssm, config, calls),
+            apigateway: client_with_counter!(aws_sdk_apigatewayv2, config, calls),
+            endpoint_override: config.endpoint_url().is_some(),
             region,
             calls,
         }

@@ -78,7 +78,8 @@ pub enum Command {
     /// without calling AWS.
     Render(RenderArgs),
     /// Run the services again after `stop`: redis, then the API; wait until they are stable
-    /// and the API answers `/ready`; print the new endpoint (it changes on every start).
+    /// and healthy in Cloud Map (and `/ready` answers through the HTTPS URL when it can be
+    /// reached from here); the URL is the same as before the stop.
     Start(StartArgs),
     /// Stop billing for tasks: desired count 0 for every service (API first), wait until no
     /// task runs, and say what still costs money.
@@ -146,9 +147,9 @@ pub struct StartArgs {
     #[command(flatten)]
     pub wait: WaitArgs,
 
-    /// Number of API tasks.
-    #[arg(long, default_value_t = 1)]
-    pub api_count: i32,
+    /// Number of API tasks (default: the number `up` or the last `start` set, else 1).
+    #[arg(long)]
+    pub api_count: Option<i32>,
 }
 
 /// Flags of `status`.
@@ -253,9 +254,10 @@ pub struct DeployArgs {
     #[arg(long, value_delimiter = ',')]
     pub subnets: Vec<String>,
 
-    /// CIDR allowed to reach the API port.
-    #[arg(long, default_value = "0.0.0.0/0")]
-    pub allow_cidr: String,
+    /// Also let this CIDR reach the API tasks' port directly, beside the VPC link (off unless
+    /// given: by default only API Gateway's VPC link reaches the tasks).
+    #[arg(long)]
+    pub allow_cidr: Option<String>,
 
     /// Days CloudWatch keeps the logs.
     #[arg(long, default_value_t = 7)]
@@ -265,14 +267,54 @@ pub struct DeployArgs {
     #[arg(long, default_value_t = 10)]
     pub keep_images: u32,
 
-    /// Number of API tasks when running.
-    #[arg(long, default_value_t = 1)]
-    pub api_count: i32,
+    /// Number of API tasks when running, 1 to 10 (default: as deployed, else 1).
+    #[arg(long)]
+    pub api_count: Option<i32>,
+
+    /// Steady requests per second the HTTP API lets through (the `$default` stage's throttling),
+    /// so a runaway client cannot run up the per-request bill; above it clients get 429.
+    #[arg(long, default_value_t = DEFAULT_THROTTLE_RATE)]
+    pub throttle_rate: f64,
+
+    /// Requests the HTTP API lets through at once above the steady rate (burst).
+    #[arg(long, default_value_t = DEFAULT_THROTTLE_BURST)]
+    pub throttle_burst: i32,
+
+    /// A custom domain for the HTTP API (e.g. `timing.example.org`); needs --certificate-arn.
+    /// `up` prints the DNS record to create for it.
+    #[arg(long)]
+    pub domain: Option<String>,
+
+    /// ACM certificate for --domain, in the deployment's region.
+    #[arg(long)]
+    pub certificate_arn: Option<String>,
 
     /// Require a password for Redis (AUTH), generated and kept in SSM Parameter Store. Once
     /// enabled it stays on for later deploys until `down`.
     #[arg(long)]
     pub redis_password: bool,
+}
+
+/// Most API tasks `--api-count` accepts: a guard against a typo running up the Fargate bill.
+pub const MAX_API_COUNT: i32 = 10;
+/// Default `--throttle-rate`: 25 requests/s, far above a race's timing devices and results
+/// pages, and a ceiling of about $65/month of requests if a client loops for a month.
+pub const DEFAULT_THROTTLE_RATE: f64 = 25.0;
+/// Default `--throttle-burst`.
+pub const DEFAULT_THROTTLE_BURST: i32 = 50;
+
+/// Checks `--api-count` before any AWS call.
+pub fn check_api_count(count: i32) -> Result<(), crate::error::Error> {
+    if (1..=MAX_API_COUNT).contains(&count) {
+        Ok(())
+    } else {
+        Err(crate::error::Error::InvalidArgument {
+            flag: "--api-count",
+            message: format!(
+                "{count}: run 1 to {MAX_API_COUNT} API tasks (`provisioner stop` takes them to 0)"
+            ),
+        })
+    }
 }
 
 /// The official Redis image, from ECR Public (no Docker Hub pull limits).
@@ -283,6 +325,94 @@ impl DeployArgs {
     pub fn default_redis_image() -> String {
         DEFAULT_REDIS_IMAGE.to_owned()
     }
+
+    /// Checks the flags that only make sense together or in the region, before any AWS call.
+    pub fn check(&self, region: &str) -> Result<(), crate::error::Error> {
+        use crate::error::Error;
+        if let Some(count) = self.api_count {
+            check_api_count(count)?;
+        }
+        if !(self.throttle_rate.is_finite() && self.throttle_rate > 0.0) {
+            return Err(Error::InvalidArgument {
+                flag: "--throttle-rate",
+                message: format!(
+                    "{}: give a positive number of requests per second",
+                    self.throttle_rate
+                ),
+            });
+        }
+        if self.throttle_burst <= 0 {
+            return Err(Error::InvalidArgument {
+                flag: "--throttle-burst",
+                message: format!(
+                    "{}: give a positive number of requests",
+                    self.throttle_burst
+                ),
+            });
+        }
+        match (&self.domain, &self.certificate_arn) {
+            (None, None) => Ok(()),
+            (Some(domain), None) => Err(Error::InvalidArgument {
+                flag: "--domain",
+                message: format!(
+                    "{domain} needs --certificate-arn: an ACM certificate for it in {region}"
+                ),
+            }),
+            (None, Some(_)) => Err(Error::InvalidArgument {
+                flag: "--certificate-arn",
+                message: "a certificate is only used with --domain NAME".into(),
+            }),
+            (Some(domain), Some(arn)) => {
+                check_domain(domain)?;
+                check_certificate_arn(arn, region)
+            }
+        }
+    }
+}
+
+fn check_domain(domain: &str) -> Result<(), crate::error::Error> {
+    let labels: Vec<&str> = domain.split('.').collect();
+    let valid = labels.len() >= 2
+        && domain.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(crate::error::Error::InvalidArgument {
+            flag: "--domain",
+            message: format!("`{domain}`: give a lowercase DNS name such as timing.example.org"),
+        })
+    }
+}
+
+/// A regional API Gateway domain needs an ACM certificate of the same region:
+/// `arn:<partition>:acm:<region>:<account>:certificate/<id>`.
+fn check_certificate_arn(arn: &str, region: &str) -> Result<(), crate::error::Error> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let message = match parts.as_slice() {
+        ["arn", _, "acm", cert_region, _, resource] if resource.starts_with("certificate/") => {
+            if *cert_region == region {
+                return Ok(());
+            }
+            format!(
+                "{arn} is in {cert_region}, the app in {region}: a regional API Gateway domain needs a certificate from ACM in {region}"
+            )
+        }
+        _ => format!(
+            "`{arn}` is not an ACM certificate ARN (arn:aws:acm:{region}:ACCOUNT:certificate/ID)"
+        ),
+    };
+    Err(crate::error::Error::InvalidArgument {
+        flag: "--certificate-arn",
+        message,
+    })
 }
 
 /// Flags of `down`.
@@ -348,6 +478,64 @@ mod tests {
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("10").is_err());
+    }
+
+    fn deploy_args(extra: &[&str]) -> DeployArgs {
+        let mut argv = vec!["provisioner", "plan"];
+        argv.extend(extra);
+        match Cli::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .command
+        {
+            Command::Plan(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn refused_flag(extra: &[&str]) -> &'static str {
+        match deploy_args(extra).check("eu-north-1") {
+            Err(crate::error::Error::InvalidArgument { flag, .. }) => flag,
+            other => panic!("{extra:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_gateway_input_is_refused_naming_the_flag() {
+        let cert = "arn:aws:acm:eu-north-1:123456789012:certificate/abc";
+        assert!(deploy_args(&[]).check("eu-north-1").is_ok());
+        assert!(
+            deploy_args(&["--domain", "timing.example.org", "--certificate-arn", cert])
+                .check("eu-north-1")
+                .is_ok()
+        );
+        assert_eq!(
+            refused_flag(&["--domain", "timing.example.org"]),
+            "--domain"
+        );
+        assert_eq!(
+            refused_flag(&["--certificate-arn", cert]),
+            "--certificate-arn"
+        );
+        let elsewhere = "arn:aws:acm:us-east-1:123456789012:certificate/abc";
+        assert_eq!(
+            refused_flag(&[
+                "--domain",
+                "timing.example.org",
+                "--certificate-arn",
+                elsewhere
+            ]),
+            "--certificate-arn"
+        );
+        assert_eq!(
+            refused_flag(&["--domain", "Timing..org", "--certificate-arn", cert]),
+            "--domain"
+        );
+        assert_eq!(refused_flag(&["--api-count", "0"]), "--api-count");
+        assert_eq!(refused_flag(&["--api-count", "11"]), "--api-count");
+        assert_eq!(refused_flag(&["--throttle-rate", "0"]), "--throttle-rate");
+        assert_eq!(refused_flag(&["--throttle-rate=-5"]), "--throttle-rate");
+        assert_eq!(refused_flag(&["--throttle-rate", "NaN"]), "--throttle-rate");
+        assert_eq!(refused_flag(&["--throttle-burst", "0"]), "--throttle-burst");
     }
 
     #[test]

@@ -72,6 +72,14 @@ pub struct Names {
     pub namespace: String,
     /// Cloud Map service (DNS name `redis.<namespace>`).
     pub discovery_service: String,
+    /// Cloud Map service of the API tasks (SRV records `api.<namespace>`), API Gateway's target.
+    pub api_discovery_service: String,
+    /// Security group of the VPC link's network interfaces; the API port admits only it.
+    pub vpc_link_security_group: String,
+    /// API Gateway VPC link (v2) into the app's subnets.
+    pub vpc_link: String,
+    /// API Gateway HTTP API: the app's stable HTTPS address.
+    pub http_api: String,
     /// ECS service of the API.
     pub api_service: String,
     /// ECS service of Redis.
@@ -112,6 +120,10 @@ impl Names {
             redis_security_group: format!("{app}-redis"),
             namespace: format!("{app}.local"),
             discovery_service: "redis".to_owned(),
+            api_discovery_service: "api".to_owned(),
+            vpc_link_security_group: format!("{app}-vpc-link"),
+            vpc_link: app.to_owned(),
+            http_api: app.to_owned(),
             api_service: "api".to_owned(),
             redis_service: "redis".to_owned(),
             redis_task_role: format!("{app}-redis-task"),
@@ -129,6 +141,11 @@ impl Names {
     /// The DNS name the API reaches Redis by.
     pub fn redis_host(&self) -> String {
         format!("{}.{}", self.discovery_service, self.namespace)
+    }
+
+    /// The DNS name of the API tasks' SRV records.
+    pub fn api_host(&self) -> String {
+        format!("{}.{}", self.api_discovery_service, self.namespace)
     }
 
     /// The tags every resource of the app carries.
@@ -374,6 +391,33 @@ mod tests {
         let templates = Templates::load(&repo_root()).unwrap();
         assert_eq!(templates.api.service, "api");
         assert_eq!(templates.redis.service, "redis");
+    }
+
+    /// The service keeps answering for `SHUTDOWN_DRAIN` after SIGTERM, then lets in-flight
+    /// requests finish (at most 20 s, the service's `DRAIN_TIMEOUT`): ECS must not SIGKILL the
+    /// API container before both are over.
+    #[test]
+    fn the_api_stop_timeout_leaves_room_for_the_drain_and_in_flight_requests() {
+        let templates = Templates::load(&repo_root()).unwrap();
+        let api = templates
+            .api
+            .as_written
+            .container(&templates.api.service)
+            .unwrap();
+        let drain = api
+            .environment
+            .iter()
+            .flatten()
+            .find(|e| e.name == "SHUTDOWN_DRAIN")
+            .map(|e| humantime::parse_duration(&e.value).unwrap())
+            .expect("the API task definition sets SHUTDOWN_DRAIN");
+        let in_flight = 20;
+        let stop_timeout = api.stop_timeout.expect("stopTimeout is set");
+        assert!(
+            u64::try_from(stop_timeout).unwrap() >= drain.as_secs() + in_flight,
+            "stopTimeout {stop_timeout}s < drain {drain:?} + {in_flight}s"
+        );
+        assert!(stop_timeout <= 120, "Fargate allows at most 120 s");
     }
 
     #[test]

@@ -279,7 +279,7 @@ impl Error {
                     Error::Interrupted { .. } => "interrupted",
                     Error::NotDeployed { .. } => "not_deployed",
                     Error::UnknownToken { .. } => "unknown_token",
-                    Error::ReadFile { .. } | Error::Parse { .. } | Error::UnknownPlaceholder { .. } | Error::Invalid { .. } | Error::InvalidTokenName { .. } => "bad_input",
+                    Error::ReadFile { .. } | Error::Parse { .. } | Error::UnknownPlaceholder { .. } | Error::Invalid { .. } | Error::InvalidTokenName { .. } | Error::InvalidArgument { .. } => "bad_input",
                     _ => "error",
                 },
                 "exit_code": other.exit_code(),

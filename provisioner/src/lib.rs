@@ -102,7 +102,14 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 start: args.start,
                 root: cli.root.clone(),
             };
-            let deployment = connect(&cli.aws, names, args.dry_run, Some(args.timeout)).await?;
+            let deployment = connect(
+                &cli.aws,
+                names,
+                args.dry_run,
+                Some(args.timeout),
+                |region| options.deploy.check(region),
+            )
+            .await?;
             let report = commands::up::up(&deployment, &templates, &options).await?;
             deployment.steps_done();
             emit(out, cli.output, &report)?;
@@ -115,7 +122,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 start: false,
                 root: cli.root.clone(),
             };
-            let deployment = connect(&cli.aws, names, true, None).await?;
+            let deployment = connect(&cli.aws, names, true, None, |region| {
+                options.deploy.check(region)
+            })
+            .await?;
             let report = commands::up::up(&deployment, &templates, &options).await?;
             deployment.steps_done();
             emit(out, cli.output, &report)?;
@@ -123,7 +133,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
         }
         Command::Down(args) => {
             confirm_down(&cli.app, args.yes)?;
-            let deployment = connect(&cli.aws, names, false, Some(args.timeout)).await?;
+            let deployment =
+                connect(&cli.aws, names, false, Some(args.timeout), |_| Ok(())).await?;
             let report =
                 commands::down::down(&deployment, &templates, args.timeout, args.delete_data)
                     .await?;
@@ -132,7 +143,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             Ok(Outcome::Done)
         }
         Command::Stop(args) => {
-            let deployment = connect(&cli.aws, names, false, Some(args.timeout)).await?;
+            let deployment =
+                connect(&cli.aws, names, false, Some(args.timeout), |_| Ok(())).await?;
             let report =
                 commands::scale::stop(&deployment, (!args.no_wait).then_some(args.timeout)).await?;
             deployment.steps_done();
@@ -140,20 +152,26 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             Ok(Outcome::Done)
         }
         Command::Start(args) => {
-            let deployment = connect(&cli.aws, names, false, Some(args.wait.timeout)).await?;
+            let deployment = connect(
+                &cli.aws,
+                names,
+                false,
+                Some(args.wait.timeout),
+                |_| match args.api_count {
+                    Some(count) => cli::check_api_count(count),
+                    None => Ok(()),
+                },
+            )
+            .await?;
             let wait = (!args.wait.no_wait).then_some(args.wait.timeout);
-            let api_port = commands::api_port(&templates);
-            let report =
-                commands::scale::start(&deployment, args.api_count, wait, api_port).await?;
+            let report = commands::scale::start(&deployment, args.api_count, wait).await?;
             deployment.steps_done();
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
         }
         Command::Status(args) => {
-            let deployment = connect(&cli.aws, names, false, None).await?;
-            let api_port = commands::api_port(&templates);
-            let report =
-                commands::status::status(&deployment, args.events, args.since, api_port).await?;
+            let deployment = connect(&cli.aws, names, false, None, |_| Ok(())).await?;
+            let report = commands::status::status(&deployment, args.events, args.since).await?;
             deployment.steps_done();
             emit(out, cli.output, &report)?;
             Ok(Outcome::Done)
@@ -162,7 +180,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             // A bad name is refused before any AWS call.
             let request = commands::token::TokenRequest::from_args(&args)?;
             let dry_run = args.dry_run && request.changes();
-            let deployment = connect(&cli.aws, names, dry_run, None).await?;
+            let deployment = connect(&cli.aws, names, dry_run, None, |_| Ok(())).await?;
             let report = commands::token::token(&deployment, &templates, &request).await?;
             deployment.steps_done();
             emit(out, cli.output, &report)?;
@@ -202,16 +220,19 @@ fn plan_outcome(report: &Report) -> Outcome {
     }
 }
 
-/// The AWS clients and the run's context; `timeout` (the command's `--timeout`) bounds every
-/// wait of the run from now on.
+/// The AWS clients and the run's context. `check` runs on the region before any AWS call
+/// (flags that depend on it are refused first); `timeout` (the command's `--timeout`) bounds
+/// every wait of the run from now on.
 async fn connect(
     args: &cli::AwsArgs,
     names: Names,
     dry_run: bool,
     timeout: Option<Duration>,
+    check: impl FnOnce(&str) -> Result<()>,
 ) -> Result<Deployment> {
     let started = tokio::time::Instant::now();
     let clients = aws::Clients::load(args).await?;
+    check(&clients.region)?;
     let account = clients.account_id().await?;
     let deployment = Deployment::new(clients, names, account, dry_run);
     Ok(match timeout {

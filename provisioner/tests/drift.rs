@@ -141,8 +141,9 @@ fn rules_of(group: &aws_sdk_ec2::types::SecurityGroup) -> Vec<String> {
     rules
 }
 
-/// Rules added by hand, of every source kind, are revoked; an IPv6 `--allow-cidr` is written
-/// as an IPv6 range; and once converged a second `up` changes no rule.
+/// Rules added by hand, of every source kind, are revoked (the VPC link's group stays the one
+/// source of the API port); an IPv6 `--allow-cidr` is written as an IPv6 range beside it; and
+/// once converged a second `up` changes no rule.
 #[tokio::test]
 async fn security_group_rules_converge_with_ipv6_ranges_and_prefix_lists() {
     let TestAccount {
@@ -164,6 +165,18 @@ async fn security_group_rules_converge_with_ipv6_ranges_and_prefix_lists() {
             .clone()
     };
     let group_id = api_group().await.group_id().unwrap().to_owned();
+    // Issue 10: the API port's one wanted rule admits the VPC link's group.
+    let link_group = ec2
+        .describe_security_groups()
+        .filters(support::ec2_filter("group-name", "timing-vpc-link"))
+        .send()
+        .await
+        .unwrap()
+        .security_groups()[0]
+        .group_id()
+        .unwrap()
+        .to_owned();
+    let from_link = format!("Some(8080)-Some(8080) {link_group}");
     let prefix_list = ec2
         .create_managed_prefix_list()
         .prefix_list_name("office")
@@ -206,14 +219,17 @@ async fn security_group_rules_converge_with_ipv6_ranges_and_prefix_lists() {
         .await;
     assert_eq!(
         rules_of(&api_group().await),
-        ["Some(8080)-Some(8080) 0.0.0.0/0"]
+        std::slice::from_ref(&from_link)
     );
 
     proxy
         .provisioner(&["up", "--keep-image", "--no-wait", "--allow-cidr", "::/0"])
         .expect(0)
         .await;
-    assert_eq!(rules_of(&api_group().await), ["Some(8080)-Some(8080) ::/0"]);
+    assert_eq!(
+        rules_of(&api_group().await),
+        ["Some(8080)-Some(8080) ::/0".to_owned(), from_link]
+    );
     proxy.clear();
     proxy
         .provisioner(&["up", "--keep-image", "--no-wait", "--allow-cidr", "::/0"])

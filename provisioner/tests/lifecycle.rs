@@ -113,7 +113,19 @@ async fn a_whole_lifecycle_prints_documented_json_and_calls_only_what_the_deploy
 
     let steps: &[(&[&str], i32)] = &[
         (&["plan"], 2),
-        (&["up", "--image", image], 0),
+        // With a custom domain, so its calls are checked against the policy too.
+        (
+            &[
+                "up",
+                "--image",
+                image,
+                "--domain",
+                "timing.example.org",
+                "--certificate-arn",
+                "arn:aws:acm:eu-north-1:123456789012:certificate/0a1b2c3d",
+            ],
+            0,
+        ),
         (&["up", "--keep-image"], 0),
         (&["up", "--keep-image", "--redis-password", "--no-wait"], 0),
         (&["status"], 0),

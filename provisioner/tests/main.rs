@@ -29,6 +29,8 @@ mod exits;
 mod faults;
 /// A fresh account's first deploy: stops of a setup still propagating are waited out.
 mod first_deploy;
+/// The HTTPS address: HTTP API, VPC link, Cloud Map `api`, `--api-count`, custom domain.
+mod gateway;
 /// The OCI image builder and the registry client.
 mod image;
 /// A whole lifecycle: every JSON output matches its schema, every AWS call is in the deployer policy.

@@ -3,7 +3,9 @@
 //! failure is reported at the end. It finds everything by name and tag, so it works after a
 //! partial `up`, after an interrupted `down`, and twice in a row.
 //!
-//! Order: services (scaled to 0, deleted, drained) → Cloud Map instances, service, namespace
+//! Order: services (scaled to 0, deleted, drained) and, at the same time, the HTTP API's
+//! custom domain (mapping first), stage, route, integration and API, then the VPC link (waiting
+//! until its network interfaces are gone) → Cloud Map instances, services, namespace
 //! → cluster → task-definition revisions and, at the same time, EFS mount targets and their
 //! security group (the file system too with `--delete-data`) → then, concurrently as they
 //! depend on nothing left: security groups (cross-references first), log group, ECR
@@ -21,7 +23,8 @@ use crate::config::Templates;
 use crate::error::{Error, Result};
 use crate::plan::Deployment;
 use crate::resources::{
-    cluster, discovery, ecr, efs, iam, log_group, network, secrets, services, task_definitions,
+    cluster, discovery, ecr, efs, gateway, iam, log_group, network, secrets, services,
+    task_definitions, vpc_link,
 };
 
 /// Runs `down`. Redis's data (the EFS file system) is kept unless `delete_data`.
@@ -39,10 +42,18 @@ pub async fn down(
             failures.push(format!("{step}: {err}"));
         }
     };
-    let services_gone =
-        services::delete_services(d, &[&names.api_service, &names.redis_service], limit).await;
+    let service_names = [names.api_service.as_str(), names.redis_service.as_str()];
+    let (services_gone, gateway_gone) =
+        tokio::join!(services::delete_services(d, &service_names, limit), async {
+            // The link goes even when the API could not (say, a same-named API that is not
+            // the app's): its group cannot be deleted while it exists.
+            let api = gateway::delete(d).await;
+            let link = vpc_link::delete(d, limit).await;
+            api.and(link)
+        },);
     let services_ok = services_gone.is_ok();
     note(&mut failures, "services", services_gone);
+    note(&mut failures, "HTTP API and VPC link", gateway_gone);
     // Cloud Map refuses to delete a service that still has instances; ECS deregisters them
     // as the tasks stop, which the drain above waited for.
     note(

@@ -3,6 +3,7 @@
 //! the ports read from the task-definition templates ([`api_port`]).
 
 pub mod down;
+pub mod ready;
 pub mod render;
 pub mod scale;
 pub mod status;
@@ -97,8 +98,11 @@ pub struct Report {
     pub changed: bool,
     /// Every resource's outcome, in order.
     pub changes: Vec<Change>,
-    /// The API's public endpoint, when a task runs.
+    /// The app's HTTPS URL (the HTTP API's), once it exists; the same across stop/start.
     pub endpoint: Option<String>,
+    /// The custom domain of the HTTPS URL and the DNS record it needs, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_domain: Option<crate::resources::gateway::CustomDomain>,
     /// How the wait for the services ended, when the command waited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait: Option<crate::watch::WatchReport>,
@@ -132,6 +136,7 @@ impl Report {
             changed: changes.iter().any(|c| c.action.is_change()),
             changes,
             endpoint: None,
+            custom_domain: None,
             wait: None,
             costs: Vec::new(),
             aws_calls,
@@ -199,7 +204,15 @@ impl fmt::Display for Report {
             )?;
         }
         if let Some(endpoint) = &self.endpoint {
-            writeln!(f, "API endpoint: {endpoint}")?;
+            writeln!(f, "HTTPS URL: {endpoint}")?;
+        }
+        if let Some(domain) = &self.custom_domain {
+            writeln!(
+                f,
+                "custom domain: {} (DNS record to create: {})",
+                domain.url,
+                domain.dns_record()
+            )?;
         }
         for cost in &self.costs {
             writeln!(

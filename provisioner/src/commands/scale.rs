@@ -1,6 +1,8 @@
 //! `stop` and `start`: the billing switch. ECS has no "stop service", so the services' desired
 //! counts go to 0 (API first, so it never runs without Redis) and back (Redis first, so the
-//! API finds it when it starts). Each waits until the change has taken effect, bounded.
+//! API finds it when it starts; the API to its kept `--api-count`). Each waits until the change
+//! has taken effect, bounded. The HTTP API stays: it costs nothing without requests, and its
+//! URL stays the same.
 
 use std::time::{Duration, SystemTime};
 
@@ -8,7 +10,7 @@ use crate::commands::watch;
 use crate::commands::{Cost, Report};
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment};
-use crate::resources::{cluster, ecr, efs, log_group, services};
+use crate::resources::{cluster, ecr, efs, gateway, log_group, services};
 use crate::watch::Goal;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -25,6 +27,42 @@ const FARGATE_SMALL_TASK_USD_PER_HOUR: f64 = 0.25 * 0.04048 + 0.5 * 0.004445;
 /// One public IPv4 address, per hour.
 const PUBLIC_IPV4_USD_PER_HOUR: f64 = 0.005;
 const HOURS_PER_MONTH: f64 = 730.0;
+/// API Gateway HTTP API requests, per million (the first 300 million a month); its VPC link
+/// has no charge of its own.
+const HTTP_API_USD_PER_MILLION_REQUESTS: f64 = 1.00;
+
+/// What the API Gateway part costs: nothing by the hour, per request only.
+fn per_request_cost(d: &Deployment) -> Cost {
+    Cost {
+        item: format!(
+            "API Gateway HTTP API {} and VPC link {}",
+            d.names.http_api, d.names.vpc_link
+        ),
+        usd_per_month: 0.0,
+        basis: format!(
+            "per request: ${HTTP_API_USD_PER_MILLION_REQUESTS:.2} per million requests, nothing while none arrive; the VPC link has no charge"
+        ),
+    }
+}
+
+/// What running costs with `api_count` API tasks and the one Redis task.
+pub fn running_costs(d: &Deployment, api_count: i32) -> Vec<Cost> {
+    let tasks = 1 + api_count;
+    vec![
+        Cost {
+            item: format!(
+                "{tasks} Fargate task(s) of 0.25 vCPU / 0.5 GB ({api_count} API, 1 Redis), each with a public IPv4"
+            ),
+            usd_per_month: round_cents(
+                f64::from(tasks)
+                    * (FARGATE_SMALL_TASK_USD_PER_HOUR + PUBLIC_IPV4_USD_PER_HOUR)
+                    * HOURS_PER_MONTH,
+            ),
+            basis: "while running; `provisioner stop` ends it".into(),
+        },
+        per_request_cost(d),
+    ]
+}
 
 fn round_cents(usd: f64) -> f64 {
     (usd * 100.0).round() / 100.0
@@ -129,7 +167,7 @@ pub async fn stop(d: &Deployment, wait: Option<Duration>) -> Result<Report> {
 }
 
 /// What costs money while no task runs.
-async fn still_billed(d: &Deployment) -> Result<Vec<Cost>> {
+pub async fn still_billed(d: &Deployment) -> Result<Vec<Cost>> {
     let names = &d.names;
     let mut image_bytes = 0;
     for repository in [&names.repository, &names.redis_repository] {
@@ -141,6 +179,7 @@ async fn still_billed(d: &Deployment) -> Result<Vec<Cost>> {
         .unwrap_or_default();
     let data_bytes = efs::data_size(d).await?.unwrap_or_default();
     Ok(vec![
+        per_request_cost(d),
         Cost {
             item: format!("EFS race data ({})", names.file_system),
             usd_per_month: round_cents(data_bytes as f64 / GIB * EFS_USD_PER_GB_MONTH),
@@ -174,17 +213,21 @@ async fn still_billed(d: &Deployment) -> Result<Vec<Cost>> {
     ])
 }
 
-/// `start`: Redis to 1 task and stable, then the API to `api_count` and stable, then `/ready`
-/// through the public endpoint.
+/// `start`: Redis to 1 task and stable, then the API to its count (`api_count`, else the count
+/// kept on the service, else 1) and stable and healthy in Cloud Map, then `/ready` through the
+/// HTTPS URL when it can be reached. The URL is the one the app had before `stop`.
 pub async fn start(
     d: &Deployment,
-    api_count: i32,
+    api_count: Option<i32>,
     wait: Option<Duration>,
-    api_port: i32,
 ) -> Result<Report> {
     let names = &d.names;
     let started_at = SystemTime::now();
     let live = deployed_services(d).await?;
+    let live_api = live.get(&names.api_service);
+    let count = api_count
+        .or_else(|| live_api.and_then(services::remembered_count))
+        .unwrap_or(1);
     set_count(d, live.get(&names.redis_service), &names.redis_service, 1).await?;
     let mut waits = Vec::new();
     if let Some(limit) = wait {
@@ -200,13 +243,13 @@ pub async fn start(
             .await?,
         );
     }
-    set_count(
-        d,
-        live.get(&names.api_service),
-        &names.api_service,
-        api_count,
-    )
-    .await?;
+    set_count(d, live_api, &names.api_service, count).await?;
+    if let Some(service) = live_api
+        && services::remembered_count(service) != Some(count)
+    {
+        services::remember_count(d, service, count).await?;
+    }
+    let gateway = gateway::describe(d).await?;
     let mut report = Report::new(
         "start",
         &names.app,
@@ -216,21 +259,17 @@ pub async fn start(
         d.changes(),
         Default::default(),
     );
-    let tasks = f64::from(1 + api_count);
-    report.costs = vec![Cost {
-        item: format!(
-            "{} Fargate task(s) of 0.25 vCPU / 0.5 GB, each with a public IPv4",
-            1 + api_count
-        ),
-        usd_per_month: round_cents(
-            tasks * (FARGATE_SMALL_TASK_USD_PER_HOUR + PUBLIC_IPV4_USD_PER_HOUR) * HOURS_PER_MONTH,
-        ),
-        basis: "while running; `provisioner stop` ends it".into(),
-    }];
+    report.endpoint = gateway.as_ref().map(|g| g.url.clone());
+    report.custom_domain = gateway.as_ref().and_then(|g| g.domain.clone());
+    report.costs = running_costs(d, count);
+    if gateway.is_none() {
+        report
+            .notes
+            .push("the app has no HTTP API yet: `provisioner up` creates its HTTPS URL".into());
+    }
     let Some(limit) = wait else {
         report.notes.push(
-            "not waiting (--no-wait): `provisioner status` shows the endpoint once the API runs"
-                .into(),
+            "not waiting (--no-wait): `provisioner status` shows when the API tasks run".into(),
         );
         report.aws_calls = d.clients.calls.summary();
         return Ok(report);
@@ -245,42 +284,14 @@ pub async fn start(
     )
     .await?;
     report.wait = Some(api_wait);
-    report.endpoint = services::api_endpoint(d, api_port).await?;
-    match &report.endpoint {
-        Some(endpoint) => {
-            wait_ready(endpoint, d.limit(limit)).await?;
-            report.notes.push(format!(
-                "{endpoint}/ready answers; the address changes on every start"
-            ));
-        }
-        None => report
+    let url = gateway.as_ref().map(|g| g.url.as_str());
+    let ready = crate::commands::ready::wait_ready(d, url, d.limit(limit)).await?;
+    report.notes.extend(ready);
+    if let Some(url) = url {
+        report
             .notes
-            .push("the API task has no public IP to check `/ready` on".into()),
+            .push(format!("{url} is the app's address, as before the stop"));
     }
     report.aws_calls = d.clients.calls.summary();
     Ok(report)
-}
-
-/// Polls `<endpoint>/ready` until it answers 200, at most `limit`.
-async fn wait_ready(endpoint: &str, limit: Duration) -> Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| Error::Request {
-            resource: "HTTP client".into(),
-            message: e.to_string(),
-        })?;
-    let url = format!("{endpoint}/ready");
-    crate::resources::poll_until(
-        &format!("{url} to answer 200"),
-        limit,
-        Duration::from_secs(3),
-        || async {
-            Ok(match client.get(&url).send().await {
-                Ok(response) if response.status().is_success() => Some(()),
-                _ => None,
-            })
-        },
-    )
-    .await
 }

@@ -1,6 +1,7 @@
 //! `status`: what runs and where. Read-only: per service the counts, rollout state,
-//! task-definition revision and image (digest); the API's public endpoint; recent service
-//! events; and for tasks that stopped recently, why (stop reason, exit codes).
+//! task-definition revision and image (digest); the app's HTTPS URL (and custom domain);
+//! recent service events; for tasks that stopped recently, why (stop reason, exit codes); and
+//! what the app costs running (with its API task count) and stopped.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -8,8 +9,10 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::aws::CallSummary;
+use crate::commands::{Cost, scale};
 use crate::error::{Error, Result};
 use crate::plan::Deployment;
+use crate::resources::gateway::{self, CustomDomain};
 use crate::resources::{cluster, services};
 use crate::watch::{ServiceEventRecord, ServiceState, StoppedTask, WatchSpec};
 
@@ -30,8 +33,20 @@ pub struct StatusReport {
     pub deployed: bool,
     /// One entry per service.
     pub services: Vec<ServiceStatus>,
-    /// The API's public endpoint, when a task runs.
+    /// The app's HTTPS URL (the HTTP API's), when it exists; the same across stop/start.
     pub endpoint: Option<String>,
+    /// The custom domain of the HTTPS URL and the DNS record it needs, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_domain: Option<CustomDomain>,
+    /// API tasks when running (`--api-count`, kept on the API's service), when deployed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_count: Option<i32>,
+    /// What running costs (with `api_count` API tasks), when deployed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub running_costs: Vec<Cost>,
+    /// What is billed while stopped, when deployed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stopped_costs: Vec<Cost>,
     /// Size of the race data on EFS (metered by EFS, updated about hourly), when it exists.
     pub data_bytes: Option<i64>,
     /// AWS calls made.
@@ -55,12 +70,7 @@ pub struct ServiceStatus {
 }
 
 /// Runs `status`.
-pub async fn status(
-    d: &Deployment,
-    events: usize,
-    since: Duration,
-    api_port: i32,
-) -> Result<StatusReport> {
+pub async fn status(d: &Deployment, events: usize, since: Duration) -> Result<StatusReport> {
     let names = &d.names;
     let mut report = StatusReport {
         schema_version: 1,
@@ -71,6 +81,10 @@ pub async fn status(
         deployed: cluster::cluster_is_active(d).await?,
         services: Vec::new(),
         endpoint: None,
+        custom_domain: None,
+        api_count: None,
+        running_costs: Vec::new(),
+        stopped_costs: Vec::new(),
         data_bytes: None,
         aws_calls: CallSummary::default(),
     };
@@ -112,7 +126,22 @@ pub async fn status(
                 state: view.state,
             });
         }
-        report.endpoint = services::api_endpoint(d, api_port).await?;
+        if let Some(gateway) = gateway::describe(d).await? {
+            report.endpoint = Some(gateway.url);
+            report.custom_domain = gateway.domain;
+        }
+        let live_api = services::describe(d, &[&names.api_service]).await?;
+        let api_count = live_api
+            .get(&names.api_service)
+            .map(|s| {
+                services::remembered_count(s)
+                    .unwrap_or(s.desired_count())
+                    .max(1)
+            })
+            .unwrap_or(1);
+        report.api_count = Some(api_count);
+        report.running_costs = scale::running_costs(d, api_count);
+        report.stopped_costs = scale::still_billed(d).await?;
         report.data_bytes = crate::resources::efs::data_size(d).await?;
     }
     report.aws_calls = d.clients.calls.summary();
@@ -194,8 +223,46 @@ impl fmt::Display for StatusReport {
             }
         }
         match &self.endpoint {
-            Some(endpoint) => writeln!(f, "API endpoint: {endpoint}")?,
-            None => writeln!(f, "API endpoint: none (no API task with a public IP runs)")?,
+            Some(endpoint) => writeln!(f, "HTTPS URL: {endpoint}")?,
+            None => writeln!(
+                f,
+                "HTTPS URL: none (no HTTP API: `provisioner up` creates it)"
+            )?,
+        }
+        if let Some(domain) = &self.custom_domain {
+            writeln!(
+                f,
+                "custom domain: {} (DNS record to create: {})",
+                domain.url,
+                domain.dns_record()
+            )?;
+        }
+        if let Some(count) = self.api_count {
+            writeln!(f, "API tasks when running: {count}")?;
+        }
+        let sum = |costs: &[Cost]| costs.iter().map(|c| c.usd_per_month).sum::<f64>();
+        if !self.running_costs.is_empty() {
+            writeln!(
+                f,
+                "cost running: ~${:.2}/month (the lines below, plus what is billed stopped)",
+                sum(&self.running_costs) + sum(&self.stopped_costs)
+            )?;
+        }
+        for (when, costs) in [
+            ("running adds", &self.running_costs),
+            ("stopped", &self.stopped_costs),
+        ] {
+            if costs.is_empty() {
+                continue;
+            }
+            writeln!(f, "cost {when}: ~${:.2}/month", sum(costs))?;
+            for cost in costs.iter() {
+                writeln!(
+                    f,
+                    "  ~${:.2}/month  {} ({})",
+                    cost.usd_per_month, cost.item, cost.basis
+                )?;
+            }
         }
         if let Some(bytes) = self.data_bytes {
             writeln!(f, "race data on EFS: {bytes} bytes")?;

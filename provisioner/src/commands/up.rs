@@ -5,10 +5,19 @@
 //!
 //! ```text
 //! reads, checks ─ image built ─ boundary ─┬─ network ─┬─ security groups ─ EFS data ─ redis role ─┐
-//!                                         │           └─ namespace ── discovery service ───────────┤
-//!                                         ├─ IAM roles, SSM parameters ─────────────────────────────┼─ image pushed ─ task definitions ─ redis ─ api ─ wait ─ replaced access points removed
+//!                                         │           └─ namespace ── discovery services ──────────┤
+//!                                         ├─ IAM roles, SSM parameters ─────────────────────────────┤
 //!                                         └─ log group, ECR repository, cluster ────────────────────┘
+//!     ┌─ VPC link ─ HTTP API (integration, route, stage, custom domain) ────────────────┐
+//!   ──┤                                                                                 ├─ wait ─ replaced access points removed ─ ready
+//!     └─ image pushed ─ task definitions ─ redis ─ api ─────────────────────────────────┘
 //! ```
+//!
+//! The security groups include the VPC link's, which the API tasks' group admits; the
+//! discovery services are `redis` (A) and `api` (SRV, API Gateway's target). The VPC link and
+//! the HTTP API are read with the other resources before the first write, so one of the app's
+//! names that is not the app's, or a link in other subnets, stops the run before it changes
+//! anything.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,11 +32,13 @@ use crate::plan::{Action, Deployment};
 use crate::watch::Goal;
 
 mod images;
+use crate::resources::discovery::Discovered;
+use crate::resources::gateway::GatewaySpec;
 use crate::resources::iam::{RoleSpec, execution_role_policy_arn};
-use crate::resources::services::ServiceSpec;
+use crate::resources::services::{Registry, ServiceSpec};
 use crate::resources::{
-    cluster, discovery, ecr, efs, iam, log_group, network, secrets, services, task_definitions,
-    tokens,
+    cluster, discovery, ecr, efs, gateway, iam, log_group, network, secrets, services,
+    task_definitions, tokens, vpc_link,
 };
 
 /// How `up` runs.
@@ -136,12 +147,13 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     };
 
     // Everything that can refuse the run is read and decided before the first write: the
-    // network (and whether it is the app's), what runs now, and the service image (built, or
-    // the given one checked). A failed build or a missing image leaves AWS as it was.
+    // network (and whether it is the app's), what runs now, the HTTPS address's VPC link and
+    // HTTP API (and whether they are the app's), and the service image (built, or the given
+    // one checked). A failed build or a missing image leaves AWS as it was.
     let api_family = templates.api.family(&names.app);
     let redis_family = templates.redis.family(&names.app);
     let service_names = [names.redis_service.as_str(), names.api_service.as_str()];
-    let (net, live_api, live_services, repository_uri) = tokio::try_join!(
+    let (net, live_api, live_services, repository_uri, live_link, live_http_api) = tokio::try_join!(
         async {
             let net = network::resolve(d, args.vpc.as_deref(), &args.subnets).await?;
             network::check_unchanged(d, &net).await?;
@@ -150,8 +162,11 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         task_definitions::latest(d, &api_family),
         services::describe(d, &service_names),
         ecr::existing_repository_uri(d, &names.repository),
+        vpc_link::find(d),
+        gateway::find_api(d),
     )?;
     services::check_network(&live_services, &net)?;
+    vpc_link::check_network(d, live_link.as_ref(), &net)?;
     let live_image = live_api
         .as_ref()
         .and_then(|live| live.spec.container(&templates.api.service))
@@ -170,29 +185,33 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
 
     let network_steps = async {
         let net = &net;
-        let ((groups, data), registry) = tokio::try_join!(
+        let ((groups, data), registries) = tokio::try_join!(
             async {
                 // Issue 6: Redis's data on EFS (its file system needs no network), and the
                 // role that may mount it.
                 let (groups, live_groups, file_system) = tokio::try_join!(
                     async {
                         let live = network::live_groups(d, net).await?;
+                        // Issue 10: the VPC link's group first: the API tasks' group admits it.
+                        let link_group =
+                            network::ensure_vpc_link_security_group(d, net, &live).await?;
                         let groups = network::ensure_security_groups(
                             d,
                             net,
                             &live,
                             api_port,
                             redis_port,
-                            &args.allow_cidr,
+                            &link_group,
+                            args.allow_cidr.as_deref(),
                         )
                         .await?;
-                        Ok::<_, Error>((groups, live))
+                        Ok::<_, Error>(((groups, link_group), live))
                     },
                     efs::ensure_file_system(d),
                 )
                 .map(|((groups, live), fs)| (groups, live, fs))?;
                 let data =
-                    efs::ensure_data(d, net, file_system, &live_groups, &groups.redis).await?;
+                    efs::ensure_data(d, net, file_system, &live_groups, &groups.0.redis).await?;
                 let role =
                     efs::redis_task_role(d, templates, &policy_values, redis_trust.clone(), &data);
                 iam::ensure_role(d, &role).await?;
@@ -201,10 +220,13 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
             },
             async {
                 let namespace = discovery::ensure_namespace(d, &net.vpc_id).await?;
-                discovery::ensure_discovery_service(d, &namespace).await
+                tokio::try_join!(
+                    discovery::ensure_discovery_service(d, &namespace, Discovered::Redis),
+                    discovery::ensure_discovery_service(d, &namespace, Discovered::Api),
+                )
             }
         )?;
-        Ok::<_, Error>((groups, data, registry))
+        Ok::<_, Error>((groups, data, registries))
     };
     let (
         network_state,
@@ -231,81 +253,115 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
             Ok(())
         },
     )?;
-    let (groups, data, registry) = network_state;
+    let ((groups, link_group), data, (registry, api_registry)) = network_state;
 
-    let images = images::publish(d, args, service_image, image_notes, &repository_uri).await?;
-    let api_image = images.api;
-    let mut values = placeholder_values(
-        names,
-        &RenderValues {
-            account: d.account.clone(),
-            region: d.region().to_owned(),
-            execution_role_arn,
-            api_task_role_arn,
-            api_image,
-            redis_image: images.redis,
-        },
-    );
-    values.extend(data.placeholder_values());
-    let mut api_spec = templates.api.render(&values)?;
-    let mut redis_spec = templates.redis.render(&values)?;
-    if named_tokens {
-        tokens::apply(
-            &mut api_spec,
-            &templates.api.service,
-            Some(&values["API_TOKENS_PARAMETER_ARN"]),
+    // Issue 10: the number of API tasks is kept on the API's service (a tag), so a deploy
+    // without --api-count keeps what runs, or what ran before a stop.
+    let live_api_service = live_services.get(&names.api_service);
+    let api_count = args
+        .api_count
+        .or_else(|| {
+            live_api_service.and_then(|s| (s.desired_count() > 0).then_some(s.desired_count()))
+        })
+        .or_else(|| live_api_service.and_then(services::remembered_count))
+        .unwrap_or(1);
+    // The HTTP API goes up while the image is pushed and the services roll out: a new VPC
+    // link takes minutes on AWS.
+    let gateway_steps = async {
+        let link = vpc_link::ensure(d, live_link.as_ref(), &net, &link_group).await?;
+        gateway::ensure(
+            d,
+            live_http_api.as_ref(),
+            &GatewaySpec {
+                vpc_link_id: link,
+                discovery_arn: api_registry.arn.clone(),
+                log_group_arn: gateway::log_group_arn(d),
+                throttle_rate: args.throttle_rate,
+                throttle_burst: args.throttle_burst,
+                domain: args.domain.clone().zip(args.certificate_arn.clone()),
+            },
+        )
+        .await
+    };
+    let service_steps = async {
+        let images = images::publish(d, args, service_image, image_notes, &repository_uri).await?;
+        let mut values = placeholder_values(
+            names,
+            &RenderValues {
+                account: d.account.clone(),
+                region: d.region().to_owned(),
+                execution_role_arn,
+                api_task_role_arn,
+                api_image: images.api,
+                redis_image: images.redis,
+            },
         );
-    }
-    if redis_auth {
-        secrets::apply_redis_auth(
-            &mut redis_spec,
-            &templates.redis.service,
-            &mut api_spec,
-            &templates.api.service,
-            &values["REDIS_PASSWORD_PARAMETER_ARN"],
-            &values["REDIS_URL_PARAMETER_ARN"],
-        );
-    }
-    let (api_task_definition, redis_task_definition) = tokio::try_join!(
-        task_definitions::ensure_task_definition(d, &api_spec, live_api.as_ref()),
-        task_definitions::ensure_task_definition(d, &redis_spec, live_redis.as_ref()),
-    )?;
+        values.extend(data.placeholder_values());
+        let mut api_spec = templates.api.render(&values)?;
+        let mut redis_spec = templates.redis.render(&values)?;
+        if named_tokens {
+            tokens::apply(
+                &mut api_spec,
+                &templates.api.service,
+                Some(&values["API_TOKENS_PARAMETER_ARN"]),
+            );
+        }
+        if redis_auth {
+            secrets::apply_redis_auth(
+                &mut redis_spec,
+                &templates.redis.service,
+                &mut api_spec,
+                &templates.api.service,
+                &values["REDIS_PASSWORD_PARAMETER_ARN"],
+                &values["REDIS_URL_PARAMETER_ARN"],
+            );
+        }
+        let (api_task_definition, redis_task_definition) = tokio::try_join!(
+            task_definitions::ensure_task_definition(d, &api_spec, live_api.as_ref()),
+            task_definitions::ensure_task_definition(d, &redis_spec, live_redis.as_ref()),
+        )?;
 
-    let redis_service = ServiceSpec {
-        name: names.redis_service.clone(),
-        task_definition: redis_task_definition,
-        desired_count: 1,
-        subnets: net.subnet_ids.clone(),
-        security_groups: vec![groups.redis.clone()],
-        registry_arn: Some(registry.arn.clone()),
-        minimum_healthy_percent: 0,
-        maximum_percent: 100,
+        let redis_service = ServiceSpec {
+            name: names.redis_service.clone(),
+            task_definition: redis_task_definition,
+            desired_count: 1,
+            subnets: net.subnet_ids.clone(),
+            security_groups: vec![groups.redis.clone()],
+            registry: Some(Registry {
+                arn: registry.arn.clone(),
+                container: None,
+            }),
+            remembered_count: None,
+            minimum_healthy_percent: 0,
+            maximum_percent: 100,
+        };
+        let api_service = ServiceSpec {
+            name: names.api_service.clone(),
+            task_definition: api_task_definition,
+            desired_count: api_count,
+            subnets: net.subnet_ids.clone(),
+            security_groups: vec![groups.api.clone()],
+            // SRV records carry the port: ECS registers each task's address with it.
+            registry: Some(Registry {
+                arn: api_registry.arn.clone(),
+                container: Some((templates.api.service.clone(), api_port)),
+            }),
+            remembered_count: Some(api_count),
+            minimum_healthy_percent: 100,
+            maximum_percent: 200,
+        };
+        // Redis first: the API needs it to become ready.
+        services::ensure_service(
+            d,
+            live_services.get(&names.redis_service),
+            &redis_service,
+            options.start,
+        )
+        .await?;
+        services::ensure_service(d, live_api_service, &api_service, options.start).await?;
+        Ok::<_, Error>(images.notes)
     };
-    let api_service = ServiceSpec {
-        name: names.api_service.clone(),
-        task_definition: api_task_definition,
-        desired_count: args.api_count,
-        subnets: net.subnet_ids.clone(),
-        security_groups: vec![groups.api.clone()],
-        registry_arn: None,
-        minimum_healthy_percent: 100,
-        maximum_percent: 200,
-    };
-    // Redis first: the API needs it to become ready.
-    services::ensure_service(
-        d,
-        live_services.get(&names.redis_service),
-        &redis_service,
-        options.start,
-    )
-    .await?;
-    services::ensure_service(
-        d,
-        live_services.get(&names.api_service),
-        &api_service,
-        options.start,
-    )
-    .await?;
+    let (gateway, image_notes) = tokio::try_join!(gateway_steps, service_steps)?;
 
     let mut report = Report::new(
         if d.dry_run { "plan" } else { "up" },
@@ -320,10 +376,15 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     if kept_stopped {
         report.notes.push("the services are stopped and were kept stopped; `provisioner start` or `up --start` runs them".into());
     }
+    // The URL exists as soon as the API does, whether or not a task runs behind it.
+    if !d.dry_run {
+        report.endpoint = Some(gateway.url.clone());
+    }
+    report.custom_domain = gateway.domain.clone();
     if d.dry_run || kept_stopped {
         return Ok(report);
     }
-    report.notes.extend(images.notes);
+    report.notes.extend(image_notes);
     if let Some(limit) = options.wait {
         let services = vec![names.redis_service.clone(), names.api_service.clone()];
         let settling = if created_what_tasks_wait_for(d) {
@@ -338,10 +399,8 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         efs::retire_replaced(d, templates, &policy_values, redis_trust, &data).await?;
         report.changes = d.changes();
         report.changed = report.changes.iter().any(|c| c.action.is_change());
-        report.endpoint = services::api_endpoint(d, api_port).await?;
-        if report.endpoint.is_none() {
-            report.notes.push("no running API task has a public IP yet; `provisioner status` shows it once one runs".into());
-        }
+        let ready = commands::ready::wait_ready(d, Some(&gateway.url), d.limit(limit)).await?;
+        report.notes.extend(ready);
     } else {
         report.notes.push(
             "not waiting (--no-wait): `provisioner status` shows when the services are stable"

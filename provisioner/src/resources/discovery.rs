@@ -1,6 +1,9 @@
-//! Cloud Map: the private DNS namespace `<app>.local` in the VPC and the discovery service
-//! `redis` in it. ECS registers the Redis task's address there (`serviceRegistries`), so the
-//! API reaches Redis as `redis.<app>.local` whatever its address, with no AWS API rights.
+//! Cloud Map: the private DNS namespace `<app>.local` in the VPC and two discovery services
+//! in it. ECS registers the Redis task's address in `redis` (`serviceRegistries`), so the API
+//! reaches Redis as `redis.<app>.local` whatever its address, with no AWS API rights; and each
+//! API task's address and port in `api` (SRV records, as API Gateway's private integration
+//! needs), with ECS reporting the tasks' health (custom health check), so API Gateway sends
+//! requests only to healthy API tasks.
 //!
 //! Namespace creation and deletion are asynchronous operations in Cloud Map (about 40 s on
 //! AWS): they are polled to completion with a bound.
@@ -17,8 +20,41 @@ use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
 use crate::resources::{ownership, poll_until, retry_bounded};
 
-/// TTL of the Redis A record: short, so a replaced Redis task is found within seconds.
+/// TTL of the records: short, so a replaced task is found within seconds.
 pub const RECORD_TTL_SECONDS: i64 = 10;
+
+/// One of the app's discovery services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovered {
+    /// `redis`: an A record of the Redis task, for the API's `REDIS_URL`.
+    Redis,
+    /// `api`: SRV records (address and port) of the API tasks, for API Gateway.
+    Api,
+}
+
+impl Discovered {
+    fn name(self, d: &Deployment) -> &str {
+        match self {
+            Discovered::Redis => &d.names.discovery_service,
+            Discovered::Api => &d.names.api_discovery_service,
+        }
+    }
+
+    /// The DNS name, e.g. `redis.timing.local`: how the service is named in messages.
+    fn qualified(self, d: &Deployment) -> String {
+        match self {
+            Discovered::Redis => d.names.redis_host(),
+            Discovered::Api => d.names.api_host(),
+        }
+    }
+
+    fn record_type(self) -> RecordType {
+        match self {
+            Discovered::Redis => RecordType::A,
+            Discovered::Api => RecordType::Srv,
+        }
+    }
+}
 
 /// How long a Cloud Map operation may take before the provisioner gives up.
 pub const OPERATION_LIMIT: Duration = Duration::from_secs(300);
@@ -187,13 +223,168 @@ fn creator_request_id(name: &str) -> String {
     format!("{name}-{now}")
 }
 
+/// The app's discovery service `which`, if it and the namespace exist.
+pub async fn find(d: &Deployment, which: Discovered) -> Result<Option<DiscoveryService>> {
+    let Some(namespace_id) = find_namespace(d).await? else {
+        return Ok(None);
+    };
+    Ok(find_service(d, &namespace_id, which)
+        .await?
+        .map(|service| DiscoveryService {
+            id: service.id().unwrap_or_default().to_owned(),
+            arn: service.arn().unwrap_or_default().to_owned(),
+        }))
+}
+
+/// The health Cloud Map holds for each registered instance of a service, by instance ID (for
+/// ECS-registered instances, the task ID): `HEALTHY`, `UNHEALTHY` or `UNKNOWN`.
+pub async fn instance_health(
+    d: &Deployment,
+    service: &DiscoveryService,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut health = std::collections::BTreeMap::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        let out = d
+            .clients
+            .discovery
+            .get_instances_health_status()
+            .service_id(&service.id)
+            .set_next_token(next_token.take())
+            .send()
+            .await
+            .map_err(|e| {
+                Error::aws(
+                    "GetInstancesHealthStatus",
+                    format!("discovery service {}", service.id),
+                    e,
+                )
+            })?;
+        if let Some(status) = out.status() {
+            for (instance, state) in status {
+                health.insert(instance.clone(), state.as_str().to_owned());
+            }
+        }
+        match out.next_token() {
+            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
+            _ => return Ok(health),
+        }
+    }
+}
+
+/// Deregisters the service's instances (ECS does as its tasks stop; this is for what is left
+/// after an interruption), waits until Cloud Map lists none, then deletes the service: Cloud
+/// Map refuses to delete a service with instances. Every wait ends within `limit` and the
+/// command's `--timeout`.
+async fn delete_service(
+    d: &Deployment,
+    namespace_id: &str,
+    which: Discovered,
+    limit: Duration,
+) -> Result<()> {
+    let discovery = &d.clients.discovery;
+    let qualified = which.qualified(d);
+    let Some(service) = find_service(d, namespace_id, which).await? else {
+        d.record("discovery-service", &qualified, Action::Absent, None);
+        return Ok(());
+    };
+    let id = service.id().unwrap_or_default().to_owned();
+    d.record("discovery-service", &qualified, Action::Delete, None);
+    for instance_id in instance_ids(d, &id, &qualified).await? {
+        let out = discovery
+            .deregister_instance()
+            .service_id(&id)
+            .instance_id(&instance_id)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                if let Some(operation) = out.operation_id() {
+                    let what = format!("instance {instance_id} of {qualified} to be deregistered");
+                    wait_for_operation(d, operation, &what, OperationTargetType::Instance).await?;
+                }
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_instance_not_found()) => {}
+            Err(e) => {
+                return Err(Error::aws(
+                    "DeregisterInstance",
+                    format!("instance {instance_id} of {qualified}"),
+                    e,
+                ));
+            }
+        }
+    }
+    // A deregistration ECS started for a task that was still stopping can list the instance a
+    // little longer than its operation takes.
+    poll_until(
+        &format!("the instances of Cloud Map service {qualified} to be gone"),
+        d.limit(limit),
+        Duration::from_secs(2),
+        || async {
+            Ok(instance_ids(d, &id, &qualified)
+                .await?
+                .is_empty()
+                .then_some(()))
+        },
+    )
+    .await?;
+    retry_bounded(
+        &format!("deleting discovery service {qualified}"),
+        d.limit(limit),
+        |e| e.aws_code() == Some("ResourceInUse"),
+        || async {
+            match discovery.delete_service().id(&id).send().await {
+                Ok(_) => Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_service_not_found()) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(Error::aws(
+                    "DeleteService",
+                    format!("discovery service {qualified}"),
+                    e,
+                )),
+            }
+        },
+    )
+    .await
+}
+
+/// The IDs of the instances registered in the discovery service `id`, every page.
+async fn instance_ids(d: &Deployment, id: &str, qualified: &str) -> Result<Vec<String>> {
+    let mut pages = d
+        .clients
+        .discovery
+        .list_instances()
+        .service_id(id)
+        .into_paginator()
+        .send();
+    let mut ids = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            Error::aws("ListInstances", format!("discovery service {qualified}"), e)
+        })?;
+        ids.extend(
+            page.instances()
+                .iter()
+                .filter_map(|i| i.id().map(str::to_owned)),
+        );
+    }
+    Ok(ids)
+}
+
 /// The discovery service of that name in the namespace, if any. ListServices' namespace
 /// filter is not honoured by every implementation, so each candidate's namespace is checked.
 async fn find_service(
     d: &Deployment,
     namespace_id: &str,
+    which: Discovered,
 ) -> Result<Option<aws_sdk_servicediscovery::types::Service>> {
-    let name = &d.names.discovery_service;
+    let name = which.name(d);
     let discovery = &d.clients.discovery;
     let filter = aws_sdk_servicediscovery::types::ServiceFilter::builder()
         .name(aws_sdk_servicediscovery::types::ServiceFilterName::NamespaceId)
@@ -209,11 +400,7 @@ async fn find_service(
     while let Some(page) = pages.next().await {
         let page =
             page.map_err(|e| Error::aws("ListServices", format!("discovery service {name}"), e))?;
-        for summary in page
-            .services()
-            .iter()
-            .filter(|s| s.name() == Some(name.as_str()))
-        {
+        for summary in page.services().iter().filter(|s| s.name() == Some(name)) {
             let Some(id) = summary.id() else { continue };
             let service = discovery
                 .get_service()
@@ -223,7 +410,8 @@ async fn find_service(
                 .map_err(|e| Error::aws("GetService", format!("discovery service {name}"), e))?
                 .service;
             if let Some(service) = service.filter(|s| s.namespace_id() == Some(namespace_id)) {
-                let resource = format!("Cloud Map service {name} in {namespace_id}");
+                // Named as its DNS name (e.g. `api.timing.local`): what the user can look up.
+                let resource = format!("Cloud Map service {}", which.qualified(d));
                 check_ours(d, service.arn(), &resource).await?;
                 return Ok(Some(service));
             }
@@ -232,21 +420,25 @@ async fn find_service(
     Ok(None)
 }
 
-fn record() -> Result<DnsRecord> {
+fn record(which: Discovered) -> Result<DnsRecord> {
     DnsRecord::builder()
-        .r#type(RecordType::A)
+        .r#type(which.record_type())
         .ttl(RECORD_TTL_SECONDS)
         .build()
         .map_err(Error::request("DNS record"))
 }
 
-/// Creates the discovery service (A record, short TTL) or converges its TTL.
+/// Creates the discovery service (A or SRV records, short TTL, health reported by ECS) or
+/// converges its TTL. Cloud Map cannot change a service's record type: a live one of another
+/// type is reported, not replaced.
 pub async fn ensure_discovery_service(
     d: &Deployment,
     namespace_id: &str,
+    which: Discovered,
 ) -> Result<DiscoveryService> {
-    let name = &d.names.discovery_service;
-    let qualified = d.names.redis_host();
+    let name = which.name(d);
+    let qualified = which.qualified(d);
+    let wanted_type = which.record_type();
     let planned = DiscoveryService {
         id: KNOWN_AFTER_APPLY.into(),
         arn: KNOWN_AFTER_APPLY.into(),
@@ -254,17 +446,29 @@ pub async fn ensure_discovery_service(
     let live = if namespace_id == KNOWN_AFTER_APPLY {
         None
     } else {
-        find_service(d, namespace_id).await?
+        find_service(d, namespace_id, which).await?
     };
     if let Some(service) = live {
         let found = DiscoveryService {
             id: service.id().unwrap_or_default().to_owned(),
             arn: service.arn().unwrap_or_default().to_owned(),
         };
-        let ttl = service
-            .dns_config()
-            .and_then(|c| c.dns_records().first())
-            .map(|r| r.ttl());
+        let live_record = service.dns_config().and_then(|c| c.dns_records().first());
+        if let Some(live_type) = live_record.map(|r| r.r#type())
+            && *live_type != wanted_type
+        {
+            return Err(Error::Aws {
+                operation: "GetService",
+                resource: format!("discovery service {qualified}"),
+                code: None,
+                message: format!(
+                    "it has {} records, the app needs {}; Cloud Map cannot change a record type: `provisioner down` and `up` recreate it",
+                    live_type.as_str(),
+                    wanted_type.as_str()
+                ),
+            });
+        }
+        let ttl = live_record.map(|r| r.ttl());
         if ttl == Some(RECORD_TTL_SECONDS) {
             d.record("discovery-service", &qualified, Action::Unchanged, None);
             return Ok(found);
@@ -278,7 +482,7 @@ pub async fn ensure_discovery_service(
             let change = ServiceChange::builder()
                 .dns_config(
                     DnsConfigChange::builder()
-                        .dns_records(record()?)
+                        .dns_records(record(which)?)
                         .build()
                         .map_err(Error::request("DNS config"))?,
                 )
@@ -300,13 +504,16 @@ pub async fn ensure_discovery_service(
         "discovery-service",
         &qualified,
         Action::Create,
-        Some(format!("A record, TTL {RECORD_TTL_SECONDS}s")),
+        Some(format!(
+            "{} records, TTL {RECORD_TTL_SECONDS}s, health from ECS",
+            wanted_type.as_str()
+        )),
     ) {
         return Ok(planned);
     }
     let dns = DnsConfig::builder()
         .routing_policy(RoutingPolicy::Multivalue)
-        .dns_records(record()?)
+        .dns_records(record(which)?)
         .build()
         .map_err(Error::request("DNS config"))?;
     let created = d
@@ -339,7 +546,7 @@ pub async fn ensure_discovery_service(
             if e.as_service_error()
                 .is_some_and(|e| e.is_service_already_exists()) =>
         {
-            let service = find_service(d, namespace_id).await?.ok_or_else(|| {
+            let service = find_service(d, namespace_id, which).await?.ok_or_else(|| {
                 Error::missing(format!("discovery service {qualified}"), "Service")
             })?;
             Ok(DiscoveryService {
@@ -355,86 +562,25 @@ pub async fn ensure_discovery_service(
     }
 }
 
-/// Deregisters every instance, deletes the discovery service, then the namespace, in the
+/// Deregisters every instance, deletes the discovery services, then the namespace, in the
 /// order Cloud Map requires.
 pub async fn delete_discovery(d: &Deployment, limit: Duration) -> Result<()> {
     let discovery = &d.clients.discovery;
     let namespace = &d.names.namespace;
-    let qualified = d.names.redis_host();
     let Some(namespace_id) = find_namespace(d).await? else {
-        d.record("discovery-service", &qualified, Action::Absent, None);
+        for which in [Discovered::Api, Discovered::Redis] {
+            d.record(
+                "discovery-service",
+                which.qualified(d),
+                Action::Absent,
+                None,
+            );
+        }
         d.record("dns-namespace", namespace, Action::Absent, None);
         return Ok(());
     };
-    match find_service(d, &namespace_id).await? {
-        None => {
-            d.record("discovery-service", &qualified, Action::Absent, None);
-        }
-        Some(service) => {
-            let id = service.id().unwrap_or_default().to_owned();
-            d.record("discovery-service", &qualified, Action::Delete, None);
-            let instances = discovery
-                .list_instances()
-                .service_id(&id)
-                .send()
-                .await
-                .map_err(|e| {
-                    Error::aws("ListInstances", format!("discovery service {qualified}"), e)
-                })?;
-            for instance in instances.instances() {
-                let Some(instance_id) = instance.id() else {
-                    continue;
-                };
-                let out = discovery
-                    .deregister_instance()
-                    .service_id(&id)
-                    .instance_id(instance_id)
-                    .send()
-                    .await;
-                match out {
-                    Ok(out) => {
-                        if let Some(operation) = out.operation_id() {
-                            let what =
-                                format!("instance {instance_id} of {qualified} to be deregistered");
-                            wait_for_operation(d, operation, &what, OperationTargetType::Instance)
-                                .await?;
-                        }
-                    }
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_instance_not_found()) => {}
-                    Err(e) => {
-                        return Err(Error::aws(
-                            "DeregisterInstance",
-                            format!("instance {instance_id} of {qualified}"),
-                            e,
-                        ));
-                    }
-                }
-            }
-            retry_bounded(
-                &format!("deleting discovery service {qualified}"),
-                d.limit(limit),
-                |e| e.aws_code() == Some("ResourceInUse"),
-                || async {
-                    match discovery.delete_service().id(&id).send().await {
-                        Ok(_) => Ok(()),
-                        Err(e)
-                            if e.as_service_error()
-                                .is_some_and(|e| e.is_service_not_found()) =>
-                        {
-                            Ok(())
-                        }
-                        Err(e) => Err(Error::aws(
-                            "DeleteService",
-                            format!("discovery service {qualified}"),
-                            e,
-                        )),
-                    }
-                },
-            )
-            .await?;
-        }
+    for which in [Discovered::Api, Discovered::Redis] {
+        delete_service(d, &namespace_id, which, limit).await?;
     }
     d.record("dns-namespace", namespace, Action::Delete, None);
     let deleted = retry_bounded(

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod discovery;
 pub mod ecr;
 pub mod efs;
+pub mod gateway;
 pub mod iam;
 pub mod log_group;
 pub mod network;
@@ -17,6 +18,7 @@ pub mod secrets;
 pub mod services;
 pub mod task_definitions;
 pub mod tokens;
+pub mod vpc_link;
 
 use std::future::Future;
 use std::time::Duration;

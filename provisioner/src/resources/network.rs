@@ -1,9 +1,11 @@
 //! EC2 networking: which VPC and subnets the tasks run in (the default VPC unless given),
-//! and the app's three security groups: `<app>-api` (the service port open to
-//! `--allow-cidr`), `<app>-redis` (6379 from the API group only) and `<app>-efs` (NFS from the
-//! Redis group only, on the mount targets of Redis's data). Ingress rules are converged
-//! exactly, whatever their source (IPv4 or IPv6 range, prefix list, group): a rule someone
-//! added by hand to these groups is revoked, so Redis never ends up open.
+//! and the app's four security groups: `<app>-api` (the service port open to the VPC link's
+//! group only, and to `--allow-cidr` when given), `<app>-vpc-link` (on the network interfaces
+//! of API Gateway's VPC link; no ingress), `<app>-redis` (6379 from the API group only) and
+//! `<app>-efs` (NFS from the Redis group only, on the mount targets of Redis's data). Ingress
+//! rules are converged exactly, whatever their source (IPv4 or IPv6 range, prefix list,
+//! group): a rule someone added by hand to these groups is revoked, so neither Redis nor the
+//! API tasks end up open.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -186,6 +188,7 @@ pub async fn check_unchanged(d: &Deployment, network: &Network) -> Result<()> {
         names.api_security_group.as_str(),
         names.redis_security_group.as_str(),
         names.efs_security_group.as_str(),
+        names.vpc_link_security_group.as_str(),
     ];
     let (support, hostnames, groups) = tokio::try_join!(
         attribute(VpcAttributeName::EnableDnsSupport),
@@ -380,8 +383,8 @@ pub(crate) async fn find_groups(
     Ok(out.security_groups().to_vec())
 }
 
-/// The app's groups in `network` as they are now: `api`, `redis`, and the EFS mount targets'
-/// group (read together, as `up` needs all three).
+/// The app's groups in `network` as they are now: `api`, `redis`, the EFS mount targets' and
+/// the VPC link's group (read together, as `up` needs all four).
 pub async fn live_groups(d: &Deployment, network: &Network) -> Result<Vec<SecurityGroup>> {
     let names = &d.names;
     find_groups(
@@ -391,6 +394,7 @@ pub async fn live_groups(d: &Deployment, network: &Network) -> Result<Vec<Securi
             &names.api_security_group,
             &names.redis_security_group,
             &names.efs_security_group,
+            &names.vpc_link_security_group,
         ],
     )
     .await
@@ -404,7 +408,8 @@ pub async fn ensure_security_groups(
     live: &[SecurityGroup],
     api_port: i32,
     redis_port: i32,
-    allow_cidr: &str,
+    vpc_link_group: &str,
+    allow_cidr: Option<&str>,
 ) -> Result<SecurityGroups> {
     let names = &d.names;
     let by_name = |name: &str| live.iter().find(|g| g.group_name() == Some(name));
@@ -434,7 +439,11 @@ pub async fn ensure_security_groups(
         }
     };
 
-    let api_rules = BTreeSet::from([Rule::tcp(api_port, Source::range(allow_cidr))]);
+    // Issue 10: API Gateway's VPC link is the way in; a direct range only when asked for.
+    let api_rules: BTreeSet<Rule> = std::iter::once(Source::Group(vpc_link_group.to_owned()))
+        .chain(allow_cidr.map(Source::range))
+        .map(|source| Rule::tcp(api_port, source))
+        .collect();
     let redis_rules = BTreeSet::from([Rule::tcp(redis_port, Source::Group(api_id.clone()))]);
     let api_live = by_name(&names.api_security_group)
         .map(live_rules)
@@ -581,17 +590,17 @@ pub(crate) async fn converge_rules(
 
 /// Deletes the app's security groups: first the rules that reference another group (AWS
 /// refuses to delete a group another group's rule points at), then the groups, retrying
-/// while network interfaces of stopped tasks still hold them.
+/// while network interfaces of stopped tasks (or of a VPC link being deleted) still hold them.
 pub async fn delete_security_groups(d: &Deployment, limit: Duration) -> Result<()> {
     let names = &d.names;
-    let groups = find_groups(
-        d,
-        None,
-        &[&names.api_security_group, &names.redis_security_group],
-    )
-    .await?;
+    let all = [
+        &names.api_security_group,
+        &names.redis_security_group,
+        &names.vpc_link_security_group,
+    ];
+    let groups = find_groups(d, None, &all.map(String::as_str)).await?;
     let ec2 = &d.clients.ec2;
-    for name in [&names.api_security_group, &names.redis_security_group] {
+    for name in all {
         if !groups.iter().any(|g| g.group_name() == Some(name.as_str())) {
             d.record("security-group", name.as_str(), Action::Absent, None);
         }
@@ -656,6 +665,35 @@ pub(crate) async fn delete_group(
         },
     )
     .await
+}
+
+/// Creates the VPC link's group `<app>-vpc-link` if missing. It has no ingress rule: the link
+/// only sends, and its (default) egress reaches the API tasks, whose group admits it.
+/// `live_groups`: the app's groups in the VPC as they are now ([`live_groups`]).
+pub async fn ensure_vpc_link_security_group(
+    d: &Deployment,
+    network: &Network,
+    live_groups: &[SecurityGroup],
+) -> Result<String> {
+    let name = &d.names.vpc_link_security_group;
+    let live = live_groups
+        .iter()
+        .find(|g| g.group_name() == Some(name.as_str()));
+    let id = match live {
+        Some(group) => group_id(group)?,
+        None => {
+            create_group(
+                d,
+                name,
+                "API Gateway VPC link to the API tasks",
+                &network.vpc_id,
+            )
+            .await?
+        }
+    };
+    let live_rules = live.map(live_rules).unwrap_or_default();
+    converge_rules(d, name, &id, &live_rules, &BTreeSet::new(), "none").await?;
+    Ok(id)
 }
 
 /// NFS.

@@ -1,6 +1,6 @@
 //! The ECS services `redis` and `api` on Fargate: created or updated to the wanted task
-//! definition, network and registry; scaled; deleted and drained; and the API's public
-//! endpoint read from its task's network interface.
+//! definition, network and Cloud Map registry; scaled; deleted and drained; and the IDs of
+//! the tasks that run.
 //!
 //! A service that is stopped (desired count 0, see `provisioner stop`) stays stopped through
 //! an `up`: a deploy must never silently restart billing.
@@ -10,13 +10,18 @@ use std::time::Duration;
 
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration,
-    DesiredStatus, LaunchType, NetworkConfiguration, PropagateTags, Service, ServiceRegistry, Tag,
+    DesiredStatus, LaunchType, NetworkConfiguration, PropagateTags, Service, ServiceField,
+    ServiceRegistry, Tag,
 };
 
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
 use crate::resources::network::Network;
 use crate::resources::{poll_until, retry_bounded};
+
+/// Tag on the API's ECS service holding its number of tasks when running (`--api-count`), so
+/// `start` after a `stop` (desired count 0) and `status` know it without a state file.
+pub const TAG_API_COUNT: &str = "api-count";
 
 /// How long ECS may take to accept a newly created IAM role ("unable to assume role").
 const ROLE_PROPAGATION_LIMIT: Duration = Duration::from_secs(90);
@@ -37,14 +42,77 @@ pub struct ServiceSpec {
     /// Security groups of the tasks.
     pub security_groups: Vec<String>,
     /// Cloud Map service to register tasks in.
-    pub registry_arn: Option<String>,
+    pub registry: Option<Registry>,
+    /// The number of tasks when running, kept in the [`TAG_API_COUNT`] tag (the API's service).
+    pub remembered_count: Option<i32>,
     /// Deployment limits: Redis has no shared storage, so it must never run twice.
     pub minimum_healthy_percent: i32,
     /// Deployment limits.
     pub maximum_percent: i32,
 }
 
-/// The live services of the app that exist (ACTIVE or DRAINING), by name.
+/// A Cloud Map service the tasks are registered in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registry {
+    /// The Cloud Map service's ARN.
+    pub arn: String,
+    /// Container and port to register: SRV records carry the port, so ECS needs them.
+    pub container: Option<(String, i32)>,
+}
+
+impl Registry {
+    fn to_ecs(&self) -> ServiceRegistry {
+        let builder = ServiceRegistry::builder().registry_arn(&self.arn);
+        match &self.container {
+            Some((name, port)) => builder.container_name(name).container_port(*port),
+            None => builder,
+        }
+        .build()
+    }
+
+    fn of_live(live: &ServiceRegistry) -> Option<Self> {
+        Some(Self {
+            arn: live.registry_arn()?.to_owned(),
+            container: live
+                .container_name()
+                .map(|name| (name.to_owned(), live.container_port().unwrap_or_default())),
+        })
+    }
+}
+
+/// The number of tasks the service runs when started, from its [`TAG_API_COUNT`] tag.
+pub fn remembered_count(service: &Service) -> Option<i32> {
+    service
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(TAG_API_COUNT))
+        .and_then(|t| t.value())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Records `count` in the service's [`TAG_API_COUNT`] tag.
+pub async fn remember_count(d: &Deployment, service: &Service, count: i32) -> Result<()> {
+    let name = service.service_name().unwrap_or_default();
+    let arn = service
+        .service_arn()
+        .ok_or_else(|| Error::missing(format!("ECS service {name}"), "serviceArn"))?;
+    d.clients
+        .ecs
+        .tag_resource()
+        .resource_arn(arn)
+        .tags(
+            Tag::builder()
+                .key(TAG_API_COUNT)
+                .value(count.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| Error::aws("TagResource", format!("ECS service {name}"), e))?;
+    Ok(())
+}
+
+/// The live services of the app that exist (ACTIVE or DRAINING), by name, with their tags.
 pub async fn describe(d: &Deployment, names: &[&str]) -> Result<BTreeMap<String, Service>> {
     let cluster = &d.names.cluster;
     let out = match d
@@ -53,6 +121,7 @@ pub async fn describe(d: &Deployment, names: &[&str]) -> Result<BTreeMap<String,
         .describe_services()
         .cluster(cluster)
         .set_services(Some(names.iter().map(|n| (*n).to_owned()).collect()))
+        .include(ServiceField::Tags)
         .send()
         .await
     {
@@ -114,8 +183,9 @@ fn network(spec: &ServiceSpec) -> Result<NetworkConfiguration> {
             AwsVpcConfiguration::builder()
                 .set_subnets(Some(spec.subnets.clone()))
                 .set_security_groups(Some(spec.security_groups.clone()))
-                // A public IP so the task can pull images without a NAT gateway, and the API
-                // is reachable without a load balancer.
+                // A public IP so the task can pull images and read its secrets without a NAT
+                // gateway; the security groups decide who may connect (the VPC link only,
+                // unless --allow-cidr).
                 .assign_public_ip(AssignPublicIp::Enabled)
                 .build()
                 .map_err(Error::request(format!("ECS service {}", spec.name)))?,
@@ -161,19 +231,18 @@ fn differences(live: &Service, spec: &ServiceSpec, desired: i32) -> Vec<String> 
     if vpc.map(|v| set(v.security_groups())) != Some(set(&spec.security_groups)) {
         out.push("security groups".into());
     }
-    let registries: Vec<&str> = live
+    let registries: Vec<Registry> = live
         .service_registries()
         .iter()
-        .filter_map(|r| r.registry_arn())
+        .filter_map(Registry::of_live)
         .collect();
-    if registries
-        != spec
-            .registry_arn
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-    {
+    if registries != spec.registry.iter().cloned().collect::<Vec<_>>() {
         out.push("service registry".into());
+    }
+    if let Some(count) = spec.remembered_count
+        && remembered_count(live) != Some(count)
+    {
+        out.push(format!("{TAG_API_COUNT} tag → {count}"));
     }
     // Some ECS implementations omit the deployment configuration; only a present one that
     // differs is a difference.
@@ -239,16 +308,19 @@ pub async fn ensure_service(
                 .desired_count(desired)
                 .network_configuration(network(spec)?)
                 .deployment_configuration(deployment_configuration(spec));
-            request = match &spec.registry_arn {
-                Some(arn) => {
-                    request.service_registries(ServiceRegistry::builder().registry_arn(arn).build())
-                }
+            request = match &spec.registry {
+                Some(registry) => request.service_registries(registry.to_ecs()),
                 None => request.set_service_registries(Some(Vec::new())),
             };
             request
                 .send()
                 .await
                 .map_err(|e| Error::aws("UpdateService", resource, e))?;
+            if let Some(count) = spec.remembered_count
+                && remembered_count(live) != Some(count)
+            {
+                remember_count(d, live, count).await?;
+            }
             Ok(())
         }
         other => {
@@ -272,6 +344,10 @@ pub async fn ensure_service(
                 .names
                 .tags()
                 .into_iter()
+                .chain(
+                    spec.remembered_count
+                        .map(|n| (TAG_API_COUNT, n.to_string())),
+                )
                 .map(|(k, v)| Tag::builder().key(k).value(v).build())
                 .collect();
             retry_bounded(
@@ -291,10 +367,8 @@ pub async fn ensure_service(
                         .propagate_tags(PropagateTags::Service)
                         .enable_ecs_managed_tags(true)
                         .set_tags(Some(tags.clone()));
-                    if let Some(arn) = &spec.registry_arn {
-                        request = request.service_registries(
-                            ServiceRegistry::builder().registry_arn(arn).build(),
-                        );
+                    if let Some(registry) = &spec.registry {
+                        request = request.service_registries(registry.to_ecs());
                     }
                     request
                         .send()
@@ -409,11 +483,11 @@ pub async fn delete_services(d: &Deployment, names: &[&str], limit: Duration) ->
     Ok(())
 }
 
-/// The API's public endpoint, from the network interface of one of its running tasks.
-pub async fn api_endpoint(d: &Deployment, port: i32) -> Result<Option<String>> {
+/// The IDs of the service's tasks ECS reports RUNNING (for ECS-registered Cloud Map
+/// instances, the instance IDs); empty when the cluster or service does not exist.
+pub async fn running_task_ids(d: &Deployment, service: &str) -> Result<Vec<String>> {
     let ecs = &d.clients.ecs;
     let cluster = &d.names.cluster;
-    let service = &d.names.api_service;
     let tasks = match ecs
         .list_tasks()
         .cluster(cluster)
@@ -428,7 +502,7 @@ pub async fn api_endpoint(d: &Deployment, port: i32) -> Result<Option<String>> {
                 e.is_cluster_not_found_exception() || e.is_service_not_found_exception()
             }) =>
         {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         Err(e) => {
             return Err(Error::aws(
@@ -439,7 +513,7 @@ pub async fn api_endpoint(d: &Deployment, port: i32) -> Result<Option<String>> {
         }
     };
     if tasks.is_empty() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let described = ecs
         .describe_tasks()
@@ -454,34 +528,11 @@ pub async fn api_endpoint(d: &Deployment, port: i32) -> Result<Option<String>> {
                 e,
             )
         })?;
-    let interfaces: Vec<String> = described
+    Ok(described
         .tasks()
         .iter()
-        .flat_map(|t| t.attachments())
-        .flat_map(|a| a.details())
-        .filter(|kv| kv.name() == Some("networkInterfaceId"))
-        .filter_map(|kv| kv.value().map(str::to_owned))
-        .collect();
-    if interfaces.is_empty() {
-        return Ok(None);
-    }
-    let out = d
-        .clients
-        .ec2
-        .describe_network_interfaces()
-        .set_network_interface_ids(Some(interfaces))
-        .send()
-        .await
-        .map_err(|e| {
-            Error::aws(
-                "DescribeNetworkInterfaces",
-                format!("network interfaces of {service}"),
-                e,
-            )
-        })?;
-    Ok(out
-        .network_interfaces()
-        .iter()
-        .find_map(|i| i.association().and_then(|a| a.public_ip()))
-        .map(|ip| format!("http://{ip}:{port}")))
+        .filter(|t| t.last_status() == Some("RUNNING"))
+        .filter_map(|t| t.task_arn())
+        .map(|arn| short_arn(arn).to_owned())
+        .collect())
 }

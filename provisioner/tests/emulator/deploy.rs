@@ -55,15 +55,20 @@ async fn plan_mutates_nothing_and_up_reports_every_resource_it_creates() {
         "discovery-service",
         "task-definition",
         "ecs-service",
+        "vpc-link",
+        "http-api",
+        "api-integration",
+        "api-route",
+        "api-stage",
     ] {
         assert!(created.contains(kind), "{kind} not created: {report:#}");
     }
 }
 
-/// Network: both groups in the default VPC; `api` open on 8080 to the world, `redis` on 6379
-/// from the `api` group only and to no CIDR.
+/// Network: the groups in the default VPC; `api` open on 8080 to the VPC link's group only
+/// (no CIDR without `--allow-cidr`), `redis` on 6379 from the `api` group only and to no CIDR.
 #[tokio::test]
-async fn the_api_is_open_on_8080_and_redis_only_to_the_api() {
+async fn the_api_is_open_on_8080_to_the_vpc_link_only_and_redis_only_to_the_api() {
     let aws = TestAccount::start().await;
     aws.deploy().await;
     let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config().await);
@@ -80,7 +85,20 @@ async fn the_api_is_open_on_8080_and_redis_only_to_the_api() {
         ),
         (Some("tcp"), Some(8080), Some(8080))
     );
-    assert_eq!(api_rules[0].ip_ranges()[0].cidr_ip(), Some("0.0.0.0/0"));
+    assert!(
+        api_rules[0].ip_ranges().is_empty() && api_rules[0].ipv6_ranges().is_empty(),
+        "no CIDR without --allow-cidr"
+    );
+    let link_groups = ec2
+        .describe_security_groups()
+        .filters(crate::support::ec2_filter("group-name", "timing-vpc-link"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        api_rules[0].user_id_group_pairs()[0].group_id(),
+        link_groups.security_groups()[0].group_id()
+    );
     let redis_rules = redis_group.ip_permissions();
     assert_eq!(redis_rules.len(), 1);
     assert_eq!(
@@ -139,7 +157,8 @@ async fn redis_has_a_short_lived_dns_name_in_a_private_namespace_of_the_vpc() {
 }
 
 /// ECS: a tagged cluster; both services on Fargate, one task each, with public IPs and their
-/// own security group; Redis registered in Cloud Map, the API not.
+/// own security group; both registered in Cloud Map (the API's in `api`, by container and
+/// port: see gateway.rs).
 #[tokio::test]
 async fn both_services_run_on_fargate_in_a_tagged_cluster_with_their_own_groups() {
     let aws = TestAccount::start().await;
@@ -189,7 +208,7 @@ async fn both_services_run_on_fargate_in_a_tagged_cluster_with_their_own_groups(
         redis.service_registries()[0].registry_arn(),
         redis_discovery.arn()
     );
-    assert!(api.service_registries().is_empty());
+    assert_eq!(api.service_registries().len(), 1);
     for (svc, group) in [(&redis, &redis_group), (&api, &api_group)] {
         assert_eq!(
             svc.launch_type(),

@@ -155,15 +155,38 @@ async fn down_follows_the_teardown_order_aws_enforces() {
         code(&deleted.unwrap_err()).as_deref(),
         Some("ResourceInUse")
     );
-    assert_eq!(proxy.refusals().len(), 4, "{:#?}", proxy.refusals());
+    // The VPC link's network interfaces hold its group (moto has none: the proxy stands in).
+    let link_groups = ec2
+        .describe_security_groups()
+        .filters(support::ec2_filter("group-name", "timing-vpc-link"))
+        .send()
+        .await
+        .unwrap();
+    let link_group = link_groups.security_groups()[0].group_id().unwrap();
+    let group = ec2
+        .delete_security_group()
+        .group_id(link_group)
+        .send()
+        .await;
+    assert_eq!(
+        code(&group.unwrap_err()).as_deref(),
+        Some("DependencyViolation"),
+        "the VPC link uses timing-vpc-link"
+    );
+    assert_eq!(proxy.refusals().len(), 5, "{:#?}", proxy.refusals());
+    assert!(
+        proxy.refusals()[4].contains("VPC link"),
+        "{:#?}",
+        proxy.refusals()
+    );
 
     let down = aws.provisioner(&["down", "--yes"]).run().await;
     assert_eq!(down.code, 0, "{}\n{}", down.stdout, down.stderr);
     assert_eq!(
         proxy.refusals().len(),
-        4,
+        5,
         "down made a request AWS would refuse: {:#?}",
-        &proxy.refusals()[4..]
+        &proxy.refusals()[5..]
     );
     assert_nothing_left(&aws.moto, "timing", Data::Kept).await;
 }

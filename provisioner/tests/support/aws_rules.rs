@@ -8,6 +8,7 @@
 //! | Cloud Map `DeleteNamespace` | a service is in the namespace | `ResourceInUse` |
 //! | Cloud Map `DeleteService` | an instance is registered | `ResourceInUse` |
 //! | EC2 `DeleteSecurityGroup` | another group's rule references it | `DependencyViolation` |
+//! | EC2 `DeleteSecurityGroup` | an API Gateway VPC link (its network interfaces) uses it | `DependencyViolation` |
 //!
 //! The orders moto already enforces (IAM roles with policies, non-empty ECR repositories, EFS
 //! file systems with mount targets, services with a desired count) are left to moto. Each check
@@ -27,6 +28,7 @@ pub struct AwsRules {
     ecs: aws_sdk_ecs::Client,
     discovery: aws_sdk_servicediscovery::Client,
     ec2: aws_sdk_ec2::Client,
+    apigateway: aws_sdk_apigatewayv2::Client,
 }
 
 /// Why AWS would refuse a request, answered in the error shape of the service's protocol.
@@ -77,6 +79,7 @@ impl AwsRules {
             ecs: aws_sdk_ecs::Client::new(&config),
             discovery: aws_sdk_servicediscovery::Client::new(&config),
             ec2: aws_sdk_ec2::Client::new(&config),
+            apigateway: aws_sdk_apigatewayv2::Client::new(&config),
         }
     }
 
@@ -176,6 +179,23 @@ impl AwsRules {
     }
 
     async fn security_group_in_use(&self, group_id: &str) -> Option<Refusal> {
+        // On AWS a VPC link holds network interfaces in its groups until some time after it
+        // is deleted; moto creates none, so the link itself stands for them.
+        let links = self.apigateway.get_vpc_links().send().await.ok();
+        if let Some(link) = links
+            .iter()
+            .flat_map(|out| out.items())
+            .find(|l| l.security_group_ids().iter().any(|g| g == group_id))
+        {
+            return Some(Refusal {
+                protocol: Protocol::Ec2,
+                code: "DependencyViolation",
+                message: format!(
+                    "resource {group_id} has a dependent object (network interfaces of VPC link {})",
+                    link.vpc_link_id().unwrap_or_default()
+                ),
+            });
+        }
         let groups = self.ec2.describe_security_groups().send().await.ok()?;
         let referencing = groups
             .security_groups()

@@ -46,6 +46,7 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
         format!("{app}-api"),
         format!("{app}-redis"),
         format!("{app}-efs"),
+        format!("{app}-vpc-link"),
     ];
     for group in groups.security_groups() {
         let tagged = group
@@ -129,6 +130,33 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
             ));
         }
     }
+
+    // The HTTPS address: the HTTP API and VPC link of the app's name, custom domains tagged
+    // with it (their stages, routes, integrations and mappings go with them).
+    let apigateway = aws_sdk_apigatewayv2::Client::new(&config);
+    let apis = apigateway.get_apis().send().await.unwrap();
+    left.extend(
+        apis.items()
+            .iter()
+            .filter(|a| a.name() == Some(app))
+            .map(|a| format!("HTTP API {app} ({})", a.api_id().unwrap_or_default())),
+    );
+    let links = apigateway.get_vpc_links().send().await.unwrap();
+    left.extend(
+        links
+            .items()
+            .iter()
+            .filter(|l| l.name() == Some(app))
+            .map(|l| format!("VPC link {app} ({})", l.vpc_link_id().unwrap_or_default())),
+    );
+    let domains = apigateway.get_domain_names().send().await.unwrap();
+    left.extend(
+        domains
+            .items()
+            .iter()
+            .filter(|d| d.tags().and_then(|t| t.get("app")).map(String::as_str) == Some(app))
+            .map(|d| format!("custom domain {}", d.domain_name().unwrap_or_default())),
+    );
 
     let ssm = aws_sdk_ssm::Client::new(&config);
     for parameter in ["api-token", "api-tokens", "redis-password", "redis-url"] {

@@ -1,7 +1,8 @@
 //! What the test proxy needs to know of the AWS protocols: which operation and service a
 //! request is (awsJson names it in `X-Amz-Target`, the query protocols of IAM, EC2 and STS in
-//! the `Action` form field, EFS's REST protocol by method and path), and how each protocol
-//! shapes an error answer, so that an injected or refused call reads to the SDK as AWS's own.
+//! the `Action` form field, the REST protocols of EFS and API Gateway by method and path), and
+//! how each protocol shapes an error answer, so that an injected or refused call reads to the
+//! SDK as AWS's own.
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -29,10 +30,62 @@ pub fn service_of(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-/// REST protocols (EFS) name the operation by method and path only: EFS's operations, as the
-/// API reference maps them (`GET /2015-02-01/file-systems` → `DescribeFileSystems`,
-/// `PUT /2015-02-01/mount-targets/{id}/security-groups` → `ModifyMountTargetSecurityGroups`).
+/// API Gateway v2's operations (REST, under `/v2/`), as its API reference maps them:
+/// `POST /v2/apis` → `CreateApi`, `PATCH /v2/apis/{id}/stages/{name}` → `UpdateStage`.
+fn apigateway_operation(method: &Method, path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path
+        .strip_prefix("/v2/")?
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let many = |list: &'static str, create: &'static str| match *method {
+        Method::GET => Some(list),
+        Method::POST => Some(create),
+        _ => None,
+    };
+    let one = |get: &'static str, update: &'static str, delete: &'static str| match *method {
+        Method::GET => Some(get),
+        Method::PATCH => Some(update),
+        Method::DELETE => Some(delete),
+        _ => None,
+    };
+    match segments.as_slice() {
+        ["apis"] => many("GetApis", "CreateApi"),
+        ["apis", _] => one("GetApi", "UpdateApi", "DeleteApi"),
+        ["apis", _, "integrations"] => many("GetIntegrations", "CreateIntegration"),
+        ["apis", _, "integrations", _] => {
+            one("GetIntegration", "UpdateIntegration", "DeleteIntegration")
+        }
+        ["apis", _, "routes"] => many("GetRoutes", "CreateRoute"),
+        ["apis", _, "routes", _] => one("GetRoute", "UpdateRoute", "DeleteRoute"),
+        ["apis", _, "stages"] => many("GetStages", "CreateStage"),
+        ["apis", _, "stages", _] => one("GetStage", "UpdateStage", "DeleteStage"),
+        ["vpclinks"] => many("GetVpcLinks", "CreateVpcLink"),
+        ["vpclinks", _] => one("GetVpcLink", "UpdateVpcLink", "DeleteVpcLink"),
+        ["domainnames"] => many("GetDomainNames", "CreateDomainName"),
+        ["domainnames", _] => one("GetDomainName", "UpdateDomainName", "DeleteDomainName"),
+        ["domainnames", _, "apimappings"] => many("GetApiMappings", "CreateApiMapping"),
+        ["domainnames", _, "apimappings", _] => {
+            one("GetApiMapping", "UpdateApiMapping", "DeleteApiMapping")
+        }
+        ["tags", ..] => match *method {
+            Method::GET => Some("GetTags"),
+            Method::POST => Some("TagResource"),
+            Method::DELETE => Some("UntagResource"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// REST protocols (EFS, API Gateway) name the operation by method and path only: EFS's
+/// operations, as the API reference maps them (`GET /2015-02-01/file-systems` →
+/// `DescribeFileSystems`, `PUT /2015-02-01/mount-targets/{id}/security-groups` →
+/// `ModifyMountTargetSecurityGroups`), and API Gateway's ([`apigateway_operation`]).
 fn rest_operation(method: &Method, path: &str) -> String {
+    if let Some(operation) = apigateway_operation(method, path) {
+        return operation.to_owned();
+    }
     let segments: Vec<&str> = path
         .trim_start_matches("/2015-02-01/")
         .split('/')
@@ -106,7 +159,8 @@ pub enum Protocol {
     Ec2,
     /// The awsQuery protocol (IAM, STS): errors are `<ErrorResponse><Error>...`.
     Query,
-    /// restJson1 (EFS): the code in the `x-amzn-ErrorType` header and the JSON body.
+    /// restJson1 (EFS, API Gateway): the code in the `x-amzn-ErrorType` header and the JSON
+    /// body.
     RestJson,
 }
 

@@ -37,14 +37,21 @@ pub struct Call {
     pub service: String,
     /// Operation name, e.g. `CreateService`.
     pub operation: String,
+    /// The HTTP method, e.g. `POST`.
+    pub method: String,
     /// Request body as text.
     pub body: String,
 }
 
 impl Call {
-    /// The IAM action the call needs, e.g. `ecs:CreateService`.
+    /// The IAM action the call needs, e.g. `ecs:CreateService`. API Gateway's IAM actions are
+    /// its HTTP methods (`apigateway:POST`), not its operations.
     pub fn action(&self) -> String {
-        format!("{}:{}", self.service, self.operation)
+        if self.service == "apigateway" {
+            format!("apigateway:{}", self.method)
+        } else {
+            format!("{}:{}", self.service, self.operation)
+        }
     }
 
     /// Whether the call changes something: judged here by the operation's name, apart from
@@ -167,6 +174,7 @@ async fn forward(
         number,
         service,
         operation: operation.clone(),
+        method: method.to_string(),
         body: text,
     });
     if let Some(refusal) = refusal {
