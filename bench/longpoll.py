@@ -33,7 +33,7 @@ def current_etag(host, port):
 
 def write(host, port):
     conn = http.client.HTTPConnection(host, port, timeout=10)
-    conn.request("PUT", "/api/v1/competitors/1/times/finish",
+    conn.request("PUT", "/api/v1/competitors/000000000001/times/finish",  # load.py's first bib
                  json.dumps({"time": "09:01:02.345"}), {"Content-Type": "application/json"})
     response = conn.getresponse()
     response.read()

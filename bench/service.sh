@@ -144,12 +144,13 @@ echo "==> redis-benchmark FCALL timing_times / timing_put, EVALSHA of the old sc
 AT=2026-11-30T00:00:00.000Z
 rb_script() { # label database range command...
   local label=$1 db=$2 range=$3; shift 3
-  while IFS=, read -r _test rps _avg _min p50 _p95 p99 _max; do
-    rps=${rps//\"/}; p50=${p50//\"/}; p99=${p99//\"/}
+  # The test name (the command line, JSON arguments with commas included) is not escaped in
+  # the CSV: the figures are the last seven fields.
+  while read -r rps p50 p99; do
     LAST_RPS=${rps%.*}
     row "$label" "${rps%.*}" "$p50" "$p99" 0 0 "${RB[SET]}"
   done < <(timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" --dbnum "$db" -c "$CONNECTIONS" \
-    -n 100000 -r "$range" --csv "$@" | tail -n +2)
+    -n 100000 -r "$range" --csv "$@" | tail -n +2 | tr -d '"' | awk -F, '{print $(NF-6), $(NF-3), $(NF-1)}')
 }
 reset_stats
 rb_script "redis-benchmark FCALL timing_times (ceiling)" 0 "$COMPETITORS" \
