@@ -160,6 +160,49 @@ async fn v1_list_filters_and_pagination() {
         ["9", "20", "21", "101"]
     );
 
+    // With a time or a status (out of the untimed entries, in the rankings) a competitor is
+    // listed under their gender and category as before, and moves with them.
+    app.times(
+        "101",
+        json!({"start": "09:00:00.000", "finish": "10:00:00.000"}),
+    )
+    .await;
+    app.times("21", json!({"split1": "09:10:00.000"})).await;
+    let (status, _) = app
+        .put("/api/v1/competitors/20/status", json!({"status": "DNS"}))
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        bibs(&app.get("/api/v1/competitors?gender=female").await.1),
+        ["20", "21"]
+    );
+    assert_eq!(
+        bibs(&app.get("/api/v1/competitors?gender=male").await.1),
+        ["9", "101"]
+    );
+    assert_eq!(
+        bibs(
+            &app.get("/api/v1/competitors?category=men30&country=Finland")
+                .await
+                .1
+        ),
+        ["101"]
+    );
+    app.patch("/api/v1/competitors/101", json!({"category": "men40"}))
+        .await;
+    let men40 = app.get("/api/v1/competitors?category=men40").await.1;
+    assert_eq!(
+        (bibs(&men40), &men40["total"]),
+        (
+            vec!["9".to_owned(), "101".to_owned(), "x-1".to_owned()],
+            &json!(3)
+        )
+    );
+    assert_eq!(
+        bibs(&app.get("/api/v1/competitors?category=men30").await.1),
+        Vec::<String>::new()
+    );
+
     assert_error(
         &app.get("/api/v1/competitors?category=men99").await,
         422,

@@ -11,10 +11,11 @@
 //! | `rank:<checkpoint>:all` | sorted set | competitors with a time or a status, score = ranking score at that checkpoint |
 //! | `rank:<checkpoint>:gender:<g>` | sorted set | the same, for one gender |
 //! | `rank:<checkpoint>:category:<c>` | sorted set | the same, for one category |
-//! | `untimed:all`, `untimed:{gender,category}:<v>` | sorted set | competitors with neither a time nor a status, score = entry order (µs of Redis's clock, or of the service's for an import) |
-//! | `competitors:all`, `competitors:{gender,category,country}:<v>` | sorted set | bibs for listings, score = `Bib::order_score` |
+//! | `untimed:all`, `untimed:{gender,category}:<v>` | sorted set | competitors with neither a time nor a status, score = entry order (the number of the write from `live:seq`) |
+//! | `competitors:all` | sorted set | bibs for listings, score = `Bib::order_score` |
+//! | `competitors:country:<v>` | sorted set | a country's bibs, score = entry order (listings sort them by `competitors:all`'s scores; a listing by gender or category reads the scope's untimed and rank sets) |
 //! | `live:version` | hash | scope (`all`, `gender:<g>`, `category:<c>`) → version of its last change (ETags, long polls) |
-//! | `live:seq` | string | the counter the versions are taken from (one order for all scopes) |
+//! | `live:seq` | string | the counter every write takes its number from: versions and entry order (never below the clock in µs at a library load's first write) |
 //!
 //! Channel `live:changes`: one message per change, `<version> <scope> <scope> ...`.
 //! | `gunrank:<checkpoint>:<scope>` | sorted set | like `rank:`, scored by gun time (from the wave's gun time) |
@@ -30,7 +31,7 @@
 
 use std::fmt::Write;
 
-use super::{ListFilter, OUT, Scope, UNTIMED};
+use super::{OUT, Scope, UNTIMED};
 
 /// Prefix of a competitor's record hash.
 const COMPETITOR: &str = "competitor:";
@@ -130,22 +131,13 @@ pub fn untimed(scope: Scope<'_>) -> String {
     format!("{UNTIMED_SETS}{}", scope_suffix(scope))
 }
 
-/// The listing sets a filter intersects (`competitors:all` when it has none).
-pub fn listings(filter: ListFilter<'_>) -> Vec<String> {
-    let mut keys = Vec::new();
-    if let Some(g) = filter.gender {
-        keys.push(format!("{LISTING}{GENDER}{g}"));
-    }
-    if let Some(c) = filter.category {
-        keys.push(format!("{LISTING}{CATEGORY}{c}"));
-    }
-    if let Some(c) = filter.country {
-        keys.push(format!("{LISTING}{COUNTRY}{c}"));
-    }
-    if keys.is_empty() {
-        keys.push(format!("{LISTING}{ALL}"));
-    }
-    keys
+/// `competitors:all`: every competitor, scored by `Bib::order_score` (ties by bib).
+pub const LISTING_ALL: &str = "competitors:all";
+
+/// `competitors:country:<c>`: a country's competitors, appended in the order they were
+/// written (the listing sorts them by bib with [`LISTING_ALL`]'s scores).
+pub fn country_listing(country: &str) -> String {
+    format!("{LISTING}{COUNTRY}{country}")
 }
 
 /// A Lua string literal (key names are plain ASCII; quotes and backslashes escaped anyway).
@@ -204,14 +196,8 @@ mod tests {
         );
         assert_eq!(rank("finish", Scope::All, true), "gunrank:finish:all");
         assert_eq!(untimed(Scope::All), "untimed:all");
-        assert_eq!(
-            listings(ListFilter {
-                category: Some("men30"),
-                country: Some("FI"),
-                gender: None
-            }),
-            ["competitors:category:men30", "competitors:country:FI"]
-        );
+        assert_eq!(LISTING_ALL, format!("{LISTING}{ALL}"));
+        assert_eq!(country_listing("FI"), "competitors:country:FI");
         assert!(lua_prelude().contains("  rank = 'rank:',\n"));
     }
 }

@@ -137,6 +137,8 @@ pub struct Store {
     conn: Arc<Connection>,
     /// The functions library's source for this race.
     library: Arc<str>,
+    /// The race's last checkpoint, whose rank sets the listing by gender or category reads.
+    finish: Arc<str>,
 }
 
 fn parse_err(err: impl std::fmt::Display) -> StoreError {
@@ -150,6 +152,7 @@ impl Store {
         Ok(Self {
             conn: Arc::new(Connection::new(redis_url)?),
             library: Arc::from(functions::library_source(&race)),
+            finish: Arc::from(race.finish()),
         })
     }
 
@@ -189,33 +192,25 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<(u64, Vec<Competitor>), StoreError> {
-        let mut keys = keys::listings(filter);
-        let (total, bibs): (u64, Vec<String>) = match keys.as_slice() {
-            [] | [_] => {
-                let key = keys.pop().unwrap_or_default();
+        let (total, bibs): (u64, Vec<String>) =
+            if filter.gender.is_none() && filter.category.is_none() && filter.country.is_none() {
                 let mut pipe = redis::pipe();
-                pipe.zcard(&key)
-                    .zrange(&key, offset as isize, (offset + limit) as isize - 1);
+                pipe.zcard(keys::LISTING_ALL).zrange(
+                    keys::LISTING_ALL,
+                    offset as isize,
+                    (offset + limit) as isize - 1,
+                );
                 self.conn.query(&pipe).await?
-            }
-            _ => {
-                // Several filters: intersect (O(N), listing is not a race-day hot path).
-                let mut pipe = redis::pipe();
-                pipe.cmd("ZINTER")
-                    .arg(keys.len())
-                    .arg(&keys)
-                    .arg("AGGREGATE")
-                    .arg("MIN");
-                let (all,): (Vec<String>,) = self.conn.query(&pipe).await?;
+            } else {
+                let all = self.filtered(filter).await?;
                 let page = all
                     .iter()
                     .skip(offset as usize)
                     .take(limit as usize)
-                    .cloned()
+                    .map(|(bib, _)| bib.clone())
                     .collect();
                 (all.len() as u64, page)
-            }
-        };
+            };
         if bibs.is_empty() {
             return Ok((total, Vec::new()));
         }
@@ -238,5 +233,55 @@ impl Store {
             }
         }
         Ok((total, out))
+    }
+
+    /// Every competitor matching a filter, with their listing scores, ordered by bib (O(N) in
+    /// the scope: listing is not a race-day hot path, and creates stay cheap without a listing
+    /// set per gender and category). A competitor of a scope is in its untimed set or, once they
+    /// have a time or a status, in its rank sets (at every checkpoint after the start): the
+    /// filter is `competitors:all` ∩ (untimed sets ∪ rank sets at the finish) ∩ the country's
+    /// listing, read as two `ZINTER`s in one transaction: the untimed sets of all the filter's
+    /// scopes, and their rank sets (a competitor is in all of their scopes' untimed sets or in
+    /// all of their rank sets, never in a mix).
+    async fn filtered(&self, filter: ListFilter<'_>) -> Result<Vec<(String, f64)>, StoreError> {
+        let scopes: Vec<Scope<'_>> = [
+            filter.gender.map(Scope::Gender),
+            filter.category.map(Scope::Category),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let country = filter.country.map(keys::country_listing);
+        let groups: Vec<Vec<String>> = if scopes.is_empty() {
+            vec![Vec::new()]
+        } else {
+            vec![
+                scopes.iter().map(|&scope| keys::untimed(scope)).collect(),
+                scopes
+                    .iter()
+                    .map(|&scope| keys::rank(&self.finish, scope, false))
+                    .collect(),
+            ]
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for group in &groups {
+            let mut sets: Vec<&str> = vec![keys::LISTING_ALL];
+            sets.extend(group.iter().map(String::as_str));
+            sets.extend(country.as_deref());
+            // Scores are `competitors:all`'s (weight 1; the others 0).
+            let weights: Vec<u32> = (0..sets.len()).map(|i| u32::from(i == 0)).collect();
+            pipe.cmd("ZINTER")
+                .arg(sets.len())
+                .arg(&sets)
+                .arg("WEIGHTS")
+                .arg(&weights)
+                .arg("WITHSCORES");
+        }
+        let parts: Vec<Vec<(String, f64)>> = self.conn.query(&pipe).await?;
+        // In the order of `competitors:all`: by score, then by bib as Redis orders equal scores.
+        let mut all: Vec<(String, f64)> = parts.into_iter().flatten().collect();
+        all.sort_by(|(a, x), (b, y)| x.total_cmp(y).then_with(|| a.as_bytes().cmp(b.as_bytes())));
+        Ok(all)
     }
 }

@@ -28,29 +28,108 @@ local N = #CPS
 -- (Loading runs with few globals, no ipairs: plain loops at the top level.)
 local POS = {}
 for i = 1, N do POS[CPS[i]] = i end
--- Rank-set prefixes per checkpoint, built once.
+-- Key names are built once per scope value, not per call: the memo functions below fill their
+-- tables on first use, and the tables live as long as the library (no setmetatable in a
+-- Functions library). Their keys are gender, category and country values and scope names, so
+-- they stay small.
+local function memo(make)
+  local cache = {}
+  return function(k)
+    local v = cache[k]
+    if v == nil then
+      v = make(k)
+      cache[k] = v
+    end
+    return v
+  end
+end
+local LIST_ALL = K.listing .. K.all
+local country_list = memo(function(co) return K.listing .. K.country .. co end)
+local untimed_set = memo(function(scope) return K.untimed .. scope end)
+-- Rank sets per checkpoint index (from 2) and scope name, by net and by gun time.
 local NET, GUN = {}, {}
 for i = 2, N do
-  NET[i] = K.rank .. CPS[i] .. ':'
-  GUN[i] = K.gun_rank .. CPS[i] .. ':'
+  local net, gun = K.rank .. CPS[i] .. ':', K.gun_rank .. CPS[i] .. ':'
+  NET[i] = memo(function(scope) return net .. scope end)
+  GUN[i] = memo(function(scope) return gun .. scope end)
+end
+-- The ranking scopes of gender g and category c ('' when absent; never a valid value): the
+-- scope names in a list, with `untimed`, their untimed sets, and `tail`, the names joined
+-- for the change message. Shared between calls: callers never change them.
+local scopes_of = memo(function(g)
+  return memo(function(c)
+    local s = { K.all }
+    if g ~= '' then s[#s + 1] = K.gender .. g end
+    if c ~= '' then s[#s + 1] = K.category .. c end
+    s.untimed = {}
+    for k = 1, #s do s.untimed[k] = untimed_set(s[k]) end
+    s.tail = ' ' .. table.concat(s, ' ')
+    return s
+  end)
+end)
+
+local function scopes(g, c)
+  return scopes_of(g or '')(c or '')
+end
+
+-- One counter (K.live_seq) numbers every change: the versions behind ETags and long polls,
+-- and the order in which untimed entries are listed (their score), so a write takes one
+-- number, not a version and a clock reading. It never goes back, and it is never below the
+-- clock in µs when a library load (a Redis start, or a service that loaded a new version)
+-- makes its first write: no ETag handed out before an emptied Redis can match new content, and
+-- untimed entries scored by the clock (before the counter scored them) stay before new ones.
+local seq_checked = false
+local function next_seq(n)
+  if not seq_checked then
+    seq_checked = true
+    local now = redis.call('TIME')
+    local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    if (tonumber(redis.call('GET', K.live_seq)) or 0) < clock then
+      redis.call('SET', K.live_seq, string.format('%d', clock))
+    end
+  end
+  local v
+  if n == 1 then v = redis.call('INCR', K.live_seq) else v = redis.call('INCRBY', K.live_seq, n) end
+  if v == n then
+    -- Emptied (FLUSHALL) since the check: restart from the clock as above.
+    local now = redis.call('TIME')
+    v = tonumber(now[1]) * 1000000 + tonumber(now[2]) + n
+    redis.call('SET', K.live_seq, string.format('%d', v))
+  end
+  return v
+end
+
+-- This call's number, as text (Lua would print a 16-digit number as 1.7e+15), taken on first
+-- use; `entry` below clears it before every function call.
+local seq_now
+local function seq()
+  if not seq_now then seq_now = string.format('%d', next_seq(1)) end
+  return seq_now
 end
 
 -- Live reads (crate::live): each change bumps the version of every ranking scope it touches
 -- (scope names as in the rank keys: 'all', 'gender:<g>', 'category:<c>') and announces it on a
--- channel, so ETags change and long polls on any service process wake. One counter orders all
--- versions. Every write calls it once, with the list of the scope lists of the competitors it
--- changed (a list, not varargs: a wave or an import touches thousands, beyond unpack's limit).
-local function touch(lists)
-  local v = redis.call('INCR', K.live_seq)
-  if v == 1 then
-    -- A new or emptied Redis: versions restart from the clock (µs), above every version
-    -- handed out before, so no old ETag or cached page can match new content.
-    local now = redis.call('TIME')
-    v = tonumber(now[1]) * 1000000 + tonumber(now[2])
-    redis.call('SET', K.live_seq, string.format('%d', v))
+-- channel, so ETags change and long polls on any service process wake. Every write calls it
+-- once. touch_one: the scopes of one competitor (from `scopes`, the usual write), without a
+-- table built per call; touch: a list of such lists (a list, not varargs: a wave or an import
+-- touches thousands, beyond unpack's limit).
+local function touch_one(s)
+  if #s == 0 then return end
+  local v = seq()
+  if #s == 3 then
+    redis.call('HSET', K.live_version, s[1], v, s[2], v, s[3], v)
+  elseif #s == 2 then
+    redis.call('HSET', K.live_version, s[1], v, s[2], v)
+  else
+    redis.call('HSET', K.live_version, s[1], v)
   end
-  v = string.format('%d', v) -- as text: Lua would print a 16-digit number as 1.7e+15
-  local fields, names, seen = {}, {}, {}
+  redis.call('PUBLISH', K.live_changes, v .. s.tail)
+end
+
+local function touch(lists)
+  if #lists == 1 then return touch_one(lists[1]) end
+  local v = seq()
+  local seen, names, fields = {}, {}, {}
   for _, list in ipairs(lists) do
     for _, scope in ipairs(list) do
       if not seen[scope] then
@@ -93,21 +172,6 @@ local function audit(at, actor, action, bib, before, after)
   if bib then redis.call('LPUSH', K.audit_of .. bib, entry) end
 end
 
-local function scopes(g, c)
-  local s = { K.all }
-  if g then s[#s + 1] = K.gender .. g end
-  if c then s[#s + 1] = K.category .. c end
-  return s
-end
-
-local function listings(g, c, co)
-  local l = { K.listing .. K.all }
-  if g then l[#l + 1] = K.listing .. K.gender .. g end
-  if c then l[#l + 1] = K.listing .. K.category .. c end
-  if co then l[#l + 1] = K.listing .. K.country .. co end
-  return l
-end
-
 local function nilfalse(v) if v then return v end return nil end
 
 -- The competitor as the derivation needs it; nil when there is no such competitor.
@@ -125,26 +189,28 @@ end
 local function unrank(c)
   for _, scope in ipairs(c.s) do
     for i = 2, N do
-      redis.call('ZREM', NET[i] .. scope, c.bib)
-      redis.call('ZREM', GUN[i] .. scope, c.bib)
+      redis.call('ZREM', NET[i](scope), c.bib)
+      redis.call('ZREM', GUN[i](scope), c.bib)
     end
   end
 end
 
--- Arrival order: Redis's clock in µs, so untimed and unmatched entries are appended (cheap for
--- a sorted set) in the order they arrive, whoever sends them.
+-- Arrival order of unmatched reads: Redis's clock in µs, so they are appended (cheap for a
+-- sorted set) in the order they arrive, whoever sends them.
 local function arrival()
   local now = redis.call('TIME')
   return string.format('%d%06d', now[1], now[2])
 end
 
+-- Untimed entries are scored by the call's number (seq): appended in the order of the writes.
 local function untimed_add(c)
-  local seq = arrival()
-  for _, scope in ipairs(c.s) do redis.call('ZADD', K.untimed .. scope, seq, c.bib) end
+  local v, u = seq(), c.s.untimed
+  for k = 1, #u do redis.call('ZADD', u[k], v, c.bib) end
 end
 
 local function untimed_rem(c)
-  for _, scope in ipairs(c.s) do redis.call('ZREM', K.untimed .. scope, c.bib) end
+  local u = c.s.untimed
+  for k = 1, #u do redis.call('ZREM', u[k], c.bib) end
 end
 
 -- The competitor's reads per checkpoint index: { { ms =, id = }, ... } in order received.
@@ -259,8 +325,8 @@ local function rank(c, t, only)
       end
       local gun_too = not only or c.gun
       for _, scope in ipairs(c.s) do
-        redis.call('ZADD', NET[i] .. scope, net, c.bib)
-        if gun_too then redis.call('ZADD', GUN[i] .. scope, gun, c.bib) end
+        redis.call('ZADD', NET[i](scope), net, c.bib)
+        if gun_too then redis.call('ZADD', GUN[i](scope), gun, c.bib) end
       end
     end
   end
@@ -330,28 +396,82 @@ local function times_json(t)
 end
 
 ---------------------------------------------------------------------------------------------
--- put: args bib, order, mode, actor, at, row JSON, fields JSON, field, value, ... The two
--- JSON texts (the results row, and the record for the audit) come encoded from the service
--- for every mode but patch (empty then), which saves Redis two encodings per create.
+-- put: args bib, order, mode, actor, at, row JSON, created entry JSON, field, value, ... The
+-- results row and the audit entry of a create (both JSON) come encoded from the service for
+-- every mode but patch (empty then): Redis neither encodes them nor builds the entry.
 -- mode: create | replace | upsert | patch. Returns ok | created | missing | exists |
 -- no_wave:<name> | chip_taken:<bib>.
 local FIRST_FIELD = 8
+
+local function row_of(new)
+  return cjson.encode({ first_name = new.first_name or cjson.null,
+    last_name = new.last_name or cjson.null, gender = new.gender or cjson.null,
+    category = new.category or cjson.null, country = new.country or cjson.null })
+end
+
+-- A new competitor: the record, its results row, the listing entries, an untimed entry per
+-- scope (appended: scored by the call's number), the audit entry, the versions. The hot path
+-- of a start list typed in (and of the benchmark): no table built, key names from the memos,
+-- and no command beyond those writes, since each redis.call costs some 3,000 instructions of
+-- glue besides its command (callgrind, bench/README.md).
+local function create(a, bib, order, ckey)
+  local g, cat, co, wave, chip
+  for j = FIRST_FIELD, #a, 2 do
+    local f = a[j]
+    if f == 'gender' then g = a[j + 1]
+    elseif f == 'category' then cat = a[j + 1]
+    elseif f == 'country' then co = a[j + 1]
+    elseif f == 'wave' then wave = a[j + 1]
+    elseif f == 'chip' then chip = a[j + 1]
+    end
+  end
+  -- Checks before any change: the wave exists, the chip is nobody else's.
+  if wave and redis.call('HEXISTS', K.waves, wave) == 0 then return 'no_wave:' .. wave end
+  if chip then
+    local holder = redis.call('HGET', K.chips, chip)
+    if holder and holder ~= bib then return 'chip_taken:' .. holder end
+  end
+  local row_json, entry = a[6], a[7]
+  if row_json == '' or entry == '' then
+    local new = {}
+    for j = FIRST_FIELD, #a, 2 do new[a[j]] = a[j + 1] end
+    if row_json == '' then row_json = row_of(new) end
+    if entry == '' then
+      entry = cjson.encode({ at = a[5], actor = a[4], action = 'competitor.created', bib = bib,
+        before = cjson.null, after = new })
+    end
+  end
+  if #a > FIRST_FIELD then redis.call('HSET', ckey, unpack(a, FIRST_FIELD)) end
+  redis.call('HSET', K.rows, bib, row_json)
+  redis.call('ZADD', LIST_ALL, order, bib)
+  local v = seq()
+  -- A country's listing is appended to (the listing sorts it by bib when read).
+  if co then redis.call('ZADD', country_list(co), v, bib) end
+  if wave then redis.call('SADD', K.wave_members .. wave, bib) end
+  if chip then redis.call('HSET', K.chips, chip, bib) end
+  local s = scopes(g, cat)
+  local u = s.untimed
+  for k = 1, #u do redis.call('ZADD', u[k], v, bib) end
+  redis.call('LPUSH', K.audit, entry)
+  redis.call('LPUSH', K.audit_of .. bib, entry)
+  touch_one(s)
+  return 'created'
+end
+
 local function put(_, a)
   local bib, order, mode, actor, at = a[1], a[2], a[3], a[4], a[5]
-  local row_json, fields_json = a[6], a[7]
   local ckey = K.competitor .. bib
   local exists = redis.call('EXISTS', ckey) == 1
   if mode == 'create' and exists then return 'exists' end
   if (mode == 'replace' or mode == 'patch') and not exists then return 'missing' end
+  if not exists then return create(a, bib, order, ckey) end
+
   local old = {}
-  if exists then
-    local flat = redis.call('HGETALL', ckey)
-    for j = 1, #flat, 2 do old[flat[j]] = flat[j + 1] end
-  end
+  local flat = redis.call('HGETALL', ckey)
+  for j = 1, #flat, 2 do old[flat[j]] = flat[j + 1] end
   local new = {}
   if mode == 'patch' then for k, v in pairs(old) do new[k] = v end end
   for j = FIRST_FIELD, #a, 2 do new[a[j]] = a[j + 1] end
-  -- Checks before any change: the wave exists, the chip is nobody else's.
   if new.wave and new.wave ~= old.wave and redis.call('HEXISTS', K.waves, new.wave) == 0 then
     return 'no_wave:' .. new.wave
   end
@@ -359,51 +479,52 @@ local function put(_, a)
     local holder = redis.call('HGET', K.chips, new.chip)
     if holder and holder ~= bib then return 'chip_taken:' .. holder end
   end
-  local c
-  local old_scopes = {}
-  if exists then
-    c = load(bib)
-    old_scopes = c.s
-    unrank(c)
-    untimed_rem(c)
-    for _, k in ipairs(listings(c.g, c.cat, c.co)) do redis.call('ZREM', k, bib) end
-    if c.wave and c.wave ~= new.wave then redis.call('SREM', K.wave_members .. c.wave, bib) end
-    if c.chip and c.chip ~= new.chip then redis.call('HDEL', K.chips, c.chip) end
+  local row_json = a[6]
+  if row_json == '' then row_json = row_of(new) end
+
+  if old.gender == new.gender and old.category == new.category and old.wave == new.wave
+    and redis.call('ZSCORE', LIST_ALL, bib) then
+    -- Same scopes and wave, and indexed already: the rankings, untimed entries and times
+    -- stay as they are (nothing they derive from changed); the record, its row, the country
+    -- listing and the chip index change. (A record written before the indexes existed, not
+    -- in the listing, takes the full path below, which builds them.)
+    if old.country ~= new.country then
+      if old.country then redis.call('ZREM', country_list(old.country), bib) end
+      if new.country then redis.call('ZADD', country_list(new.country), seq(), bib) end
+    end
+    if old.chip and old.chip ~= new.chip then redis.call('HDEL', K.chips, old.chip) end
+    if new.chip and new.chip ~= old.chip then redis.call('HSET', K.chips, new.chip, bib) end
     if mode ~= 'patch' then redis.call('DEL', ckey) end
+    if #a > FIRST_FIELD then redis.call('HSET', ckey, unpack(a, FIRST_FIELD)) end
+    redis.call('HSET', K.rows, bib, row_json)
+    audit(at, actor, 'competitor.updated', bib, old, new)
+    touch_one(scopes(new.gender, new.category))
+    return 'ok'
   end
+
+  -- Scopes or the wave change: every entry out and in again, times re-derived (the gun time
+  -- bounds the start window). The status is unchanged by a put.
+  local c = load(bib)
+  local old_scopes = c.s
+  unrank(c)
+  untimed_rem(c)
+  redis.call('ZREM', LIST_ALL, bib)
+  if c.co then redis.call('ZREM', country_list(c.co), bib) end
+  if c.wave and c.wave ~= new.wave then redis.call('SREM', K.wave_members .. c.wave, bib) end
+  if c.chip and c.chip ~= new.chip then redis.call('HDEL', K.chips, c.chip) end
+  if mode ~= 'patch' then redis.call('DEL', ckey) end
   if #a > FIRST_FIELD then redis.call('HSET', ckey, unpack(a, FIRST_FIELD)) end
-  if row_json == '' then
-    row_json = cjson.encode({ first_name = new.first_name or cjson.null,
-      last_name = new.last_name or cjson.null, gender = new.gender or cjson.null,
-      category = new.category or cjson.null, country = new.country or cjson.null })
-  end
   redis.call('HSET', K.rows, bib, row_json)
-  for _, k in ipairs(listings(new.gender, new.category, new.country)) do
-    redis.call('ZADD', k, order, bib)
-  end
+  redis.call('ZADD', LIST_ALL, order, bib)
+  if new.country then redis.call('ZADD', country_list(new.country), seq(), bib) end
   if new.wave and new.wave ~= old.wave then redis.call('SADD', K.wave_members .. new.wave, bib) end
   if new.chip and new.chip ~= old.chip then redis.call('HSET', K.chips, new.chip, bib) end
-  if exists then
-    c = load(bib)
-    -- Scopes or the wave may have changed: every entry again, times re-derived (the gun
-    -- time bounds the start window). The status is unchanged by a put.
-    local _, t = rederive(c, true, c.status)
-    if not next(t) and not c.status then untimed_add(c) end
-    audit(at, actor, 'competitor.updated', bib, old, new)
-  else
-    c = { bib = bib, s = scopes(new.gender, new.category) }
-    untimed_add(c)
-    if fields_json == '' then fields_json = cjson.encode(new) end
-    -- at, actor and bib are plain ASCII (validated by the service): no escaping needed.
-    local entry = '{"at":"' .. at .. '","actor":"' .. actor ..
-      '","action":"competitor.created","bib":"' .. bib .. '","before":null,"after":' ..
-      fields_json .. '}'
-    redis.call('LPUSH', K.audit, entry)
-    redis.call('LPUSH', K.audit_of .. bib, entry)
-  end
+  c = load(bib)
+  local _, t = rederive(c, true, c.status)
+  if not next(t) and not c.status then untimed_add(c) end
+  audit(at, actor, 'competitor.updated', bib, old, new)
   touch({ old_scopes, c.s })
-  if exists then return 'ok' end
-  return 'created'
+  return 'ok'
 end
 
 -- delete: args bib, actor, at.
@@ -416,7 +537,8 @@ local function delete(_, a)
   for j = 1, #flat, 2 do old[flat[j]] = flat[j + 1] end
   unrank(c)
   untimed_rem(c)
-  for _, k in ipairs(listings(c.g, c.cat, c.co)) do redis.call('ZREM', k, bib) end
+  redis.call('ZREM', LIST_ALL, bib)
+  if c.co then redis.call('ZREM', country_list(c.co), bib) end
   if c.wave then redis.call('SREM', K.wave_members .. c.wave, bib) end
   if c.chip then redis.call('HDEL', K.chips, c.chip) end
   -- Raw reads stay in K.passings (never changed); the competitor's index of them goes.
@@ -622,7 +744,7 @@ local function import(_, a)
     column[name] = j
     if name == 'wave' or name == 'chip' then optional[#optional + 1] = j end
   end
-  local skipped, rows, sets, set_order, touched = {}, {}, {}, {}, {}
+  local skipped, rows, sets, set_order, touched, seen = {}, {}, {}, {}, {}, {}
   local function add(key, score, bib)
     local set = sets[key]
     if not set then
@@ -633,10 +755,15 @@ local function import(_, a)
     set[#set + 1] = score
     set[#set + 1] = bib
   end
-  -- Untimed entries are appended in file order: Redis's clock, one µs further per competitor.
-  local seq = tonumber(arrival())
+  -- Untimed entries are appended in file order: the call takes a block of numbers, one per
+  -- competitor of the call, on its first new competitor (see next_seq; the version of the
+  -- change is the block's last).
+  local count = (#a - 3 - f) / (2 + f)
+  local base
+  local k = 0
   local p = 4 + f
   while p <= #a do
+    k = k + 1
     local bib, order = a[p], a[p + 1]
     local value = function(name) local j = column[name] return j and a[p + 1 + j] end
     local ckey = K.competitor .. bib
@@ -664,12 +791,21 @@ local function import(_, a)
       for _, field in ipairs(ROW_FIELDS) do row[field] = value(field) or cjson.null end
       rows[#rows + 1] = bib
       rows[#rows + 1] = cjson.encode(row)
-      local g, c = value('gender'), value('category')
-      for _, key in ipairs(listings(g, c, value('country'))) do add(key, order, bib) end
-      seq = seq + 1
-      local score = string.format('%d', seq)
-      for _, scope in ipairs(scopes(g, c)) do add(K.untimed .. scope, score, bib) end
-      touched[#touched + 1] = scopes(g, c)
+      if not base then
+        local top = next_seq(count)
+        seq_now = string.format('%d', top)
+        base = top - count
+      end
+      local score = string.format('%d', base + k)
+      add(LIST_ALL, order, bib)
+      local co = value('country')
+      if co then add(country_list(co), score, bib) end
+      local s = scopes(value('gender'), value('category'))
+      for i = 1, #s do add(s.untimed[i], score, bib) end
+      if not seen[s] then
+        seen[s] = true
+        touched[#touched + 1] = s
+      end
     end
     p = p + 2 + f
   end
@@ -681,12 +817,20 @@ local function import(_, a)
   return skipped
 end
 
-redis.register_function('timing_put', put)
-redis.register_function('timing_delete', delete)
-redis.register_function('timing_times', times)
-redis.register_function('timing_status', status)
-redis.register_function('timing_wave_set', wave_set)
-redis.register_function('timing_wave_delete', wave_delete)
-redis.register_function('timing_passings', passings)
-redis.register_function('timing_assign', assign)
-redis.register_function('timing_import', import)
+-- Every function starts without a number (seq): each call takes its own.
+local function entry(f)
+  return function(keys, args)
+    seq_now = nil
+    return f(keys, args)
+  end
+end
+
+redis.register_function('timing_put', entry(put))
+redis.register_function('timing_delete', entry(delete))
+redis.register_function('timing_times', entry(times))
+redis.register_function('timing_status', entry(status))
+redis.register_function('timing_wave_set', entry(wave_set))
+redis.register_function('timing_wave_delete', entry(wave_delete))
+redis.register_function('timing_passings', entry(passings))
+redis.register_function('timing_assign', entry(assign))
+redis.register_function('timing_import', entry(import))

@@ -63,9 +63,11 @@ impl Store {
             .iter()
             .filter(|(name, value)| !(value.is_empty() && OPTIONAL_FIELDS.contains(&name.as_str())))
             .collect();
-        // The results row and the record as JSON, for the library to store as they are (a
-        // patch merges into the stored record, so the library encodes those itself).
-        let (row_json, fields_json) = if mode == PutMode::Patch {
+        let (order, at) = (bib.order_score().to_string(), now_rfc3339());
+        // The results row, and the audit entry should the bib be new, as JSON for the library
+        // to store as they are: Redis neither encodes them nor builds the entry. (A patch
+        // merges into the stored record, so the library encodes those itself.)
+        let (row_json, created_entry) = if mode == PutMode::Patch {
             (String::new(), String::new())
         } else {
             let get = |field: &str| {
@@ -85,12 +87,18 @@ impl Store {
                 .iter()
                 .map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str())))
                 .collect();
+            let text = |s: &str| serde_json::Value::from(s).to_string();
             (
                 row.to_string(),
-                serde_json::Value::Object(record).to_string(),
+                format!(
+                    r#"{{"at":{},"actor":{},"action":"competitor.created","bib":{},"before":null,"after":{}}}"#,
+                    text(&at),
+                    text(actor),
+                    text(bib.as_str()),
+                    serde_json::Value::Object(record),
+                ),
             )
         };
-        let (order, at) = (bib.order_score().to_string(), now_rfc3339());
         let mut args = vec![
             bib.as_str(),
             &order,
@@ -98,7 +106,7 @@ impl Store {
             actor,
             &at,
             &row_json,
-            &fields_json,
+            &created_entry,
         ];
         for (name, value) in fields {
             args.push(name);
