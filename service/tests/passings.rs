@@ -722,3 +722,157 @@ async fn named_tokens_are_the_audit_actor() {
         "{created}"
     );
 }
+
+/// Times of every checkpoint of `bib` as `(checkpoint, time of day, manual)`.
+async fn all_times(app: &TestApp, bib: &str) -> Vec<(String, Value, Value)> {
+    let (status, view) = app.get(&format!("/api/v1/competitors/{bib}/times")).await;
+    assert_eq!(status, 200, "{view}");
+    view["checkpoints"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{view}"))
+        .iter()
+        .map(|r| {
+            (
+                r["checkpoint"].as_str().unwrap_or_default().to_owned(),
+                r["time_of_day"].clone(),
+                r["manual"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Batches of reads at the splits and the finish are applied without reading a competitor's
+/// earlier reads again (store/timing.lua, apply_later_reads): after each of a series of mixed
+/// batches (earlier and later reads, reads before the minimum time, repeated ids, a start
+/// read now and then, a manual time, a competitor without a wave), the times are exactly
+/// those a derivation from all the reads gives (forced by setting and clearing a status),
+/// and at most the read that counts at a checkpoint is `applied`.
+#[tokio::test]
+async fn batches_give_the_times_of_a_derivation_from_all_reads() {
+    let app = app().await;
+    wave(&app, "A", "09:00:00.000").await;
+    runner(&app, "1", Some("A"), None).await;
+    runner(&app, "2", None, None).await;
+    runner(&app, "3", Some("A"), Some("C3")).await;
+    let (status, _) = app
+        .put(
+            "/api/v1/competitors/3/times/split2",
+            json!({"time": "09:30:00.000"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let checkpoints = ["start", "split1", "split2", "finish"];
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let mut previous: Vec<(&str, &str, String)> = Vec::new();
+    let mut earlier: Vec<Vec<(String, Value, Value)>> = vec![Vec::new(); 3];
+    for round in 0..8 {
+        let mut reads = Vec::new();
+        let mut expected = Vec::new();
+        for k in 0..24 {
+            // Start reads in a third of the rounds; otherwise splits and the finish only.
+            let checkpoint = if round % 3 == 2 && k % 6 == 0 {
+                0
+            } else {
+                1 + next(3) as usize
+            };
+            let bib = ["1", "2", "3"][next(3) as usize];
+            let ms = 8 * 3_600_000 + 58 * 60_000 + next(90 * 60_000);
+            let time = format!(
+                "{:02}:{:02}:{:02}.{:03}",
+                ms / 3_600_000,
+                ms / 60_000 % 60,
+                ms / 1000 % 60,
+                ms % 1000
+            );
+            // Now and then an id sent before (a duplicate).
+            let id = if k % 7 == 3 && round > 0 {
+                format!("r{}-{k}", round - 1)
+            } else {
+                format!("r{round}-{k}")
+            };
+            // Now and then the very time of a read sent before, under a new id (a tie: the
+            // read received first counts).
+            let (bib, checkpoint, time) = match previous.get(k) {
+                Some((b, c, t)) if k % 5 == 1 => (*b, *c, t.clone()),
+                _ => (bib, checkpoints[checkpoint], time),
+            };
+            let read = if bib == "3" && k % 2 == 0 {
+                by_chip(&id, checkpoint, "C3", &time)
+            } else {
+                by_bib(&id, checkpoint, bib, &time)
+            };
+            reads.push(read);
+            expected.push((id, bib, checkpoint, time));
+        }
+        previous = expected
+            .iter()
+            .map(|(_, b, c, t)| (*b, *c, t.clone()))
+            .collect();
+        let answers = upload(&app, reads).await;
+        assert_eq!(answers.len(), expected.len());
+        let mut before = Vec::new();
+        for bib in ["1", "2", "3"] {
+            let times = all_times(&app, bib).await;
+            // The one read applied at a checkpoint (if any) is the time there now.
+            for checkpoint in checkpoints {
+                let applied: Vec<&String> = answers
+                    .iter()
+                    .zip(&expected)
+                    .filter(|((_, o), (_, b, c, _))| {
+                        o == "applied" && *b == bib && *c == checkpoint
+                    })
+                    .map(|(_, (_, _, _, time))| time)
+                    .collect();
+                assert!(applied.len() <= 1, "round {round} bib {bib}: {applied:?}");
+                if let Some(time) = applied.first() {
+                    let now = times.iter().find(|(c, _, _)| c == checkpoint);
+                    assert_eq!(
+                        now.map(|(_, t, _)| t.clone()),
+                        Some(json!(time)),
+                        "round {round} bib {bib} {checkpoint}"
+                    );
+                    // A read with the time already there is not the one that counts.
+                    let was = earlier[bib_index(bib)]
+                        .iter()
+                        .find(|(c, _, _)| c == checkpoint)
+                        .map(|(_, t, _)| t.clone());
+                    assert_ne!(
+                        was,
+                        Some(json!(time)),
+                        "round {round} bib {bib} {checkpoint}"
+                    );
+                }
+            }
+            before.push(times);
+        }
+        for bib in ["1", "2", "3"] {
+            for status in [json!("DNF"), Value::Null] {
+                let (code, body) = app
+                    .put(
+                        &format!("/api/v1/competitors/{bib}/status"),
+                        json!({ "status": status }),
+                    )
+                    .await;
+                assert_eq!(code, 204, "{body}");
+            }
+        }
+        for (bib, times) in ["1", "2", "3"].iter().zip(&before) {
+            assert_eq!(
+                &all_times(&app, bib).await,
+                times,
+                "round {round} bib {bib}"
+            );
+        }
+        earlier = before;
+    }
+}
+
+fn bib_index(bib: &str) -> usize {
+    ["1", "2", "3"].iter().position(|b| *b == bib).unwrap_or(0)
+}

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use redis::Value;
 
-use super::{Store, StoreError, keys};
+use super::{Store, StoreError, connection::Connection, keys};
 use crate::race::Race;
 
 /// The library's source for `race`: the `#!lua` line, the generated tables `K` and `R`, then
@@ -59,34 +59,51 @@ impl Store {
         Ok(())
     }
 
-    /// Runs the FCALLs of `pipe`; when the library is missing, loads it and runs them again
-    /// (nothing ran: every call failed the same way).
-    pub(super) async fn fcall_pipe(
+    /// Runs the FCALLs of `pipe` on the connection for bulk writes (see [`Store::fcall_on`]).
+    pub(super) async fn fcall_pipe_bulk(
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<Vec<Value>, StoreError> {
+        self.fcall_pipe_on(&self.bulk, pipe).await
+    }
+
+    /// Runs the FCALLs of `pipe` on `conn`; when the library is missing, loads it and runs them
+    /// again (nothing ran: every call failed the same way).
+    async fn fcall_pipe_on(
+        &self,
+        conn: &Connection,
+        pipe: &redis::Pipeline,
+    ) -> Result<Vec<Value>, StoreError> {
         let library = self.library.clone();
-        self.conn
-            .run(|mut conn| async move {
-                match pipe.query_async::<Vec<Value>>(&mut conn).await {
-                    Err(err) if function_missing(&err) => {
-                        tracing::warn!(
-                            "redis lacks the timing functions (restarted?); loading them"
-                        );
-                        let _: String = load_command(&library).query_async(&mut conn).await?;
-                        pipe.query_async(&mut conn).await
-                    }
-                    other => other,
+        conn.run(|mut conn| async move {
+            match pipe.query_async::<Vec<Value>>(&mut conn).await {
+                Err(err) if function_missing(&err) => {
+                    tracing::warn!("redis lacks the timing functions (restarted?); loading them");
+                    let _: String = load_command(&library).query_async(&mut conn).await?;
+                    pipe.query_async(&mut conn).await
                 }
-            })
-            .await
+                other => other,
+            }
+        })
+        .await
     }
 
     /// One `FCALL <function> 0 <args>`.
     pub(super) async fn fcall(&self, function: &str, args: &[&str]) -> Result<Value, StoreError> {
+        self.fcall_on(false, function, args).await
+    }
+
+    /// One `FCALL <function> 0 <args>`, on the connection for bulk writes when `bulk`.
+    pub(super) async fn fcall_on(
+        &self,
+        bulk: bool,
+        function: &str,
+        args: &[&str],
+    ) -> Result<Value, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("FCALL").arg(function).arg(0).arg(args);
-        let mut replies = self.fcall_pipe(&pipe).await?;
+        let conn = if bulk { &self.bulk } else { &self.conn };
+        let mut replies = self.fcall_pipe_on(conn, &pipe).await?;
         replies
             .pop()
             .ok_or_else(|| StoreError::Internal(format!("no reply to FCALL {function}")))

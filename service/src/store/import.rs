@@ -68,7 +68,7 @@ impl Store {
                 args.push(order);
                 args.extend(record.fields.iter().map(|(_, value)| value.as_str()));
             }
-            let reply = self.fcall("timing_import", &args).await?;
+            let reply = self.fcall_on(true, "timing_import", &args).await?;
             let skipped: Vec<(String, i64)> = redis::from_redis_value(reply).map_err(parse_err)?;
             updated += skipped.iter().filter(|(_, exists)| *exists == 1).count();
             let skipped: HashSet<String> = skipped.into_iter().map(|(bib, _)| bib).collect();
@@ -88,7 +88,8 @@ impl Store {
         let mut upserts = Vec::with_capacity(existing.len());
         for record in records {
             if existing.contains(record.bib.as_str()) {
-                upserts.push(self.put_competitor(
+                upserts.push(self.put_competitor_on(
+                    true,
                     actor,
                     PutMode::Upsert,
                     &record.bib,

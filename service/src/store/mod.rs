@@ -135,6 +135,11 @@ pub struct ListFilter<'a> {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Connection>,
+    /// A second connection for bulk writes (chip-read batches, imports): requests on one
+    /// multiplexed connection are answered in order, so a results page queued behind a batch's
+    /// calls would wait for all of them; on its own connection it waits at most for the call
+    /// Redis is running.
+    bulk: Arc<Connection>,
     /// The functions library's source for this race.
     library: Arc<str>,
     /// The race's last checkpoint, whose rank sets the listing by gender or category reads.
@@ -151,6 +156,7 @@ impl Store {
     pub fn new(redis_url: &str, race: Arc<Race>) -> Result<Self, redis::RedisError> {
         Ok(Self {
             conn: Arc::new(Connection::new(redis_url)?),
+            bulk: Arc::new(Connection::new(redis_url)?),
             library: Arc::from(functions::library_source(&race)),
             finish: Arc::from(race.finish()),
         })

@@ -633,10 +633,10 @@ local function wave_delete(_, a)
 end
 
 -- Applies new reads (already stored raw) to one competitor; returns outcome, reason per read,
--- and whether the competitor's times changed.
+-- and whether the competitor's times changed. Every read of the competitor is derived again.
 local function apply_reads(c, new)
   local entries = {}
-  for k, rd in ipairs(new) do entries[k] = rd.i .. ' ' .. rd.ms .. ' ' .. rd.id end
+  for k, rd in ipairs(new) do entries[k] = rd.entry end
   redis.call('RPUSH', K.reads .. c.bib, unpack(entries))
   local out = {}
   local manual = manual_of(c.bib)
@@ -656,55 +656,177 @@ local function apply_reads(c, new)
   return out, changed
 end
 
--- passings: args actor, at, then per read: id, checkpoint index, ms, bib, chip, raw JSON
--- (bib or chip empty). Reads of one competitor are applied together; answers outcome, reason
--- per read, in order.
-local function passings(_, a)
-  local results = {}
-  local groups, order = {}, {}
-  local n = 0
-  for j = 3, #a, 6 do
-    n = n + 1
-    local id, i, ms, bib, chip, raw = a[j], tonumber(a[j + 1]), tonumber(a[j + 2]), a[j + 3], a[j + 4], a[j + 5]
-    if redis.call('HSETNX', K.passings, id, raw) == 0 then
-      results[n] = { 'duplicate', 'a read with this id was received before' }
-    else
-      if bib == '' then bib = nilfalse(redis.call('HGET', K.chips, chip)) end
-      local g = bib and groups[bib]
-      if bib and not g then
-        local c = load(bib)
-        if c then
-          g = { c = c, reads = {}, slots = {} }
-          groups[bib] = g
-          order[#order + 1] = bib
-        end
-      end
-      if g then
-        g.reads[#g.reads + 1] = { i = i, ms = ms, id = id }
-        g.slots[#g.slots + 1] = n
-      else
-        redis.call('ZADD', K.unmatched, arrival(), id)
-        if bib then
-          results[n] = { 'unmatched', 'no competitor with bib ' .. bib .. '; stored for assignment' }
-        else
-          results[n] = { 'unmatched', 'no competitor has chip ' .. chip .. '; stored for assignment' }
+-- apply_reads for new reads none of which is at the start (a chip-read batch at a split or
+-- the finish): the competitor's times are what derive gives from their reads (every write
+-- stores them so), and such a read can change only its own checkpoint, where it counts if it
+-- is valid and earlier than the time there (the first valid read counts). So the
+-- competitor's earlier reads are not read again: same times and outcomes as apply_reads, one
+-- command fewer and no work growing with the reads a competitor has.
+local function apply_later_reads(c, new)
+  local entries = {}
+  for k, rd in ipairs(new) do entries[k] = rd.entry end
+  redis.call('RPUSH', K.reads .. c.bib, unpack(entries))
+  local out = {}
+  local manual = manual_of(c.bib)
+  local cur = current_of(c.bib)
+  local t, from = cur, {}
+  local changed = false
+  -- Reads have no effect while out of the race (DNS, DSQ): times stay as they were.
+  if c.status ~= 'DNS' and c.status ~= 'DSQ' then
+    t = {}
+    for i, ms in pairs(cur) do t[i] = ms end
+    local ref = t[1] or c.gun
+    for _, rd in ipairs(new) do
+      local i = rd.i
+      if not manual[i] then
+        local d = ref and offset(ref, rd.ms) or rd.ms
+        if not ref or d >= R.min_time[i] then
+          local now = t[i] and (ref and offset(ref, t[i]) or t[i])
+          if not now or d < now then t[i], from[i] = rd.ms, rd.id end
         end
       end
     end
+    changed = next(store_times(c, t, cur, false, c.status)) ~= nil
+  end
+  for k, rd in ipairs(new) do
+    local o, why = outcome(c, rd.i, rd, t, from, manual)
+    out[k] = { o, why }
+  end
+  return out, changed
+end
+
+-- The competitors of `bibs` (no repeats) as the derivation needs them, by bib (absent: no such
+-- competitor): a record read each, and the statuses and the gun times in one command each.
+local function load_many(bibs)
+  local out = {}
+  local statuses = redis.call('HMGET', K.status, unpack(bibs))
+  local waves, wave_list = {}, {}
+  for k, bib in ipairs(bibs) do
+    local key = K.competitor .. bib
+    local v = redis.call('HMGET', key, 'gender', 'category', 'country', 'wave', 'chip')
+    if v[1] or v[2] or redis.call('EXISTS', key) == 1 then
+      local c = { bib = bib, g = nilfalse(v[1]), cat = nilfalse(v[2]), co = nilfalse(v[3]),
+        wave = nilfalse(v[4]), chip = nilfalse(v[5]), status = nilfalse(statuses[k]) }
+      c.s = scopes(c.g, c.cat)
+      out[bib] = c
+      if c.wave and not waves[c.wave] then
+        waves[c.wave] = true
+        wave_list[#wave_list + 1] = c.wave
+      end
+    end
+  end
+  if #wave_list > 0 then
+    local guns = redis.call('HMGET', K.waves, unpack(wave_list))
+    local gun = {}
+    for k, w in ipairs(wave_list) do gun[w] = tonumber(guns[k]) end
+    for _, c in pairs(out) do
+      if c.wave then c.gun = gun[c.wave] end
+    end
+  end
+  return out
+end
+
+-- passings: args actor, at, then per read: id, checkpoint index, ms, bib, chip, raw JSON
+-- (bib or chip empty). Reads of one competitor are applied together; answers outcome, reason
+-- per read, in order. Work per call, not per read, where Redis allows: which ids are new, the
+-- raw reads, the chips, the statuses and the gun times are one command each; per competitor a
+-- record read, the reads appended, the times and manual times read (and what changed written).
+local DUPLICATE = 'a read with this id was received before'
+local function passings(_, a)
+  local n = (#a - 2) / 6
+  local flat = {}
+  local ids = {}
+  for k = 1, n do ids[k] = a[6 * k - 3] end
+  local known = redis.call('HMGET', K.passings, unpack(ids))
+  -- New reads (an id repeated in the call is a duplicate too), stored raw.
+  local fresh, raw, chips, seen = {}, {}, {}, {}
+  for k = 1, n do
+    local j = 6 * k - 3
+    local id = a[j]
+    if known[k] or seen[id] then
+      flat[2 * k - 1], flat[2 * k] = 'duplicate', DUPLICATE
+    else
+      seen[id] = true
+      fresh[#fresh + 1] = k
+      raw[#raw + 1] = id
+      raw[#raw + 1] = a[j + 5]
+      if a[j + 3] == '' then chips[#chips + 1] = a[j + 4] end
+    end
+  end
+  if #fresh == 0 then return flat end
+  redis.call('HSET', K.passings, unpack(raw))
+  local holder = {}
+  if #chips > 0 then
+    local found = redis.call('HMGET', K.chips, unpack(chips))
+    for m = 1, #chips do
+      if found[m] then holder[chips[m]] = found[m] end
+    end
+  end
+  -- By competitor, in order of first appearance.
+  local groups, bibs = {}, {}
+  for _, k in ipairs(fresh) do
+    local j = 6 * k - 3
+    local bib = a[j + 3]
+    if bib == '' then bib = holder[a[j + 4]] end
+    if bib then
+      local g = groups[bib]
+      if not g then
+        g = { reads = {}, slots = {}, start = false }
+        groups[bib] = g
+        bibs[#bibs + 1] = bib
+      end
+      local i = tonumber(a[j + 1])
+      g.reads[#g.reads + 1] = { i = i, ms = tonumber(a[j + 2]), id = a[j],
+        entry = a[j + 1] .. ' ' .. a[j + 2] .. ' ' .. a[j] }
+      g.slots[#g.slots + 1] = k
+      if i == 1 then g.start = true end
+    end
+  end
+  local competitors = #bibs > 0 and load_many(bibs) or {}
+  -- Unmatched reads (no competitor with the bib, or a chip nobody has): kept for assignment,
+  -- in the order received (numbers from the counter, one each).
+  local unmatched = {}
+  for _, k in ipairs(fresh) do
+    local j = 6 * k - 3
+    local bib = a[j + 3]
+    if bib == '' then bib = holder[a[j + 4]] end
+    if not (bib and competitors[bib]) then
+      unmatched[#unmatched + 1] = k
+      if bib then
+        flat[2 * k - 1], flat[2 * k] =
+          'unmatched', 'no competitor with bib ' .. bib .. '; stored for assignment'
+      else
+        flat[2 * k - 1], flat[2 * k] =
+          'unmatched', 'no competitor has chip ' .. a[j + 4] .. '; stored for assignment'
+      end
+    end
+  end
+  if #unmatched > 0 then
+    local top = next_seq(#unmatched)
+    seq_now = string.format('%d', top)
+    local entries = {}
+    for m, k in ipairs(unmatched) do
+      entries[2 * m - 1] = string.format('%d', top - #unmatched + m)
+      entries[2 * m] = a[6 * k - 3]
+    end
+    redis.call('ZADD', K.unmatched, unpack(entries))
   end
   local touched = {}
-  for _, bib in ipairs(order) do
-    local g = groups[bib]
-    local out, changed = apply_reads(g.c, g.reads)
-    for k, slot in ipairs(g.slots) do results[slot] = out[k] end
-    if changed then touched[#touched + 1] = g.c.s end
+  for _, bib in ipairs(bibs) do
+    local c = competitors[bib]
+    if c then
+      local g = groups[bib]
+      local out, changed
+      if g.start then
+        out, changed = apply_reads(c, g.reads)
+      else
+        out, changed = apply_later_reads(c, g.reads)
+      end
+      for m, k in ipairs(g.slots) do flat[2 * k - 1], flat[2 * k] = out[m][1], out[m][2] end
+      if changed then touched[#touched + 1] = c.s end
+    end
   end
   if #touched > 0 then touch(touched) end
-  local flat = {}
-  for k = 1, n do
-    flat[#flat + 1] = results[k][1]
-    flat[#flat + 1] = results[k][2]
-  end
   return flat
 end
 
@@ -719,7 +841,7 @@ local function assign(_, a)
   if not c then return { 'missing' } end
   local before = times_json(current_of(bib))
   redis.call('ZREM', K.unmatched, id)
-  local out = apply_reads(c, { { i = i, ms = ms, id = id } })
+  local out = apply_reads(c, { { i = i, ms = ms, id = id, entry = a[5] .. ' ' .. a[6] .. ' ' .. id } })
   touch({ c.s })
   audit(at, actor, 'passing.assigned', bib, before,
     { passing = id, checkpoint = CPS[i], time = fmt(ms), outcome = out[1][1],

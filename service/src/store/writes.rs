@@ -58,6 +58,19 @@ impl Store {
         bib: &Bib,
         fields: &[(String, String)],
     ) -> Result<Outcome, StoreError> {
+        self.put_competitor_on(false, actor, mode, bib, fields)
+            .await
+    }
+
+    /// [`Store::put_competitor`], on the connection for bulk writes when `bulk` (an import).
+    pub(super) async fn put_competitor_on(
+        &self,
+        bulk: bool,
+        actor: &str,
+        mode: PutMode,
+        bib: &Bib,
+        fields: &[(String, String)],
+    ) -> Result<Outcome, StoreError> {
         // An empty optional field (`wave`, `chip`) is an absent one.
         let fields: Vec<&(String, String)> = fields
             .iter()
@@ -112,7 +125,7 @@ impl Store {
             args.push(name);
             args.push(value);
         }
-        outcome(self.fcall("timing_put", &args).await?)
+        outcome(self.fcall_on(bulk, "timing_put", &args).await?)
     }
 
     /// Deletes a competitor with their times, status and ranking entries (raw reads stay).
@@ -249,7 +262,7 @@ impl Store {
                     .arg(&read.raw);
             }
         }
-        let replies = self.fcall_pipe(&pipe).await?;
+        let replies = self.fcall_pipe_bulk(&pipe).await?;
         let mut out = vec![(String::new(), String::new()); reads.len()];
         for (call, reply) in calls.iter().zip(replies) {
             let flat: Vec<String> = redis::from_redis_value(reply).map_err(parse_err)?;
