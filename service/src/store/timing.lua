@@ -324,6 +324,8 @@ local function rank(c, t, only)
         gun = (t[i] and c.gun) and elapsed(c.gun, t[i]) or K.UNTIMED
       end
       local gun_too = not only or c.gun
+      -- As integer text: Redis would print a Lua number with the slower %.17g.
+      net, gun = string.format('%d', net), string.format('%d', gun)
       for _, scope in ipairs(c.s) do
         redis.call('ZADD', NET[i](scope), net, c.bib)
         if gun_too then redis.call('ZADD', GUN[i](scope), gun, c.bib) end
@@ -333,7 +335,7 @@ local function rank(c, t, only)
   if only then return end
   -- The start's lag behind the gun: a results row's other time is its ranked time +/- it.
   if c.gun then
-    redis.call('HSET', K.lags, c.bib, t[1] and elapsed(c.gun, t[1]) or 0)
+    redis.call('HSET', K.lags, c.bib, string.format('%d', t[1] and elapsed(c.gun, t[1]) or 0))
   else
     redis.call('HDEL', K.lags, c.bib)
   end
@@ -348,7 +350,7 @@ local function store_times(c, t, cur, force, was_status)
     if t[i] ~= cur[i] then
       only[i] = true
       if t[i] then
-        add[#add + 1] = t[i]; add[#add + 1] = CPS[i]
+        add[#add + 1] = string.format('%d', t[i]); add[#add + 1] = CPS[i]
       else
         rem[#rem + 1] = CPS[i]
       end
@@ -656,81 +658,116 @@ local function apply_reads(c, new)
   return out, changed
 end
 
+-- Completes a competitor known by bib and status (passings) with their record, scopes and
+-- gun time: the derivation needs it when they have no start time (the gun is the
+-- reference) or when their times change (the rankings of their scopes).
+local function complete(c)
+  if c.s then return c end
+  local v = redis.call('HMGET', K.competitor .. c.bib, 'gender', 'category', 'country', 'wave', 'chip')
+  c.g, c.cat, c.co, c.wave, c.chip = nilfalse(v[1]), nilfalse(v[2]), nilfalse(v[3]),
+    nilfalse(v[4]), nilfalse(v[5])
+  c.s = scopes(c.g, c.cat)
+  if c.wave then c.gun = tonumber(redis.call('HGET', K.waves, c.wave)) end
+  return c
+end
+
 -- apply_reads for new reads none of which is at the start (a chip-read batch at a split or
--- the finish): the competitor's times are what derive gives from their reads (every write
--- stores them so), and such a read can change only its own checkpoint, where it counts if it
--- is valid and earlier than the time there (the first valid read counts). So the
--- competitor's earlier reads are not read again: same times and outcomes as apply_reads, one
--- command fewer and no work growing with the reads a competitor has.
-local function apply_later_reads(c, new)
+-- the finish): reads ks (indexes into the passings arguments a) of a competitor `c` known by
+-- bib and status (the rest is read when needed, see complete); `any_manual`: whether some
+-- competitor of the call has manual times. Writes each read's outcome and reason into
+-- `flat`; returns whether the competitor's times changed.
+--
+-- The stored times are what derive gives from the reads (every write stores them so), and
+-- such a read can change only its own checkpoint, where it counts if it is valid and earlier
+-- than the time there (the first valid read counts). So only the start and the reads'
+-- checkpoints are read, not the competitor's earlier reads nor (unless a time changes or
+-- there is no start) the record: a read the derivation keeps costs its share of the call's
+-- commands, the append to the competitor's reads and one read of times (and of manual
+-- times, if any). Same times and outcomes as apply_reads. No table per read: each costs
+-- Redis's Lua an allocation and its collection.
+local function apply_later_reads(c, ks, a, any_manual, flat)
   local entries = {}
-  for k, rd in ipairs(new) do entries[k] = rd.entry end
+  for x, k in ipairs(ks) do
+    local j = 6 * k - 3
+    entries[x] = a[j + 1] .. ' ' .. a[j + 2] .. ' ' .. a[j]
+  end
   redis.call('RPUSH', K.reads .. c.bib, unpack(entries))
-  local out = {}
-  local manual = manual_of(c.bib)
-  local cur = current_of(c.bib)
-  local t, from = cur, {}
-  local changed = false
-  -- Reads have no effect while out of the race (DNS, DSQ): times stay as they were.
-  if c.status ~= 'DNS' and c.status ~= 'DSQ' then
-    t = {}
-    for i, ms in pairs(cur) do t[i] = ms end
-    local ref = t[1] or c.gun
-    for _, rd in ipairs(new) do
-      local i = rd.i
-      if not manual[i] then
-        local d = ref and offset(ref, rd.ms) or rd.ms
-        if not ref or d >= R.min_time[i] then
-          local now = t[i] and (ref and offset(ref, t[i]) or t[i])
-          if not now or d < now then t[i], from[i] = rd.ms, rd.id end
+  if c.status == 'DNS' or c.status == 'DSQ' then
+    -- Reads have no effect while out of the race: times stay as they were.
+    local why = 'the competitor has status ' .. c.status .. '; the read has no effect'
+    for _, k in ipairs(ks) do flat[2 * k - 1], flat[2 * k] = 'kept', why end
+    return false
+  end
+  -- The checkpoints involved: the start (the reference) and those of the reads (in
+  -- `entries`, no longer needed, as names).
+  local n = 1
+  entries[1] = CPS[1]
+  for _, k in ipairs(ks) do
+    local cp = CPS[tonumber(a[6 * k - 2])]
+    local listed = false
+    for x = 2, n do if entries[x] == cp then listed = true end end
+    if not listed then
+      n = n + 1
+      entries[n] = cp
+    end
+  end
+  for x = #entries, n + 1, -1 do entries[x] = nil end
+  local t, manual = {}, {}
+  local found = redis.call('ZMSCORE', K.times .. c.bib, unpack(entries))
+  for x = 1, n do t[POS[entries[x]]] = tonumber(found[x]) end
+  if any_manual then
+    local m = redis.call('HMGET', K.manual .. c.bib, unpack(entries))
+    for x = 1, n do manual[POS[entries[x]]] = tonumber(m[x]) end
+  end
+  local cur = {}
+  for i, ms in pairs(t) do cur[i] = ms end
+  if not t[1] then complete(c) end
+  local ref = t[1] or c.gun
+  local from
+  for _, k in ipairs(ks) do
+    local j = 6 * k - 3
+    local i, ms = tonumber(a[j + 1]), tonumber(a[j + 2])
+    if not manual[i] then
+      local d = ref and offset(ref, ms) or ms
+      if not ref or d >= R.min_time[i] then
+        local now = t[i] and (ref and offset(ref, t[i]) or t[i])
+        if not now or d < now then
+          t[i] = ms
+          from = from or {}
+          from[i] = a[j]
         end
+      end
+    end
+  end
+  local changed = false
+  if from then
+    complete(c)
+    if not next(cur) then
+      -- No time at the start or at these checkpoints: perhaps none at all (the competitor
+      -- leaves the untimed entries), which store_times tells from all the times.
+      cur = current_of(c.bib)
+      for i, ms in pairs(cur) do
+        if not t[i] then t[i] = ms end
       end
     end
     changed = next(store_times(c, t, cur, false, c.status)) ~= nil
   end
-  for k, rd in ipairs(new) do
-    local o, why = outcome(c, rd.i, rd, t, from, manual)
-    out[k] = { o, why }
+  from = from or {}
+  local rd = {}
+  for _, k in ipairs(ks) do
+    local j = 6 * k - 3
+    rd.id, rd.ms = a[j], tonumber(a[j + 2])
+    flat[2 * k - 1], flat[2 * k] = outcome(c, tonumber(a[j + 1]), rd, t, from, manual)
   end
-  return out, changed
-end
-
--- The competitors of `bibs` (no repeats) as the derivation needs them, by bib (absent: no such
--- competitor): a record read each, and the statuses and the gun times in one command each.
-local function load_many(bibs)
-  local out = {}
-  local statuses = redis.call('HMGET', K.status, unpack(bibs))
-  local waves, wave_list = {}, {}
-  for k, bib in ipairs(bibs) do
-    local key = K.competitor .. bib
-    local v = redis.call('HMGET', key, 'gender', 'category', 'country', 'wave', 'chip')
-    if v[1] or v[2] or redis.call('EXISTS', key) == 1 then
-      local c = { bib = bib, g = nilfalse(v[1]), cat = nilfalse(v[2]), co = nilfalse(v[3]),
-        wave = nilfalse(v[4]), chip = nilfalse(v[5]), status = nilfalse(statuses[k]) }
-      c.s = scopes(c.g, c.cat)
-      out[bib] = c
-      if c.wave and not waves[c.wave] then
-        waves[c.wave] = true
-        wave_list[#wave_list + 1] = c.wave
-      end
-    end
-  end
-  if #wave_list > 0 then
-    local guns = redis.call('HMGET', K.waves, unpack(wave_list))
-    local gun = {}
-    for k, w in ipairs(wave_list) do gun[w] = tonumber(guns[k]) end
-    for _, c in pairs(out) do
-      if c.wave then c.gun = gun[c.wave] end
-    end
-  end
-  return out
+  return changed
 end
 
 -- passings: args actor, at, then per read: id, checkpoint index, ms, bib, chip, raw JSON
 -- (bib or chip empty). Reads of one competitor are applied together; answers outcome, reason
--- per read, in order. Work per call, not per read, where Redis allows: which ids are new, the
--- raw reads, the chips, the statuses and the gun times are one command each; per competitor a
--- record read, the reads appended, the times and manual times read (and what changed written).
+-- per read, in order. Work per call rather than per read where Redis allows: which ids are
+-- new, the raw reads, the chips, which competitors exist, their statuses and whether any has
+-- a manual time are one command each; per competitor the reads are appended and the times
+-- read (see apply_later_reads; a start read derives everything, as any other write).
 local DUPLICATE = 'a read with this id was received before'
 local function passings(_, a)
   local n = (#a - 2) / 6
@@ -762,7 +799,7 @@ local function passings(_, a)
       if found[m] then holder[chips[m]] = found[m] end
     end
   end
-  -- By competitor, in order of first appearance.
+  -- By competitor (the list of their reads' indexes), in order of first appearance.
   local groups, bibs = {}, {}
   for _, k in ipairs(fresh) do
     local j = 6 * k - 3
@@ -771,18 +808,31 @@ local function passings(_, a)
     if bib then
       local g = groups[bib]
       if not g then
-        g = { reads = {}, slots = {}, start = false }
+        g = {}
         groups[bib] = g
         bibs[#bibs + 1] = bib
       end
-      local i = tonumber(a[j + 1])
-      g.reads[#g.reads + 1] = { i = i, ms = tonumber(a[j + 2]), id = a[j],
-        entry = a[j + 1] .. ' ' .. a[j + 2] .. ' ' .. a[j] }
-      g.slots[#g.slots + 1] = k
-      if i == 1 then g.start = true end
+      g[#g + 1] = k
     end
   end
-  local competitors = #bibs > 0 and load_many(bibs) or {}
+  -- Which competitors exist (all of them, usually: one EXISTS counts them; else each is
+  -- looked up), their statuses, and whether any has manual times: a command each.
+  local competitors, any_manual = {}, false
+  if #bibs > 0 then
+    local records, manuals = {}, {}
+    for m, bib in ipairs(bibs) do
+      records[m] = K.competitor .. bib
+      manuals[m] = K.manual .. bib
+    end
+    local all = redis.call('EXISTS', unpack(records)) == #bibs
+    local statuses = redis.call('HMGET', K.status, unpack(bibs))
+    for m, bib in ipairs(bibs) do
+      if all or redis.call('EXISTS', records[m]) == 1 then
+        competitors[bib] = { bib = bib, status = nilfalse(statuses[m]) }
+      end
+    end
+    any_manual = redis.call('EXISTS', unpack(manuals)) > 0
+  end
   -- Unmatched reads (no competitor with the bib, or a chip nobody has): kept for assignment,
   -- in the order received (numbers from the counter, one each).
   local unmatched = {}
@@ -815,14 +865,26 @@ local function passings(_, a)
   for _, bib in ipairs(bibs) do
     local c = competitors[bib]
     if c then
-      local g = groups[bib]
-      local out, changed
-      if g.start then
-        out, changed = apply_reads(c, g.reads)
-      else
-        out, changed = apply_later_reads(c, g.reads)
+      local ks = groups[bib]
+      local start = false
+      for _, k in ipairs(ks) do
+        if a[6 * k - 2] == '1' then start = true end
       end
-      for m, k in ipairs(g.slots) do flat[2 * k - 1], flat[2 * k] = out[m][1], out[m][2] end
+      local changed
+      if start then
+        -- A start read: everything derived again, as for any other write.
+        local reads = {}
+        for x, k in ipairs(ks) do
+          local j = 6 * k - 3
+          reads[x] = { i = tonumber(a[j + 1]), ms = tonumber(a[j + 2]), id = a[j],
+            entry = a[j + 1] .. ' ' .. a[j + 2] .. ' ' .. a[j] }
+        end
+        local out
+        out, changed = apply_reads(complete(c), reads)
+        for x, k in ipairs(ks) do flat[2 * k - 1], flat[2 * k] = out[x][1], out[x][2] end
+      else
+        changed = apply_later_reads(c, ks, a, any_manual, flat)
+      end
       if changed then touched[#touched + 1] = c.s end
     end
   end
