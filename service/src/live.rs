@@ -19,6 +19,7 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -32,13 +33,14 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::watch;
 
 use crate::{
     AppState,
     error::ApiError,
     race::Race,
-    store::{Scope, Store},
+    store::{Scope, Store, StoreError},
 };
 
 /// Longest long poll: under API Gateway's 30 s cut.
@@ -54,6 +56,9 @@ pub const CACHE_CONTROL: &str = "no-cache";
 pub const RENDERED_ENTRIES: usize = 256;
 /// Pause between attempts to (re)subscribe after Redis went away.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
+
+/// An answer being rendered or rendered, shared by every request for it.
+type Rendering = Shared<BoxFuture<'static, Result<Bytes, StoreError>>>;
 
 /// The per-process hub of long polls; cheap to clone.
 #[derive(Clone)]
@@ -72,8 +77,9 @@ struct Inner {
     released: watch::Sender<bool>,
     waiters: AtomicUsize,
     max_waiters: AtomicUsize,
-    /// Rendered answers by request, each with the ETag it was rendered under.
-    rendered: Mutex<HashMap<String, (String, Bytes)>>,
+    /// Rendered answers by request, each with the ETag it was rendered under (the render may
+    /// still be running: see [`Live::render_once`]).
+    rendered: Mutex<HashMap<String, (String, Rendering)>>,
 }
 
 impl Live {
@@ -147,30 +153,50 @@ impl Live {
         self.inner.max_waiters.store(max_waiters, Ordering::Relaxed);
     }
 
-    /// The answer rendered for `key` under `etag`, if it is still current: a page read by
-    /// many spectators (and by every long poll woken by the same change) is rendered once per
-    /// change.
-    pub fn rendered(&self, key: &str, etag: &str) -> Option<Bytes> {
-        let cache = self.inner.rendered.lock().ok()?;
-        cache
-            .get(key)
-            .filter(|(tag, _)| tag == etag)
-            .map(|(_, body)| body.clone())
-    }
-
-    /// Keeps the answer rendered for `key` under `etag` (at most [`RENDERED_ENTRIES`] answers;
-    /// past that, an arbitrary one makes room).
-    pub fn keep_rendered(&self, key: String, etag: String, body: Bytes) {
-        let Ok(mut cache) = self.inner.rendered.lock() else {
-            return;
+    /// The answer for `key` under `etag`: rendered once per change, however many ask for it.
+    /// A page read by many spectators, and by every long poll woken by the same change (5,000
+    /// at once), is read from Redis and rendered by the first request; the others share that
+    /// render, in flight or done, instead of each reading the same rows. A failed render is
+    /// forgotten, so the next request tries again.
+    pub async fn render_once<F, Fut>(
+        &self,
+        key: String,
+        etag: &str,
+        render: F,
+    ) -> Result<Bytes, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, StoreError>> + Send + 'static,
+    {
+        let rendering = {
+            let Ok(mut cache) = self.inner.rendered.lock() else {
+                return render().await;
+            };
+            match cache.get(&key) {
+                Some((tag, rendering)) if tag == etag => rendering.clone(),
+                _ => {
+                    let rendering = render().boxed().shared();
+                    if cache.len() >= RENDERED_ENTRIES
+                        && !cache.contains_key(&key)
+                        && let Some(old) = cache.keys().next().cloned()
+                    {
+                        cache.remove(&old);
+                    }
+                    cache.insert(key.clone(), (etag.to_owned(), rendering.clone()));
+                    rendering
+                }
+            }
         };
-        if cache.len() >= RENDERED_ENTRIES
-            && !cache.contains_key(&key)
-            && let Some(old) = cache.keys().next().cloned()
+        let result = rendering.clone().await;
+        if result.is_err()
+            && let Ok(mut cache) = self.inner.rendered.lock()
+            && cache
+                .get(&key)
+                .is_some_and(|(tag, kept)| tag == etag && kept.ptr_eq(&rendering))
         {
-            cache.remove(&old);
+            cache.remove(&key);
         }
-        cache.insert(key, (etag, body));
+        result
     }
 
     /// Long polls waiting now.

@@ -30,7 +30,7 @@ use crate::{
         export,
         query::{known, page},
     },
-    store::{RankedEntry, Scope},
+    store::{RankedEntry, Scope, StoreError},
 };
 
 /// The results route.
@@ -151,20 +151,50 @@ async fn results(
         scope.live_name(),
         by.as_str()
     );
-    let body = match state.live.rendered(&key, &etag) {
-        Some(body) => body,
-        None => {
-            let body = Bytes::from(render(&state, checkpoint, scope, by, offset, limit).await?);
-            state.live.keep_rendered(key, etag.clone(), body.clone());
-            body
-        }
-    };
+    let body = state
+        .live
+        .render_once(key, &etag, || {
+            // Owned, for a render that other requests may share after this one is gone.
+            let (state, checkpoint) = (state.clone(), checkpoint.to_owned());
+            let scope = ScopeName::of(scope);
+            async move {
+                render(&state, &checkpoint, scope.scope(), by, offset, limit)
+                    .await
+                    .map(Bytes::from)
+            }
+        })
+        .await?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         live::headers(&etag),
         body,
     )
         .into_response())
+}
+
+/// A scope owning its name.
+enum ScopeName {
+    All,
+    Gender(String),
+    Category(String),
+}
+
+impl ScopeName {
+    fn of(scope: Scope<'_>) -> Self {
+        match scope {
+            Scope::All => Self::All,
+            Scope::Gender(g) => Self::Gender(g.to_owned()),
+            Scope::Category(c) => Self::Category(c.to_owned()),
+        }
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        match self {
+            Self::All => Scope::All,
+            Self::Gender(g) => Scope::Gender(g),
+            Self::Category(c) => Scope::Category(c),
+        }
+    }
 }
 
 /// The JSON of a results page.
@@ -175,7 +205,7 @@ async fn render(
     by: RankBy,
     offset: u64,
     limit: u64,
-) -> Result<String, ApiError> {
+) -> Result<String, StoreError> {
     let (total, entries) = state
         .store
         .results(checkpoint, scope, by == RankBy::Gun, offset, limit)

@@ -46,8 +46,8 @@ use crate::{
     race::Race,
 };
 
-/// A failed store operation.
-#[derive(Debug, thiserror::Error)]
+/// A failed store operation (`Clone`: one failed read can answer every request that shared it).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Redis cannot be reached or did not answer in time (HTTP 503).
     #[error("redis unavailable: {0}")]
