@@ -103,10 +103,18 @@ pub fn parse_time_of_day(text: &str) -> Result<u64, Invalid> {
 
 /// Formats milliseconds as `hh:mm:ss<sep>SSS` (`sep` is `:` for the legacy API, `.` for v1).
 pub fn format_ms(ms: u64, sep: char) -> String {
+    let mut out = String::with_capacity(12);
+    write_ms(&mut out, ms, sep);
+    out
+}
+
+/// [`format_ms`] into `out` (a results page writes hundreds of times without a string each).
+pub fn write_ms(out: &mut String, ms: u64, sep: char) {
+    use std::fmt::Write as _;
     let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
     let (m, rest) = (rest / 60_000, rest % 60_000);
     let (s, milli) = (rest / 1000, rest % 1000);
-    format!("{h:02}:{m:02}:{s:02}{sep}{milli:03}")
+    let _ = write!(out, "{h:02}:{m:02}:{s:02}{sep}{milli:03}");
 }
 
 /// Elapsed milliseconds from one time of day to a later one, crossing midnight when `to` is

@@ -473,3 +473,53 @@ async fn results_never_timed_competitors_and_pages_across_groups() {
         expected(&[(Some(1), "2")])
     );
 }
+
+/// A service keeps the results rows it read (store/results.rs) while no row changes: a
+/// competitor's name changed, a competitor deleted and one imported show on the next read of
+/// a page whose rows were kept, in this scope or through another.
+#[tokio::test]
+async fn kept_rows_follow_every_change_of_a_row() {
+    let app = spawn_app().await;
+    for bib in ["1", "2", "3"] {
+        app.competitor(bib, "male", "men30").await;
+        finish(&app, bib, "09:00:00.000", &format!("10:00:0{bib}.000")).await;
+    }
+    let names = |page: &Value| -> Vec<String> {
+        page["results"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| format!("{} {}", r["bib"].as_str().unwrap_or(""), r["last_name"]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = names(&app.get("/api/v1/results?category=men30").await.1);
+    let (status, _) = app
+        .patch("/api/v1/competitors/2", json!({"last_name": "Renamed"}))
+        .await;
+    assert_eq!(status, 200);
+    // Read through another scope and offset first, then the page read before.
+    let all = names(&app.get("/api/v1/results?offset=1&limit=1").await.1);
+    assert_eq!(all, ["2 \"Renamed\""]);
+    let after = names(&app.get("/api/v1/results?category=men30").await.1);
+    assert_eq!(after.len(), 3, "{before:?}");
+    assert_eq!(after[1], "2 \"Renamed\"");
+    assert_ne!(before, after);
+
+    assert_eq!(app.delete("/api/v1/competitors/1").await.0, 204);
+    let (status, body) = app
+        .send(
+            app.request(reqwest::Method::POST, "/api/v1/competitors/import")
+                .header("Content-Type", "text/csv")
+                .body(
+                    "bib,first_name,last_name,gender,country,category\n3,Im,Ported,male,FI,men30\n",
+                ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        names(&app.get("/api/v1/results?category=men30").await.1),
+        ["2 \"Renamed\"", "3 \"Ported\""]
+    );
+}

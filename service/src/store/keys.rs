@@ -14,7 +14,7 @@
 //! | `untimed:all`, `untimed:{gender,category}:<v>` | sorted set | competitors with neither a time nor a status, score = entry order (the number of the write from `live:seq`) |
 //! | `competitors:all` | sorted set | bibs for listings, score = `Bib::order_score` |
 //! | `competitors:country:<v>` | sorted set | a country's bibs, score = entry order (listings sort them by `competitors:all`'s scores; a listing by gender or category reads the scope's untimed and rank sets) |
-//! | `live:version` | hash | scope (`all`, `gender:<g>`, `category:<c>`) → version of its last change (ETags, long polls) |
+//! | `live:version` | hash | scope (`all`, `gender:<g>`, `category:<c>`) → version of its last change (ETags, long polls); field `rows` → version of the last change of any results row |
 //! | `live:seq` | string | the counter every write takes its number from: versions and entry order (never below the clock in µs at a library load's first write) |
 //!
 //! Channel `live:changes`: one message per change, `<version> <scope> <scope> ...`.
@@ -51,6 +51,9 @@ const LISTING: &str = "competitors:";
 pub const LIVE_VERSION: &str = "live:version";
 /// Counter the versions are taken from.
 const LIVE_SEQ: &str = "live:seq";
+/// Field of [`LIVE_VERSION`] (not a scope) holding the version of the last change of any
+/// results row ([`ROWS`]): a service keeps the rows it read while it is unchanged.
+pub const ROWS_VERSION: &str = "rows";
 /// Channel every change is announced on.
 pub const LIVE_CHANGES: &str = "live:changes";
 /// Prefix of the gun-time rank sets (`gunrank:<checkpoint>:<scope>`).
@@ -164,6 +167,7 @@ pub fn lua_prelude() -> String {
         ("live_version", LIVE_VERSION),
         ("live_seq", LIVE_SEQ),
         ("live_changes", LIVE_CHANGES),
+        ("rows_version", ROWS_VERSION),
         ("gun_rank", GUN_RANK),
         ("lags", LAGS),
         ("manual", MANUAL),

@@ -144,6 +144,8 @@ pub struct Store {
     library: Arc<str>,
     /// The race's last checkpoint, whose rank sets the listing by gender or category reads.
     finish: Arc<str>,
+    /// Results rows kept between pages (see `results`).
+    rows: Arc<std::sync::Mutex<results::RowCache>>,
 }
 
 fn parse_err(err: impl std::fmt::Display) -> StoreError {
@@ -159,6 +161,7 @@ impl Store {
             bulk: Arc::new(Connection::new(redis_url)?),
             library: Arc::from(functions::library_source(&race)),
             finish: Arc::from(race.finish()),
+            rows: Arc::default(),
         })
     }
 

@@ -24,9 +24,9 @@
 //! pipelined read about 160 µs, the script about 250 µs: the script copies every reply into
 //! Lua and back, so it is the fallback, not the rule.)
 
-use std::sync::LazyLock;
+use std::{collections::HashMap, sync::LazyLock};
 
-use redis::Script;
+use redis::{Script, Value};
 
 use super::{Scope, Store, StoreError, keys};
 use crate::model::Status;
@@ -42,11 +42,49 @@ type RowsJson = Vec<Option<String>>;
 /// The start lags (net behind gun, ms) of a page's bibs.
 type Lags = Vec<Option<u64>>;
 
+/// A page's first round trip: (scope version, rows version), the rank set's size and its
+/// members in the race, the untimed set's size, the page's part of the rank set, whether any
+/// start lag exists, the scope version again.
+type First = (
+    (Option<u64>, Option<u64>),
+    u64,
+    u64,
+    u64,
+    Scored,
+    bool,
+    Option<u64>,
+);
+
 /// A page as read: (bib, score) pairs in ranking order, and their row JSON and start lags.
 struct Page {
     page: Scored,
     rows: RowsJson,
     lags: Lags,
+}
+
+/// Results rows kept between pages: bib → row JSON (`None`: no row), under the version of the
+/// rows (`live:version` field `rows`, bumped by every write of a row) they were read at. A
+/// page reads only the rows it does not find here (on race day, with a start list imported,
+/// all rows are soon kept, and a page reads its ranks and times only).
+#[derive(Debug, Default)]
+pub(super) struct RowCache {
+    version: u64,
+    rows: HashMap<String, Option<String>>,
+}
+
+/// Past this many kept rows (some 10 MB) the cache starts again.
+const MAX_KEPT_ROWS: usize = 50_000;
+
+fn poisoned() -> StoreError {
+    StoreError::Internal("the results rows lock is poisoned".into())
+}
+
+/// The last reply of a pipeline, converted.
+fn take<T: redis::FromRedisValue>(replies: &mut Vec<Value>) -> Result<T, StoreError> {
+    let value = replies
+        .pop()
+        .ok_or_else(|| StoreError::Internal("a reply is missing".into()))?;
+    redis::from_redis_value(value).map_err(super::parse_err)
 }
 
 /// Version-checked pipelined reads of a page before the atomic fallback.
@@ -104,11 +142,13 @@ impl Store {
     }
 
     /// The page read in pipelined round trips, `None` when a write changed the scope
-    /// meanwhile. The first round trip reads the scope's version, the sizes and the page's part
-    /// of the rank set (all of it when the page lies among the timed rows, the usual case), the
-    /// last the first row's rank (`ZCOUNT`), all rows' fields (one `HMGET` of
-    /// `competitor_rows`) and the version again; a page reaching past the rank set's timed rows
-    /// takes one round trip between them for the untimed and out-of-race parts.
+    /// meanwhile. The first round trip reads the scope's version and that of the results
+    /// rows, the sizes, whether any start lag exists, and the page's part of the rank set
+    /// (all of it when the page lies among the timed rows, the usual case), the last the
+    /// first row's rank (`ZCOUNT`), the fields of the rows not kept from an earlier page (one
+    /// `HMGET` of `competitor_rows`), the start lags if any, and the version again; a page
+    /// reaching past the rank set's timed rows takes one round trip between them for the
+    /// untimed and out-of-race parts.
     async fn results_pipelined(
         &self,
         checkpoint: &str,
@@ -122,20 +162,19 @@ impl Store {
         let scope_name = keys::scope_suffix(scope);
         let out_bound = format!("({OUT}");
         let mut pipe = redis::pipe();
-        pipe.hget(keys::LIVE_VERSION, &scope_name)
+        pipe.cmd("HMGET")
+            .arg(keys::LIVE_VERSION)
+            .arg(&scope_name)
+            .arg(keys::ROWS_VERSION)
             .zcard(&key)
             .zcount(&key, "-inf", &out_bound)
             .zcard(&untimed)
             .zrange_withscores(&key, offset as isize, (offset + limit) as isize - 1)
+            .exists(keys::LAGS)
             .hget(keys::LIVE_VERSION, &scope_name);
-        let (version, ranked, in_race, untimed_count, mut page, version_after): (
-            Option<u64>,
-            u64,
-            u64,
-            u64,
-            Scored,
-            Option<u64>,
-        ) = self.conn.query(&pipe).await?;
+        let (versions, ranked, in_race, untimed_count, mut page, any_lag, version_after): First =
+            self.conn.query(&pipe).await?;
+        let (version, rows_version) = versions;
         let total = ranked + untimed_count;
         let end = (offset + limit).min(total);
         // The rank set's rows below OUT come first: keep the page's part among them.
@@ -172,6 +211,23 @@ impl Store {
         };
         let first_score = first_score as u64;
 
+        // Rows kept from earlier pages under the same rows version need no read.
+        // Per row: Some(row JSON or None) once known.
+        let mut rows: Vec<Option<Option<String>>> = {
+            let cache = self.rows.lock().map_err(|_| poisoned())?;
+            page.iter()
+                .map(|(bib, _)| match rows_version {
+                    Some(v) if cache.version == v => cache.rows.get(bib).cloned(),
+                    _ => None,
+                })
+                .collect()
+        };
+        let missing: Vec<&str> = page
+            .iter()
+            .zip(&rows)
+            .filter(|(_, row)| row.is_none())
+            .map(|((bib, _), _)| bib.as_str())
+            .collect();
         let mut pipe = redis::pipe();
         // Rank of the first row = 1 + the number of strictly better scores.
         let score_bound = if first_score < UNTIMED {
@@ -179,21 +235,56 @@ impl Store {
         } else {
             "-inf".to_owned()
         };
-        let bibs: Vec<&str> = page.iter().map(|(bib, _)| bib.as_str()).collect();
-        pipe.zcount(&key, "-inf", score_bound)
-            .cmd("HMGET")
-            .arg(keys::ROWS)
-            .arg(&bibs)
-            .cmd("HMGET")
-            .arg(keys::LAGS)
-            .arg(&bibs)
-            .hget(keys::LIVE_VERSION, &scope_name);
-        let (better, rows, lags, version_last): (u64, RowsJson, Lags, Option<u64>) =
-            self.conn.query(&pipe).await?;
+        pipe.zcount(&key, "-inf", score_bound);
+        if !missing.is_empty() {
+            pipe.cmd("HMGET").arg(keys::ROWS).arg(&missing);
+        }
+        if any_lag {
+            let bibs: Vec<&str> = page.iter().map(|(bib, _)| bib.as_str()).collect();
+            pipe.cmd("HMGET").arg(keys::LAGS).arg(&bibs);
+        }
+        pipe.hget(keys::LIVE_VERSION, &scope_name);
+        let mut replies: Vec<Value> = self.conn.query(&pipe).await?;
+        let version_last: Option<u64> = take(&mut replies)?;
+        let lags: Lags = if any_lag {
+            take(&mut replies)?
+        } else {
+            vec![None; page.len()]
+        };
+        if !missing.is_empty() {
+            let fetched: Vec<Option<String>> = take(&mut replies)?;
+            let mut cache = self.rows.lock().map_err(|_| poisoned())?;
+            if let Some(v) = rows_version {
+                if v > cache.version || cache.rows.len() >= MAX_KEPT_ROWS {
+                    cache.version = v;
+                    cache.rows.clear();
+                }
+                // Rows read after the version: as new as it, or newer, which the next page
+                // with a newer version drops.
+                let keep = cache.version == v;
+                let mut fetched = fetched.into_iter();
+                for ((bib, _), row) in page.iter().zip(rows.iter_mut()) {
+                    if row.is_none() {
+                        let json = fetched.next().flatten();
+                        if keep {
+                            cache.rows.insert(bib.clone(), json.clone());
+                        }
+                        *row = Some(json);
+                    }
+                }
+            } else {
+                let mut fetched = fetched.into_iter();
+                for row in rows.iter_mut().filter(|row| row.is_none()) {
+                    *row = Some(fetched.next().flatten());
+                }
+            }
+        }
+        let better: u64 = take(&mut replies)?;
         if version_last != version {
             return Ok(None);
         }
         let first_rank = (first_score < UNTIMED).then_some(better + 1);
+        let rows = rows.into_iter().map(Option::flatten).collect();
         let page = Page { page, rows, lags };
         Ok(Some((total, page.entries(offset, first_rank, by_gun))))
     }

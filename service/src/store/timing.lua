@@ -110,13 +110,23 @@ end
 -- Live reads (crate::live): each change bumps the version of every ranking scope it touches
 -- (scope names as in the rank keys: 'all', 'gender:<g>', 'category:<c>') and announces it on a
 -- channel, so ETags change and long polls on any service process wake. Every write calls it
--- once. touch_one: the scopes of one competitor (from `scopes`, the usual write), without a
--- table built per call; touch: a list of such lists (a list, not varargs: a wave or an import
+-- once; `rows`: the change wrote results rows (K.rows), whose own version (field
+-- K.rows_version, not a scope) lets a service keep rows it read (store/results.rs).
+-- touch_one: the scopes of one competitor (from `scopes`, the usual write), without a table
+-- built per call; touch: a list of such lists (a list, not varargs: a wave or an import
 -- touches thousands, beyond unpack's limit).
-local function touch_one(s)
+local function touch_one(s, rows)
   if #s == 0 then return end
   local v = seq()
-  if #s == 3 then
+  if rows then
+    if #s == 3 then
+      redis.call('HSET', K.live_version, s[1], v, s[2], v, s[3], v, K.rows_version, v)
+    elseif #s == 2 then
+      redis.call('HSET', K.live_version, s[1], v, s[2], v, K.rows_version, v)
+    else
+      redis.call('HSET', K.live_version, s[1], v, K.rows_version, v)
+    end
+  elseif #s == 3 then
     redis.call('HSET', K.live_version, s[1], v, s[2], v, s[3], v)
   elseif #s == 2 then
     redis.call('HSET', K.live_version, s[1], v, s[2], v)
@@ -126,8 +136,8 @@ local function touch_one(s)
   redis.call('PUBLISH', K.live_changes, v .. s.tail)
 end
 
-local function touch(lists)
-  if #lists == 1 then return touch_one(lists[1]) end
+local function touch(lists, rows)
+  if #lists == 1 then return touch_one(lists[1], rows) end
   local v = seq()
   local seen, names, fields = {}, {}, {}
   for _, list in ipairs(lists) do
@@ -141,6 +151,10 @@ local function touch(lists)
     end
   end
   if #fields == 0 then return end
+  if rows then
+    fields[#fields + 1] = K.rows_version
+    fields[#fields + 1] = v
+  end
   redis.call('HSET', K.live_version, unpack(fields))
   redis.call('PUBLISH', K.live_changes, v .. ' ' .. table.concat(names, ' '))
 end
@@ -456,7 +470,7 @@ local function create(a, bib, order, ckey)
   for k = 1, #u do redis.call('ZADD', u[k], v, bib) end
   redis.call('LPUSH', K.audit, entry)
   redis.call('LPUSH', K.audit_of .. bib, entry)
-  touch_one(s)
+  touch_one(s, true)
   return 'created'
 end
 
@@ -500,7 +514,7 @@ local function put(_, a)
     if #a > FIRST_FIELD then redis.call('HSET', ckey, unpack(a, FIRST_FIELD)) end
     redis.call('HSET', K.rows, bib, row_json)
     audit(at, actor, 'competitor.updated', bib, old, new)
-    touch_one(scopes(new.gender, new.category))
+    touch_one(scopes(new.gender, new.category), true)
     return 'ok'
   end
 
@@ -525,7 +539,7 @@ local function put(_, a)
   local _, t = rederive(c, true, c.status)
   if not next(t) and not c.status then untimed_add(c) end
   audit(at, actor, 'competitor.updated', bib, old, new)
-  touch({ old_scopes, c.s })
+  touch({ old_scopes, c.s }, true)
   return 'ok'
 end
 
@@ -549,7 +563,7 @@ local function delete(_, a)
   redis.call('HDEL', K.rows, bib)
   redis.call('HDEL', K.lags, bib)
   audit(at, actor, 'competitor.deleted', bib, old, nil)
-  touch({ c.s })
+  touch({ c.s }, true)
   return 'ok'
 end
 
@@ -996,7 +1010,7 @@ local function import(_, a)
   if #rows > 0 then
     redis.call('HSET', K.rows, unpack(rows))
     for _, key in ipairs(set_order) do redis.call('ZADD', key, unpack(sets[key])) end
-    touch(touched)
+    touch(touched, true)
   end
   return skipped
 end
