@@ -4,6 +4,8 @@ then makes one write and measures the time until the last waiter is answered.
 
 Usage: longpoll.py http://127.0.0.1:PORT N SERVICE_PID
 Prints one line: LONGPOLL held answered_200 write_to_last_ms rss_idle_kb rss_held_kb
+write_to_first_ms write_to_median_ms (this client reads the answers in one Python process, so
+the spread from first to last is partly its own)
 Every waiter asks `GET /api/v1/results?limit=50&wait=25s` with the current ETag (scope `all`);
 the write is a new finish time through the API, which changes that scope.
 """
@@ -78,7 +80,10 @@ async def main():
             others[status.decode()] = others.get(status.decode(), 0) + 1
     if others:
         print(f"longpoll: answers other than 200: {others}", file=sys.stderr)
-    print(f"LONGPOLL {held} {ok} {(last - before) * 1000:.0f} {rss_idle} {rss_held}")
+    times = sorted(t for t, _ in answered)
+    first, median = times[0], times[len(times) // 2]
+    print(f"LONGPOLL {held} {ok} {(last - before) * 1000:.0f} {rss_idle} {rss_held} "
+          f"{(first - before) * 1000:.0f} {(median - before) * 1000:.0f}")
 
 
 asyncio.run(main())

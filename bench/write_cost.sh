@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Instructions Redis runs per create (issue 11), counted by callgrind: repeatable whatever else
+# the machine is doing, unlike microseconds. Called by service.sh; usable alone.
+#
+# Usage: bench/write_cost.sh REDIS_PORT [PREFILL] [CALLS]
+#   REDIS_PORT: a Redis on 127.0.0.1 where the service loaded its `timing` library (copied
+#   from there). For the old EVAL script (bench/baseline/mutate.lua) and for the library, one
+#   at a time: a plain redis-server takes PREFILL creates of fresh bibs (default 100,000, as
+#   service.sh's redis-benchmark rows), saves them, and a redis-server under
+#   `valgrind --tool=callgrind` loads them and runs CALLS more (default 2,000, one
+#   connection). Prints one line: WRITECOST <old instructions per call> <library's>, the
+#   instructions of EVALSHA resp. FCALL, nested commands included (the request's reading and
+#   answering left out).
+# Needs: valgrind (callgrind_control, callgrind_annotate), redis-server, redis-benchmark.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SOURCE_PORT=$1 PREFILL=${2:-100000} CALLS=${3:-2000}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+up() { # port
+  for _ in $(seq 1 600); do [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0; sleep 0.25; done
+  echo "write_cost: redis on $1 did not come up" >&2; exit 1
+}
+redis-cli -p "$SOURCE_PORT" FUNCTION LIST LIBRARYNAME timing WITHCODE | sed -n '/^library_code$/,$p' | tail -n +2 >"$work/library.lua"
+grep -q '^#!lua name=timing' "$work/library.lua" || { echo "write_cost: no timing library on port $SOURCE_PORT" >&2; exit 1; }
+
+AT=2026-11-30T00:00:00.000Z
+ROW='{"category":"men20","country":"FI","first_name":"Bench","gender":"male","last_name":"Script"}'
+ENTRY='{"at":"'$AT'","actor":"bench","action":"competitor.created","bib":"n","before":null,"after":{"bib":"n","category":"men20","country":"FI","first_name":"Bench","gender":"male","last_name":"Script"}}'
+load() { # variant port: loads the script or library, sets CMD
+  case $1 in
+    old)
+      local sha
+      sha=$(redis-cli -p "$2" SCRIPT LOAD "$(cat bench/baseline/mutate.lua)")
+      CMD=(EVALSHA "$sha" 0 put "o__rand_int__" 0 4 start split1 split2 finish create
+        bib "o__rand_int__" first_name Bench last_name Script gender male country FI category men20)
+      TOP=evalShaCommand ;;
+    new)
+      redis-cli -p "$2" -x FUNCTION LOAD REPLACE <"$work/library.lua" >/dev/null
+      CMD=(FCALL timing_put 0 "n__rand_int__" 0 create bench "$AT" "$ROW" "$ENTRY"
+        bib "n__rand_int__" first_name Bench last_name Script gender male country FI category men20)
+      TOP=fcallCommand ;;
+  esac
+}
+count() { # variant: prints instructions per call
+  local dir="$work/$1" port pid
+  mkdir -p "$dir"
+  port=$(free_port)
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" >/dev/null 2>&1 &
+  pid=$!; pids+=("$pid")
+  up "$port"
+  load "$1" "$port"
+  timeout 600 redis-benchmark -p "$port" -c 16 -n "$PREFILL" -r 1000000000 -q "${CMD[@]}" >/dev/null
+  redis-cli -p "$port" SAVE >/dev/null
+  redis-cli -p "$port" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+  wait "$pid" 2>/dev/null || true
+  port=$(free_port)
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/cg.out" \
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" >"$dir/valgrind.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  up "$port"
+  load "$1" "$port" # scripts are not kept in the RDB; the library is loaded again alike
+  timeout 300 redis-benchmark -p "$port" -c 1 -n 200 -r 1000000000 -q "${CMD[@]}" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null 2>&1
+  timeout 600 redis-benchmark -p "$port" -c 1 -n "$CALLS" -r 1000000000 -q "${CMD[@]}" >/dev/null
+  callgrind_control -i off "$pid" >/dev/null 2>&1
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  redis-cli -p "$port" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+  wait "$pid" 2>/dev/null || true
+  local out
+  out=$(ls "$dir"/cg.out.* | head -1)
+  callgrind_annotate --inclusive=yes "$out" 2>/dev/null |
+    awk -v f="???:$TOP" -v n="$CALLS" '$3 == f || $2 == f { gsub(",", "", $1); printf "%d\n", $1 / n; exit }'
+}
+echo "WRITECOST $(count old) $(count new)"
