@@ -13,9 +13,13 @@
 //! - `versions`: the scope versions behind ETags and the change channel behind long polls.
 //!
 //! A results page is two pipelined round trips: `ZCARD`s, a `ZCOUNT` and a `ZRANGE` of the rank
-//! set, then `ZCOUNT` + one `HMGET` of `competitor_rows` for all the page's rows, whose JSON the
-//! results route copies into its answer without parsing it (a page reaching past the timed rows
-//! reads its untimed and out-of-race parts in one more round trip between them).
+//! set, then `ZCOUNT` + one `HMGET` of `competitor_rows` for the page's rows the service does not
+//! keep already (rows are kept under their version, see `results`), whose JSON the results
+//! route copies into its answer without parsing it (a page reaching past the timed rows reads
+//! its untimed and out-of-race parts in one more round trip between them).
+//!
+//! Chip-read batches and imports use a second connection (`bulk`): answers on one multiplexed
+//! connection come in order, and a results page must not queue behind a batch's calls.
 
 mod connection;
 mod functions;
