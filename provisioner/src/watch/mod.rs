@@ -16,8 +16,8 @@
 //! The failures carry the stopped tasks (id, task definition revision, stop reason and code,
 //! each container's exit code and reason) with the last lines of each container's CloudWatch
 //! log stream (`<prefix>/<container>/<task-id>`, the awslogs driver's naming). The whole wait,
-//! AWS calls included, is bounded by the timeout (plus at most [`LOG_FETCH_LIMIT`] to read the
-//! logs of failed tasks).
+//! AWS calls and reading those logs included, ends within the timeout: polling stops a tenth of
+//! it (at most [`LOG_FETCH_LIMIT`]) early, and the logs are read in what is left.
 //!
 //! Progress goes to a [`WatchSink`] as it happens: a line per poll, each new service event
 //! (events written since [`WatchSpec::started_at`], deduplicated by id), each stopped task.
@@ -70,6 +70,12 @@ pub const DEFAULT_FAILED_TASKS_LIMIT: usize = 3;
 pub const DEFAULT_LOG_LINES: usize = 20;
 /// Limit for reading the logs of failed tasks once the wait has failed.
 pub const LOG_FETCH_LIMIT: Duration = Duration::from_secs(20);
+
+/// The end of a wait kept for reading the logs of failed tasks, so that the wait, logs
+/// included, ends within its timeout: a tenth of the timeout, at most [`LOG_FETCH_LIMIT`].
+fn log_reserve(timeout: Duration) -> Duration {
+    (timeout / 10).min(LOG_FETCH_LIMIT)
+}
 
 /// What to wait for, and how.
 #[derive(Debug, Clone)]
@@ -171,6 +177,7 @@ pub async fn watch_services(
 ) -> Result<WatchReport, WatchError> {
     let start = Instant::now();
     let deadline = start + spec.timeout;
+    let polls_end = deadline - log_reserve(spec.timeout);
     sink.event(&WatchEvent::Started {
         goal: spec.goal,
         services: spec.services.clone(),
@@ -185,7 +192,8 @@ pub async fn watch_services(
         ..Tracker::default()
     };
     let result = loop {
-        let polled = tokio::time::timeout_at(deadline, poll(ecs, spec, &mut tr, sink, start)).await;
+        let polled =
+            tokio::time::timeout_at(polls_end, poll(ecs, spec, &mut tr, sink, start)).await;
         match polled {
             Ok(Ok(Poll::Done)) => {
                 break Ok(WatchReport {
@@ -198,8 +206,13 @@ pub async fn watch_services(
             }
             Ok(Ok(Poll::Waiting)) => {}
             Ok(Ok(Poll::RolledBack { service, reason })) => {
-                let stopped_tasks =
-                    with_logs(logs, spec, last_failures(&tr, Some(service.as_str()), spec)).await;
+                let stopped_tasks = with_logs(
+                    logs,
+                    spec,
+                    last_failures(&tr, Some(service.as_str()), spec),
+                    deadline,
+                )
+                .await;
                 break Err(WatchError::RolledBack {
                     service,
                     reason,
@@ -208,8 +221,13 @@ pub async fn watch_services(
                 });
             }
             Ok(Ok(Poll::Failing { service })) => {
-                let stopped_tasks =
-                    with_logs(logs, spec, last_failures(&tr, Some(service.as_str()), spec)).await;
+                let stopped_tasks = with_logs(
+                    logs,
+                    spec,
+                    last_failures(&tr, Some(service.as_str()), spec),
+                    deadline,
+                )
+                .await;
                 break Err(WatchError::TasksFailing {
                     service,
                     services_state: tr.states.clone(),
@@ -218,13 +236,13 @@ pub async fn watch_services(
             }
             Ok(Err(e)) => break Err(e),
             // The deadline passed during the poll's AWS calls.
-            Err(_) => break Err(timed_out(logs, spec, &tr, start).await),
+            Err(_) => break Err(timed_out(logs, spec, &tr, start, deadline).await),
         }
         let now = Instant::now();
-        if now >= deadline {
-            break Err(timed_out(logs, spec, &tr, start).await);
+        if now >= polls_end {
+            break Err(timed_out(logs, spec, &tr, start, deadline).await);
         }
-        tokio::time::sleep_until((now + spec.poll_interval).min(deadline)).await;
+        tokio::time::sleep_until((now + spec.poll_interval).min(polls_end)).await;
     };
     sink.event(&WatchEvent::Finished {
         elapsed: start.elapsed(),
@@ -242,14 +260,15 @@ async fn timed_out(
     spec: &WatchSpec,
     tr: &Tracker,
     start: Instant,
+    deadline: Instant,
 ) -> WatchError {
-    let waited = start.elapsed();
+    let stopped_tasks = with_logs(logs, spec, last_failures(tr, None, spec), deadline).await;
     WatchError::TimedOut {
-        waited,
+        waited: start.elapsed(),
         timeout: spec.timeout,
         goal: spec.goal,
         services_state: tr.states.clone(),
-        stopped_tasks: with_logs(logs, spec, last_failures(tr, None, spec)).await,
+        stopped_tasks,
     }
 }
 
@@ -267,17 +286,24 @@ fn last_failures(tr: &Tracker, service: Option<&str>, spec: &WatchSpec) -> Vec<S
     all.into_iter().skip(skip).cloned().collect()
 }
 
-/// Adds the containers' last log lines, within [`LOG_FETCH_LIMIT`].
+/// Adds the containers' last log lines, within [`LOG_FETCH_LIMIT`] and before `deadline`
+/// (the wait's own end).
 async fn with_logs(
     logs: &aws_sdk_cloudwatchlogs::Client,
     spec: &WatchSpec,
     mut tasks: Vec<StoppedTask>,
+    deadline: Instant,
 ) -> Vec<StoppedTask> {
+    let limit = deadline
+        .saturating_duration_since(Instant::now())
+        .min(LOG_FETCH_LIMIT);
     let fetch = observe::fetch_log_tails(logs, &spec.log_group, spec.log_lines, &mut tasks);
-    if tokio::time::timeout(LOG_FETCH_LIMIT, fetch).await.is_err() {
+    if tokio::time::timeout(limit, fetch).await.is_err() {
         for c in tasks.iter_mut().flat_map(|t| t.containers.iter_mut()) {
             if c.log_lines.is_empty() && c.log_note.is_none() {
-                let limit = humantime::format_duration(LOG_FETCH_LIMIT);
+                let limit = humantime::format_duration(Duration::from_millis(
+                    u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                ));
                 c.log_note = Some(format!("log not read: reading logs took more than {limit}"));
             }
         }
