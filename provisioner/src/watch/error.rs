@@ -93,7 +93,8 @@ pub enum WatchError {
     },
 }
 
-fn human(d: &Duration) -> String {
+/// A duration in whole seconds, as users read a limit (`9m 59s`, not `9m 59s 145ms 961us`).
+pub(crate) fn human(d: &Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 

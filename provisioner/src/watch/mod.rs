@@ -301,9 +301,7 @@ async fn with_logs(
     if tokio::time::timeout(limit, fetch).await.is_err() {
         for c in tasks.iter_mut().flat_map(|t| t.containers.iter_mut()) {
             if c.log_lines.is_empty() && c.log_note.is_none() {
-                let limit = humantime::format_duration(Duration::from_millis(
-                    u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
-                ));
+                let limit = error::human(&limit);
                 c.log_note = Some(format!("log not read: reading logs took more than {limit}"));
             }
         }

@@ -86,7 +86,7 @@ impl WatchSink for PlainSink {
             } => self.line(&format!(
                 "waiting for {} to be {goal} (timeout {})",
                 services.join(", "),
-                humantime::format_duration(*timeout)
+                super::error::human(timeout)
             )),
             WatchEvent::Progress { elapsed, services } => {
                 let states: Vec<String> = services.iter().map(ServiceState::summary).collect();
@@ -167,7 +167,7 @@ impl WatchSink for LiveSink {
             } => self.above(&format!(
                 "waiting for {} to be {goal} (timeout {})",
                 services.join(", "),
-                humantime::format_duration(*timeout)
+                super::error::human(timeout)
             )),
             WatchEvent::Progress { elapsed, services } => self.draw(*elapsed, services),
             WatchEvent::ServiceEvent(ev) => {
