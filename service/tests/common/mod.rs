@@ -21,6 +21,19 @@ pub struct Redis {
     pub port: u16,
 }
 
+/// Raises this test process's open-files limit to its hard limit, once. All the tests run in
+/// one process, and some hold thousands of sockets at once (2,000 half-sent clients against the
+/// connection cap, 5,000 long polls): more than the 1,024 a developer's login allows by
+/// default, after which every other test fails with "Too many open files" (cargo-nextest
+/// raises the limit the same way).
+pub fn raise_open_files_limit() {
+    static RAISED: std::sync::Once = std::sync::Once::new();
+    RAISED.call_once(|| {
+        // Up to the hard limit; where that is low the test that needs more fails on its own.
+        let _ = rlimit::increase_nofile_limit(u64::MAX);
+    });
+}
+
 /// A free TCP port on 127.0.0.1 (free when this returns; tests tolerate the small race).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -91,6 +104,7 @@ impl Redis {
     /// Starts a fresh, empty Redis on a free port (another port when a concurrent test took
     /// the first one between our probe and the server's bind).
     pub fn start() -> Self {
+        raise_open_files_limit();
         for _ in 0..5 {
             let mut redis = Self {
                 child: None,
