@@ -20,7 +20,7 @@
 //! `down` deletes the parameters always: they hold no race data, and a later `up` makes a
 //! new token (clients must be given the new one: `provisioner token`).
 
-use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
+use aws_sdk_ssm::types::{Parameter, ParameterType, ResourceTypeForTagging, Tag};
 
 use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment};
@@ -71,34 +71,44 @@ pub(crate) async fn check_ours(d: &Deployment, name: &str) -> Result<()> {
     ownership::check_tags(d, resource, out.tag_list())
 }
 
-/// What a parameter is now: absent, or present with its type.
-pub(crate) async fn live_type(d: &Deployment, name: &str) -> Result<Option<ParameterType>> {
+/// The parameter `name` (its value decrypted when `decrypt`), or `None` when it does not
+/// exist: the one `GetParameter` of the app's parameters.
+pub(crate) async fn get(d: &Deployment, name: &str, decrypt: bool) -> Result<Option<Parameter>> {
     let out = d
         .clients
         .ssm
         .get_parameter()
         .name(name)
-        .with_decryption(false)
+        .with_decryption(decrypt)
         .send()
         .await;
-    let resource = format!("SSM parameter {name}");
-    let Some(out) = absent_when(
+    let resource = || format!("SSM parameter {name}");
+    let found = absent_when(
         out,
         |e| {
             e.as_service_error()
                 .is_some_and(|e| e.is_parameter_not_found())
         },
         "GetParameter",
-        resource.clone(),
-    )?
-    else {
+        resource(),
+    )?;
+    found
+        .map(|out| {
+            out.parameter
+                .ok_or_else(|| Error::missing(resource(), "Parameter"))
+        })
+        .transpose()
+}
+
+/// What a parameter is now: absent, or present with its type.
+pub(crate) async fn live_type(d: &Deployment, name: &str) -> Result<Option<ParameterType>> {
+    let Some(parameter) = get(d, name, false).await? else {
         return Ok(None);
     };
-    out.parameter()
-        .and_then(|p| p.r#type())
-        .cloned()
+    parameter
+        .r#type
         .map(Some)
-        .ok_or_else(|| Error::missing(resource, "Parameter.Type"))
+        .ok_or_else(|| Error::missing(format!("SSM parameter {name}"), "Parameter.Type"))
 }
 
 /// Creates the SecureString parameter `name` with `value()` if it does not exist. An existing
@@ -187,35 +197,14 @@ pub async fn ensure_api_token(d: &Deployment) -> Result<()> {
 /// The API token, decrypted. For `provisioner token`: the one place the value is shown.
 pub async fn read_token(d: &Deployment) -> Result<String> {
     let name = &d.names.api_token_parameter;
-    match d
-        .clients
-        .ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .parameter()
-            .and_then(|p| p.value())
-            .map(str::to_owned)
-            .ok_or_else(|| Error::missing(format!("SSM parameter {name}"), "Parameter.Value")),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found()) =>
-        {
-            Err(Error::NotDeployed {
-                app: d.names.app.clone(),
-                region: d.region().to_owned(),
-            })
-        }
-        Err(e) => Err(Error::aws(
-            "GetParameter",
-            format!("SSM parameter {name}"),
-            e,
-        )),
-    }
+    get(d, name, true)
+        .await?
+        .ok_or_else(|| Error::NotDeployed {
+            app: d.names.app.clone(),
+            region: d.region().to_owned(),
+        })?
+        .value
+        .ok_or_else(|| Error::missing(format!("SSM parameter {name}"), "Parameter.Value"))
 }
 
 /// Replaces the API token with a new random one. Running API tasks keep the old token until
@@ -312,18 +301,9 @@ pub async fn ensure_redis_password(d: &Deployment, redis_port: i32) -> Result<()
 }
 
 async fn read_parameter(d: &Deployment, name: &str) -> Result<String> {
-    let out = d
-        .clients
-        .ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| Error::aws("GetParameter", format!("SSM parameter {name}"), e))?;
-    out.parameter()
-        .and_then(|p| p.value())
-        .map(str::to_owned)
+    get(d, name, true)
+        .await?
+        .and_then(|p| p.value)
         .ok_or_else(|| Error::missing(format!("SSM parameter {name}"), "Parameter.Value"))
 }
 

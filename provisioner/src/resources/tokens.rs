@@ -30,7 +30,7 @@ use aws_sdk_ecs::types::Service;
 use aws_sdk_ssm::types::ParameterType;
 use aws_smithy_types::DateTime;
 
-use crate::error::{Error, Result, absent_when};
+use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment};
 use crate::resources::secrets;
 use crate::taskdef::{SecretSpec, TaskDefinitionSpec};
@@ -193,30 +193,10 @@ fn resource(d: &Deployment) -> String {
 /// command.
 pub async fn read(d: &Deployment) -> Result<Option<Stored>> {
     let name = &d.names.api_tokens_parameter;
-    let out = d
-        .clients
-        .ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await;
-    let Some(out) = absent_when(
-        out,
-        |e| {
-            e.as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found())
-        },
-        "GetParameter",
-        resource(d),
-    )?
-    else {
+    let Some(parameter) = secrets::get(d, name, true).await? else {
         return Ok(None);
     };
     secrets::check_ours(d, name).await?;
-    let parameter = out
-        .parameter()
-        .ok_or_else(|| Error::missing(resource(d), "Parameter"))?;
     if let Some(other) = parameter
         .r#type()
         .filter(|t| **t != ParameterType::SecureString)
