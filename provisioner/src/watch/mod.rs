@@ -206,13 +206,8 @@ pub async fn watch_services(
             }
             Ok(Ok(Poll::Waiting)) => {}
             Ok(Ok(Poll::RolledBack { service, reason })) => {
-                let stopped_tasks = with_logs(
-                    logs,
-                    spec,
-                    last_failures(&tr, Some(service.as_str()), spec),
-                    deadline,
-                )
-                .await;
+                let stopped_tasks =
+                    failures_with_logs(logs, spec, &tr, Some(&service), deadline).await;
                 break Err(WatchError::RolledBack {
                     service,
                     reason,
@@ -221,13 +216,8 @@ pub async fn watch_services(
                 });
             }
             Ok(Ok(Poll::Failing { service })) => {
-                let stopped_tasks = with_logs(
-                    logs,
-                    spec,
-                    last_failures(&tr, Some(service.as_str()), spec),
-                    deadline,
-                )
-                .await;
+                let stopped_tasks =
+                    failures_with_logs(logs, spec, &tr, Some(&service), deadline).await;
                 break Err(WatchError::TasksFailing {
                     service,
                     services_state: tr.states.clone(),
@@ -262,7 +252,7 @@ async fn timed_out(
     start: Instant,
     deadline: Instant,
 ) -> WatchError {
-    let stopped_tasks = with_logs(logs, spec, last_failures(tr, None, spec), deadline).await;
+    let stopped_tasks = failures_with_logs(logs, spec, tr, None, deadline).await;
     WatchError::TimedOut {
         waited: start.elapsed(),
         timeout: spec.timeout,
@@ -286,14 +276,16 @@ fn last_failures(tr: &Tracker, service: Option<&str>, spec: &WatchSpec) -> Vec<S
     all.into_iter().skip(skip).cloned().collect()
 }
 
-/// Adds the containers' last log lines, within [`LOG_FETCH_LIMIT`] and before `deadline`
-/// (the wait's own end).
-async fn with_logs(
+/// The last failed tasks of `service` (or of all), with their containers' last log lines read
+/// within [`LOG_FETCH_LIMIT`] and before `deadline` (the wait's own end).
+async fn failures_with_logs(
     logs: &aws_sdk_cloudwatchlogs::Client,
     spec: &WatchSpec,
-    mut tasks: Vec<StoppedTask>,
+    tr: &Tracker,
+    service: Option<&str>,
     deadline: Instant,
 ) -> Vec<StoppedTask> {
+    let mut tasks = last_failures(tr, service, spec);
     let limit = deadline
         .saturating_duration_since(Instant::now())
         .min(LOG_FETCH_LIMIT);
