@@ -153,7 +153,8 @@ pub async fn mirror_image(
                 data: BlobData::File(path.clone()),
                 label,
             };
-            stats.record(dst.push_blob(&blob, progress).await?);
+            // Checked missing just above: upload without asking again.
+            stats.record(dst.upload_blob(&blob, progress).await?);
             // Keep disk use to one blob at a time.
             let _ = std::fs::remove_file(&path);
         }

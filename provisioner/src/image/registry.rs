@@ -673,6 +673,17 @@ impl Registry {
             progress.blob_finished(&blob.label, digest, BlobOutcome::Skipped);
             return Ok(BlobOutcome::Skipped);
         }
+        self.upload_blob(blob, progress).await
+    }
+
+    /// Uploads a blob the caller found missing ([`Registry::blob_exists`]), retrying a cut
+    /// transfer from the blob's start; returns `Uploaded { sent }` with the blob's size.
+    pub(crate) async fn upload_blob(
+        &self,
+        blob: &Blob,
+        progress: &dyn Progress,
+    ) -> Result<BlobOutcome, ImageError> {
+        let digest = &blob.descriptor.digest;
         let data = blob.read_all()?;
         let total = blob.size();
         let image = self.reference("latest");
