@@ -108,14 +108,7 @@ pub async fn mirror_image(
     let tag = src_ref.tag.clone();
     let dest_reference = tag.clone().unwrap_or_else(|| digest.clone());
 
-    let dst = Registry::connect(
-        &dest.endpoint,
-        &dest.repository,
-        dest.auth.as_ref(),
-        true,
-        upload,
-    )
-    .await?;
+    let dst = dest.registry(true, upload).await?;
     let all_blobs: Vec<_> = std::iter::once(&manifest.config)
         .chain(manifest.layers.iter())
         .collect();

@@ -106,6 +106,19 @@ impl Destination {
         format!("{}@{digest}", self.public_repository_uri)
     }
 
+    /// A connection to the repository at the endpoint, with the destination's credentials
+    /// (for pull and push when `push`).
+    async fn registry(&self, push: bool, upload: &UploadOptions) -> Result<Registry, ImageError> {
+        Registry::connect(
+            &self.endpoint,
+            &self.repository,
+            self.auth.as_ref(),
+            push,
+            upload,
+        )
+        .await
+    }
+
     /// The registry host of the public repository URI.
     fn public_host(&self) -> &str {
         self.public_repository_uri
@@ -263,14 +276,7 @@ pub async fn push_docker_image(
     )
     .await?;
     // Trust but verify: the registry must serve the digest docker reported.
-    let registry = Registry::connect(
-        &dest.endpoint,
-        &dest.repository,
-        dest.auth.as_ref(),
-        false,
-        upload,
-    )
-    .await?;
+    let registry = dest.registry(false, upload).await?;
     if registry.manifest_digest(&digest).await?.is_none() {
         return Err(ImageError::NotFound {
             registry: registry.host(),
@@ -307,14 +313,7 @@ pub async fn push_image(
     upload: &UploadOptions,
     progress: &dyn Progress,
 ) -> Result<PublishedImage, ImageError> {
-    let registry = Registry::connect(
-        &dest.endpoint,
-        &dest.repository,
-        dest.auth.as_ref(),
-        true,
-        upload,
-    )
-    .await?;
+    let registry = dest.registry(true, upload).await?;
     let digest = image.digest();
     let mut stats = TransferStats::default();
     if registry.manifest_digest(tag).await?.as_deref() == Some(digest.as_str()) {
