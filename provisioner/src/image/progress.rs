@@ -34,9 +34,8 @@ pub enum BlobOutcome {
 pub trait Progress: Send + Sync {
     /// A free-form step ("building timing-service", "pushing manifest").
     fn step(&self, message: &str);
-    /// A blob upload (or download, when mirroring) of `total` bytes starts; `done` bytes are
-    /// already there.
-    fn blob_started(&self, label: &str, digest: &str, total: u64, done: u64);
+    /// A blob upload (or download, when mirroring) of `total` bytes starts.
+    fn blob_started(&self, label: &str, digest: &str, total: u64);
     /// The blob is finished (or was found in the registry: then no `blob_started` came first).
     fn blob_finished(&self, label: &str, digest: &str, outcome: BlobOutcome);
 }
@@ -47,7 +46,7 @@ pub struct SilentProgress;
 
 impl Progress for SilentProgress {
     fn step(&self, _: &str) {}
-    fn blob_started(&self, _: &str, _: &str, _: u64, _: u64) {}
+    fn blob_started(&self, _: &str, _: &str, _: u64) {}
     fn blob_finished(&self, _: &str, _: &str, _: BlobOutcome) {}
 }
 
@@ -123,14 +122,9 @@ impl Progress for ConsoleProgress {
         self.line(message);
     }
 
-    fn blob_started(&self, label: &str, digest: &str, total: u64, done: u64) {
-        let resumed = if done > 0 {
-            format!(" (from {})", human_bytes(done))
-        } else {
-            String::new()
-        };
+    fn blob_started(&self, label: &str, digest: &str, total: u64) {
         let text = format!(
-            "{label} {}: transferring {}{resumed}",
+            "{label} {}: transferring {}",
             short_digest(digest),
             human_bytes(total)
         );

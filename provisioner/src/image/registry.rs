@@ -636,7 +636,7 @@ impl Registry {
             let mut file = tokio::fs::File::create(dest)
                 .await
                 .map_err(|e| ImageError::io("creating", dest, e))?;
-            progress.blob_started(label, digest, total, 0);
+            progress.blob_started(label, digest, total);
             self.client
                 .pull_blob(&image, digest, &mut file)
                 .await
@@ -689,7 +689,7 @@ impl Registry {
         let image = self.reference("latest");
         let operation = format!("PUT /v2/{}/blobs/uploads/ (blob {digest})", self.repository);
         let attempts = self.options.attempts.max(1);
-        progress.blob_started(&blob.label, digest, total, 0);
+        progress.blob_started(&blob.label, digest, total);
         for n in 1.. {
             let pushed = self.client.push_blob(&image, &data, digest).await;
             let err = match pushed {
