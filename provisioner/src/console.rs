@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How often spinners turn.
-const TICK: Duration = Duration::from_millis(120);
+pub const TICK: Duration = Duration::from_millis(120);
 
 /// Whether progress is drawn live: stderr is a terminal, not in CI (`CI` unset, empty,
 /// `false` or `0`), and `TERM` is not `dumb`.

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use indicatif::{MultiProgress, ProgressBar};
+use indicatif::ProgressBar;
 
 use crate::console;
 
@@ -50,11 +50,12 @@ impl Progress for SilentProgress {
     fn blob_finished(&self, _: &str, _: &str, _: BlobOutcome) {}
 }
 
-/// Progress on stderr: spinners on a terminal, timestamped lines in CI or when piped.
+/// Progress on stderr through [`crate::console`]: a spinner per blob in its live display on a
+/// terminal, its timestamped lines in CI or when piped.
 #[derive(Debug)]
 pub struct ConsoleProgress {
-    /// The live display, or `None` for plain lines.
-    live: Option<MultiProgress>,
+    /// Whether blobs get spinners (else plain lines).
+    live: bool,
     /// The spinner of each blob in flight, by digest.
     spinners: Mutex<HashMap<String, ProgressBar>>,
 }
@@ -62,35 +63,17 @@ pub struct ConsoleProgress {
 impl ConsoleProgress {
     /// Spinners when stderr is a terminal (see [`console::live`]); plain lines otherwise.
     pub fn auto() -> Self {
-        if console::live() {
-            Self::bars()
-        } else {
-            Self::lines()
+        ConsoleProgress {
+            live: console::live(),
+            spinners: Mutex::default(),
         }
     }
 
     /// Always plain lines.
     pub fn lines() -> Self {
         ConsoleProgress {
-            live: None,
-            spinners: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Always the live display.
-    pub fn bars() -> Self {
-        ConsoleProgress {
-            live: Some(console::display().clone()),
-            spinners: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn line(&self, text: &str) {
-        match &self.live {
-            Some(multi) => {
-                let _ = multi.println(text);
-            }
-            None => console::line(text),
+            live: false,
+            spinners: Mutex::default(),
         }
     }
 }
@@ -119,7 +102,7 @@ pub fn human_bytes(bytes: u64) -> String {
 
 impl Progress for ConsoleProgress {
     fn step(&self, message: &str) {
-        self.line(message);
+        console::line(message);
     }
 
     fn blob_started(&self, label: &str, digest: &str, total: u64) {
@@ -128,16 +111,15 @@ impl Progress for ConsoleProgress {
             short_digest(digest),
             human_bytes(total)
         );
-        match &self.live {
-            Some(multi) => {
-                let spinner = console::spinner(multi);
-                spinner.set_message(text);
-                spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-                if let Ok(mut spinners) = self.spinners.lock() {
-                    spinners.insert(digest.to_string(), spinner);
-                }
+        if self.live {
+            let spinner = console::spinner(console::display());
+            spinner.set_message(text);
+            spinner.enable_steady_tick(console::TICK);
+            if let Ok(mut spinners) = self.spinners.lock() {
+                spinners.insert(digest.to_string(), spinner);
             }
-            None => console::line(&text),
+        } else {
+            console::line(&text);
         }
     }
 
@@ -151,7 +133,7 @@ impl Progress for ConsoleProgress {
         let spinner = self.spinners.lock().ok().and_then(|mut s| s.remove(digest));
         match spinner {
             Some(spinner) => spinner.finish_with_message(text),
-            None => self.line(&text),
+            None => console::line(&text),
         }
     }
 }
