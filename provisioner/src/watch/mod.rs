@@ -55,7 +55,7 @@ pub use model::{
     ContainerExit, Goal, ServiceEventRecord, ServiceState, StoppedTask, WatchEvent, WatchReport,
     rfc3339,
 };
-pub use sink::{LiveSink, NullSink, PlainSink, WatchSink, stderr_sink, use_live_view};
+pub use sink::{LiveSink, NullSink, PlainSink, WatchSink, stderr_sink};
 
 use judge::{OurDeployment, ServiceVerdict};
 

@@ -31,14 +31,9 @@ impl WatchSink for NullSink {
     fn event(&mut self, _e: &WatchEvent) {}
 }
 
-/// Whether progress should be drawn live (see [`console::live`]).
-pub fn use_live_view() -> bool {
-    console::live()
-}
-
-/// The sink for stderr that fits the environment (see [`use_live_view`]).
+/// The sink for stderr that fits the environment (see [`console::live`]).
 pub fn stderr_sink() -> Box<dyn WatchSink + Send> {
-    if use_live_view() {
+    if console::live() {
         Box::new(LiveSink::new(console::display().clone()))
     } else {
         Box::new(PlainSink::new(Box::new(std::io::stderr())))
