@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar};
 
-use super::model::{ServiceState, WatchEvent, rfc3339};
+use super::model::{Goal, ServiceState, WatchEvent, rfc3339};
 use crate::console;
 
 /// Receives the watcher's events as they happen.
@@ -43,6 +43,21 @@ pub fn stderr_sink() -> Box<dyn WatchSink + Send> {
 fn elapsed_text(d: Duration) -> String {
     let s = d.as_secs();
     format!("{:02}:{:02}", s / 60, s % 60)
+}
+
+/// The line both sinks print when the wait begins.
+fn started_text(goal: Goal, services: &[String], timeout: &Duration) -> String {
+    format!(
+        "waiting for {} to be {goal} (timeout {})",
+        services.join(", "),
+        super::error::human(timeout)
+    )
+}
+
+/// The line both sinks end with.
+fn finished_text(elapsed: Duration, ok: bool, summary: &str) -> String {
+    let mark = if ok { "done" } else { "failed" };
+    format!("{mark} after {}: {summary}", elapsed_text(elapsed))
 }
 
 /// Plain lines, each prefixed with an RFC 3339 UTC timestamp (for CI and pipes).
@@ -78,11 +93,7 @@ impl WatchSink for PlainSink {
                 goal,
                 services,
                 timeout,
-            } => self.line(&format!(
-                "waiting for {} to be {goal} (timeout {})",
-                services.join(", "),
-                super::error::human(timeout)
-            )),
+            } => self.line(&started_text(*goal, services, timeout)),
             WatchEvent::Progress { elapsed, services } => {
                 let states: Vec<String> = services.iter().map(ServiceState::summary).collect();
                 self.line(&format!(
@@ -100,11 +111,7 @@ impl WatchSink for PlainSink {
                 elapsed,
                 ok,
                 summary,
-            } => self.line(&format!(
-                "{} after {}: {summary}",
-                if *ok { "done" } else { "failed" },
-                elapsed_text(*elapsed)
-            )),
+            } => self.line(&finished_text(*elapsed, *ok, summary)),
         }
     }
 }
@@ -159,11 +166,7 @@ impl WatchSink for LiveSink {
                 goal,
                 services,
                 timeout,
-            } => self.above(&format!(
-                "waiting for {} to be {goal} (timeout {})",
-                services.join(", "),
-                super::error::human(timeout)
-            )),
+            } => self.above(&started_text(*goal, services, timeout)),
             WatchEvent::Progress { elapsed, services } => self.draw(*elapsed, services),
             WatchEvent::ServiceEvent(ev) => {
                 let at = ev.at.map(rfc3339).unwrap_or_default();
@@ -183,12 +186,8 @@ impl WatchSink for LiveSink {
                 for line in self.services.drain(..) {
                     line.finish();
                 }
-                let mark = if *ok { "done" } else { "failed" };
                 let outcome = console::spinner(&self.multi);
-                outcome.finish_with_message(format!(
-                    "{mark} after {}: {summary}",
-                    elapsed_text(*elapsed)
-                ));
+                outcome.finish_with_message(finished_text(*elapsed, *ok, summary));
             }
         }
     }
