@@ -199,15 +199,23 @@ const SETUP_NOT_READY_REASONS: &[&str] = &[
 /// Whether a stopped task failed the way a setup still being created makes tasks fail (and
 /// not for an image, a crash or a health check).
 pub fn is_setup_not_ready(task: &StoppedTask) -> bool {
-    let explained = std::iter::once(task.stopped_reason.as_deref().unwrap_or(""))
-        .chain(task.containers.iter().filter_map(|c| c.reason.as_deref()))
+    let explained = reasons(task)
         .map(str::to_ascii_lowercase)
         .any(|reason| SETUP_NOT_READY_REASONS.iter().any(|r| reason.contains(r)));
-    let exited = task
-        .containers
+    explained && !exited_with_error(task)
+}
+
+/// The task's stop reason, then each container's.
+fn reasons(task: &StoppedTask) -> impl Iterator<Item = &str> {
+    std::iter::once(task.stopped_reason.as_deref().unwrap_or(""))
+        .chain(task.containers.iter().filter_map(|c| c.reason.as_deref()))
+}
+
+/// Whether a container of the task exited with a non-zero code.
+fn exited_with_error(task: &StoppedTask) -> bool {
+    task.containers
         .iter()
-        .any(|c| c.exit_code.is_some_and(|e| e != 0));
-    explained && !exited
+        .any(|c| c.exit_code.is_some_and(|e| e != 0))
 }
 
 /// Stop reasons (prefixes) of normal operation: scale-in, replacement by a deployment.
@@ -215,14 +223,10 @@ const BENIGN_REASONS: &[&str] = &["Scaling activity initiated by", "Task stopped
 
 /// Whether a stopped task counts as a failure of its deployment.
 pub fn is_failure(task: &StoppedTask) -> bool {
-    let reason = task.stopped_reason.as_deref().unwrap_or("");
-    let container_reasons = task.containers.iter().filter_map(|c| c.reason.as_deref());
-    if std::iter::once(reason)
-        .chain(container_reasons)
-        .any(|r| FAILURE_REASONS.iter().any(|f| r.contains(f)))
-    {
+    if reasons(task).any(|r| FAILURE_REASONS.iter().any(|f| r.contains(f))) {
         return true;
     }
+    let reason = task.stopped_reason.as_deref().unwrap_or("");
     let code = task.stop_code.as_deref();
     if BENIGN_REASONS.iter().any(|b| reason.starts_with(b))
         || matches!(
@@ -233,10 +237,7 @@ pub fn is_failure(task: &StoppedTask) -> bool {
         return false;
     }
     matches!(code, Some("TaskFailedToStart" | "EssentialContainerExited"))
-        || task
-            .containers
-            .iter()
-            .any(|c| c.exit_code.is_some_and(|e| e != 0))
+        || exited_with_error(task)
 }
 
 /// Whether a stopped task belongs to `ours` (by `startedBy`, else by task definition).
