@@ -224,9 +224,6 @@ impl Registry {
                 ClientProtocol::Https
             },
             use_monolithic_push: true,
-            platform_resolver: Some(Box::new(oci_client::client::linux_amd64_resolver)),
-            max_concurrent_upload: 1,
-            max_concurrent_download: 1,
             read_timeout: Some(options.request_timeout),
             connect_timeout: Some(options.connect_timeout),
             user_agent: USER_AGENT,
@@ -732,7 +729,6 @@ fn is_not_found(err: &OciDistributionError) -> bool {
             )
         }),
         OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
         _ => false,
     }
 }
