@@ -14,7 +14,7 @@ use crate::cli::{Builder, DeployArgs};
 use crate::error::{Error, Result};
 use crate::image::{
     self, ConsoleProgress, Destination, DockerBuild, DockerImage, ImageContent, ImageRef,
-    ImageSource, MirrorSource, NativeBuild, RegistryAuth, UploadOptions,
+    ImageSource, MirrorSource, NativeBuild, PublishedImage, RegistryAuth, UploadOptions,
 };
 use crate::plan::{Deployment, KNOWN_AFTER_APPLY};
 use crate::resources::ecr;
@@ -110,33 +110,23 @@ pub async fn publish(
     let mut registry = RegistryAccess::default();
     let progress = ConsoleProgress::auto();
     let upload = UploadOptions::default();
-    let published = match service {
-        ServiceImage::Ready(reference) => Err(reference),
+    let api = match service {
+        ServiceImage::Ready(reference) => reference,
         ServiceImage::Built { tag, image } => {
             let destination = registry
                 .destination(d, args, &d.names.repository, repository_uri)
                 .await?;
-            Ok(image::push_image(&destination, &image, &tag, &upload, &progress).await?)
+            let published =
+                image::push_image(&destination, &image, &tag, &upload, &progress).await?;
+            pushed(&mut notes, published)
         }
         ServiceImage::Docker(image) => {
             let destination = registry
                 .destination(d, args, &d.names.repository, repository_uri)
                 .await?;
-            Ok(image::push_docker_image(&destination, &image, &upload, &progress).await?)
-        }
-    };
-    let api = match published {
-        Err(reference) => reference,
-        Ok(published) => {
-            notes.push(format!(
-                "service image {} ({} build, tag {}): {} bytes uploaded, {} blob(s) already in the registry",
-                published.digest,
-                published.builder,
-                published.tag.as_deref().unwrap_or("-"),
-                published.transfer.bytes_uploaded,
-                published.transfer.blobs_skipped,
-            ));
-            published.reference_by_digest
+            let published =
+                image::push_docker_image(&destination, &image, &upload, &progress).await?;
+            pushed(&mut notes, published)
         }
     };
     let redis = if args.mirror_redis {
@@ -150,7 +140,7 @@ pub async fn publish(
             let mirrored = image::mirror_image(
                 &MirrorSource::public(&args.redis_image),
                 &destination,
-                &UploadOptions::default(),
+                &upload,
                 &progress,
             )
             .await?;
@@ -164,6 +154,19 @@ pub async fn publish(
         args.redis_image.clone()
     };
     Ok(Images { api, redis, notes })
+}
+
+/// Notes what was pushed; returns the reference by digest to deploy.
+fn pushed(notes: &mut Vec<String>, published: PublishedImage) -> String {
+    notes.push(format!(
+        "service image {} ({} build, tag {}): {} bytes uploaded, {} blob(s) already in the registry",
+        published.digest,
+        published.builder,
+        published.tag.as_deref().unwrap_or("-"),
+        published.transfer.bytes_uploaded,
+        published.transfer.blobs_skipped,
+    ));
+    published.reference_by_digest
 }
 
 /// `--image`: an image in the app's own repository is checked with the ECR API (no registry
