@@ -85,11 +85,12 @@ impl Steps {
         Steps { bar }
     }
 
-    /// Shows the resource now handled; `None` when there is no spinner (log it instead).
-    pub fn show(&self, text: &str) -> Option<()> {
-        let bar = self.bar.as_ref()?;
-        bar.set_message(text.to_owned());
-        Some(())
+    /// Shows the resource now handled; false when there is no spinner (log it instead).
+    pub fn show(&self, text: &str) -> bool {
+        if let Some(bar) = &self.bar {
+            bar.set_message(text.to_owned());
+        }
+        self.bar.is_some()
     }
 
     /// Removes the spinner (before the watcher's view or the report).

@@ -140,7 +140,7 @@ impl Deployment {
         // On a terminal the spinner names the resource and the report lists it once; without
         // one, each change is also a log line.
         let shown = self.steps.show(&format!("{} {}", change.kind, change.name));
-        if action.is_change() && shown.is_none() {
+        if action.is_change() && !shown {
             let verb = if self.dry_run { "would" } else { "will" };
             tracing::info!("{verb} {change}");
         } else {
