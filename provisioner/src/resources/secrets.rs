@@ -51,7 +51,7 @@ pub fn generate_secret() -> Result<String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-pub(crate) fn tags(d: &Deployment) -> Result<Vec<Tag>> {
+fn tags(d: &Deployment) -> Result<Vec<Tag>> {
     ownership::sdk_tags(&d.names, |k, v| Tag::builder().key(k).value(v).build())
         .map_err(Error::request("SSM parameter tags"))
 }
@@ -150,26 +150,51 @@ async fn ensure_secure_parameter(
     ) {
         return Ok(());
     }
-    let created = d
+    // A concurrent run that created it first (`None`): theirs is kept.
+    put_secure(d, name, value()?, Put::Create(description)).await?;
+    Ok(())
+}
+
+/// How [`put_secure`] writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Put<'a> {
+    /// A new parameter, with this description and the app's tags.
+    Create(&'a str),
+    /// Over the existing one, which keeps its tags (they cannot be sent with Overwrite).
+    Overwrite,
+}
+
+/// Writes `value` to the SecureString `name`: the one `PutParameter` of the app's parameters.
+/// Returns the version SSM gave it, or `None` when [`Put::Create`] found the parameter
+/// already there (another run created it after this one's read).
+pub(crate) async fn put_secure(
+    d: &Deployment,
+    name: &str,
+    value: String,
+    put: Put<'_>,
+) -> Result<Option<i64>> {
+    let request = d
         .clients
         .ssm
         .put_parameter()
         .name(name)
-        .description(description)
-        .value(value()?)
-        .r#type(ParameterType::SecureString)
-        .overwrite(false)
-        .set_tags(Some(tags(d)?))
-        .send()
-        .await;
-    match created {
-        Ok(_) => Ok(()),
-        // A concurrent run created it first: keep theirs.
+        .value(value)
+        .r#type(ParameterType::SecureString);
+    let request = match put {
+        Put::Create(description) => request
+            .description(description)
+            .overwrite(false)
+            .set_tags(Some(tags(d)?)),
+        Put::Overwrite => request.overwrite(true),
+    };
+    match request.send().await {
+        Ok(out) => Ok(Some(out.version())),
         Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_parameter_already_exists()) =>
+            if matches!(put, Put::Create(_))
+                && e.as_service_error()
+                    .is_some_and(|e| e.is_parameter_already_exists()) =>
         {
-            Ok(())
+            Ok(None)
         }
         Err(e) => Err(Error::aws(
             "PutParameter",
@@ -228,17 +253,7 @@ pub async fn rotate_token(d: &Deployment) -> Result<()> {
     if action == Action::Create {
         return ensure_api_token(d).await;
     }
-    // Tags cannot be sent with Overwrite; the parameter keeps the ones it has.
-    d.clients
-        .ssm
-        .put_parameter()
-        .name(name)
-        .value(generate_secret()?)
-        .r#type(ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .map_err(|e| Error::aws("PutParameter", format!("SSM parameter {name}"), e))?;
+    put_secure(d, name, generate_secret()?, Put::Overwrite).await?;
     Ok(())
 }
 

@@ -32,7 +32,7 @@ use aws_smithy_types::DateTime;
 
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment};
-use crate::resources::secrets;
+use crate::resources::secrets::{self, Put};
 use crate::taskdef::{SecretSpec, TaskDefinitionSpec};
 
 /// The variable the service reads the named tokens from.
@@ -248,47 +248,21 @@ pub async fn write(
     detail: String,
 ) -> Result<()> {
     let name = &d.names.api_tokens_parameter;
-    let action = if before.is_some() {
-        Action::Update
-    } else {
-        Action::Create
+    let description = format!(
+        "named write tokens of the timing API of app {} ({API_TOKENS_ENV})",
+        d.names.app
+    );
+    let (action, put) = match before {
+        Some(_) => (Action::Update, Put::Overwrite),
+        None => (Action::Create, Put::Create(&description)),
     };
     if !d.record("ssm-parameter", name.as_str(), action, Some(detail)) {
         return Ok(());
     }
-    let request = d
-        .clients
-        .ssm
-        .put_parameter()
-        .name(name)
-        .value(list.value())
-        .r#type(ParameterType::SecureString);
-    let request = match before {
-        // Tags cannot be sent with Overwrite; the parameter keeps the ones it has.
-        Some(_) => request.overwrite(true),
-        None => request
-            .description(format!(
-                "named write tokens of the timing API of app {} ({API_TOKENS_ENV})",
-                d.names.app
-            ))
-            .overwrite(false)
-            .set_tags(Some(secrets::tags(d)?)),
-    };
-    let written = match request.send().await {
-        Ok(out) => out.version(),
-        // Another run created it after this one found none.
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_parameter_already_exists()) =>
-        {
-            return Err(Error::ConcurrentChange {
-                resource: resource(d),
-            });
-        }
-        Err(e) => return Err(Error::aws("PutParameter", resource(d), e)),
-    };
+    // `None`: another run created it after this one found none.
+    let written = secrets::put_secure(d, name, list.value(), put).await?;
     let read = before.map_or(0, |stored| stored.version);
-    if written != read + 1 {
+    if written != Some(read + 1) {
         return Err(Error::ConcurrentChange {
             resource: resource(d),
         });
