@@ -386,6 +386,24 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
+/// Deletes the parameter `name`; whether it was there to delete.
+pub(crate) async fn delete(d: &Deployment, name: &str) -> Result<bool> {
+    match d.clients.ssm.delete_parameter().name(name).send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::aws(
+            "DeleteParameter",
+            format!("SSM parameter {name}"),
+            e,
+        )),
+    }
+}
+
 /// Deletes the app's parameters (the token and, if any, the named tokens and the Redis
 /// password and URL). Which exist is read first, in one call, so a `down` with nothing left
 /// changes nothing.
@@ -433,27 +451,12 @@ pub async fn delete_parameters(d: &Deployment) -> Result<()> {
             }
             Err(err) => return Err(err),
         }
-        match d.clients.ssm.delete_parameter().name(name).send().await {
-            Ok(_) => {
-                d.record("ssm-parameter", name.as_str(), Action::Delete, None);
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_parameter_not_found()) =>
-            {
-                // Only the token is always expected; absent named tokens and Redis AUTH
-                // parameters are normal.
-                if name == &names.api_token_parameter {
-                    d.record("ssm-parameter", name.as_str(), Action::Absent, None);
-                }
-            }
-            Err(e) => {
-                return Err(Error::aws(
-                    "DeleteParameter",
-                    format!("SSM parameter {name}"),
-                    e,
-                ));
-            }
+        if delete(d, name).await? {
+            d.record("ssm-parameter", name.as_str(), Action::Delete, None);
+        } else if name == &names.api_token_parameter {
+            // Only the token is always expected; absent named tokens and Redis AUTH
+            // parameters are normal.
+            d.record("ssm-parameter", name.as_str(), Action::Absent, None);
         }
     }
     foreign.map_or(Ok(()), Err)

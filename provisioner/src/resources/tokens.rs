@@ -276,16 +276,8 @@ pub async fn delete(d: &Deployment, detail: String) -> Result<()> {
     if !d.record("ssm-parameter", name.as_str(), Action::Delete, Some(detail)) {
         return Ok(());
     }
-    match d.clients.ssm.delete_parameter().name(name).send().await {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(Error::aws("DeleteParameter", resource(d), e)),
-    }
+    secrets::delete(d, name).await?;
+    Ok(())
 }
 
 /// Makes the `container` of `api` get the named tokens as `TIMING_API_TOKENS` from the
