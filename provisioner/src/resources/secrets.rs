@@ -57,7 +57,7 @@ fn tags(d: &Deployment) -> Result<Vec<Tag>> {
 }
 
 /// Stops unless the existing parameter `name` carries the app's tags.
-pub(crate) async fn check_ours(d: &Deployment, name: &str) -> Result<()> {
+async fn check_ours(d: &Deployment, name: &str) -> Result<()> {
     let resource = || format!("SSM parameter {name}");
     let out = d
         .clients
@@ -73,7 +73,7 @@ pub(crate) async fn check_ours(d: &Deployment, name: &str) -> Result<()> {
 
 /// The parameter `name` (its value decrypted when `decrypt`), or `None` when it does not
 /// exist: the one `GetParameter` of the app's parameters.
-pub(crate) async fn get(d: &Deployment, name: &str, decrypt: bool) -> Result<Option<Parameter>> {
+async fn get(d: &Deployment, name: &str, decrypt: bool) -> Result<Option<Parameter>> {
     let out = d
         .clients
         .ssm
@@ -100,15 +100,18 @@ pub(crate) async fn get(d: &Deployment, name: &str, decrypt: bool) -> Result<Opt
         .transpose()
 }
 
-/// What a parameter is now: absent, or present with its type.
-pub(crate) async fn live_type(d: &Deployment, name: &str) -> Result<Option<ParameterType>> {
-    let Some(parameter) = get(d, name, false).await? else {
-        return Ok(None);
-    };
-    parameter
-        .r#type
-        .map(Some)
-        .ok_or_else(|| Error::missing(format!("SSM parameter {name}"), "Parameter.Type"))
+/// The app's parameter `name` ([`get`]), or `None` when it does not exist; an error when one
+/// exists that does not carry the app's tags.
+pub(crate) async fn get_ours(
+    d: &Deployment,
+    name: &str,
+    decrypt: bool,
+) -> Result<Option<Parameter>> {
+    let found = get(d, name, decrypt).await?;
+    if found.is_some() {
+        check_ours(d, name).await?;
+    }
+    Ok(found)
 }
 
 /// Creates the SecureString parameter `name` with `value()` if it does not exist. An existing
@@ -120,28 +123,38 @@ async fn ensure_secure_parameter(
     description: &str,
     value: impl FnOnce() -> Result<String>,
 ) -> Result<()> {
-    let live = live_type(d, name).await?;
-    if live.is_some() {
-        check_ours(d, name).await?;
-    }
-    match live {
+    let Some(live) = get_ours(d, name, false).await? else {
+        return create_secure(d, name, description, value).await;
+    };
+    match live.r#type {
         Some(ParameterType::SecureString) => {
             d.record("ssm-parameter", name, Action::Unchanged, None);
-            return Ok(());
+            Ok(())
         }
-        Some(other) => {
-            return Err(Error::Aws {
-                operation: "GetParameter",
-                resource: format!("SSM parameter {name}"),
-                code: None,
-                message: format!(
-                    "it is a {} parameter, not a SecureString: delete it (`aws ssm delete-parameter --name {name}`) and run `up` again",
-                    other.as_str()
-                ),
-            });
-        }
-        None => {}
+        Some(other) => Err(Error::Aws {
+            operation: "GetParameter",
+            resource: format!("SSM parameter {name}"),
+            code: None,
+            message: format!(
+                "it is a {} parameter, not a SecureString: delete it (`aws ssm delete-parameter --name {name}`) and run `up` again",
+                other.as_str()
+            ),
+        }),
+        None => Err(Error::missing(
+            format!("SSM parameter {name}"),
+            "Parameter.Type",
+        )),
     }
+}
+
+/// Creates the SecureString parameter `name`, which a read found missing, with `value()`,
+/// `description` and the app's tags.
+async fn create_secure(
+    d: &Deployment,
+    name: &str,
+    description: &str,
+    value: impl FnOnce() -> Result<String>,
+) -> Result<()> {
     if !d.record(
         "ssm-parameter",
         name,
@@ -236,8 +249,7 @@ pub async fn read_token(d: &Deployment) -> Result<String> {
 /// they are replaced: the caller restarts the api service (`force_new_deployment`).
 pub async fn rotate_token(d: &Deployment) -> Result<()> {
     let name = &d.names.api_token_parameter;
-    let action = if live_type(d, name).await?.is_some() {
-        check_ours(d, name).await?;
+    let action = if get_ours(d, name, false).await?.is_some() {
         Action::Update
     } else {
         Action::Create
@@ -259,7 +271,7 @@ pub async fn rotate_token(d: &Deployment) -> Result<()> {
 
 /// Whether Redis AUTH is on: the password parameter exists.
 pub async fn redis_password_enabled(d: &Deployment) -> Result<bool> {
-    Ok(live_type(d, &d.names.redis_password_parameter)
+    Ok(get(d, &d.names.redis_password_parameter, false)
         .await?
         .is_some())
 }
@@ -270,10 +282,7 @@ pub async fn ensure_redis_password(d: &Deployment, redis_port: i32) -> Result<()
     let names = &d.names;
     let password_name = &names.redis_password_parameter;
     let url_name = &names.redis_url_parameter;
-    let existing = live_type(d, password_name).await?;
-    if existing.is_some() {
-        check_ours(d, password_name).await?;
-    }
+    let existing = get_ours(d, password_name, false).await?;
     let password = match existing {
         // The URL is derived from the password: read it back to (re)build the URL.
         Some(_) if !d.dry_run => Some(read_parameter(d, password_name).await?),

@@ -193,10 +193,9 @@ fn resource(d: &Deployment) -> String {
 /// command.
 pub async fn read(d: &Deployment) -> Result<Option<Stored>> {
     let name = &d.names.api_tokens_parameter;
-    let Some(parameter) = secrets::get(d, name, true).await? else {
+    let Some(parameter) = secrets::get_ours(d, name, true).await? else {
         return Ok(None);
     };
-    secrets::check_ours(d, name).await?;
     if let Some(other) = parameter
         .r#type()
         .filter(|t| **t != ParameterType::SecureString)
@@ -225,10 +224,9 @@ pub async fn read(d: &Deployment) -> Result<Option<Stored>> {
 /// before anything changed). Recorded as unchanged: `up` never writes it.
 pub async fn exist(d: &Deployment) -> Result<bool> {
     let name = &d.names.api_tokens_parameter;
-    if secrets::live_type(d, name).await?.is_none() {
+    if secrets::get_ours(d, name, false).await?.is_none() {
         return Ok(false);
     }
-    secrets::check_ours(d, name).await?;
     d.record(
         "ssm-parameter",
         name.as_str(),
