@@ -217,16 +217,19 @@ pub(crate) async fn put_secure(
     }
 }
 
+fn api_token_description(d: &Deployment) -> String {
+    format!(
+        "write token of the timing API of app {} ({API_TOKEN_ENV})",
+        d.names.app
+    )
+}
+
 /// Creates the API token parameter on the first deploy; leaves an existing one as it is.
 pub async fn ensure_api_token(d: &Deployment) -> Result<()> {
-    let description = format!(
-        "write token of the timing API of app {} (TIMING_API_TOKEN)",
-        d.names.app
-    );
     ensure_secure_parameter(
         d,
         &d.names.api_token_parameter,
-        &description,
+        &api_token_description(d),
         generate_secret,
     )
     .await
@@ -249,21 +252,17 @@ pub async fn read_token(d: &Deployment) -> Result<String> {
 /// they are replaced: the caller restarts the api service (`force_new_deployment`).
 pub async fn rotate_token(d: &Deployment) -> Result<()> {
     let name = &d.names.api_token_parameter;
-    let action = if get_ours(d, name, false).await?.is_some() {
-        Action::Update
-    } else {
-        Action::Create
-    };
+    if get_ours(d, name, false).await?.is_none() {
+        // Nothing to replace (deleted by hand): a new one, as `up` makes it.
+        return create_secure(d, name, &api_token_description(d), generate_secret).await;
+    }
     if !d.record(
         "ssm-parameter",
         name.as_str(),
-        action,
+        Action::Update,
         Some("new random token".into()),
     ) {
         return Ok(());
-    }
-    if action == Action::Create {
-        return ensure_api_token(d).await;
     }
     put_secure(d, name, generate_secret()?, Put::Overwrite).await?;
     Ok(())
@@ -282,14 +281,17 @@ pub async fn ensure_redis_password(d: &Deployment, redis_port: i32) -> Result<()
     let names = &d.names;
     let password_name = &names.redis_password_parameter;
     let url_name = &names.redis_url_parameter;
-    let existing = get_ours(d, password_name, false).await?;
-    let password = match existing {
-        // The URL is derived from the password: read it back to (re)build the URL.
-        Some(_) if !d.dry_run => Some(read_parameter(d, password_name).await?),
-        Some(_) => None,
+    // The URL is derived from the password: an existing one is read back, decrypted, to
+    // (re)build the URL (not in a dry run, which builds nothing).
+    let existing = get_ours(d, password_name, !d.dry_run).await?;
+    let password = match &existing {
+        Some(_) if d.dry_run => None,
+        Some(existing) => Some(existing.value.clone().ok_or_else(|| {
+            Error::missing(format!("SSM parameter {password_name}"), "Parameter.Value")
+        })?),
         None => {
             let password = generate_secret()?;
-            ensure_secure_parameter(
+            create_secure(
                 d,
                 password_name,
                 &format!("requirepass of the Redis of app {}", names.app),
@@ -322,13 +324,6 @@ pub async fn ensure_redis_password(d: &Deployment, redis_port: i32) -> Result<()
         },
     )
     .await
-}
-
-async fn read_parameter(d: &Deployment, name: &str) -> Result<String> {
-    get(d, name, true)
-        .await?
-        .and_then(|p| p.value)
-        .ok_or_else(|| Error::missing(format!("SSM parameter {name}"), "Parameter.Value"))
 }
 
 /// Turns the rendered task definitions into their Redis AUTH form:
