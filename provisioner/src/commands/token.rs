@@ -336,29 +336,17 @@ async fn change_named(
         )
         .await?;
     }
-    // 2. The parameter, unless the last token goes: from here on a task that starts reads it.
-    match (&stored, value_changed) {
-        (_, true) if !after.is_empty() => {
-            tokens::write(d, stored.as_ref(), &after, detail.clone()).await?;
-        }
-        (Some(_), false) => {
-            d.record(
-                "ssm-parameter",
-                parameter,
-                Action::Unchanged,
-                Some(detail.clone()),
-            );
-        }
-        (None, _) => {
-            d.record(
-                "ssm-parameter",
-                parameter,
-                Action::Absent,
-                Some(detail.clone()),
-            );
-        }
-        // The last token revoked: the parameter goes in step 5.
-        (Some(_), true) => {}
+    // 2. The parameter, unless the last token goes (step 5): from here on a task that starts
+    //    reads it.
+    if !value_changed {
+        let action = if stored.is_some() {
+            Action::Unchanged
+        } else {
+            Action::Absent
+        };
+        d.record("ssm-parameter", parameter, action, Some(detail.clone()));
+    } else if !after.is_empty() {
+        tokens::write(d, stored.as_ref(), &after, detail.clone()).await?;
     }
     // 3. The revision with or without the secret.
     let revision = task_definitions::ensure_task_definition(d, &wanted, Some(&current)).await?;
