@@ -198,6 +198,13 @@ impl TaskDefinitionSpec {
         self.container_definitions.iter().find(|c| c.name == name)
     }
 
+    /// The container of that name, to change.
+    pub fn container_mut(&mut self, name: &str) -> Option<&mut ContainerSpec> {
+        self.container_definitions
+            .iter_mut()
+            .find(|c| c.name == name)
+    }
+
     /// The same definition with the defaults AWS fills in made explicit and lists that AWS
     /// may reorder sorted, so a file and the live revision it produced compare equal.
     pub fn normalized(&self) -> Self {

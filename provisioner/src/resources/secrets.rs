@@ -339,11 +339,7 @@ pub fn apply_redis_auth(
     password_arn: &str,
     url_arn: &str,
 ) {
-    if let Some(container) = redis
-        .container_definitions
-        .iter_mut()
-        .find(|c| c.name == redis_container)
-    {
+    if let Some(container) = redis.container_mut(redis_container) {
         let args = container.command.take().unwrap_or_default();
         let mut line = String::from("exec docker-entrypoint.sh");
         for arg in &args {
@@ -360,11 +356,7 @@ pub fn apply_redis_auth(
                 value_from: password_arn.into(),
             });
     }
-    if let Some(container) = api
-        .container_definitions
-        .iter_mut()
-        .find(|c| c.name == api_container)
-    {
+    if let Some(container) = api.container_mut(api_container) {
         if let Some(env) = &mut container.environment {
             env.retain(|e: &NameValue| e.name != "REDIS_URL");
         }

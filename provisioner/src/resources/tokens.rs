@@ -281,11 +281,7 @@ pub async fn delete(d: &Deployment, detail: String) -> Result<()> {
 /// Makes the `container` of `api` get the named tokens as `TIMING_API_TOKENS` from the
 /// parameter `arn`, or (`None`) not at all; its other secrets stay as they are.
 pub fn apply(api: &mut TaskDefinitionSpec, container: &str, arn: Option<&str>) {
-    let Some(container) = api
-        .container_definitions
-        .iter_mut()
-        .find(|c| c.name == container)
-    else {
+    let Some(container) = api.container_mut(container) else {
         return;
     };
     let mut secrets = container.secrets.take().unwrap_or_default();
