@@ -108,11 +108,16 @@ pub async fn ensure_repository(d: &Deployment, name: &str, keep_images: u32) -> 
             }
             Err(e) => return Err(Error::aws("CreateRepository", resource, e)),
         };
-        put_lifecycle_policy(d, name, &wanted_policy).await?;
-        return match uri {
-            Some(uri) => Ok(uri),
-            None => repository_uri(d, name).await,
+        // Created since the read (by a concurrent run, or by someone else): read like any
+        // existing one, so its policy is set only if it is the app's.
+        let uri = match uri {
+            Some(uri) => uri,
+            None => existing_repository_uri(d, name)
+                .await?
+                .ok_or_else(|| Error::missing(resource, "repository.repositoryUri"))?,
         };
+        put_lifecycle_policy(d, name, &wanted_policy).await?;
+        return Ok(uri);
     };
 
     let uri = repository
@@ -187,23 +192,6 @@ async fn put_lifecycle_policy(d: &Deployment, name: &str, policy: &Value) -> Res
         .await
         .map_err(|e| Error::aws("PutLifecyclePolicy", format!("ECR repository {name}"), e))?;
     Ok(())
-}
-
-async fn repository_uri(d: &Deployment, name: &str) -> Result<String> {
-    let resource = format!("ECR repository {name}");
-    let out = d
-        .clients
-        .ecr
-        .describe_repositories()
-        .repository_names(name)
-        .send()
-        .await
-        .map_err(|e| Error::aws("DescribeRepositories", resource.clone(), e))?;
-    out.repositories()
-        .first()
-        .and_then(|r| r.repository_uri())
-        .map(str::to_owned)
-        .ok_or_else(|| Error::missing(resource, "repository.repositoryUri"))
 }
 
 /// The digest of an image in one of the app's repositories, by tag or digest; `None` when
