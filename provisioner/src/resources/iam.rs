@@ -261,7 +261,6 @@ pub async fn ensure_role(d: &Deployment, spec: &RoleSpec) -> Result<String> {
             .await
         {
             Ok(out) => out.role,
-            // Created by a concurrent run between our read and this call: converge it below.
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_entity_already_exists_exception()) =>
@@ -270,19 +269,25 @@ pub async fn ensure_role(d: &Deployment, spec: &RoleSpec) -> Result<String> {
             }
             Err(e) => return Err(Error::aws("CreateRole", resource, e)),
         };
-        converge_policies(d, spec, &BTreeSet::new(), &[]).await?;
-        return match created {
-            Some(role) => Ok(role.arn),
-            None => Ok(iam
-                .get_role()
-                .role_name(&spec.name)
-                .send()
-                .await
-                .map_err(|e| Error::aws("GetRole", format!("IAM role {}", spec.name), e))?
-                .role
-                .map(|r| r.arn)
-                .ok_or_else(|| Error::missing(format!("IAM role {}", spec.name), "Role"))?),
+        let arn = match created {
+            Some(role) => role.arn,
+            // Created since the read (by a concurrent run, or by someone else): its policies
+            // are set only if it is the app's.
+            None => {
+                let role = iam
+                    .get_role()
+                    .role_name(&spec.name)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("GetRole", resource.clone(), e))?
+                    .role
+                    .ok_or_else(|| Error::missing(resource.clone(), "Role"))?;
+                ownership::check_tags(d, || resource.clone(), role.tags())?;
+                role.arn
+            }
         };
+        converge_policies(d, spec, &BTreeSet::new(), &[]).await?;
+        return Ok(arn);
     };
 
     let arn = role.arn.clone();
