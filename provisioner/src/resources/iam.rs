@@ -50,6 +50,12 @@ pub struct RoleSpec {
     pub permissions_boundary: String,
 }
 
+/// The ARN of the role `name` in `account`, in `region`'s partition.
+pub fn role_arn(region: &str, account: &str, name: &str) -> String {
+    let partition = crate::aws::partition_of(region);
+    format!("arn:{partition}:iam::{account}:role/{name}")
+}
+
 /// The ARN of the app's permissions boundary policy.
 pub fn boundary_arn(d: &Deployment) -> String {
     format!(
@@ -246,7 +252,7 @@ pub async fn ensure_role(d: &Deployment, spec: &RoleSpec) -> Result<String> {
     }
     let Some(role) = live else {
         if !d.record("iam-role", &spec.name, Action::Create, None) {
-            return Ok(format!("arn:aws:iam::{}:role/{}", d.account, spec.name));
+            return Ok(role_arn(d.region(), &d.account, &spec.name));
         }
         let tags = ownership::sdk_tags(&d.names, |k, v| Tag::builder().key(k).value(v).build())
             .map_err(Error::request(resource.clone()))?;
