@@ -56,32 +56,9 @@ fn normalize_at(key: Option<&str>, value: &Value) -> Value {
                 .map(|(k, v)| {
                     let v = match k.as_str() {
                         // { kind: one-or-list }
-                        "Principal" | "NotPrincipal" => match v {
-                            Value::Object(kinds) => Value::Object(
-                                kinds.iter().map(|(k, v)| (k.clone(), as_set(v))).collect(),
-                            ),
-                            other => other.clone(),
-                        },
+                        "Principal" | "NotPrincipal" => each_value(v, as_set),
                         // { operator: { key: one-or-list } }
-                        "Condition" => match v {
-                            Value::Object(operators) => Value::Object(
-                                operators
-                                    .iter()
-                                    .map(|(op, keys)| {
-                                        let keys = match keys {
-                                            Value::Object(keys) => Value::Object(
-                                                keys.iter()
-                                                    .map(|(k, v)| (k.clone(), as_set(v)))
-                                                    .collect(),
-                                            ),
-                                            other => other.clone(),
-                                        };
-                                        (op.clone(), keys)
-                                    })
-                                    .collect(),
-                            ),
-                            other => other.clone(),
-                        },
+                        "Condition" => each_value(v, |keys| each_value(keys, as_set)),
                         _ => normalize_at(Some(k), v),
                     };
                     (k.clone(), v)
@@ -90,6 +67,14 @@ fn normalize_at(key: Option<&str>, value: &Value) -> Value {
             Value::Object(normalized)
         }
         scalar => scalar.clone(),
+    }
+}
+
+/// An object with `f` applied to each of its values; anything else as it is.
+fn each_value(value: &Value, f: impl Fn(&Value) -> Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), f(v))).collect()),
+        other => other.clone(),
     }
 }
 
