@@ -20,7 +20,7 @@ use aws_sdk_apigatewayv2::types::{
 
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
-use crate::resources::vpc_link::{gateway_tags, is_ours};
+use crate::resources::vpc_link::{all_pages, check_ours, gateway_tags, is_ours, the_apps};
 
 /// The route and stage names that take every request at the API's root URL.
 pub const DEFAULT: &str = "$default";
@@ -98,39 +98,30 @@ pub fn log_group_arn(d: &Deployment) -> String {
 /// name without them is someone else's: the command stops and names it.
 pub async fn find_api(d: &Deployment) -> Result<Option<Api>> {
     let name = &d.names.http_api;
-    let mut next_token: Option<String> = None;
-    let mut foreign = None;
-    loop {
+    let apis = all_pages(|token| async move {
         let out = d
             .clients
             .apigateway
             .get_apis()
-            .set_next_token(next_token.take())
+            .set_next_token(token)
             .send()
             .await
             .map_err(|e| Error::aws("GetApis", format!("HTTP API {name}"), e))?;
-        for api in out.items() {
-            if api.name() != Some(name.as_str()) || api.protocol_type() != Some(&ProtocolType::Http)
-            {
-                continue;
-            }
-            if is_ours(d, api.tags()) {
-                return Ok(Some(api.clone()));
-            }
-            foreign = api.api_id().map(str::to_owned);
-        }
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
-            _ => break,
-        }
-    }
-    match foreign {
-        Some(id) => Err(Error::NotOurs {
-            resource: format!("API Gateway HTTP API {name} ({id})"),
-            app: d.names.app.clone(),
-        }),
-        None => Ok(None),
-    }
+        Ok::<_, Error>((out.items.unwrap_or_default(), out.next_token))
+    })
+    .await?;
+    let named: Vec<Api> = apis
+        .into_iter()
+        .filter(|api| {
+            api.name() == Some(name.as_str()) && api.protocol_type() == Some(&ProtocolType::Http)
+        })
+        .collect();
+    the_apps(d, named, Api::tags, |api| {
+        format!(
+            "API Gateway HTTP API {name} ({})",
+            api.api_id().unwrap_or_default()
+        )
+    })
 }
 
 fn api_url(api: &Api) -> Result<(String, String)> {
@@ -463,12 +454,11 @@ async fn find_domain(d: &Deployment, name: &str) -> Result<Option<DomainName>> {
         .await
     {
         Ok(out) => {
-            if !is_ours(d, out.tags()) {
-                return Err(Error::NotOurs {
-                    resource: format!("API Gateway custom domain {name}"),
-                    app: d.names.app.clone(),
-                });
-            }
+            check_ours(
+                d,
+                || format!("API Gateway custom domain {name}"),
+                out.tags(),
+            )?;
             Ok(Some(
                 DomainName::builder()
                     .domain_name(name)
@@ -649,28 +639,20 @@ async fn ensure_mapping(d: &Deployment, api_id: &str, domain: &str) -> Result<()
 /// The app's custom domains: those tagged with the app (any name, so a `--domain` left out of
 /// a later command is still found).
 async fn app_domains(d: &Deployment) -> Result<Vec<DomainName>> {
-    let mut found = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
+    let mut domains = all_pages(|token| async move {
         let out = d
             .clients
             .apigateway
             .get_domain_names()
-            .set_next_token(next_token.take())
+            .set_next_token(token)
             .send()
             .await
             .map_err(|e| Error::aws("GetDomainNames", "custom domains", e))?;
-        found.extend(
-            out.items()
-                .iter()
-                .filter(|domain| is_ours(d, domain.tags()))
-                .cloned(),
-        );
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
-            _ => return Ok(found),
-        }
-    }
+        Ok::<_, Error>((out.items.unwrap_or_default(), out.next_token))
+    })
+    .await?;
+    domains.retain(|domain| is_ours(d, domain.tags()));
+    Ok(domains)
 }
 
 /// The app's address as it is now, for `status` and `start`; `None` when there is no API.

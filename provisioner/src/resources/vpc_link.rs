@@ -12,6 +12,7 @@
 //! (AWS refuses it while they hold it), also within `--timeout`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_apigatewayv2::types::{VpcLink, VpcLinkStatus};
@@ -42,47 +43,79 @@ pub(crate) fn is_ours(d: &Deployment, tags: Option<&HashMap<String, String>>) ->
     ownership::is_ours(&d.names, tags.map(Tags::pairs).unwrap_or_default())
 }
 
+/// [`ownership::check`] for API Gateway tags (absent: none).
+pub(crate) fn check_ours(
+    d: &Deployment,
+    resource: impl FnOnce() -> String,
+    tags: Option<&HashMap<String, String>>,
+) -> Result<()> {
+    ownership::check(d, resource, tags.map(Tags::pairs).unwrap_or_default())
+}
+
+/// Every item of a paged API Gateway list (the SDK has no paginator for these): `page` reads
+/// the page after a token and answers its items and the next token.
+pub(crate) async fn all_pages<T, F, Fut>(mut page: F) -> Result<Vec<T>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>)>>,
+{
+    let mut items = Vec::new();
+    let mut token = None;
+    loop {
+        let (found, next) = page(token).await?;
+        items.extend(found);
+        match next {
+            Some(next) if !next.is_empty() => token = Some(next),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// The app's one of `named`, the API Gateway resources of one of its names (API Gateway does
+/// not keep names unique): the first carrying the app's tags. Without one, a resource of the
+/// name is someone else's and the command stops naming it (`describe`).
+pub(crate) fn the_apps<T>(
+    d: &Deployment,
+    named: Vec<T>,
+    tags: impl Fn(&T) -> Option<&HashMap<String, String>>,
+    describe: impl FnOnce(&T) -> String,
+) -> Result<Option<T>> {
+    let Some(found) = named.into_iter().min_by_key(|t| !is_ours(d, tags(t))) else {
+        return Ok(None);
+    };
+    check_ours(d, || describe(&found), tags(&found))?;
+    Ok(Some(found))
+}
+
 /// The app's VPC link, if it exists (one being deleted is gone for this purpose). A link of
 /// the app's name without the app's tags is someone else's: the command stops and names it.
 pub async fn find(d: &Deployment) -> Result<Option<VpcLink>> {
     let name = &d.names.vpc_link;
-    let mut next_token: Option<String> = None;
-    let mut foreign: Option<VpcLink> = None;
-    loop {
+    let links = all_pages(|token| async move {
         let out = d
             .clients
             .apigateway
             .get_vpc_links()
-            .set_next_token(next_token.take())
+            .set_next_token(token)
             .send()
             .await
             .map_err(|e| Error::aws("GetVpcLinks", format!("VPC link {name}"), e))?;
-        for link in out.items() {
-            if link.name() != Some(name.as_str())
-                || link.vpc_link_status() == Some(&VpcLinkStatus::Deleting)
-            {
-                continue;
-            }
-            if is_ours(d, link.tags()) {
-                return Ok(Some(link.clone()));
-            }
-            foreign = Some(link.clone());
-        }
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
-            _ => break,
-        }
-    }
-    match foreign {
-        Some(link) => Err(Error::NotOurs {
-            resource: format!(
-                "API Gateway VPC link {name} ({})",
-                link.vpc_link_id().unwrap_or_default()
-            ),
-            app: d.names.app.clone(),
-        }),
-        None => Ok(None),
-    }
+        Ok::<_, Error>((out.items.unwrap_or_default(), out.next_token))
+    })
+    .await?;
+    let named: Vec<VpcLink> = links
+        .into_iter()
+        .filter(|link| {
+            link.name() == Some(name.as_str())
+                && link.vpc_link_status() != Some(&VpcLinkStatus::Deleting)
+        })
+        .collect();
+    the_apps(d, named, VpcLink::tags, |link| {
+        format!(
+            "API Gateway VPC link {name} ({})",
+            link.vpc_link_id().unwrap_or_default()
+        )
+    })
 }
 
 /// Refuses, before any write, a live link in other subnets than `network`'s: a VPC link
