@@ -4,8 +4,8 @@
 //! partial `up`, after an interrupted `down`, and twice in a row.
 //!
 //! Order: services (scaled to 0, deleted, drained) and, at the same time, the HTTP API's
-//! custom domain (mapping first), stage, route, integration and API, then the VPC link (waiting
-//! until its network interfaces are gone) → Cloud Map instances, services, namespace
+//! custom domain (mapping first) and the API (its stage, route and integration go with it),
+//! then the VPC link (waiting until its network interfaces are gone) → Cloud Map instances, services, namespace
 //! → cluster → task-definition revisions and, at the same time, EFS mount targets and their
 //! security group (the file system too with `--delete-data`) → then, concurrently as they
 //! depend on nothing left: security groups (cross-references first), log group, ECR

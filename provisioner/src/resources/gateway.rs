@@ -669,8 +669,8 @@ pub async fn describe(d: &Deployment) -> Result<Option<Gateway>> {
     }))
 }
 
-/// Deletes the app's custom domains (their mappings first), then the API's stage, route and
-/// integration, then the API: the order API Gateway's dependencies go.
+/// Deletes the app's custom domains (their mappings first), then the API: DeleteApi takes the
+/// API's stages, routes and integrations with it, so they are not deleted one by one.
 pub async fn delete(d: &Deployment) -> Result<()> {
     let apigateway = &d.clients.apigateway;
     for domain in app_domains(d).await? {
@@ -717,66 +717,6 @@ pub async fn delete(d: &Deployment) -> Result<()> {
         return Ok(());
     };
     let (api_id, _) = api_url(&api)?;
-    let stages = apigateway
-        .get_stages()
-        .api_id(&api_id)
-        .send()
-        .await
-        .map_err(|e| Error::aws("GetStages", format!("HTTP API {name}"), e))?;
-    for stage in stages.items() {
-        let stage_name = stage.stage_name().unwrap_or_default();
-        d.record(
-            "api-stage",
-            format!("{name} {stage_name}"),
-            Action::Delete,
-            None,
-        );
-        apigateway
-            .delete_stage()
-            .api_id(&api_id)
-            .stage_name(stage_name)
-            .send()
-            .await
-            .map_err(|e| Error::aws("DeleteStage", format!("HTTP API {name}"), e))?;
-    }
-    let routes = apigateway
-        .get_routes()
-        .api_id(&api_id)
-        .send()
-        .await
-        .map_err(|e| Error::aws("GetRoutes", format!("HTTP API {name}"), e))?;
-    for route in routes.items() {
-        let key = route.route_key().unwrap_or_default();
-        d.record("api-route", format!("{name} {key}"), Action::Delete, None);
-        apigateway
-            .delete_route()
-            .api_id(&api_id)
-            .route_id(route.route_id().unwrap_or_default())
-            .send()
-            .await
-            .map_err(|e| Error::aws("DeleteRoute", format!("HTTP API {name}"), e))?;
-    }
-    let integrations = apigateway
-        .get_integrations()
-        .api_id(&api_id)
-        .send()
-        .await
-        .map_err(|e| Error::aws("GetIntegrations", format!("HTTP API {name}"), e))?;
-    for integration in integrations.items() {
-        d.record(
-            "api-integration",
-            format!("{name} integration"),
-            Action::Delete,
-            None,
-        );
-        apigateway
-            .delete_integration()
-            .api_id(&api_id)
-            .integration_id(integration.integration_id().unwrap_or_default())
-            .send()
-            .await
-            .map_err(|e| Error::aws("DeleteIntegration", format!("HTTP API {name}"), e))?;
-    }
     d.record("http-api", name, Action::Delete, Some(api_id.clone()));
     match apigateway.delete_api().api_id(&api_id).send().await {
         Ok(_) => Ok(()),
