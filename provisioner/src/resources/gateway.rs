@@ -146,33 +146,12 @@ pub async fn ensure(d: &Deployment, live: Option<&Api>, spec: &GatewaySpec) -> R
             d.record("http-api", name, Action::Unchanged, None);
             api_url(api)?
         }
+        // A dry run goes on with the API's ID unknown: each step below records what it would
+        // create, without reading what an API not made yet cannot have.
+        None if !d.record("http-api", name, Action::Create, Some("HTTP".into())) => {
+            (KNOWN_AFTER_APPLY.to_owned(), KNOWN_AFTER_APPLY.to_owned())
+        }
         None => {
-            if !d.record("http-api", name, Action::Create, Some("HTTP".into())) {
-                for (kind, what) in [
-                    (
-                        "api-integration",
-                        "HTTP_PROXY over the VPC link to Cloud Map api",
-                    ),
-                    ("api-route", DEFAULT),
-                    ("api-stage", DEFAULT),
-                ] {
-                    d.record(kind, format!("{name} {what}"), Action::Create, None);
-                }
-                if let Some((domain, _)) = &spec.domain {
-                    d.record("api-domain", domain, Action::Create, None);
-                    d.record("api-mapping", domain, Action::Create, None);
-                }
-                return Ok(Gateway {
-                    api_id: KNOWN_AFTER_APPLY.into(),
-                    url: KNOWN_AFTER_APPLY.into(),
-                    domain: spec.domain.as_ref().map(|(domain, _)| CustomDomain {
-                        name: domain.clone(),
-                        url: format!("https://{domain}"),
-                        dns_target: None,
-                        hosted_zone_id: None,
-                    }),
-                });
-            }
             let created = d
                 .clients
                 .apigateway
@@ -236,15 +215,20 @@ fn integration_differences(live: &Integration, spec: &GatewaySpec) -> Vec<&'stat
 async fn ensure_integration(d: &Deployment, api_id: &str, spec: &GatewaySpec) -> Result<String> {
     let name = format!("{} integration", d.names.http_api);
     let apigateway = &d.clients.apigateway;
-    let live = apigateway
-        .get_integrations()
-        .api_id(api_id)
-        .send()
-        .await
-        .map_err(|e| Error::aws("GetIntegrations", name.clone(), e))?;
+    let live = if api_id == KNOWN_AFTER_APPLY {
+        Vec::new()
+    } else {
+        apigateway
+            .get_integrations()
+            .api_id(api_id)
+            .send()
+            .await
+            .map_err(|e| Error::aws("GetIntegrations", name.clone(), e))?
+            .items
+            .unwrap_or_default()
+    };
     // The one the provisioner made: HTTP_PROXY (another kind is someone's addition, left alone).
     let existing = live
-        .items()
         .iter()
         .find(|i| i.integration_type() == Some(&IntegrationType::HttpProxy));
     if let Some(integration) = existing {
@@ -310,13 +294,19 @@ async fn ensure_route(d: &Deployment, api_id: &str, integration_id: &str) -> Res
     let name = format!("{} {DEFAULT}", d.names.http_api);
     let target = format!("integrations/{integration_id}");
     let apigateway = &d.clients.apigateway;
-    let live = apigateway
-        .get_routes()
-        .api_id(api_id)
-        .send()
-        .await
-        .map_err(|e| Error::aws("GetRoutes", name.clone(), e))?;
-    if let Some(route) = live.items().iter().find(|r| r.route_key() == Some(DEFAULT)) {
+    let live = if api_id == KNOWN_AFTER_APPLY {
+        Vec::new()
+    } else {
+        apigateway
+            .get_routes()
+            .api_id(api_id)
+            .send()
+            .await
+            .map_err(|e| Error::aws("GetRoutes", name.clone(), e))?
+            .items
+            .unwrap_or_default()
+    };
+    if let Some(route) = live.iter().find(|r| r.route_key() == Some(DEFAULT)) {
         if route.target() == Some(target.as_str()) {
             d.record("api-route", &name, Action::Unchanged, None);
             return Ok(());
@@ -573,7 +563,7 @@ fn domain_configuration(certificate: &str) -> DomainNameConfiguration {
 /// The domain's root maps to the API's `$default` stage.
 async fn ensure_mapping(d: &Deployment, api_id: &str, domain: &str) -> Result<()> {
     let apigateway = &d.clients.apigateway;
-    let mappings = if d.dry_run && api_id == KNOWN_AFTER_APPLY {
+    let mappings = if api_id == KNOWN_AFTER_APPLY {
         Vec::new()
     } else {
         apigateway
