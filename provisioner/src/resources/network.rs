@@ -412,32 +412,22 @@ pub async fn ensure_security_groups(
     allow_cidr: Option<&str>,
 ) -> Result<SecurityGroups> {
     let names = &d.names;
-    let by_name = |name: &str| live.iter().find(|g| g.group_name() == Some(name));
-
-    let api_id = match by_name(&names.api_security_group) {
-        Some(group) => group_id(group)?,
-        None => {
-            create_group(
-                d,
-                &names.api_security_group,
-                "timing API tasks",
-                &network.vpc_id,
-            )
-            .await?
-        }
-    };
-    let redis_id = match by_name(&names.redis_security_group) {
-        Some(group) => group_id(group)?,
-        None => {
-            create_group(
-                d,
-                &names.redis_security_group,
-                "Redis task, reachable from the API only",
-                &network.vpc_id,
-            )
-            .await?
-        }
-    };
+    let (api_id, api_live) = ensure_group(
+        d,
+        network,
+        live,
+        &names.api_security_group,
+        "timing API tasks",
+    )
+    .await?;
+    let (redis_id, redis_live) = ensure_group(
+        d,
+        network,
+        live,
+        &names.redis_security_group,
+        "Redis task, reachable from the API only",
+    )
+    .await?;
 
     // Issue 10: API Gateway's VPC link is the way in; a direct range only when asked for.
     let api_rules: BTreeSet<Rule> = std::iter::once(Source::Group(vpc_link_group.to_owned()))
@@ -445,12 +435,6 @@ pub async fn ensure_security_groups(
         .map(|source| Rule::tcp(api_port, source))
         .collect();
     let redis_rules = BTreeSet::from([Rule::tcp(redis_port, Source::Group(api_id.clone()))]);
-    let api_live = by_name(&names.api_security_group)
-        .map(live_rules)
-        .unwrap_or_default();
-    let redis_live = by_name(&names.redis_security_group)
-        .map(live_rules)
-        .unwrap_or_default();
     converge_rules(
         d,
         &names.api_security_group,
@@ -473,6 +457,24 @@ pub async fn ensure_security_groups(
         api: api_id,
         redis: redis_id,
     })
+}
+
+/// The group `name` among `live_groups` (the app's groups in the VPC as they are now), created
+/// without rules if missing: its ID and its ingress rules, for [`converge_rules`].
+async fn ensure_group(
+    d: &Deployment,
+    network: &Network,
+    live_groups: &[SecurityGroup],
+    name: &str,
+    description: &str,
+) -> Result<(String, BTreeSet<Rule>)> {
+    match live_groups.iter().find(|g| g.group_name() == Some(name)) {
+        Some(group) => Ok((group_id(group)?, live_rules(group))),
+        None => Ok((
+            create_group(d, name, description, &network.vpc_id).await?,
+            BTreeSet::new(),
+        )),
+    }
 }
 
 pub(crate) fn group_id(group: &SecurityGroup) -> Result<String> {
@@ -676,22 +678,14 @@ pub async fn ensure_vpc_link_security_group(
     live_groups: &[SecurityGroup],
 ) -> Result<String> {
     let name = &d.names.vpc_link_security_group;
-    let live = live_groups
-        .iter()
-        .find(|g| g.group_name() == Some(name.as_str()));
-    let id = match live {
-        Some(group) => group_id(group)?,
-        None => {
-            create_group(
-                d,
-                name,
-                "API Gateway VPC link to the API tasks",
-                &network.vpc_id,
-            )
-            .await?
-        }
-    };
-    let live_rules = live.map(live_rules).unwrap_or_default();
+    let (id, live_rules) = ensure_group(
+        d,
+        network,
+        live_groups,
+        name,
+        "API Gateway VPC link to the API tasks",
+    )
+    .await?;
     converge_rules(d, name, &id, &live_rules, &BTreeSet::new(), "none").await?;
     Ok(id)
 }
@@ -708,23 +702,15 @@ pub async fn ensure_efs_security_group(
     redis_group: &str,
 ) -> Result<String> {
     let name = &d.names.efs_security_group;
-    let live = live_groups
-        .iter()
-        .find(|g| g.group_name() == Some(name.as_str()));
-    let id = match live {
-        Some(group) => group_id(group)?,
-        None => {
-            create_group(
-                d,
-                name,
-                "EFS mount targets of Redis's data, NFS from the Redis task only",
-                &network.vpc_id,
-            )
-            .await?
-        }
-    };
+    let (id, live_rules) = ensure_group(
+        d,
+        network,
+        live_groups,
+        name,
+        "EFS mount targets of Redis's data, NFS from the Redis task only",
+    )
+    .await?;
     let wanted = BTreeSet::from([Rule::tcp(NFS_PORT, Source::Group(redis_group.to_owned()))]);
-    let live_rules = live.map(live_rules).unwrap_or_default();
     converge_rules(
         d,
         name,
