@@ -242,34 +242,27 @@ pub async fn instance_health(
     d: &Deployment,
     service: &DiscoveryService,
 ) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut pages = d
+        .clients
+        .discovery
+        .get_instances_health_status()
+        .service_id(&service.id)
+        .into_paginator()
+        .send();
     let mut health = std::collections::BTreeMap::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        let out = d
-            .clients
-            .discovery
-            .get_instances_health_status()
-            .service_id(&service.id)
-            .set_next_token(next_token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                Error::aws(
-                    "GetInstancesHealthStatus",
-                    format!("discovery service {}", service.id),
-                    e,
-                )
-            })?;
-        if let Some(status) = out.status() {
-            for (instance, state) in status {
-                health.insert(instance.clone(), state.as_str().to_owned());
-            }
-        }
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
-            _ => return Ok(health),
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            Error::aws(
+                "GetInstancesHealthStatus",
+                format!("discovery service {}", service.id),
+                e,
+            )
+        })?;
+        for (instance, state) in page.status.unwrap_or_default() {
+            health.insert(instance, state.as_str().to_owned());
         }
     }
+    Ok(health)
 }
 
 /// Deregisters the service's instances (ECS does as its tasks stop; this is for what is left
