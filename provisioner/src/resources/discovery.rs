@@ -68,6 +68,15 @@ pub struct DiscoveryService {
     pub arn: String,
 }
 
+impl From<&aws_sdk_servicediscovery::types::Service> for DiscoveryService {
+    fn from(service: &aws_sdk_servicediscovery::types::Service) -> Self {
+        Self {
+            id: service.id().unwrap_or_default().to_owned(),
+            arn: service.arn().unwrap_or_default().to_owned(),
+        }
+    }
+}
+
 fn tags(d: &Deployment) -> Result<Vec<Tag>> {
     ownership::sdk_tags(&d.names, |k, v| Tag::builder().key(k).value(v).build())
         .map_err(Error::request("Cloud Map tags"))
@@ -230,10 +239,8 @@ pub async fn find(d: &Deployment, which: Discovered) -> Result<Option<DiscoveryS
     };
     Ok(find_service(d, &namespace_id, which)
         .await?
-        .map(|service| DiscoveryService {
-            id: service.id().unwrap_or_default().to_owned(),
-            arn: service.arn().unwrap_or_default().to_owned(),
-        }))
+        .as_ref()
+        .map(DiscoveryService::from))
 }
 
 /// The health Cloud Map holds for each registered instance of a service, by instance ID (for
@@ -442,10 +449,7 @@ pub async fn ensure_discovery_service(
         find_service(d, namespace_id, which).await?
     };
     if let Some(service) = live {
-        let found = DiscoveryService {
-            id: service.id().unwrap_or_default().to_owned(),
-            arn: service.arn().unwrap_or_default().to_owned(),
-        };
+        let found = DiscoveryService::from(&service);
         let live_record = service.dns_config().and_then(|c| c.dns_records().first());
         if let Some(live_type) = live_record.map(|r| r.r#type())
             && *live_type != wanted_type
@@ -542,10 +546,7 @@ pub async fn ensure_discovery_service(
             let service = find_service(d, namespace_id, which).await?.ok_or_else(|| {
                 Error::missing(format!("discovery service {qualified}"), "Service")
             })?;
-            Ok(DiscoveryService {
-                id: service.id().unwrap_or_default().to_owned(),
-                arn: service.arn().unwrap_or_default().to_owned(),
-            })
+            Ok(DiscoveryService::from(&service))
         }
         Err(e) => Err(Error::aws(
             "CreateService",
