@@ -8,26 +8,32 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::plan::Deployment;
-use crate::resources::discovery::{self, Discovered};
+use crate::resources::discovery::{self, DiscoveryService};
 use crate::resources::{poll_until, services};
 
 /// How long one probe of the URL may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Waits, at most `limit` in all and never past the command's `--timeout`, until the API
-/// tasks are healthy in Cloud Map and `url` answers `/ready` (when reachable); returns what
-/// was checked, as notes for the report.
-pub async fn wait_ready(d: &Deployment, url: Option<&str>, limit: Duration) -> Result<Vec<String>> {
+/// tasks are healthy in Cloud Map (`registry`: its service `api`, as `up` ensured it or `start`
+/// found it) and `url` answers `/ready` (when reachable); returns what was checked, as notes
+/// for the report.
+pub async fn wait_ready(
+    d: &Deployment,
+    registry: Option<&DiscoveryService>,
+    url: Option<&str>,
+    limit: Duration,
+) -> Result<Vec<String>> {
     let started = tokio::time::Instant::now();
     let mut notes = Vec::new();
-    if let Some(registry) = discovery::find(d, Discovered::Api).await? {
+    if let Some(registry) = registry {
         let what = format!(
             "the running API tasks to be HEALTHY in Cloud Map {}",
             d.names.api_host()
         );
         let healthy = poll_until(&what, d.limit(limit), Duration::from_secs(3), || async {
             let running = services::running_task_ids(d, &d.names.api_service).await?;
-            let health = discovery::instance_health(d, &registry).await?;
+            let health = discovery::instance_health(d, registry).await?;
             let waiting = running
                 .iter()
                 .filter(|task| health.get(*task).map(String::as_str) != Some("HEALTHY"))

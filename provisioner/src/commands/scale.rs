@@ -10,6 +10,7 @@ use crate::commands::watch;
 use crate::commands::{Cost, Report};
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment};
+use crate::resources::discovery::{self, Discovered};
 use crate::resources::{cluster, ecr, efs, gateway, log_group, services};
 use crate::watch::Goal;
 
@@ -285,7 +286,9 @@ pub async fn start(
     .await?;
     report.wait = Some(api_wait);
     let url = gateway.as_ref().map(|g| g.url.as_str());
-    let ready = crate::commands::ready::wait_ready(d, url, d.limit(limit)).await?;
+    let registry = discovery::find(d, Discovered::Api).await?;
+    let ready =
+        crate::commands::ready::wait_ready(d, registry.as_ref(), url, d.limit(limit)).await?;
     report.notes.extend(ready);
     if let Some(url) = url {
         report

@@ -399,7 +399,9 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         efs::retire_replaced(d, templates, &policy_values, redis_trust, &data).await?;
         report.changes = d.changes();
         report.changed = report.changes.iter().any(|c| c.action.is_change());
-        let ready = commands::ready::wait_ready(d, Some(&gateway.url), d.limit(limit)).await?;
+        let ready =
+            commands::ready::wait_ready(d, Some(&api_registry), Some(&gateway.url), d.limit(limit))
+                .await?;
         report.notes.extend(ready);
     } else {
         report.notes.push(
