@@ -158,7 +158,7 @@ pub async fn stop(d: &Deployment, wait: Option<Duration>) -> Result<Report> {
             .notes
             .push("tasks are stopping (--no-wait); task billing ends when none runs".into());
     }
-    report.costs = still_billed(d).await?;
+    report.costs = still_billed(d, efs::data_size(d).await?.unwrap_or_default()).await?;
     report.notes.push(format!(
         "still billed while stopped: about ${:.2}/month (see costs); `provisioner down` removes it all",
         report.costs.iter().map(|c| c.usd_per_month).sum::<f64>()
@@ -167,8 +167,9 @@ pub async fn stop(d: &Deployment, wait: Option<Duration>) -> Result<Report> {
     Ok(report)
 }
 
-/// What costs money while no task runs.
-pub async fn still_billed(d: &Deployment) -> Result<Vec<Cost>> {
+/// What costs money while no task runs; `data_bytes`: the race data on EFS
+/// ([`efs::data_size`], read by the caller: `status` reports it too).
+pub async fn still_billed(d: &Deployment, data_bytes: i64) -> Result<Vec<Cost>> {
     let names = &d.names;
     let mut image_bytes = 0;
     for repository in [&names.repository, &names.redis_repository] {
@@ -178,7 +179,6 @@ pub async fn still_billed(d: &Deployment) -> Result<Vec<Cost>> {
         .await?
         .and_then(|g| g.stored_bytes())
         .unwrap_or_default();
-    let data_bytes = efs::data_size(d).await?.unwrap_or_default();
     Ok(vec![
         per_request_cost(d),
         Cost {

@@ -141,8 +141,9 @@ pub async fn status(d: &Deployment, events: usize, since: Duration) -> Result<St
             .unwrap_or(1);
         report.api_count = Some(api_count);
         report.running_costs = scale::running_costs(d, api_count);
-        report.stopped_costs = scale::still_billed(d).await?;
         report.data_bytes = crate::resources::efs::data_size(d).await?;
+        report.stopped_costs =
+            scale::still_billed(d, report.data_bytes.unwrap_or_default()).await?;
     }
     report.aws_calls = d.clients.calls.summary();
     Ok(report)
