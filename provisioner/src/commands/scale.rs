@@ -69,6 +69,15 @@ fn round_cents(usd: f64) -> f64 {
     (usd * 100.0).round() / 100.0
 }
 
+/// What `bytes` stored at `usd_per_gb_month` cost a month; `more` ends the basis.
+fn storage_cost(item: String, bytes: i64, usd_per_gb_month: f64, more: &str) -> Cost {
+    Cost {
+        item,
+        usd_per_month: round_cents(bytes as f64 / GIB * usd_per_gb_month),
+        basis: format!("{bytes} bytes at ${usd_per_gb_month}/GB-month{more}"),
+    }
+}
+
 /// The services of the app as they are now; an error when the app is not deployed.
 async fn deployed_services(
     d: &Deployment,
@@ -181,28 +190,27 @@ pub async fn still_billed(d: &Deployment, data_bytes: i64) -> Result<Vec<Cost>> 
         .unwrap_or_default();
     Ok(vec![
         per_request_cost(d),
-        Cost {
-            item: format!("EFS race data ({})", names.file_system),
-            usd_per_month: round_cents(data_bytes as f64 / GIB * EFS_USD_PER_GB_MONTH),
-            basis: format!(
-                "{data_bytes} bytes at ${EFS_USD_PER_GB_MONTH}/GB-month (Standard storage, metered by EFS about hourly); kept by `down`, deleted by `down --delete-data`"
-            ),
-        },
-        Cost {
-            item: format!(
+        storage_cost(
+            format!("EFS race data ({})", names.file_system),
+            data_bytes,
+            EFS_USD_PER_GB_MONTH,
+            " (Standard storage, metered by EFS about hourly); kept by `down`, deleted by `down --delete-data`",
+        ),
+        storage_cost(
+            format!(
                 "ECR images ({}, {})",
                 names.repository, names.redis_repository
             ),
-            usd_per_month: round_cents(image_bytes as f64 / GIB * ECR_USD_PER_GB_MONTH),
-            basis: format!("{image_bytes} bytes at ${ECR_USD_PER_GB_MONTH}/GB-month"),
-        },
-        Cost {
-            item: format!("CloudWatch logs ({})", names.log_group),
-            usd_per_month: round_cents(log_bytes as f64 / GIB * LOGS_USD_PER_GB_MONTH),
-            basis: format!(
-                "{log_bytes} bytes at ${LOGS_USD_PER_GB_MONTH}/GB-month, until the retention expires them"
-            ),
-        },
+            image_bytes,
+            ECR_USD_PER_GB_MONTH,
+            "",
+        ),
+        storage_cost(
+            format!("CloudWatch logs ({})", names.log_group),
+            log_bytes,
+            LOGS_USD_PER_GB_MONTH,
+            ", until the retention expires them",
+        ),
         Cost {
             item: format!(
                 "Cloud Map namespace {} (a Route 53 private hosted zone)",
