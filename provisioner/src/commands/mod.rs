@@ -207,12 +207,7 @@ impl fmt::Display for Report {
             writeln!(f, "HTTPS URL: {endpoint}")?;
         }
         if let Some(domain) = &self.custom_domain {
-            writeln!(
-                f,
-                "custom domain: {} (DNS record to create: {})",
-                domain.url,
-                domain.dns_record()
-            )?;
+            writeln!(f, "{domain}")?;
         }
         for cost in &self.costs {
             writeln!(

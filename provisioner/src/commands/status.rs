@@ -231,12 +231,7 @@ impl fmt::Display for StatusReport {
             )?,
         }
         if let Some(domain) = &self.custom_domain {
-            writeln!(
-                f,
-                "custom domain: {} (DNS record to create: {})",
-                domain.url,
-                domain.dns_record()
-            )?;
+            writeln!(f, "{domain}")?;
         }
         if let Some(count) = self.api_count {
             writeln!(f, "API tasks when running: {count}")?;

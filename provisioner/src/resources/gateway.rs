@@ -11,6 +11,8 @@
 //! the app's API is the one of its name carrying its tags; one of its name without them is
 //! someone else's, and the command stops naming it.
 
+use std::fmt;
+
 use serde::Serialize;
 
 use aws_sdk_apigatewayv2::types::{
@@ -80,6 +82,18 @@ impl CustomDomain {
                 self.name
             ),
         }
+    }
+}
+
+/// The line the text reports of `up`, `start` and `status` show it in.
+impl fmt::Display for CustomDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "custom domain: {} (DNS record to create: {})",
+            self.url,
+            self.dns_record()
+        )
     }
 }
 
