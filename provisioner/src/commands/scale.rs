@@ -295,8 +295,7 @@ pub async fn start(
     report.wait = Some(api_wait);
     let url = gateway.as_ref().map(|g| g.url.as_str());
     let registry = discovery::find(d, Discovered::Api).await?;
-    let ready =
-        crate::commands::ready::wait_ready(d, registry.as_ref(), url, d.limit(limit)).await?;
+    let ready = crate::commands::ready::wait_ready(d, registry.as_ref(), url, limit).await?;
     report.notes.extend(ready);
     if let Some(url) = url {
         report

@@ -400,8 +400,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         report.changes = d.changes();
         report.changed = report.changes.iter().any(|c| c.action.is_change());
         let ready =
-            commands::ready::wait_ready(d, Some(&api_registry), Some(&gateway.url), d.limit(limit))
-                .await?;
+            commands::ready::wait_ready(d, Some(&api_registry), Some(&gateway.url), limit).await?;
         report.notes.extend(ready);
     } else {
         report.notes.push(
