@@ -153,11 +153,16 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     let api_family = templates.api.family(&names.app);
     let redis_family = templates.redis.family(&names.app);
     let service_names = [names.redis_service.as_str(), names.api_service.as_str()];
-    let (net, live_api, live_services, repository_uri, live_link, live_http_api) = tokio::try_join!(
+    let ((net, live_groups), live_api, live_services, repository_uri, live_link, live_http_api) = tokio::try_join!(
         async {
             let net = network::resolve(d, args.vpc.as_deref(), &args.subnets).await?;
-            network::check_unchanged(d, &net).await?;
-            Ok::<_, Error>(net)
+            // The app's groups in the VPC: a group of one of their names there that is not the
+            // app's stops the run here.
+            let ((), live_groups) = tokio::try_join!(
+                network::check_unchanged(d, &net),
+                network::live_groups(d, &net),
+            )?;
+            Ok::<_, Error>((net, live_groups))
         },
         task_definitions::latest(d, &api_family),
         services::describe(d, &service_names),
@@ -185,33 +190,32 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
 
     let network_steps = async {
         let net = &net;
+        let live_groups = &live_groups;
         let ((groups, data), registries) = tokio::try_join!(
             async {
                 // Issue 6: Redis's data on EFS (its file system needs no network), and the
                 // role that may mount it.
-                let (groups, live_groups, file_system) = tokio::try_join!(
+                let (groups, file_system) = tokio::try_join!(
                     async {
-                        let live = network::live_groups(d, net).await?;
                         // Issue 10: the VPC link's group first: the API tasks' group admits it.
                         let link_group =
-                            network::ensure_vpc_link_security_group(d, net, &live).await?;
+                            network::ensure_vpc_link_security_group(d, net, live_groups).await?;
                         let groups = network::ensure_security_groups(
                             d,
                             net,
-                            &live,
+                            live_groups,
                             api_port,
                             redis_port,
                             &link_group,
                             args.allow_cidr.as_deref(),
                         )
                         .await?;
-                        Ok::<_, Error>(((groups, link_group), live))
+                        Ok::<_, Error>((groups, link_group))
                     },
                     efs::ensure_file_system(d),
-                )
-                .map(|((groups, live), fs)| (groups, live, fs))?;
+                )?;
                 let data =
-                    efs::ensure_data(d, net, file_system, &live_groups, &groups.0.redis).await?;
+                    efs::ensure_data(d, net, file_system, live_groups, &groups.0.redis).await?;
                 let role =
                     efs::redis_task_role(d, templates, &policy_values, redis_trust.clone(), &data);
                 iam::ensure_role(d, &role).await?;
