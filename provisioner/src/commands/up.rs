@@ -15,9 +15,9 @@
 //!
 //! The security groups include the VPC link's, which the API tasks' group admits; the
 //! discovery services are `redis` (A) and `api` (SRV, API Gateway's target). The VPC link and
-//! the HTTP API are read with the other resources before the first write, so one of the app's
-//! names that is not the app's, or a link in other subnets, stops the run before it changes
-//! anything.
+//! the HTTP API (and the custom domain, when one is asked for) are read with the other resources
+//! before the first write, so one of the app's names that is not the app's, or a link in other
+//! subnets, stops the run before it changes anything.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -147,13 +147,13 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     };
 
     // Everything that can refuse the run is read and decided before the first write: the
-    // network (and whether it is the app's), what runs now, the HTTPS address's VPC link and
-    // HTTP API (and whether they are the app's), and the service image (built, or the given
-    // one checked). A failed build or a missing image leaves AWS as it was.
+    // network (and whether it is the app's), what runs now, the HTTPS address's VPC link, HTTP
+    // API and custom domain (and whether they are the app's), and the service image (built, or
+    // the given one checked). A failed build or a missing image leaves AWS as it was.
     let api_family = templates.api.family(&names.app);
     let redis_family = templates.redis.family(&names.app);
     let service_names = [names.redis_service.as_str(), names.api_service.as_str()];
-    let ((net, live_groups), live_api, live_services, repository_uri, live_link, live_http_api) = tokio::try_join!(
+    let ((net, live_groups), live_api, live_services, repository_uri, live_link, live_gateway) = tokio::try_join!(
         async {
             let net = network::resolve(d, args.vpc.as_deref(), &args.subnets).await?;
             // The app's groups in the VPC: a group of one of their names there that is not the
@@ -168,7 +168,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         services::describe(d, &service_names),
         ecr::existing_repository_uri(d, &names.repository),
         vpc_link::find(d),
-        gateway::find_api(d),
+        gateway::read(d, args.domain.as_deref()),
     )?;
     services::check_network(&live_services, &net)?;
     vpc_link::check_network(d, live_link.as_ref(), &net)?;
@@ -275,7 +275,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         let link = vpc_link::ensure(d, live_link.as_ref(), &net, &link_group).await?;
         gateway::ensure(
             d,
-            live_http_api.as_ref(),
+            &live_gateway,
             &GatewaySpec {
                 vpc_link_id: link,
                 discovery_arn: api_registry.arn.clone(),

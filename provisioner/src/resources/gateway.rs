@@ -108,6 +108,28 @@ pub fn log_group_arn(d: &Deployment) -> String {
     )
 }
 
+/// The app's HTTP API and the custom domain asked for, as they are now: read with the run's
+/// other reads before its first write, so that one of them that is not the app's stops the run
+/// before anything changes.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    /// The app's HTTP API ([`find_api`]).
+    pub api: Option<Api>,
+    /// The custom domain, when one is asked for and exists.
+    pub domain: Option<DomainName>,
+}
+
+/// Reads the app's HTTP API and, when `domain` is given, that custom domain.
+pub async fn read(d: &Deployment, domain: Option<&str>) -> Result<Live> {
+    let (api, domain) = tokio::try_join!(find_api(d), async {
+        match domain {
+            Some(name) => find_domain(d, name).await,
+            None => Ok(None),
+        }
+    })?;
+    Ok(Live { api, domain })
+}
+
 /// The app's HTTP API, if it exists: the HTTP API of its name carrying its tags. One of its
 /// name without them is someone else's: the command stops and names it.
 pub async fn find_api(d: &Deployment) -> Result<Option<Api>> {
@@ -151,11 +173,10 @@ fn api_url(api: &Api) -> Result<(String, String)> {
 }
 
 /// Creates what is missing and updates what differs: API, integration, route, stage, and the
-/// custom domain and its mapping when asked for. `live`: the API as [`find_api`] read it
-/// (before the run's first write, so a foreign one stops the run before anything changes).
-pub async fn ensure(d: &Deployment, live: Option<&Api>, spec: &GatewaySpec) -> Result<Gateway> {
+/// custom domain and its mapping when asked for. `live`: what [`read`] found.
+pub async fn ensure(d: &Deployment, live: &Live, spec: &GatewaySpec) -> Result<Gateway> {
     let name = &d.names.http_api;
-    let (api_id, url) = match live {
+    let (api_id, url) = match &live.api {
         Some(api) => {
             d.record("http-api", name, Action::Unchanged, None);
             api_url(api)?
@@ -195,7 +216,9 @@ pub async fn ensure(d: &Deployment, live: Option<&Api>, spec: &GatewaySpec) -> R
     ensure_route(d, &api_id, &integration_id).await?;
     ensure_stage(d, &api_id, spec).await?;
     let domain = match &spec.domain {
-        Some((domain, certificate)) => Some(ensure_domain(d, &api_id, domain, certificate).await?),
+        Some((domain, certificate)) => {
+            Some(ensure_domain(d, &api_id, live.domain.as_ref(), domain, certificate).await?)
+        }
         None => None,
     };
     Ok(Gateway {
@@ -500,14 +523,16 @@ fn custom_domain(domain: &DomainName) -> CustomDomain {
     }
 }
 
+/// `live`: the domain `name` as [`find_domain`] read it.
 async fn ensure_domain(
     d: &Deployment,
     api_id: &str,
+    live: Option<&DomainName>,
     name: &str,
     certificate: &str,
 ) -> Result<CustomDomain> {
     let apigateway = &d.clients.apigateway;
-    let domain = match find_domain(d, name).await? {
+    let domain = match live.cloned() {
         Some(domain) => {
             let live_certificate = domain
                 .domain_name_configurations()
