@@ -15,120 +15,12 @@ use crate::support;
 
 use std::collections::BTreeSet;
 
-use support::{ACCOUNT, IMAGE_TAG, Moto, REGION, TestAccount, seed_image};
+use support::{ACCOUNT, IMAGE_TAG, REGION, Sdk, TestAccount, seed_image};
 
 const TOKEN_PARAMETER: &str = "/timing/api-token";
 
 fn token_arn() -> String {
     format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/timing/api-token")
-}
-
-struct Aws {
-    ec2: aws_sdk_ec2::Client,
-    ecs: aws_sdk_ecs::Client,
-    efs: aws_sdk_efs::Client,
-    iam: aws_sdk_iam::Client,
-    ssm: aws_sdk_ssm::Client,
-}
-
-impl Aws {
-    async fn new(moto: &Moto) -> Self {
-        let config = moto.sdk_config().await;
-        Self {
-            ec2: aws_sdk_ec2::Client::new(&config),
-            ecs: aws_sdk_ecs::Client::new(&config),
-            efs: aws_sdk_efs::Client::new(&config),
-            iam: aws_sdk_iam::Client::new(&config),
-            ssm: aws_sdk_ssm::Client::new(&config),
-        }
-    }
-
-    async fn file_systems(&self) -> Vec<aws_sdk_efs::types::FileSystemDescription> {
-        self.efs
-            .describe_file_systems()
-            .creation_token("timing-redis-data")
-            .send()
-            .await
-            .unwrap()
-            .file_systems()
-            .to_vec()
-    }
-
-    async fn mount_targets(&self, fs: &str) -> Vec<aws_sdk_efs::types::MountTargetDescription> {
-        self.efs
-            .describe_mount_targets()
-            .file_system_id(fs)
-            .send()
-            .await
-            .unwrap()
-            .mount_targets()
-            .to_vec()
-    }
-
-    async fn group(&self, name: &str) -> Option<aws_sdk_ec2::types::SecurityGroup> {
-        self.ec2
-            .describe_security_groups()
-            .filters(support::ec2_filter("group-name", name))
-            .send()
-            .await
-            .unwrap()
-            .security_groups()
-            .first()
-            .cloned()
-    }
-
-    /// The token, or `None` when the parameter does not exist.
-    async fn token(&self) -> Option<(String, aws_sdk_ssm::types::ParameterType)> {
-        match self
-            .ssm
-            .get_parameter()
-            .name(TOKEN_PARAMETER)
-            .with_decryption(true)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let p = out.parameter().unwrap();
-                Some((p.value().unwrap().to_owned(), p.r#type().unwrap().clone()))
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_parameter_not_found()) =>
-            {
-                None
-            }
-            Err(e) => panic!("{e:?}"),
-        }
-    }
-
-    async fn task_definition(&self, family: &str) -> aws_sdk_ecs::types::TaskDefinition {
-        self.ecs
-            .describe_task_definition()
-            .task_definition(family)
-            .send()
-            .await
-            .unwrap()
-            .task_definition()
-            .unwrap()
-            .clone()
-    }
-
-    async fn inline_policy(&self, role: &str, name: &str) -> serde_json::Value {
-        let out = self
-            .iam
-            .get_role_policy()
-            .role_name(role)
-            .policy_name(name)
-            .send()
-            .await
-            .unwrap();
-        let text = out.policy_document();
-        provisioner::policy::parse_document(text).unwrap()
-    }
-
-    async fn role_exists(&self, role: &str) -> bool {
-        self.iam.get_role().role_name(role).send().await.is_ok()
-    }
 }
 
 fn change<'a>(report: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
@@ -141,16 +33,9 @@ fn change<'a>(report: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::
 }
 
 /// The default VPC's default subnets' zones (the tasks' subnets).
-async fn task_zones(aws: &Aws) -> BTreeSet<String> {
-    let subnets = aws
-        .ec2
-        .describe_subnets()
-        .filters(support::ec2_filter("default-for-az", "true"))
-        .send()
+async fn task_zones(aws: &Sdk) -> BTreeSet<String> {
+    aws.default_subnets()
         .await
-        .unwrap();
-    subnets
-        .subnets()
         .iter()
         .map(|s| s.availability_zone().unwrap().to_owned())
         .collect()
@@ -162,7 +47,7 @@ async fn task_zones(aws: &Aws) -> BTreeSet<String> {
 async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
     let account = TestAccount::start().await;
     let (proxy, image) = (&account.proxy, account.image.as_str());
-    let aws = Aws::new(&account.moto).await;
+    let aws = Sdk::new(&account.moto).await;
 
     // `plan` on an empty account lists the data and the token, and creates nothing.
     let plan = proxy
@@ -243,15 +128,9 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
     assert_eq!(sources, [redis_group.group_id().unwrap()]);
 
     // The access point: Redis's user, its own directory.
-    let access_points = aws
-        .efs
-        .describe_access_points()
-        .file_system_id(&fs_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(access_points.access_points().len(), 1);
-    let ap = &access_points.access_points()[0];
+    let access_points = aws.access_points(&fs_id).await;
+    assert_eq!(access_points.len(), 1);
+    let ap = &access_points[0];
     let ap_id = ap.access_point_id().unwrap().to_owned();
     let user = ap.posix_user().unwrap();
     assert_eq!((user.uid(), user.gid()), (999, 1000));
@@ -305,7 +184,7 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
     );
 
     // The Redis task role may mount this file system through this access point, nothing else.
-    let policy = aws.inline_policy("timing-redis-task", "efs").await;
+    let policy = aws.role_policy("timing-redis-task", "efs").await;
     let statements = policy["Statement"].as_array().unwrap();
     assert_eq!(statements.len(), 1, "{policy:#}");
     let statement = &statements[0];
@@ -344,22 +223,16 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
     assert_eq!(condition["Bool"]["aws:SecureTransport"], "true");
 
     // The token: a SecureString, tagged, injected by ARN, in no task definition and no output.
-    let (token, kind) = aws.token().await.expect("the token parameter");
-    assert_eq!(kind, aws_sdk_ssm::types::ParameterType::SecureString);
-    assert_eq!(token.len(), 43);
-    let parameter_tags = aws
-        .ssm
-        .list_tags_for_resource()
-        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
-        .resource_id(TOKEN_PARAMETER)
-        .send()
+    // (`secure_string` checks that it is a SecureString.)
+    let token = aws
+        .secure_string(TOKEN_PARAMETER)
         .await
-        .unwrap();
+        .expect("the token parameter");
+    assert_eq!(token.len(), 43);
     assert!(
-        parameter_tags
-            .tag_list()
-            .iter()
-            .any(|t| t.key() == "app" && t.value() == "timing")
+        aws.parameter_tags(TOKEN_PARAMETER)
+            .await
+            .contains(&("app".to_owned(), "timing".to_owned()))
     );
     let api_task = aws.task_definition("timing-api").await;
     let api_container = &api_task.container_definitions()[0];
@@ -394,7 +267,7 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
 
     // The execution role may read exactly that parameter and the named tokens' (issue 11:
     // granted before they exist, so creating one changes no role).
-    let policy = aws.inline_policy("timing-task-execution", "secrets").await;
+    let policy = aws.role_policy("timing-task-execution", "secrets").await;
     assert_eq!(
         policy["Statement"],
         serde_json::json!([{
@@ -416,7 +289,7 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
         .await;
     assert_eq!(proxy.mutating(), Vec::<String>::new());
     assert_eq!(again.json()["changed"], false);
-    assert_eq!(aws.token().await.unwrap().0, token);
+    assert_eq!(aws.secure_string(TOKEN_PARAMETER).await.unwrap(), token);
 
     // A mount target removed by hand is put back, and only that changes.
     let victim = &mount_targets[0];
@@ -459,8 +332,18 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
     assert!(aws.mount_targets(&fs_id).await.is_empty());
     assert!(aws.group("timing-efs").await.is_none());
     assert!(aws.group("timing-redis").await.is_none());
-    assert!(aws.token().await.is_none(), "the token parameter is left");
-    assert!(!aws.role_exists("timing-redis-task").await);
+    assert!(
+        aws.secure_string(TOKEN_PARAMETER).await.is_none(),
+        "the token parameter is left"
+    );
+    assert!(
+        aws.iam
+            .get_role()
+            .role_name("timing-redis-task")
+            .send()
+            .await
+            .is_err()
+    );
 
     // `up` again reattaches the same file system and access point.
     let (image, _) = seed_image(&account.moto, "timing", IMAGE_TAG).await;
@@ -482,7 +365,7 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
         Some(ap_id.as_str())
     );
     assert_eq!(aws.mount_targets(&fs_id).await.len(), zones.len());
-    let new_token = aws.token().await.unwrap().0;
+    let new_token = aws.secure_string(TOKEN_PARAMETER).await.unwrap();
     assert_ne!(
         new_token, token,
         "a new deploy after `down` has a new token"
@@ -527,32 +410,14 @@ async fn race_data_survives_down_and_secrets_stay_out_of_task_definitions() {
 async fn redis_password_is_a_secret_of_both_containers() {
     let account = TestAccount::start().await;
     let (proxy, image) = (&account.proxy, account.image.as_str());
-    let aws = Aws::new(&account.moto).await;
+    let aws = Sdk::new(&account.moto).await;
     let up = proxy
         .provisioner(&["up", "--image", image, "--redis-password", "--no-wait"])
         .expect(0)
         .await;
 
-    let read = |name: &'static str| {
-        let ssm = aws.ssm.clone();
-        async move {
-            let out = ssm
-                .get_parameter()
-                .name(name)
-                .with_decryption(true)
-                .send()
-                .await
-                .unwrap();
-            let p = out.parameter().unwrap();
-            assert_eq!(
-                p.r#type(),
-                Some(&aws_sdk_ssm::types::ParameterType::SecureString)
-            );
-            p.value().unwrap().to_owned()
-        }
-    };
-    let password = read("/timing/redis-password").await;
-    let url = read("/timing/redis-url").await;
+    let password = aws.secure_string("/timing/redis-password").await.unwrap();
+    let url = aws.secure_string("/timing/redis-url").await.unwrap();
     assert_eq!(url, format!("redis://:{password}@redis.timing.local:6379"));
     assert!(!up.stdout.contains(&password) && !up.stderr.contains(&password));
 
@@ -595,9 +460,7 @@ async fn redis_password_is_a_secret_of_both_containers() {
     for shown in [format!("{api_task:?}"), format!("{redis_task:?}")] {
         assert!(!shown.contains(&password));
     }
-    let policy = aws
-        .inline_policy("timing-task-execution", "redis-auth")
-        .await;
+    let policy = aws.role_policy("timing-task-execution", "redis-auth").await;
     assert_eq!(
         policy["Statement"][0]["Resource"],
         serde_json::json!([arn("redis-password"), arn("redis-url")])
@@ -610,7 +473,10 @@ async fn redis_password_is_a_secret_of_both_containers() {
         .expect(0)
         .await;
     assert_eq!(proxy.mutating(), Vec::<String>::new());
-    assert_eq!(read("/timing/redis-password").await, password);
+    assert_eq!(
+        aws.secure_string("/timing/redis-password").await.unwrap(),
+        password
+    );
 
     proxy
         .provisioner(&["down", "--yes", "--delete-data"])

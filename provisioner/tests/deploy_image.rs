@@ -29,7 +29,7 @@ use provisioner::image::{
     Destination, Endpoint, ImageContent, NativeBuild, Registry, RegistryAuth, SilentProgress,
     UploadOptions, build_native, push_image,
 };
-use support::{ACCOUNT, Moto, Provisioner, Proxy, REGION, Run, repo_root, seed_image};
+use support::{ACCOUNT, Moto, Provisioner, Proxy, REGION, Run, Sdk, repo_root, seed_image};
 
 /// moto's ECR password for its dummy account (what GetAuthorizationToken decodes to).
 const MOTO_PASSWORD: &str = "123456789012-auth-token";
@@ -133,14 +133,8 @@ fn upload_requests(registry: &TestRegistry) -> usize {
 }
 
 /// The container image and revision of the latest task definition of `family`.
-async fn task_image(ecs: &aws_sdk_ecs::Client, family: &str) -> (String, i32) {
-    let out = ecs
-        .describe_task_definition()
-        .task_definition(family)
-        .send()
-        .await
-        .unwrap();
-    let task = out.task_definition().unwrap();
+async fn task_image(sdk: &Sdk, family: &str) -> (String, i32) {
+    let task = sdk.task_definition(family).await;
     (
         task.container_definitions()[0].image().unwrap().to_owned(),
         task.revision(),
@@ -269,18 +263,10 @@ async fn native_build_is_pushed_and_deployed_by_digest_and_a_second_up_changes_n
         assert!(reader.blob_exists(&blob.digest).await.unwrap(), "{blob:?}");
     }
 
-    let config = moto.sdk_config().await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let (api_image, revision) = task_image(&ecs, "timing-api").await;
+    let sdk = Sdk::new(&moto).await;
+    let (api_image, revision) = task_image(&sdk, "timing-api").await;
     assert_eq!(api_image, format!("{}@{digest}", ecr_uri("timing/api")));
-    let services = ecs
-        .describe_services()
-        .cluster("timing")
-        .services("api")
-        .send()
-        .await
-        .unwrap();
-    let api = &services.services()[0];
+    let api = sdk.service("api").await;
     assert_eq!(api.status(), Some("ACTIVE"));
     assert!(
         api.task_definition()
@@ -314,7 +300,7 @@ async fn native_build_is_pushed_and_deployed_by_digest_and_a_second_up_changes_n
         proxy.mutating()
     );
     assert_eq!(
-        task_image(&ecs, "timing-api").await,
+        task_image(&sdk, "timing-api").await,
         (api_image.clone(), revision)
     );
 
@@ -340,7 +326,7 @@ async fn native_build_is_pushed_and_deployed_by_digest_and_a_second_up_changes_n
         proxy.mutating()
     );
     assert!(ecs_deploy_calls(&proxy).is_empty());
-    assert_eq!(task_image(&ecs, "timing-api").await, (api_image, revision));
+    assert_eq!(task_image(&sdk, "timing-api").await, (api_image, revision));
 }
 
 /// `--image <own repo>:does-not-exist` on an empty account: exit 1 naming the image, and no
@@ -440,18 +426,17 @@ async fn mirror_redis_deploys_the_copy_in_the_app_repository_by_digest() {
             .any(|n| n.as_str().unwrap().contains(&expected)),
         "{report:#}"
     );
-    let config = moto.sdk_config().await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let ecr = aws_sdk_ecr::Client::new(&config);
-    let (redis_task_image, redis_revision) = task_image(&ecs, "timing-redis").await;
+    let sdk = Sdk::new(&moto).await;
+    let (redis_task_image, redis_revision) = task_image(&sdk, "timing-redis").await;
     assert_eq!(redis_task_image, expected);
-    let (api_task_image, _) = task_image(&ecs, "timing-api").await;
+    let (api_task_image, _) = task_image(&sdk, "timing-api").await;
     assert_eq!(
         api_task_image,
         format!("{}@{api_digest}", ecr_uri("timing/api"))
     );
     // The app's ECR repository for the copy exists (the task definition names it).
-    let repos = ecr
+    let repos = sdk
+        .ecr
         .describe_repositories()
         .repository_names("timing/redis")
         .send()
@@ -506,7 +491,7 @@ async fn mirror_redis_deploys_the_copy_in_the_app_repository_by_digest() {
         proxy.mutating()
     );
     assert_eq!(
-        task_image(&ecs, "timing-redis").await,
+        task_image(&sdk, "timing-redis").await,
         (expected, redis_revision)
     );
 }

@@ -5,7 +5,7 @@
 use aws_sdk_ec2::types::{IpPermission, Ipv6Range, PrefixListId};
 use serde_json::Value;
 
-use crate::support::{self, Moto, TestAccount};
+use crate::support::{Sdk, TestAccount};
 
 /// A policy as AWS may give it back: one-element lists as plain strings, one statement as an
 /// object instead of a list, and other white space.
@@ -33,24 +33,18 @@ async fn policies_given_back_in_another_form_are_not_drift() {
         .expect(0)
         .await;
 
-    let config = moto.sdk_config().await;
-    let iam = aws_sdk_iam::Client::new(&config);
+    let sdk = Sdk::new(&moto).await;
+    let iam = &sdk.iam;
     let parse = |text: &str| provisioner::policy::parse_document(text).unwrap();
     for (role, policy) in [
         ("timing-task-execution", "secrets"),
         ("timing-redis-task", "efs"),
     ] {
-        let live = iam
-            .get_role_policy()
-            .role_name(role)
-            .policy_name(policy)
-            .send()
-            .await
-            .unwrap();
+        let live = sdk.role_policy(role, policy).await;
         iam.put_role_policy()
             .role_name(role)
             .policy_name(policy)
-            .policy_document(another_form(&parse(live.policy_document())))
+            .policy_document(another_form(&live))
             .send()
             .await
             .unwrap();
@@ -63,16 +57,8 @@ async fn policies_given_back_in_another_form_are_not_drift() {
             .await
             .unwrap();
     }
-    let efs = aws_sdk_efs::Client::new(&config);
-    let fs = efs
-        .describe_file_systems()
-        .creation_token("timing-redis-data")
-        .send()
-        .await
-        .unwrap()
-        .file_systems()[0]
-        .file_system_id()
-        .to_owned();
+    let efs = &sdk.efs;
+    let fs = sdk.file_systems().await[0].file_system_id().to_owned();
     let policy = efs
         .describe_file_system_policy()
         .file_system_id(&fs)
@@ -85,7 +71,7 @@ async fn policies_given_back_in_another_form_are_not_drift() {
         .send()
         .await
         .unwrap();
-    let ecr = aws_sdk_ecr::Client::new(&config);
+    let ecr = &sdk.ecr;
     let lifecycle = ecr
         .get_lifecycle_policy()
         .repository_name("timing/api")
@@ -154,25 +140,15 @@ async fn security_group_rules_converge_with_ipv6_ranges_and_prefix_lists() {
         .expect(0)
         .await;
 
-    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config().await);
-    let api_group = || async {
-        ec2.describe_security_groups()
-            .filters(support::ec2_filter("group-name", "timing-api"))
-            .send()
-            .await
-            .unwrap()
-            .security_groups()[0]
-            .clone()
-    };
+    let sdk = Sdk::new(&moto).await;
+    let ec2 = &sdk.ec2;
+    let api_group = || async { sdk.group("timing-api").await.unwrap() };
     let group_id = api_group().await.group_id().unwrap().to_owned();
     // Issue 10: the API port's one wanted rule admits the VPC link's group.
-    let link_group = ec2
-        .describe_security_groups()
-        .filters(support::ec2_filter("group-name", "timing-vpc-link"))
-        .send()
+    let link_group = sdk
+        .group("timing-vpc-link")
         .await
         .unwrap()
-        .security_groups()[0]
         .group_id()
         .unwrap()
         .to_owned();
@@ -238,48 +214,6 @@ async fn security_group_rules_converge_with_ipv6_ranges_and_prefix_lists() {
     assert_eq!(proxy.mutating(), Vec::<String>::new());
 }
 
-/// A new VPC with one subnet; DNS hostnames on (as `--vpc` needs them) when `dns`.
-async fn other_vpc(moto: &Moto, cidr: &str, dns: bool) -> (String, String) {
-    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config().await);
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block(format!("{cidr}.0.0/16"))
-        .send()
-        .await
-        .unwrap()
-        .vpc()
-        .unwrap()
-        .vpc_id()
-        .unwrap()
-        .to_owned();
-    if dns {
-        ec2.modify_vpc_attribute()
-            .vpc_id(&vpc)
-            .enable_dns_hostnames(
-                aws_sdk_ec2::types::AttributeBooleanValue::builder()
-                    .value(true)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc)
-        .cidr_block(format!("{cidr}.1.0/24"))
-        .availability_zone("eu-north-1a")
-        .send()
-        .await
-        .unwrap()
-        .subnet()
-        .unwrap()
-        .subnet_id()
-        .unwrap()
-        .to_owned();
-    (vpc, subnet)
-}
-
 /// Moving a deployed app to another VPC or to other subnets, or deploying into a VPC without
 /// DNS hostnames, is refused with what to do instead, before any write.
 #[tokio::test]
@@ -291,16 +225,12 @@ async fn a_network_the_app_cannot_use_or_move_to_is_refused() {
         .provisioner(&["up", "--image", &image, "--no-wait"])
         .expect(0)
         .await;
-    let (vpc, subnet) = other_vpc(&moto, "10.30", true).await;
-    let (no_dns_vpc, no_dns_subnet) = other_vpc(&moto, "10.40", false).await;
-    let default_subnet = aws_sdk_ecs::Client::new(&moto.sdk_config().await)
-        .describe_services()
-        .cluster("timing")
-        .services("api")
-        .send()
+    let sdk = Sdk::new(&moto).await;
+    let (vpc, subnets) = sdk.create_vpc("10.30", true, &["eu-north-1a"]).await;
+    let (no_dns_vpc, no_dns_subnets) = sdk.create_vpc("10.40", false, &["eu-north-1a"]).await;
+    let default_subnet = sdk
+        .service("api")
         .await
-        .unwrap()
-        .services()[0]
         .network_configuration()
         .unwrap()
         .awsvpc_configuration()
@@ -311,7 +241,7 @@ async fn a_network_the_app_cannot_use_or_move_to_is_refused() {
     proxy.clear();
     let cases: [(Vec<&str>, &str); 3] = [
         (
-            vec!["--vpc", &vpc, "--subnets", &subnet],
+            vec!["--vpc", &vpc, "--subnets", &subnets[0]],
             "is deployed in VPC",
         ),
         (vec!["--subnets", &default_subnet], "runs in subnets"),
@@ -322,7 +252,7 @@ async fn a_network_the_app_cannot_use_or_move_to_is_refused() {
                 "--vpc",
                 &no_dns_vpc,
                 "--subnets",
-                &no_dns_subnet,
+                &no_dns_subnets[0],
             ],
             "enableDnsHostnames off",
         ),

@@ -10,7 +10,7 @@
 //! link is AVAILABLE at once and holds no network interfaces (the proxy stands in for their
 //! hold on the link's group, `support::aws_rules`), and its ECS registers no task in Cloud Map.
 
-use crate::support::{self, Data, Moto, Proxy, TestAccount, assert_nothing_left, seed_image};
+use crate::support::{Data, Moto, Proxy, Sdk, TestAccount, assert_nothing_left, seed_image};
 
 const CERTIFICATE: &str = "arn:aws:acm:eu-north-1:123456789012:certificate/0a1b2c3d";
 
@@ -58,25 +58,18 @@ async fn up_wires_the_https_url_over_a_vpc_link_to_the_cloud_map_api_service() {
         .expect_code(0)
         .json();
 
-    let config = moto.sdk_config().await;
-    let apigateway = aws_sdk_apigatewayv2::Client::new(&config);
-    let discovery = aws_sdk_servicediscovery::Client::new(&config);
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let sdk = Sdk::new(&moto).await;
+    let apigateway = &sdk.apigateway;
 
     // Cloud Map `api`: SRV records with a short TTL, health reported by ECS.
-    let services = discovery.list_services().send().await.unwrap();
-    let api_discovery = services
-        .services()
-        .iter()
-        .find(|s| s.name() == Some("api"))
-        .expect("Cloud Map service api");
+    let api_discovery = sdk.discovery_service("api").await;
     let record = &api_discovery.dns_config().unwrap().dns_records()[0];
     assert_eq!(
         (record.r#type(), record.ttl()),
         (&aws_sdk_servicediscovery::types::RecordType::Srv, 10)
     );
-    let api_discovery = discovery
+    let api_discovery = sdk
+        .discovery
         .get_service()
         .id(api_discovery.id().unwrap())
         .send()
@@ -87,14 +80,8 @@ async fn up_wires_the_https_url_over_a_vpc_link_to_the_cloud_map_api_service() {
     let discovery_arn = api_discovery.arn().unwrap();
 
     // ECS registers the API tasks there by container and port.
-    let ecs_services = ecs
-        .describe_services()
-        .cluster("timing")
-        .services("api")
-        .send()
-        .await
-        .unwrap();
-    let registry = &ecs_services.services()[0].service_registries()[0];
+    let api_service = sdk.service("api").await;
+    let registry = &api_service.service_registries()[0];
     assert_eq!(
         (
             registry.registry_arn(),
@@ -116,31 +103,16 @@ async fn up_wires_the_https_url_over_a_vpc_link_to_the_cloud_map_api_service() {
         link.vpc_link_status(),
         Some(&aws_sdk_apigatewayv2::types::VpcLinkStatus::Available)
     );
-    let groups = ec2
-        .describe_security_groups()
-        .filters(support::ec2_filter("tag:app", "timing"))
-        .send()
+    let link_group = sdk
+        .app_group("timing-vpc-link")
         .await
-        .unwrap();
-    let group_id = |name: &str| {
-        groups
-            .security_groups()
-            .iter()
-            .find(|g| g.group_name() == Some(name))
-            .and_then(|g| g.group_id())
-            .unwrap()
-            .to_owned()
-    };
-    let link_group = group_id("timing-vpc-link");
+        .group_id()
+        .unwrap()
+        .to_owned();
     assert_eq!(link.security_group_ids(), std::slice::from_ref(&link_group));
-    let default_subnets = ec2
-        .describe_subnets()
-        .filters(support::ec2_filter("default-for-az", "true"))
-        .send()
+    let mut expected: Vec<String> = sdk
+        .default_subnets()
         .await
-        .unwrap();
-    let mut expected: Vec<String> = default_subnets
-        .subnets()
         .iter()
         .map(|s| s.subnet_id().unwrap().to_owned())
         .collect();
@@ -150,11 +122,7 @@ async fn up_wires_the_https_url_over_a_vpc_link_to_the_cloud_map_api_service() {
     assert_eq!(subnets, expected);
 
     // The API port admits the link's group only: no CIDR.
-    let api_group = groups
-        .security_groups()
-        .iter()
-        .find(|g| g.group_name() == Some("timing-api"))
-        .unwrap();
+    let api_group = sdk.app_group("timing-api").await;
     let sources: Vec<(Option<&str>, Option<i32>)> = api_group
         .ip_permissions()
         .iter()
@@ -302,35 +270,10 @@ async fn the_api_count_survives_stop_and_start_and_the_url_stays() {
         .expect_code(0)
         .json();
     let url = up["endpoint"].as_str().unwrap().to_owned();
-    let config = moto.sdk_config().await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let desired = || async {
-        let out = ecs
-            .describe_services()
-            .cluster("timing")
-            .services("api")
-            .services("redis")
-            .send()
-            .await
-            .unwrap();
-        let count = |name: &str| {
-            out.services()
-                .iter()
-                .find(|s| s.service_name() == Some(name))
-                .unwrap()
-                .desired_count()
-        };
-        (count("api"), count("redis"))
-    };
-    assert_eq!(desired().await, (3, 1));
-    let ec2 = aws_sdk_ec2::Client::new(&config);
-    let groups = ec2
-        .describe_security_groups()
-        .filters(support::ec2_filter("group-name", "timing-api"))
-        .send()
-        .await
-        .unwrap();
-    let cidrs: Vec<&str> = groups.security_groups()[0]
+    let sdk = Sdk::new(&moto).await;
+    assert_eq!(sdk.desired_counts().await, (3, 1));
+    let api_group = sdk.group("timing-api").await.unwrap();
+    let cidrs: Vec<&str> = api_group
         .ip_permissions()
         .iter()
         .flat_map(|p| p.ip_ranges())
@@ -344,10 +287,10 @@ async fn the_api_count_survives_stop_and_start_and_the_url_stays() {
         .run()
         .await
         .expect_code(0);
-    assert_eq!(desired().await, (3, 1));
+    assert_eq!(sdk.desired_counts().await, (3, 1));
 
     proxy.provisioner(&["stop"]).run().await.expect_code(0);
-    assert_eq!(desired().await, (0, 0));
+    assert_eq!(sdk.desired_counts().await, (0, 0));
     let status = proxy
         .provisioner(&["status", "--output", "json"])
         .run()
@@ -363,7 +306,7 @@ async fn the_api_count_survives_stop_and_start_and_the_url_stays() {
         .await
         .expect_code(0)
         .json();
-    assert_eq!(desired().await, (3, 1));
+    assert_eq!(sdk.desired_counts().await, (3, 1));
     assert_eq!(start["endpoint"], url.as_str());
     assert!(
         start["costs"][0]["item"]
@@ -380,14 +323,14 @@ async fn the_api_count_survives_stop_and_start_and_the_url_stays() {
         .stdout;
     assert!(text.contains(&format!("HTTPS URL: {url}")), "{text}");
     assert!(!text.contains("changes on every start"), "{text}");
-    assert_eq!(desired().await, (2, 1));
+    assert_eq!(sdk.desired_counts().await, (2, 1));
     proxy.provisioner(&["stop"]).run().await.expect_code(0);
     proxy
         .provisioner(&["start", "--no-wait"])
         .run()
         .await
         .expect_code(0);
-    assert_eq!(desired().await, (2, 1));
+    assert_eq!(sdk.desired_counts().await, (2, 1));
 }
 
 /// `--domain` with `--certificate-arn`: a regional custom domain mapped to the `$default`
@@ -511,8 +454,8 @@ async fn same_named_resources_without_the_app_tags_are_named_and_left_alone() {
     let TestAccount {
         moto, proxy, image, ..
     } = TestAccount::start().await;
-    let config = moto.sdk_config().await;
-    let apigateway = aws_sdk_apigatewayv2::Client::new(&config);
+    let sdk = Sdk::new(&moto).await;
+    let apigateway = &sdk.apigateway;
 
     let foreign = apigateway
         .create_api()
@@ -547,17 +490,11 @@ async fn same_named_resources_without_the_app_tags_are_named_and_left_alone() {
     // `down` removed the repository with the image: push it again.
     let (image, _) = seed_image(&moto, "timing", "0a1b2c3").await;
 
-    let ec2 = aws_sdk_ec2::Client::new(&config);
-    let subnets = ec2
-        .describe_subnets()
-        .filters(support::ec2_filter("default-for-az", "true"))
-        .send()
-        .await
-        .unwrap();
+    let subnets = sdk.default_subnets().await;
     let foreign_link = apigateway
         .create_vpc_link()
         .name("timing")
-        .subnet_ids(subnets.subnets()[0].subnet_id().unwrap())
+        .subnet_ids(subnets[0].subnet_id().unwrap())
         .send()
         .await
         .unwrap();
@@ -599,13 +536,8 @@ async fn same_named_resources_without_the_app_tags_are_named_and_left_alone() {
         .run()
         .await
         .expect_code(0);
-    let discovery = aws_sdk_servicediscovery::Client::new(&config);
-    let services = discovery.list_services().send().await.unwrap();
-    let ours = services
-        .services()
-        .iter()
-        .find(|s| s.name() == Some("api"))
-        .unwrap();
+    let discovery = &sdk.discovery;
+    let ours = sdk.discovery_service("api").await;
     let namespace_id = discovery
         .get_service()
         .id(ours.id().unwrap())

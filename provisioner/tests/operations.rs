@@ -8,28 +8,7 @@
 
 use crate::support;
 
-use support::{Moto, Provisioner, Proxy, TestAccount};
-
-async fn desired_counts(moto: &Moto) -> (i32, i32) {
-    let config = moto.sdk_config().await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let out = ecs
-        .describe_services()
-        .cluster("timing")
-        .services("redis")
-        .services("api")
-        .send()
-        .await
-        .unwrap();
-    let count = |name: &str| {
-        out.services()
-            .iter()
-            .find(|s| s.service_name() == Some(name))
-            .map(|s| s.desired_count())
-            .unwrap()
-    };
-    (count("redis"), count("api"))
-}
+use support::{Moto, Provisioner, Proxy, Sdk, TestAccount};
 
 /// The services named in the recorded UpdateService calls, in order.
 fn updated_services(proxy: &Proxy) -> Vec<String> {
@@ -51,6 +30,7 @@ async fn stop_start_and_status_control_and_report_the_desired_counts() {
     let aws = TestAccount::start().await;
     let proxy = &aws.proxy;
     aws.deploy().await;
+    let sdk = Sdk::new(&aws.moto).await;
 
     let status = proxy
         .provisioner(&["status", "--output", "json"])
@@ -82,7 +62,7 @@ async fn stop_start_and_status_control_and_report_the_desired_counts() {
         .await
         .json();
     assert_eq!(updated_services(proxy), ["api", "redis"]);
-    assert_eq!(desired_counts(&aws.moto).await, (0, 0));
+    assert_eq!(sdk.desired_counts().await, (0, 0));
     assert_eq!(stop["wait"]["goal"], "drained");
     let costs: Vec<&str> = stop["costs"]
         .as_array()
@@ -106,7 +86,7 @@ async fn stop_start_and_status_control_and_report_the_desired_counts() {
         .expect(0)
         .await
         .json();
-    assert_eq!(desired_counts(&aws.moto).await, (0, 0));
+    assert_eq!(sdk.desired_counts().await, (0, 0));
     assert!(
         up["notes"]
             .as_array()
@@ -127,18 +107,18 @@ async fn stop_start_and_status_control_and_report_the_desired_counts() {
         .await
         .json();
     assert_eq!(updated_services(proxy), ["redis", "api"]);
-    assert_eq!(desired_counts(&aws.moto).await, (1, 1));
+    assert_eq!(sdk.desired_counts().await, (1, 1));
     assert_eq!(start["wait"]["goal"], "stable");
     assert!(start["costs"][0]["usd_per_month"].as_f64().unwrap() > 0.0);
 
     // up --start lifts a stopped app.
     proxy.provisioner(&["stop", "--no-wait"]).expect(0).await;
-    assert_eq!(desired_counts(&aws.moto).await, (0, 0));
+    assert_eq!(sdk.desired_counts().await, (0, 0));
     proxy
         .provisioner(&["up", "--keep-image", "--start"])
         .expect(0)
         .await;
-    assert_eq!(desired_counts(&aws.moto).await, (1, 1));
+    assert_eq!(sdk.desired_counts().await, (1, 1));
 }
 
 #[tokio::test]

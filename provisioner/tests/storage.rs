@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Moto, TestAccount};
+use crate::support::{Sdk, TestAccount};
 
 /// DescribeServices answers as while the Redis service drains: still there, one task running.
 fn redis_never_drains(body: &str) -> String {
@@ -27,35 +27,18 @@ fn redis_never_drains(body: &str) -> String {
     answer.to_string()
 }
 
-async fn efs_state(moto: &Moto) -> (usize, usize, usize) {
-    let efs = aws_sdk_efs::Client::new(&moto.sdk_config().await);
-    let file_systems = efs
-        .describe_file_systems()
-        .creation_token("timing-redis-data")
-        .send()
-        .await
-        .unwrap();
-    let Some(fs) = file_systems.file_systems().first() else {
+/// `(1, its mount targets, its access points)` while the file system of Redis's data exists,
+/// `(0, 0, 0)` once it is gone.
+async fn efs_state(sdk: &Sdk) -> (usize, usize, usize) {
+    let Some(fs) = sdk.file_systems().await.into_iter().next() else {
         return (0, 0, 0);
     };
     let id = fs.file_system_id();
-    let mount_targets = efs
-        .describe_mount_targets()
-        .file_system_id(id)
-        .send()
-        .await
-        .unwrap()
-        .mount_targets()
-        .len();
-    let access_points = efs
-        .describe_access_points()
-        .file_system_id(id)
-        .send()
-        .await
-        .unwrap()
-        .access_points()
-        .len();
-    (1, mount_targets, access_points)
+    (
+        1,
+        sdk.mount_targets(id).await.len(),
+        sdk.access_points(id).await.len(),
+    )
 }
 
 /// `down` (with or without `--delete-data`) while Redis's service will not drain: the run
@@ -70,7 +53,8 @@ async fn down_keeps_redis_storage_while_its_service_is_not_gone() {
         .provisioner(&["up", "--image", &image, "--no-wait"])
         .expect(0)
         .await;
-    let (_, mount_targets, access_points) = efs_state(&moto).await;
+    let sdk = Sdk::new(&moto).await;
+    let (_, mount_targets, access_points) = efs_state(&sdk).await;
     assert!(mount_targets > 0 && access_points == 1);
 
     proxy.rewrite("DescribeServices", redis_never_drains);
@@ -91,7 +75,7 @@ async fn down_keeps_redis_storage_while_its_service_is_not_gone() {
             down.stderr
         );
         assert_eq!(
-            efs_state(&moto).await,
+            efs_state(&sdk).await,
             (1, mount_targets, access_points),
             "{args:?} removed storage under a running Redis"
         );
@@ -102,7 +86,7 @@ async fn down_keeps_redis_storage_while_its_service_is_not_gone() {
         .provisioner(&["down", "--yes", "--delete-data"])
         .expect(0)
         .await;
-    assert_eq!(efs_state(&moto).await, (0, 0, 0));
+    assert_eq!(efs_state(&sdk).await, (0, 0, 0));
 }
 
 /// A replaced access point (another owner here) stays, and the Redis role and the file
@@ -118,25 +102,10 @@ async fn a_replaced_access_point_stays_until_the_new_redis_revision_is_stable() 
         .await;
 
     // The access point as an older provisioner made it: root's files, under `/`.
-    let config = moto.sdk_config().await;
-    let efs = aws_sdk_efs::Client::new(&config);
-    let iam = aws_sdk_iam::Client::new(&config);
-    let fs = efs
-        .describe_file_systems()
-        .creation_token("timing-redis-data")
-        .send()
-        .await
-        .unwrap()
-        .file_systems()[0]
-        .file_system_id()
-        .to_owned();
-    let current = efs
-        .describe_access_points()
-        .file_system_id(&fs)
-        .send()
-        .await
-        .unwrap()
-        .access_points()[0]
+    let sdk = Sdk::new(&moto).await;
+    let efs = &sdk.efs;
+    let fs = sdk.file_systems().await[0].file_system_id().to_owned();
+    let current = sdk.access_points(&fs).await[0]
         .access_point_id()
         .unwrap()
         .to_owned();
@@ -173,27 +142,15 @@ async fn a_replaced_access_point_stays_until_the_new_redis_revision_is_stable() 
         old.access_point_arn().unwrap().to_owned(),
     );
     let access_points = || async {
-        let out = efs
-            .describe_access_points()
-            .file_system_id(&fs)
-            .send()
+        sdk.access_points(&fs)
             .await
-            .unwrap();
-        out.access_points()
             .iter()
             .map(|ap| ap.access_point_arn().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
     let redis_policy = || async {
-        let out = iam
-            .get_role_policy()
-            .role_name("timing-redis-task")
-            .policy_name("efs")
-            .send()
+        sdk.role_policy("timing-redis-task", "efs")
             .await
-            .unwrap();
-        provisioner::policy::parse_document(out.policy_document())
-            .unwrap()
             .to_string()
     };
 

@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    self, ACCOUNT, Data, Moto, Proxy, REGION, TestAccount, assert_matches_output_schema,
+    self, ACCOUNT, Data, Moto, Proxy, REGION, Sdk, TestAccount, assert_matches_output_schema,
 };
 
 const PARAMETER: &str = "/timing/api-tokens";
@@ -23,107 +23,36 @@ fn token_arn() -> String {
     format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/timing/api-token")
 }
 
-/// Clients straight to moto (their calls are not recorded).
-struct Sdk {
-    ssm: aws_sdk_ssm::Client,
-    ecs: aws_sdk_ecs::Client,
+/// The stored list as `(name, token)` pairs; `None` when the parameter does not exist.
+async fn stored_tokens(sdk: &Sdk) -> Option<Vec<(String, String)>> {
+    let list = sdk.secure_string(PARAMETER).await?;
+    Some(
+        list.split(',')
+            .map(|entry| {
+                let (name, token) = entry.split_once(':').unwrap();
+                (name.to_owned(), token.to_owned())
+            })
+            .collect(),
+    )
 }
 
-impl Sdk {
-    async fn new(moto: &Moto) -> Self {
-        let config = moto.sdk_config().await;
-        Self {
-            ssm: aws_sdk_ssm::Client::new(&config),
-            ecs: aws_sdk_ecs::Client::new(&config),
-        }
-    }
-
-    /// The stored list as `(name, token)` pairs; `None` when the parameter does not exist.
-    async fn stored(&self) -> Option<Vec<(String, String)>> {
-        let out = self
-            .ssm
-            .get_parameter()
-            .name(PARAMETER)
-            .with_decryption(true)
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_parameter_not_found()) =>
-            {
-                return None;
-            }
-            Err(e) => panic!("{e:?}"),
-        };
-        let parameter = out.parameter().unwrap();
-        assert_eq!(
-            parameter.r#type(),
-            Some(&aws_sdk_ssm::types::ParameterType::SecureString)
-        );
-        Some(
-            parameter
-                .value()
-                .unwrap()
-                .split(',')
-                .map(|entry| {
-                    let (name, token) = entry.split_once(':').unwrap();
-                    (name.to_owned(), token.to_owned())
-                })
-                .collect(),
-        )
-    }
-
-    async fn tags(&self) -> Vec<(String, String)> {
-        let out = self
-            .ssm
-            .list_tags_for_resource()
-            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
-            .resource_id(PARAMETER)
-            .send()
-            .await
-            .unwrap();
-        let mut tags: Vec<(String, String)> = out
-            .tag_list()
-            .iter()
-            .map(|t| (t.key().to_owned(), t.value().to_owned()))
-            .collect();
-        tags.sort();
-        tags
-    }
-
-    /// The revision the api service runs (`timing-api:N`) and its api container's secrets,
-    /// sorted.
-    async fn api(&self) -> (String, Vec<(String, String)>) {
-        let services = self
-            .ecs
-            .describe_services()
-            .cluster("timing")
-            .services("api")
-            .send()
-            .await
-            .unwrap();
-        let arn = services.services()[0].task_definition().unwrap().to_owned();
-        let described = self
-            .ecs
-            .describe_task_definition()
-            .task_definition(&arn)
-            .send()
-            .await
-            .unwrap();
-        let definition = described.task_definition().unwrap();
-        let mut secrets: Vec<(String, String)> = definition.container_definitions()[0]
-            .secrets()
-            .iter()
-            .map(|s| (s.name().to_owned(), s.value_from().to_owned()))
-            .collect();
-        secrets.sort();
-        (
-            format!("{}:{}", definition.family().unwrap(), definition.revision()),
-            secrets,
-        )
-    }
+/// The revision the api service runs (`timing-api:N`) and its api container's secrets,
+/// sorted.
+async fn api_task(sdk: &Sdk) -> (String, Vec<(String, String)>) {
+    let service = sdk.service("api").await;
+    let definition = sdk
+        .task_definition(service.task_definition().unwrap())
+        .await;
+    let mut secrets: Vec<(String, String)> = definition.container_definitions()[0]
+        .secrets()
+        .iter()
+        .map(|s| (s.name().to_owned(), s.value_from().to_owned()))
+        .collect();
+    secrets.sort();
+    (
+        format!("{}:{}", definition.family().unwrap(), definition.revision()),
+        secrets,
+    )
 }
 
 fn names(entries: &[(String, String)]) -> Vec<&str> {
@@ -185,7 +114,7 @@ async fn two_timers_tokens_are_created_rotated_listed_and_revoked_by_name() {
     aws.deploy().await;
     let sdk = Sdk::new(&aws.moto).await;
     assert_eq!(
-        sdk.api().await,
+        api_task(&sdk).await,
         (
             "timing-api:1".to_owned(),
             vec![("TIMING_API_TOKEN".to_owned(), token_arn())]
@@ -208,19 +137,19 @@ async fn two_timers_tokens_are_created_rotated_listed_and_revoked_by_name() {
         (&json!("timer-1"), &json!(true), &json!(false), None),
         "{created:#}"
     );
-    let stored = sdk.stored().await.unwrap();
+    let stored = stored_tokens(&sdk).await.unwrap();
     assert_eq!(names(&stored), ["timer-1"]);
     let timer_1 = token_of(&stored, "timer-1").to_owned();
     assert_eq!(timer_1.len(), 43);
     assert_eq!(
-        sdk.tags().await,
+        sdk.parameter_tags(PARAMETER).await,
         [
             ("app".to_owned(), "timing".to_owned()),
             ("managed-by".to_owned(), "provisioner".to_owned())
         ]
     );
     assert_eq!(
-        sdk.api().await,
+        api_task(&sdk).await,
         ("timing-api:2".to_owned(), with_named_tokens())
     );
     assert_eq!(
@@ -242,7 +171,7 @@ async fn two_timers_tokens_are_created_rotated_listed_and_revoked_by_name() {
         .provisioner(&["token", "--name", "timer-2", "--create"])
         .expect(0)
         .await;
-    let stored = sdk.stored().await.unwrap();
+    let stored = stored_tokens(&sdk).await.unwrap();
     assert_eq!(names(&stored), ["timer-1", "timer-2"]);
     assert_eq!(token_of(&stored, "timer-1"), timer_1);
     let timer_2 = token_of(&stored, "timer-2").to_owned();
@@ -253,7 +182,7 @@ async fn two_timers_tokens_are_created_rotated_listed_and_revoked_by_name() {
             .mutating()
             .contains(&"RegisterTaskDefinition".to_owned())
     );
-    assert_eq!(sdk.api().await.0, "timing-api:2");
+    assert_eq!(api_task(&sdk).await.0, "timing-api:2");
 
     // Created again: kept as it is, nothing changes.
     proxy.clear();
@@ -261,7 +190,7 @@ async fn two_timers_tokens_are_created_rotated_listed_and_revoked_by_name() {
     assert_eq!(kept["changed"], false);
     assert!(notes(&kept).contains("kept"), "{kept:#}");
     assert_eq!(proxy.mutating(), Vec::<String>::new());
-    assert_eq!(sdk.stored().await.unwrap(), stored);
+    assert_eq!(stored_tokens(&sdk).await.unwrap(), stored);
 
     // Printed by name, in text alone on its line, in JSON with its name.
     let printed = proxy
@@ -283,7 +212,7 @@ async fn two_timers_tokens_are_created_rotated_listed_and_revoked_by_name() {
         .await;
     assert_eq!(proxy.mutating(), Vec::<String>::new());
     assert_eq!(
-        sdk.api().await,
+        api_task(&sdk).await,
         ("timing-api:2".to_owned(), with_named_tokens())
     );
     let plan = json(proxy, &["plan", "--keep-image"], 0).await;
@@ -301,7 +230,7 @@ async fn two_timers_tokens_are_created_rotated_listed_and_revoked_by_name() {
     let rotated = json(proxy, &["token", "--name", "timer-1", "--rotate"], 0).await;
     assert_eq!(rotated["rotated"], true);
     assert!(rotated.get("token").is_none());
-    let stored = sdk.stored().await.unwrap();
+    let stored = stored_tokens(&sdk).await.unwrap();
     assert_eq!(names(&stored), ["timer-1", "timer-2"]);
     assert_ne!(token_of(&stored, "timer-1"), timer_1);
     assert_eq!(token_of(&stored, "timer-2"), timer_2);
@@ -347,7 +276,7 @@ async fn two_timers_tokens_are_created_rotated_listed_and_revoked_by_name() {
         (&json!(true), &json!(true))
     );
     assert_eq!(proxy.mutating(), Vec::<String>::new());
-    assert_eq!(sdk.stored().await.unwrap(), stored);
+    assert_eq!(stored_tokens(&sdk).await.unwrap(), stored);
 
     // Revoked: out of the list, the tasks replaced; revoked again: nothing to do.
     proxy.clear();
@@ -355,7 +284,7 @@ async fn two_timers_tokens_are_created_rotated_listed_and_revoked_by_name() {
         .provisioner(&["token", "--name", "timer-1", "--revoke"])
         .expect(0)
         .await;
-    assert_eq!(names(&sdk.stored().await.unwrap()), ["timer-2"]);
+    assert_eq!(names(&stored_tokens(&sdk).await.unwrap()), ["timer-2"]);
     assert_eq!(api_updates(proxy), [(None, true)]);
     proxy.clear();
     let again = json(proxy, &["token", "--name", "timer-1", "--revoke"], 0).await;
@@ -370,9 +299,9 @@ async fn two_timers_tokens_are_created_rotated_listed_and_revoked_by_name() {
         .provisioner(&["token", "--name", "timer-2", "--revoke"])
         .expect(0)
         .await;
-    assert_eq!(sdk.stored().await, None);
+    assert_eq!(stored_tokens(&sdk).await, None);
     assert_eq!(
-        sdk.api().await,
+        api_task(&sdk).await,
         (
             "timing-api:3".to_owned(),
             vec![("TIMING_API_TOKEN".to_owned(), token_arn())]
@@ -470,22 +399,14 @@ async fn an_interrupted_change_is_finished_a_concurrent_one_reported_and_down_re
     let stopped = json(proxy, &["token", "--name", "timer-3", "--create"], 0).await;
     assert!(notes(&stopped).contains("stopped"), "{stopped:#}");
     assert_eq!(
-        sdk.api().await,
+        api_task(&sdk).await,
         ("timing-api:4".to_owned(), with_named_tokens())
     );
     assert_eq!(
         api_updates(proxy),
         [(Some("timing-api:4".to_owned()), true)]
     );
-    let services = sdk
-        .ecs
-        .describe_services()
-        .cluster("timing")
-        .services("api")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(services.services()[0].desired_count(), 0);
+    assert_eq!(sdk.service("api").await.desired_count(), 0);
 
     // `down` deletes it with everything else.
     let down = json(proxy, &["down", "--yes", "--delete-data"], 0).await;
@@ -497,7 +418,7 @@ async fn an_interrupted_change_is_finished_a_concurrent_one_reported_and_down_re
             .any(|c| c["name"] == PARAMETER && c["action"] == "delete"),
         "{down:#}"
     );
-    assert_eq!(sdk.stored().await, None);
+    assert_eq!(stored_tokens(&sdk).await, None);
     support::assert_nothing_left(&aws.moto, "timing", Data::Deleted).await;
 }
 
@@ -606,7 +527,7 @@ async fn a_foreign_tokens_parameter_is_neither_adopted_nor_deleted() {
         assert!(!refused.stdout.contains(&theirs) && !refused.stderr.contains(&theirs));
     }
     assert_eq!(proxy.mutating(), Vec::<String>::new());
-    assert_eq!(sdk.api().await.0, "timing-api:1");
+    assert_eq!(api_task(&sdk).await.0, "timing-api:1");
 
     let down = proxy.provisioner(&["down", "--yes"]).expect(1).await;
     assert!(down.stderr.contains(refusal), "{}", down.stderr);
@@ -621,7 +542,7 @@ async fn a_foreign_tokens_parameter_is_neither_adopted_nor_deleted() {
         "{deleted:?}"
     );
     assert_eq!(
-        sdk.stored().await,
+        stored_tokens(&sdk).await,
         Some(vec![("someone".to_owned(), "s".repeat(43))])
     );
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use super::{app_groups, default_vpc, has_app_tags, redis_discovery_service, tag_map};
-use crate::support::{ACCOUNT, TestAccount, copy_of_files};
+use super::{has_app_tags, tag_map};
+use crate::support::{ACCOUNT, Sdk, TestAccount, copy_of_files};
 
 const REPOSITORY_URI: &str = "123456789012.dkr.ecr.eu-north-1.amazonaws.com/timing/api";
 
@@ -71,10 +71,11 @@ async fn plan_mutates_nothing_and_up_reports_every_resource_it_creates() {
 async fn the_api_is_open_on_8080_to_the_vpc_link_only_and_redis_only_to_the_api() {
     let aws = TestAccount::start().await;
     aws.deploy().await;
-    let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config().await);
+    let sdk = Sdk::new(&aws.moto).await;
 
-    let (api_group, redis_group) = app_groups(&ec2).await;
-    assert_eq!(api_group.vpc_id(), Some(default_vpc(&ec2).await.as_str()));
+    let api_group = sdk.app_group("timing-api").await;
+    let redis_group = sdk.app_group("timing-redis").await;
+    assert_eq!(api_group.vpc_id(), Some(sdk.default_vpc().await.as_str()));
     let api_rules = api_group.ip_permissions();
     assert_eq!(api_rules.len(), 1);
     assert_eq!(
@@ -89,15 +90,10 @@ async fn the_api_is_open_on_8080_to_the_vpc_link_only_and_redis_only_to_the_api(
         api_rules[0].ip_ranges().is_empty() && api_rules[0].ipv6_ranges().is_empty(),
         "no CIDR without --allow-cidr"
     );
-    let link_groups = ec2
-        .describe_security_groups()
-        .filters(crate::support::ec2_filter("group-name", "timing-vpc-link"))
-        .send()
-        .await
-        .unwrap();
+    let link_group = sdk.group("timing-vpc-link").await.unwrap();
     assert_eq!(
         api_rules[0].user_id_group_pairs()[0].group_id(),
-        link_groups.security_groups()[0].group_id()
+        link_group.group_id()
     );
     let redis_rules = redis_group.ip_permissions();
     assert_eq!(redis_rules.len(), 1);
@@ -121,16 +117,10 @@ async fn the_api_is_open_on_8080_to_the_vpc_link_only_and_redis_only_to_the_api(
 async fn redis_has_a_short_lived_dns_name_in_a_private_namespace_of_the_vpc() {
     let aws = TestAccount::start().await;
     aws.deploy().await;
-    let config = aws.sdk_config().await;
-    let discovery = aws_sdk_servicediscovery::Client::new(&config);
-    let default_vpc = default_vpc(&aws_sdk_ec2::Client::new(&config)).await;
+    let sdk = Sdk::new(&aws.moto).await;
+    let default_vpc = sdk.default_vpc().await;
 
-    let namespaces = discovery.list_namespaces().send().await.unwrap();
-    let namespace = namespaces
-        .namespaces()
-        .iter()
-        .find(|n| n.name() == Some("timing.local"))
-        .unwrap();
+    let namespace = sdk.namespace("timing.local").await;
     assert_eq!(
         namespace.r#type(),
         Some(&aws_sdk_servicediscovery::types::NamespaceType::DnsPrivate)
@@ -148,7 +138,7 @@ async fn redis_has_a_short_lived_dns_name_in_a_private_namespace_of_the_vpc() {
         "{}",
         create_namespace.body
     );
-    let redis_discovery = redis_discovery_service(&discovery).await;
+    let redis_discovery = sdk.discovery_service("redis").await;
     let record = &redis_discovery.dns_config().unwrap().dns_records()[0];
     assert_eq!(
         (record.r#type(), record.ttl()),
@@ -163,13 +153,13 @@ async fn redis_has_a_short_lived_dns_name_in_a_private_namespace_of_the_vpc() {
 async fn both_services_run_on_fargate_in_a_tagged_cluster_with_their_own_groups() {
     let aws = TestAccount::start().await;
     aws.deploy().await;
-    let config = aws.sdk_config().await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let (api_group, redis_group) = app_groups(&aws_sdk_ec2::Client::new(&config)).await;
-    let redis_discovery =
-        redis_discovery_service(&aws_sdk_servicediscovery::Client::new(&config)).await;
+    let sdk = Sdk::new(&aws.moto).await;
+    let api_group = sdk.app_group("timing-api").await;
+    let redis_group = sdk.app_group("timing-redis").await;
+    let redis_discovery = sdk.discovery_service("redis").await;
 
-    let clusters = ecs
+    let clusters = sdk
+        .ecs
         .describe_clusters()
         .clusters("timing")
         .include(aws_sdk_ecs::types::ClusterField::Tags)
@@ -187,29 +177,14 @@ async fn both_services_run_on_fargate_in_a_tagged_cluster_with_their_own_groups(
         ),
         "timing"
     ));
-    let services = ecs
-        .describe_services()
-        .cluster("timing")
-        .services("redis")
-        .services("api")
-        .send()
-        .await
-        .unwrap();
-    let service = |name: &str| {
-        services
-            .services()
-            .iter()
-            .find(|s| s.service_name() == Some(name))
-            .unwrap()
-            .clone()
-    };
-    let (redis, api) = (service("redis"), service("api"));
+    let services = sdk.services(&["redis", "api"]).await;
+    let (redis, api) = (&services[0], &services[1]);
     assert_eq!(
         redis.service_registries()[0].registry_arn(),
         redis_discovery.arn()
     );
     assert_eq!(api.service_registries().len(), 1);
-    for (svc, group) in [(&redis, &redis_group), (&api, &api_group)] {
+    for (svc, group) in [(redis, &redis_group), (api, &api_group)] {
         assert_eq!(
             svc.launch_type(),
             Some(&aws_sdk_ecs::types::LaunchType::Fargate)
@@ -238,15 +213,9 @@ async fn both_services_run_on_fargate_in_a_tagged_cluster_with_their_own_groups(
 async fn task_definitions_name_the_image_by_digest_and_redis_by_its_dns_name() {
     let aws = TestAccount::start().await;
     aws.deploy().await;
-    let ecs = aws_sdk_ecs::Client::new(&aws.sdk_config().await);
+    let sdk = Sdk::new(&aws.moto).await;
 
-    let api_task = ecs
-        .describe_task_definition()
-        .task_definition("timing-api")
-        .send()
-        .await
-        .unwrap();
-    let api_task = api_task.task_definition().unwrap();
+    let api_task = sdk.task_definition("timing-api").await;
     let container = &api_task.container_definitions()[0];
     assert_eq!(
         container.image(),
@@ -269,16 +238,8 @@ async fn task_definitions_name_the_image_by_digest_and_redis_by_its_dns_name() {
         api_task.task_role_arn(),
         Some(format!("arn:aws:iam::{ACCOUNT}:role/timing-api-task").as_str())
     );
-    let redis_task = ecs
-        .describe_task_definition()
-        .task_definition("timing-redis")
-        .send()
-        .await
-        .unwrap();
-    let redis_container = &redis_task
-        .task_definition()
-        .unwrap()
-        .container_definitions()[0];
+    let redis_task = sdk.task_definition("timing-redis").await;
+    let redis_container = &redis_task.container_definitions()[0];
     assert_eq!(
         redis_container.command(),
         [
@@ -478,29 +439,15 @@ async fn a_changed_task_definition_makes_one_revision_and_one_service_update() {
     let mut mutating = aws.proxy.mutating();
     mutating.sort();
     assert_eq!(mutating, ["RegisterTaskDefinition", "UpdateService"]);
-    let ecs = aws_sdk_ecs::Client::new(&aws.sdk_config().await);
-    let api = ecs
-        .describe_services()
-        .cluster("timing")
-        .services("api")
-        .send()
-        .await
-        .unwrap();
+    let services = Sdk::new(&aws.moto).await.services(&["api", "redis"]).await;
     assert!(
-        api.services()[0]
+        services[0]
             .task_definition()
             .unwrap()
             .ends_with("timing-api:2")
     );
-    let redis = ecs
-        .describe_services()
-        .cluster("timing")
-        .services("redis")
-        .send()
-        .await
-        .unwrap();
     assert!(
-        redis.services()[0]
+        services[1]
             .task_definition()
             .unwrap()
             .ends_with("timing-redis:1")

@@ -16,8 +16,6 @@ mod teardown;
 
 use std::collections::BTreeSet;
 
-use crate::support;
-
 /// Tags as a set of `(key, value)` pairs.
 fn tag_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeSet<(String, String)> {
     pairs
@@ -30,54 +28,4 @@ fn tag_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeSet<
 fn has_app_tags(tags: &BTreeSet<(String, String)>, app: &str) -> bool {
     tags.contains(&("app".to_owned(), app.to_owned()))
         && tags.contains(&("managed-by".to_owned(), "provisioner".to_owned()))
-}
-
-/// The ID of the region's default VPC.
-async fn default_vpc(ec2: &aws_sdk_ec2::Client) -> String {
-    ec2.describe_vpcs()
-        .filters(support::ec2_filter("isDefault", "true"))
-        .send()
-        .await
-        .unwrap()
-        .vpcs()[0]
-        .vpc_id()
-        .unwrap()
-        .to_owned()
-}
-
-/// The security groups `timing-api` and `timing-redis`, found by the app's tag.
-async fn app_groups(
-    ec2: &aws_sdk_ec2::Client,
-) -> (
-    aws_sdk_ec2::types::SecurityGroup,
-    aws_sdk_ec2::types::SecurityGroup,
-) {
-    let groups = ec2
-        .describe_security_groups()
-        .filters(support::ec2_filter("tag:app", "timing"))
-        .send()
-        .await
-        .unwrap();
-    let group = |name: &str| {
-        groups
-            .security_groups()
-            .iter()
-            .find(|g| g.group_name() == Some(name))
-            .unwrap()
-            .clone()
-    };
-    (group("timing-api"), group("timing-redis"))
-}
-
-/// The Cloud Map service `redis`.
-async fn redis_discovery_service(
-    discovery: &aws_sdk_servicediscovery::Client,
-) -> aws_sdk_servicediscovery::types::ServiceSummary {
-    let services = discovery.list_services().send().await.unwrap();
-    services
-        .services()
-        .iter()
-        .find(|s| s.name() == Some("redis"))
-        .unwrap()
-        .clone()
 }

@@ -1,7 +1,7 @@
 //! `down`: everything of one app goes and nothing of another, in the order AWS enforces, and
 //! an interrupted `up` or `down` is finished by the next run.
 
-use crate::support::{self, Data, TestAccount, assert_nothing_left, seed_image};
+use crate::support::{self, Data, Sdk, TestAccount, assert_nothing_left, seed_image};
 
 /// `down` removes everything of one app and nothing of another deployed beside it (in
 /// its own VPC, given with --vpc/--subnets); a second `down` succeeds, says nothing is left
@@ -10,40 +10,12 @@ use crate::support::{self, Data, TestAccount, assert_nothing_left, seed_image};
 async fn down_removes_one_app_and_leaves_the_other() {
     let aws = TestAccount::start().await;
     let proxy = &aws.proxy;
-    let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config().await);
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.20.0.0/16")
-        .send()
+    // The other app's VPC: DNS hostnames on (its private DNS namespace needs them), a subnet
+    // in each of two zones.
+    let (vpc_id, subnets) = Sdk::new(&aws.moto)
         .await
-        .unwrap();
-    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
-    // A private DNS namespace needs DNS hostnames (a default VPC has them on, a new one not).
-    ec2.modify_vpc_attribute()
-        .vpc_id(&vpc_id)
-        .enable_dns_hostnames(
-            aws_sdk_ec2::types::AttributeBooleanValue::builder()
-                .value(true)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let mut subnets = Vec::new();
-    for (cidr, zone) in [
-        ("10.20.1.0/24", "eu-north-1a"),
-        ("10.20.2.0/24", "eu-north-1b"),
-    ] {
-        let subnet = ec2
-            .create_subnet()
-            .vpc_id(&vpc_id)
-            .cidr_block(cidr)
-            .availability_zone(zone)
-            .send()
-            .await
-            .unwrap();
-        subnets.push(subnet.subnet().unwrap().subnet_id().unwrap().to_owned());
-    }
+        .create_vpc("10.20", true, &["eu-north-1a", "eu-north-1b"])
+        .await;
 
     aws.deploy().await;
     let subnet_list = subnets.join(",");
@@ -89,10 +61,9 @@ async fn down_follows_the_teardown_order_aws_enforces() {
     let proxy = &aws.proxy;
     aws.deploy().await;
 
-    let config = support::sdk_config_at(&proxy.url, support::REGION).await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let ec2 = aws_sdk_ec2::Client::new(&config);
-    let discovery = aws_sdk_servicediscovery::Client::new(&config);
+    // Through the proxy, which refuses what AWS refuses.
+    let sdk = Sdk::from_config(&support::sdk_config_at(&proxy.url, support::REGION).await);
+    let (ecs, ec2, discovery) = (&sdk.ecs, &sdk.ec2, &sdk.discovery);
     let code = |e: &dyn aws_smithy_types::error::metadata::ProvideErrorMetadata| {
         e.code().map(str::to_owned)
     };
@@ -103,16 +74,10 @@ async fn down_follows_the_teardown_order_aws_enforces() {
         Some("ClusterContainsServicesException")
     );
 
-    let groups = ec2
-        .describe_security_groups()
-        .filters(support::ec2_filter("group-name", "timing-api"))
-        .send()
-        .await
-        .unwrap();
-    let api_group = groups.security_groups()[0].group_id().unwrap().to_owned();
+    let api_group = sdk.group("timing-api").await.unwrap();
     let group = ec2
         .delete_security_group()
-        .group_id(&api_group)
+        .group_id(api_group.group_id().unwrap())
         .send()
         .await;
     assert_eq!(
@@ -121,12 +86,7 @@ async fn down_follows_the_teardown_order_aws_enforces() {
         "timing-redis allows 6379 from timing-api"
     );
 
-    let namespaces = discovery.list_namespaces().send().await.unwrap();
-    let namespace = namespaces
-        .namespaces()
-        .iter()
-        .find(|n| n.name() == Some("timing.local"))
-        .unwrap();
+    let namespace = sdk.namespace("timing.local").await;
     let deleted = discovery
         .delete_namespace()
         .id(namespace.id().unwrap())
@@ -137,7 +97,7 @@ async fn down_follows_the_teardown_order_aws_enforces() {
         Some("ResourceInUse")
     );
 
-    let redis = super::redis_discovery_service(&discovery).await;
+    let redis = sdk.discovery_service("redis").await;
     discovery
         .register_instance()
         .service_id(redis.id().unwrap())
@@ -156,16 +116,10 @@ async fn down_follows_the_teardown_order_aws_enforces() {
         Some("ResourceInUse")
     );
     // The VPC link's network interfaces hold its group (moto has none: the proxy stands in).
-    let link_groups = ec2
-        .describe_security_groups()
-        .filters(support::ec2_filter("group-name", "timing-vpc-link"))
-        .send()
-        .await
-        .unwrap();
-    let link_group = link_groups.security_groups()[0].group_id().unwrap();
+    let link_group = sdk.group("timing-vpc-link").await.unwrap();
     let group = ec2
         .delete_security_group()
-        .group_id(link_group)
+        .group_id(link_group.group_id().unwrap())
         .send()
         .await;
     assert_eq!(

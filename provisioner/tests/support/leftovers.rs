@@ -2,7 +2,7 @@
 //! the provisioner gives its resources (spelled out here, not taken from the provisioner, so
 //! a wrong name there shows up as something left).
 
-use super::Moto;
+use super::{Moto, Sdk};
 
 /// Whether Redis's data (the EFS file system and its access point) counts as left over:
 /// `down` keeps it, `down --delete-data` removes it.
@@ -14,10 +14,10 @@ pub enum Data {
 
 /// Every resource of `app` still in moto, one line each (empty: nothing left).
 pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
-    let config = moto.sdk_config().await;
+    let sdk = Sdk::new(moto).await;
     let mut left = Vec::new();
 
-    let ecs = aws_sdk_ecs::Client::new(&config);
+    let ecs = &sdk.ecs;
     let clusters = ecs.describe_clusters().clusters(app).send().await.unwrap();
     if clusters
         .clusters()
@@ -40,7 +40,7 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
             .map(|arn| format!("task definition {arn}")),
     );
 
-    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let ec2 = &sdk.ec2;
     let groups = ec2.describe_security_groups().send().await.unwrap();
     let names = [
         format!("{app}-api"),
@@ -63,7 +63,7 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
         }
     }
 
-    let iam = aws_sdk_iam::Client::new(&config);
+    let iam = &sdk.iam;
     for role in ["task-execution", "api-task", "redis-task"] {
         let role = format!("{app}-{role}");
         if iam.get_role().role_name(&role).send().await.is_ok() {
@@ -71,7 +71,7 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
         }
     }
 
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let logs = &sdk.logs;
     let log_group = format!("/ecs/{app}");
     let groups = logs
         .describe_log_groups()
@@ -87,7 +87,7 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
         left.push(format!("log group {log_group}"));
     }
 
-    let ecr = aws_sdk_ecr::Client::new(&config);
+    let ecr = &sdk.ecr;
     for repository in [format!("{app}/api"), format!("{app}/redis")] {
         let found = ecr
             .describe_repositories()
@@ -99,7 +99,7 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
         }
     }
 
-    let discovery = aws_sdk_servicediscovery::Client::new(&config);
+    let discovery = &sdk.discovery;
     let namespaces = discovery.list_namespaces().send().await.unwrap();
     let namespace_ids: Vec<&str> = namespaces
         .namespaces()
@@ -133,7 +133,7 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
 
     // The HTTPS address: the HTTP API and VPC link of the app's name, custom domains tagged
     // with it (their stages, routes, integrations and mappings go with them).
-    let apigateway = aws_sdk_apigatewayv2::Client::new(&config);
+    let apigateway = &sdk.apigateway;
     let apis = apigateway.get_apis().send().await.unwrap();
     left.extend(
         apis.items()
@@ -158,7 +158,7 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
             .map(|d| format!("custom domain {}", d.domain_name().unwrap_or_default())),
     );
 
-    let ssm = aws_sdk_ssm::Client::new(&config);
+    let ssm = &sdk.ssm;
     for parameter in ["api-token", "api-tokens", "redis-password", "redis-url"] {
         let name = format!("/{app}/{parameter}");
         if ssm.get_parameter().name(&name).send().await.is_ok() {
@@ -166,7 +166,7 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
         }
     }
 
-    let efs = aws_sdk_efs::Client::new(&config);
+    let efs = &sdk.efs;
     let file_systems = efs
         .describe_file_systems()
         .creation_token(format!("{app}-redis-data"))
@@ -175,27 +175,15 @@ pub async fn leftovers(moto: &Moto, app: &str, data: Data) -> Vec<String> {
         .unwrap();
     for fs in file_systems.file_systems() {
         let id = fs.file_system_id();
-        let mount_targets = efs
-            .describe_mount_targets()
-            .file_system_id(id)
-            .send()
-            .await
-            .unwrap();
         left.extend(
-            mount_targets
-                .mount_targets()
+            sdk.mount_targets(id)
+                .await
                 .iter()
                 .map(|mt| format!("EFS mount target {} of {id}", mt.mount_target_id())),
         );
         if data == Data::Deleted {
             left.push(format!("EFS file system {id}"));
-            let access_points = efs
-                .describe_access_points()
-                .file_system_id(id)
-                .send()
-                .await
-                .unwrap();
-            left.extend(access_points.access_points().iter().map(|ap| {
+            left.extend(sdk.access_points(id).await.iter().map(|ap| {
                 format!(
                     "EFS access point {} of {id}",
                     ap.access_point_id().unwrap_or_default()

@@ -10,6 +10,8 @@
 //!   its exit code and output.
 //! - [`TestAccount`]: the start of most end-to-end tests, a fresh account (moto and the proxy)
 //!   holding the app's image, and [`assert_nothing_left`] for their end.
+//! - [`Sdk`]: the tests' own clients and their reads of what the binary left in moto (a
+//!   service, a security group, a parameter, ...), each written once.
 //!
 //! What moto does not emulate, and these tests therefore cannot show: it runs no containers
 //! (no tasks, no network interfaces, no public IPs, nothing registered in Cloud Map by ECS),
@@ -28,6 +30,7 @@ pub mod process;
 pub mod protocol;
 pub mod proxy;
 pub mod run;
+pub mod sdk;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +39,7 @@ pub use moto::Moto;
 pub use process::free_port;
 pub use proxy::{Call, Faults, Injected, Proxy};
 pub use run::{Provisioner, Run};
+pub use sdk::Sdk;
 
 pub const REGION: &str = "eu-north-1";
 pub const ACCOUNT: &str = "123456789012";
