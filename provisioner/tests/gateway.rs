@@ -10,7 +10,7 @@
 //! link is AVAILABLE at once and holds no network interfaces (the proxy stands in for their
 //! hold on the link's group, `support::aws_rules`), and its ECS registers no task in Cloud Map.
 
-use crate::support::{Data, Moto, Proxy, Sdk, TestAccount, assert_nothing_left, seed_image};
+use crate::support::{Data, Moto, Proxy, Run, Sdk, TestAccount, assert_nothing_left, seed_image};
 
 const CERTIFICATE: &str = "arn:aws:acm:eu-north-1:123456789012:certificate/0a1b2c3d";
 
@@ -18,6 +18,17 @@ fn tagged(tags: Option<&std::collections::HashMap<String, String>>, app: &str) -
     let tags = tags.expect("tags");
     tags.get("app").map(String::as_str) == Some(app)
         && tags.get("managed-by").map(String::as_str) == Some("provisioner")
+}
+
+/// `run` failed on `foreign`, a resource of the app's name without its tags: named, and
+/// neither adopted nor deleted.
+fn assert_refused_as_foreign(run: &Run, foreign: &str) {
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(foreign) && run.stderr.contains("neither adopted nor deleted"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Cold `up`: every part of the address exists, tagged, wired as API Gateway's private
@@ -467,15 +478,7 @@ async fn same_named_resources_without_the_app_tags_are_named_and_left_alone() {
     let foreign_id = foreign.api_id().unwrap();
     proxy.clear();
     let refused = proxy.provisioner(&["up", "--image", &image]).run().await;
-    assert_eq!(refused.code, 1, "{}", refused.stderr);
-    assert!(
-        refused
-            .stderr
-            .contains(&format!("HTTP API timing ({foreign_id})"))
-            && refused.stderr.contains("neither adopted nor deleted"),
-        "{}",
-        refused.stderr
-    );
+    assert_refused_as_foreign(&refused, &format!("HTTP API timing ({foreign_id})"));
     // Read with everything else before the first write: nothing was changed.
     assert_eq!(proxy.mutating(), Vec::<String>::new());
     let down = proxy.provisioner(&["down", "--yes"]).run().await;
@@ -501,15 +504,7 @@ async fn same_named_resources_without_the_app_tags_are_named_and_left_alone() {
     let link_id = foreign_link.vpc_link_id().unwrap();
     proxy.clear();
     let refused = proxy.provisioner(&["up", "--image", &image]).run().await;
-    assert_eq!(refused.code, 1, "{}", refused.stderr);
-    assert!(
-        refused
-            .stderr
-            .contains(&format!("VPC link timing ({link_id})"))
-            && refused.stderr.contains("neither adopted nor deleted"),
-        "{}",
-        refused.stderr
-    );
+    assert_refused_as_foreign(&refused, &format!("VPC link timing ({link_id})"));
     assert_eq!(proxy.mutating(), Vec::<String>::new());
     let down = proxy.provisioner(&["down", "--yes"]).run().await;
     assert_eq!(down.code, 1, "{}", down.stderr);
@@ -575,15 +570,7 @@ async fn same_named_resources_without_the_app_tags_are_named_and_left_alone() {
         .unwrap();
     let theirs_id = theirs.service().unwrap().id().unwrap().to_owned();
     let refused = proxy.provisioner(&["up", "--keep-image"]).run().await;
-    assert_eq!(refused.code, 1, "{}", refused.stderr);
-    assert!(
-        refused
-            .stderr
-            .contains("Cloud Map service api.timing.local")
-            && refused.stderr.contains("neither adopted nor deleted"),
-        "{}",
-        refused.stderr
-    );
+    assert_refused_as_foreign(&refused, "Cloud Map service api.timing.local");
     let down = proxy.provisioner(&["down", "--yes"]).run().await;
     assert_eq!(down.code, 1, "{}", down.stderr);
     assert!(
