@@ -2,28 +2,42 @@
 //! hand, by another tool) are neither adopted by `up` nor deleted by `down`: the command stops
 //! and names them.
 
-use crate::support::{Moto, Proxy, TestAccount};
+use crate::support::{Moto, Proxy, Sdk, TestAccount};
 
 const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
-/// Makes, straight in moto and without the app's tags, one resource of each kind `down`
-/// deletes by name; returns how each is named in the provisioner's messages.
-async fn foreign_resources(moto: &Moto) -> Vec<&'static str> {
-    let config = moto.sdk_config().await;
-    let iam = aws_sdk_iam::Client::new(&config);
-    iam.create_role()
+/// Makes, straight in moto and without the app's tags, the role `timing-api-task`.
+async fn foreign_role(sdk: &Sdk) {
+    sdk.iam
+        .create_role()
         .role_name("timing-api-task")
         .assume_role_policy_document(TRUST)
         .send()
         .await
         .unwrap();
-    aws_sdk_cloudwatchlogs::Client::new(&config)
+}
+
+/// Makes, straight in moto and without the app's tags, the ECR repository `timing/api`.
+async fn foreign_repository(sdk: &Sdk) {
+    sdk.ecr
+        .create_repository()
+        .repository_name("timing/api")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Makes, straight in moto and without the app's tags, one resource of each kind `down`
+/// deletes by name; returns how each is named in the provisioner's messages.
+async fn foreign_resources(sdk: &Sdk) -> Vec<&'static str> {
+    foreign_role(sdk).await;
+    sdk.logs
         .create_log_group()
         .log_group_name("/ecs/timing")
         .send()
         .await
         .unwrap();
-    aws_sdk_ssm::Client::new(&config)
+    sdk.ssm
         .put_parameter()
         .name("/timing/api-token")
         .value("someone else's")
@@ -31,18 +45,13 @@ async fn foreign_resources(moto: &Moto) -> Vec<&'static str> {
         .send()
         .await
         .unwrap();
-    aws_sdk_ecs::Client::new(&config)
+    sdk.ecs
         .create_cluster()
         .cluster_name("timing")
         .send()
         .await
         .unwrap();
-    aws_sdk_ecr::Client::new(&config)
-        .create_repository()
-        .repository_name("timing/api")
-        .send()
-        .await
-        .unwrap();
+    foreign_repository(sdk).await;
     vec![
         "IAM role timing-api-task",
         "log group /ecs/timing",
@@ -58,7 +67,8 @@ async fn foreign_resources(moto: &Moto) -> Vec<&'static str> {
 async fn down_deletes_nothing_that_is_not_the_apps() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto).await;
-    let foreign = foreign_resources(&moto).await;
+    let sdk = Sdk::new(&moto).await;
+    let foreign = foreign_resources(&sdk).await;
 
     let down = proxy.provisioner(&["down", "--yes"]).run().await;
 
@@ -71,18 +81,17 @@ async fn down_deletes_nothing_that_is_not_the_apps() {
         );
     }
     assert_eq!(proxy.mutating(), Vec::<String>::new(), "down touched them");
-    let config = moto.sdk_config().await;
-    let iam = aws_sdk_iam::Client::new(&config);
     assert!(
-        iam.get_role()
+        sdk.iam
+            .get_role()
             .role_name("timing-api-task")
             .send()
             .await
             .is_ok()
     );
-    let ecr = aws_sdk_ecr::Client::new(&config);
     assert!(
-        ecr.describe_repositories()
+        sdk.ecr
+            .describe_repositories()
             .repository_names("timing/api")
             .send()
             .await
@@ -96,13 +105,7 @@ async fn down_deletes_nothing_that_is_not_the_apps() {
 async fn up_adopts_nothing_that_is_not_the_apps() {
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto).await;
-    let config = moto.sdk_config().await;
-    aws_sdk_ecr::Client::new(&config)
-        .create_repository()
-        .repository_name("timing/api")
-        .send()
-        .await
-        .unwrap();
+    foreign_repository(&Sdk::new(&moto).await).await;
     let image = "123456789012.dkr.ecr.eu-north-1.amazonaws.com/timing/api:1";
     let up = proxy.provisioner(&["up", "--image", image]).run().await;
     assert_eq!(up.code, 1, "{}", up.stderr);
@@ -118,13 +121,8 @@ async fn up_adopts_nothing_that_is_not_the_apps() {
     let TestAccount {
         moto, proxy, image, ..
     } = TestAccount::start().await;
-    let iam = aws_sdk_iam::Client::new(&moto.sdk_config().await);
-    iam.create_role()
-        .role_name("timing-api-task")
-        .assume_role_policy_document(TRUST)
-        .send()
-        .await
-        .unwrap();
+    let sdk = Sdk::new(&moto).await;
+    foreign_role(&sdk).await;
     let up = proxy.provisioner(&["up", "--image", &image]).run().await;
     assert_eq!(up.code, 1, "{}", up.stderr);
     assert!(
@@ -143,7 +141,8 @@ async fn up_adopts_nothing_that_is_not_the_apps() {
         Vec::<String>::new(),
         "the foreign role was changed"
     );
-    let role = iam
+    let role = sdk
+        .iam
         .get_role()
         .role_name("timing-api-task")
         .send()
