@@ -11,8 +11,8 @@ use aws_sdk_ecs::types::{DeploymentRolloutState, Task, TaskStopCode};
 use provisioner::watch::{Goal, WatchError, watch_services};
 
 use crate::watch::{
-    Recorder, TD6, describe, describe_tasks, ecs_client, list_stopped, log_stream_missing,
-    logs_client, service, spec, stopped_task, task_arn,
+    Recorder, TD6, api_rolling_out, crashed, describe, describe_tasks, ecs_client, list_stopped,
+    log_stream_missing, logs_client, service, spec, stopped_task, task_arn,
 };
 
 const NOT_ASSUMABLE: &str = "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret: unable to assume role";
@@ -31,19 +31,22 @@ fn not_ready(id: &str) -> Task {
 
 /// Polls at 0, 5, 10 s each see one more such stop; at 15 s the service is stable.
 fn three_setup_stops_then_stable() -> Vec<aws_smithy_mocks::Rule> {
-    use DeploymentRolloutState::{Completed, InProgress};
-    let pending = || describe(vec![service("api", TD6, InProgress, (1, 0, 1))]);
     vec![
-        pending(),
+        api_rolling_out(),
         list_stopped("api", &[&task_arn("s1")]),
         describe_tasks(vec![not_ready("s1")]),
-        pending(),
+        api_rolling_out(),
         list_stopped("api", &[&task_arn("s1"), &task_arn("s2")]),
         describe_tasks(vec![not_ready("s2")]),
-        pending(),
+        api_rolling_out(),
         list_stopped("api", &[&task_arn("s1"), &task_arn("s2"), &task_arn("s3")]),
         describe_tasks(vec![not_ready("s3")]),
-        describe(vec![service("api", TD6, Completed, (1, 1, 0))]),
+        describe(vec![service(
+            "api",
+            TD6,
+            DeploymentRolloutState::Completed,
+            (1, 1, 0),
+        )]),
     ]
 }
 
@@ -83,25 +86,13 @@ async fn without_settling_the_same_stops_fail_the_deployment() {
 
 #[tokio::test(start_paused = true)]
 async fn a_crash_loop_fails_the_deployment_even_while_settling() {
-    use DeploymentRolloutState::InProgress;
-    let crash = |id: &str| {
-        stopped_task(
-            id,
-            TD6,
-            "ecs-svc/api-new",
-            "Essential container in task exited",
-            TaskStopCode::EssentialContainerExited,
-            Some(101),
-        )
-    };
-    let pending = || describe(vec![service("api", TD6, InProgress, (1, 0, 1))]);
     let ecs = ecs_client(&[
-        pending(),
+        api_rolling_out(),
         list_stopped("api", &[&task_arn("c1")]),
-        describe_tasks(vec![crash("c1")]),
-        pending(),
+        describe_tasks(vec![crashed("c1", 101)]),
+        api_rolling_out(),
         list_stopped("api", &[&task_arn("c1"), &task_arn("c2")]),
-        describe_tasks(vec![crash("c2")]),
+        describe_tasks(vec![crashed("c2", 101)]),
     ]);
     let logs = logs_client(&[
         log_stream_missing("api/api/c1"),
@@ -124,15 +115,13 @@ async fn a_crash_loop_fails_the_deployment_even_while_settling() {
 
 #[tokio::test(start_paused = true)]
 async fn setup_stops_count_once_the_settling_time_is_over() {
-    use DeploymentRolloutState::InProgress;
-    let pending = || describe(vec![service("api", TD6, InProgress, (1, 0, 1))]);
     let mut rules = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for i in 1..=4 {
         let id = format!("s{i}");
         seen.push(task_arn(&id));
         let arns: Vec<&str> = seen.iter().map(String::as_str).collect();
-        rules.push(pending());
+        rules.push(api_rolling_out());
         rules.push(list_stopped("api", &arns));
         rules.push(describe_tasks(vec![not_ready(&id)]));
     }

@@ -102,6 +102,16 @@ pub(crate) fn describe(services: Vec<EcsService>) -> Rule {
     })
 }
 
+/// DescribeServices while the api service rolls out TD6: one task wanted, none running yet.
+pub(crate) fn api_rolling_out() -> Rule {
+    describe(vec![service(
+        "api",
+        TD6,
+        DeploymentRolloutState::InProgress,
+        (1, 0, 1),
+    )])
+}
+
 pub(crate) fn list_stopped(service: &'static str, arns: &[&str]) -> Rule {
     let arns: Vec<String> = arns.iter().map(|a| a.to_string()).collect();
     mock!(aws_sdk_ecs::Client::list_tasks)
@@ -157,6 +167,18 @@ pub(crate) fn stopped_task(
         .stopped_at(at(20))
         .containers(container.build())
         .build()
+}
+
+/// A task of the new api deployment (TD6) whose essential container exited with `exit`.
+pub(crate) fn crashed(id: &str, exit: i32) -> Task {
+    stopped_task(
+        id,
+        TD6,
+        "ecs-svc/api-new",
+        "Essential container in task exited",
+        TaskStopCode::EssentialContainerExited,
+        Some(exit),
+    )
 }
 
 fn log_lines(stream: &'static str, lines: &[&str]) -> Rule {
@@ -398,14 +420,7 @@ async fn drained_when_no_task_runs_or_pends() {
 
 #[tokio::test(start_paused = true)]
 async fn circuit_breaker_rollback_ends_with_rolled_back_reasons_and_logs() {
-    let crash = stopped_task(
-        "t1",
-        TD6,
-        "ecs-svc/api-new",
-        "Essential container in task exited",
-        TaskStopCode::EssentialContainerExited,
-        Some(1),
-    );
+    let crash = crashed("t1", 1);
     let mut rolled_back = EcsService::builder()
         .service_name("api")
         .status("ACTIVE")
@@ -435,7 +450,7 @@ async fn circuit_breaker_rollback_ends_with_rolled_back_reasons_and_logs() {
         "(service api) (deployment ecs-svc/api-new) deployment failed: tasks failed to start.",
     )]);
     let ecs = ecs_client(&[
-        describe(vec![service("api", TD6, InProgress, (1, 0, 1))]),
+        api_rolling_out(),
         list_stopped("api", &[&task_arn("t1")]),
         describe_tasks(vec![crash]),
         describe(vec![rolled_back]),
@@ -496,7 +511,7 @@ async fn primary_back_on_previous_task_definition_is_a_rollback() {
         Completed,
     )]);
     let ecs = ecs_client(&[
-        describe(vec![service("api", TD6, InProgress, (1, 0, 1))]),
+        api_rolling_out(),
         list_stopped("api", &[]),
         describe(vec![back]),
     ]);
@@ -527,12 +542,11 @@ async fn cannot_pull_image_fails_fast_with_reason_and_missing_log_streams() {
             None,
         )
     };
-    let pending = || service("api", TD6, InProgress, (1, 0, 1));
     let ecs = ecs_client(&[
-        describe(vec![pending()]),
+        api_rolling_out(),
         list_stopped("api", &[&task_arn("p1"), &task_arn("p2")]),
         describe_tasks(vec![failed("p1"), failed("p2")]),
-        describe(vec![pending()]),
+        api_rolling_out(),
         list_stopped("api", &[&task_arn("p1"), &task_arn("p2"), &task_arn("p3")]),
         describe_tasks(vec![failed("p3")]),
     ]);
@@ -603,16 +617,6 @@ async fn cannot_pull_image_fails_fast_with_reason_and_missing_log_streams() {
 
 #[tokio::test(start_paused = true)]
 async fn crash_looping_container_reports_exit_code_and_last_log_lines() {
-    let crash = |id: &str| {
-        stopped_task(
-            id,
-            TD6,
-            "ecs-svc/api-new",
-            "Essential container in task exited",
-            TaskStopCode::EssentialContainerExited,
-            Some(101),
-        )
-    };
     // A scale-in stop of the previous deployment is not a failure of ours.
     let scale_in = stopped_task(
         "old",
@@ -623,12 +627,12 @@ async fn crash_looping_container_reports_exit_code_and_last_log_lines() {
         Some(143),
     );
     let ecs = ecs_client(&[
-        describe(vec![service("api", TD6, InProgress, (1, 0, 1))]),
+        api_rolling_out(),
         list_stopped("api", &[&task_arn("old"), &task_arn("c1")]),
-        describe_tasks(vec![scale_in, crash("c1")]),
-        describe(vec![service("api", TD6, InProgress, (1, 0, 1))]),
+        describe_tasks(vec![scale_in, crashed("c1", 101)]),
+        api_rolling_out(),
         list_stopped("api", &[&task_arn("old"), &task_arn("c1"), &task_arn("c2")]),
-        describe_tasks(vec![crash("c2")]),
+        describe_tasks(vec![crashed("c2", 101)]),
     ]);
     let logs = logs_client(&[
         log_lines(
@@ -678,7 +682,7 @@ async fn times_out_with_the_last_state_and_exit_code_3() {
     // Polls at 0, 10, ..., 60 s: seven, then the deadline. More answers than needed are fine.
     let mut rules = Vec::new();
     for _ in 0..10 {
-        rules.push(describe(vec![service("api", TD6, InProgress, (1, 0, 1))]));
+        rules.push(api_rolling_out());
         rules.push(list_stopped("api", &[]));
     }
     let ecs = ecs_client(&rules);
@@ -735,20 +739,10 @@ fn keys(v: &serde_json::Value) -> Vec<&str> {
 #[tokio::test(start_paused = true)]
 async fn failed_wait_json_has_the_documented_fields() {
     // docs/ci.md documents these names; a change here is a change of the CLI's JSON schema.
-    let crash = |id: &str| {
-        stopped_task(
-            id,
-            TD6,
-            "ecs-svc/api-new",
-            "Essential container in task exited",
-            TaskStopCode::EssentialContainerExited,
-            Some(1),
-        )
-    };
     let ecs = ecs_client(&[
-        describe(vec![service("api", TD6, InProgress, (1, 0, 1))]),
+        api_rolling_out(),
         list_stopped("api", &[&task_arn("c1")]),
-        describe_tasks(vec![crash("c1")]),
+        describe_tasks(vec![crashed("c1", 1)]),
     ]);
     let logs = logs_client(&[log_lines("api/api/c1", &["boom"])]);
     let mut spec = spec(&["api"], Goal::Stable);
@@ -836,14 +830,7 @@ async fn status_helpers_read_states_events_and_recent_stopped_tasks() {
         t.stopped_at = Some(at(-7200));
         t
     };
-    let crash = stopped_task(
-        "c1",
-        TD6,
-        "ecs-svc/api-new",
-        "Essential container in task exited",
-        TaskStopCode::EssentialContainerExited,
-        Some(2),
-    );
+    let crash = crashed("c1", 2);
     let ecs = ecs_client(&[
         describe(vec![api]),
         list_stopped("api", &[&task_arn("old"), &task_arn("c1")]),
