@@ -124,14 +124,6 @@ fn service_image_note(report: &serde_json::Value) -> (String, String, u64) {
     (digest, tag, bytes)
 }
 
-/// Upload requests (start, chunk, finish) in the registry's access log.
-fn upload_requests(registry: &TestRegistry) -> usize {
-    ["POST", "PATCH", "PUT"]
-        .iter()
-        .map(|m| registry.requests(m, "/blobs/uploads/"))
-        .sum()
-}
-
 /// The container image and revision of the latest task definition of `family`.
 async fn task_image(sdk: &Sdk, family: &str) -> (String, i32) {
     let task = sdk.task_definition(family).await;
@@ -277,7 +269,7 @@ async fn native_build_is_pushed_and_deployed_by_digest_and_a_second_up_changes_n
 
     // Again: nothing to upload, nothing to change.
     proxy.clear();
-    let uploads_before = upload_requests(&registry);
+    let uploads_before = registry.upload_requests();
     let manifests_before = registry.requests("PUT", "/manifests/");
     let second = up(&proxy.url, &build_args).await.expect_code(0);
     let report = second.json();
@@ -286,7 +278,7 @@ async fn native_build_is_pushed_and_deployed_by_digest_and_a_second_up_changes_n
     assert_eq!(again, digest);
     assert_eq!(bytes, 0, "{report:#}");
     assert_eq!(
-        upload_requests(&registry),
+        registry.upload_requests(),
         uploads_before,
         "no blob upload: {:?}",
         registry.request_lines()
@@ -467,7 +459,7 @@ async fn mirror_redis_deploys_the_copy_in_the_app_repository_by_digest() {
     for blob in arm64.blobs() {
         assert!(!reader.blob_exists(&blob.descriptor.digest).await.unwrap());
     }
-    let uploads = upload_requests(&target);
+    let uploads = target.upload_requests();
     assert!(uploads >= 2, "{:?}", target.request_lines());
 
     // Again: nothing copied, nothing changed.
@@ -479,7 +471,7 @@ async fn mirror_redis_deploys_the_copy_in_the_app_repository_by_digest() {
         second.stdout
     );
     assert_eq!(
-        upload_requests(&target),
+        target.upload_requests(),
         uploads,
         "{:?}",
         target.request_lines()

@@ -340,9 +340,7 @@ async fn second_push_uploads_nothing() {
     .await
     .unwrap();
     assert_eq!(first.transfer.bytes_uploaded, built.image.size());
-    let uploads_after_first = registry.requests("POST", "/blobs/uploads/")
-        + registry.requests("PATCH", "/blobs/uploads/")
-        + registry.requests("PUT", "/blobs/uploads/");
+    let uploads_after_first = registry.upload_requests();
     assert!(uploads_after_first >= 2, "{:?}", registry.request_lines());
 
     let started = Instant::now();
@@ -382,9 +380,7 @@ async fn second_push_uploads_nothing() {
     assert_eq!(third.transfer.blobs_skipped, 2);
     assert!(third.transfer.manifest_uploaded);
 
-    let uploads_after_all = registry.requests("POST", "/blobs/uploads/")
-        + registry.requests("PATCH", "/blobs/uploads/")
-        + registry.requests("PUT", "/blobs/uploads/");
+    let uploads_after_all = registry.upload_requests();
     assert_eq!(
         uploads_after_all,
         uploads_after_first,

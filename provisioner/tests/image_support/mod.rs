@@ -133,6 +133,14 @@ impl TestRegistry {
             .count()
     }
 
+    /// Upload requests (start, chunk, finish) in the access log.
+    pub fn upload_requests(&self) -> usize {
+        ["POST", "PATCH", "PUT"]
+            .iter()
+            .map(|m| self.requests(m, "/blobs/uploads/"))
+            .sum()
+    }
+
     /// Every request line of the access log (`METHOD /path`).
     pub fn request_lines(&self) -> Vec<String> {
         self.log()
