@@ -7,7 +7,7 @@ use crate::support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{Moto, Provisioner, REGION, copy_of_files, repo_root};
+use support::{Moto, Provisioner, copy_of_files};
 
 /// A bad placeholder stops `render` with exactly one line on stderr: `error:`, the file, line
 /// and column, what is wrong and what to do; nothing on stdout, exit 1.
@@ -47,33 +47,27 @@ async fn a_failing_command_prints_one_error_line_with_where_and_what_to_do() {
 async fn plan_on_a_terminal_shows_each_resource_once_under_an_honest_header() {
     let moto = Moto::start().await;
     let home = tempfile::tempdir().unwrap();
-    let command = format!(
-        "{} plan --root {}",
-        env!("CARGO_BIN_EXE_provisioner"),
-        repo_root().display()
-    );
-    // `script` runs the command on a pseudo-terminal (stdout and stderr both on it) and copies
-    // what it shows to its own stdout.
+    // The run as every test runs the binary (arguments, dummy credentials, moto, an empty
+    // HOME), handed to `script`, which runs it on a pseudo-terminal (stdout and stderr both on
+    // it) and copies what it shows to its own stdout.
+    let plan = Provisioner::new(&moto.url, &["plan"]).command(home.path());
+    let plan = plan.as_std();
+    let command = std::iter::once(plan.get_program())
+        .chain(plan.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
     let output = tokio::time::timeout(
         Duration::from_secs(120),
         tokio::process::Command::new("script")
             .args(["--quiet", "--return", "--command", &command, "/dev/null"])
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", home.path())
+            .envs(
+                plan.get_envs()
+                    .filter_map(|(key, value)| Some((key, value?))),
+            )
             .env("TERM", "xterm")
             .env("COLUMNS", "200")
-            .env("AWS_CONFIG_FILE", home.path().join("config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                home.path().join("credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL", &moto.url)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", REGION)
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),
