@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use crate::support::protocol::form_field;
 use crate::support::{self, Moto, TestAccount, assert_matches_output_schema, repo_root};
 
 /// The actions the Allow statements of a policy document grant (wildcards kept).
@@ -232,20 +233,6 @@ async fn create_the_boundary_as_the_ci_setup_does(moto: &Moto) -> String {
         .arn()
         .unwrap()
         .to_owned()
-}
-
-/// The value of a form field of a query-protocol request (IAM), decoded.
-fn form_field(body: &str, name: &str) -> Option<String> {
-    let raw = body
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))?
-        .replace('+', " ");
-    Some(
-        percent_encoding::percent_decode_str(&raw)
-            .decode_utf8()
-            .unwrap()
-            .into_owned(),
-    )
 }
 
 /// Every Allow statement granting a role creation or permission change requires the boundary

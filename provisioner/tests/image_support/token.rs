@@ -18,6 +18,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use tempfile::TempDir;
 
+use crate::support::protocol::form_field;
+
 /// `service` of the tokens (the registry's `auth.token.service`).
 pub const SERVICE: &str = "test-registry";
 /// `iss` of the tokens (the registry's `auth.token.issuer`).
@@ -146,37 +148,6 @@ impl Drop for TokenServer {
     }
 }
 
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == name).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
-                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn answer(mut conn: TcpStream, shared: &Shared) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
@@ -202,7 +173,7 @@ fn answer(mut conn: TcpStream, shared: &Shared) {
         })
     });
     let (status, body) = if authorized {
-        let scope = query_param(query, "scope").unwrap_or_default();
+        let scope = form_field(query, "scope").unwrap_or_default();
         shared
             .scopes
             .lock()

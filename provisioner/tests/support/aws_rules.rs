@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::moto::Moto;
-use super::protocol::Protocol;
+use super::protocol::{Protocol, form_field};
 
 /// Clients straight to moto, for reading the state a request would change.
 #[derive(Clone)]
@@ -53,14 +53,6 @@ fn json_field(body: &str, field: &str) -> Option<String> {
         .get(field)?
         .as_str()
         .map(str::to_owned)
-}
-
-/// A field of a query-protocol (form-encoded) request body; IDs need no decoding.
-fn form_field(body: &str, field: &str) -> Option<String> {
-    body.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == field).then(|| value.to_owned())
-    })
 }
 
 fn references(group: &SecurityGroup, id: &str) -> bool {

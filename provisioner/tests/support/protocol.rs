@@ -13,10 +13,21 @@ pub fn operation_of(method: &Method, uri: &Uri, headers: &HeaderMap, body: &str)
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return target.rsplit('.').next().unwrap_or(target).to_owned();
     }
-    body.split('&')
-        .find_map(|pair| pair.strip_prefix("Action="))
-        .map(str::to_owned)
-        .unwrap_or_else(|| rest_operation(method, uri.path()))
+    form_field(body, "Action").unwrap_or_else(|| rest_operation(method, uri.path()))
+}
+
+/// The value of the field `name` of a form-encoded body (a query-protocol request) or of a
+/// URL's query string, decoded (`+` is a space).
+pub fn form_field(body: &str, name: &str) -> Option<String> {
+    let raw = body.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then_some(value)
+    })?;
+    Some(
+        percent_encoding::percent_decode_str(&raw.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 /// The signing name of a request (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`).
