@@ -10,15 +10,16 @@
 pub mod proxy;
 pub mod token;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
-use crate::support::process::{require_program, spawn_listening};
+use crate::support::process::{KillOnDrop, require_program, spawn_listening};
 
 /// The CNCF distribution registry (Debian package `docker-registry`) on a loopback port.
 pub struct TestRegistry {
-    child: Child,
+    // Field order: the registry is killed before its directory goes.
+    _child: KillOnDrop,
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: TempDir,
@@ -101,7 +102,11 @@ impl TestRegistry {
                 .stderr(log);
             cmd
         });
-        TestRegistry { child, port, dir }
+        TestRegistry {
+            _child: KillOnDrop(child),
+            port,
+            dir,
+        }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -155,16 +160,10 @@ impl TestRegistry {
     }
 }
 
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// redis-server on a loopback port, no persistence.
 pub struct TestRedis {
-    child: Child,
+    // Field order: the server is killed before its directory goes.
+    _child: KillOnDrop,
     /// Its port on 127.0.0.1.
     pub port: u16,
     _dir: TempDir,
@@ -190,17 +189,10 @@ impl TestRedis {
             cmd
         });
         TestRedis {
-            child,
+            _child: KillOnDrop(child),
             port,
             _dir: dir,
         }
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
