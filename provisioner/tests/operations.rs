@@ -13,15 +13,9 @@ use support::{Moto, Provisioner, Proxy, Sdk, TestAccount};
 /// The services named in the recorded UpdateService calls, in order.
 fn updated_services(proxy: &Proxy) -> Vec<String> {
     proxy
-        .calls()
-        .into_iter()
-        .filter(|c| c.operation == "UpdateService")
-        .map(|c| {
-            serde_json::from_str::<serde_json::Value>(&c.body).unwrap()["service"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .json_bodies("UpdateService")
+        .iter()
+        .map(|body| body["service"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -259,12 +253,8 @@ async fn token_prints_and_rotates_the_write_token() {
 
     proxy.clear();
     proxy.provisioner(&["token", "--rotate"]).expect(0).await;
-    let restart = proxy
-        .calls()
-        .into_iter()
-        .find(|c| c.operation == "UpdateService")
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_str(&restart.body).unwrap();
+    let restarts = proxy.json_bodies("UpdateService");
+    let body = &restarts[0];
     assert_eq!(
         (
             body["service"].as_str(),

@@ -82,11 +82,9 @@ async fn json(proxy: &Proxy, args: &[&str], code: i32) -> Value {
 /// The recorded UpdateService calls: `(taskDefinition, forceNewDeployment)` each, all on `api`.
 fn api_updates(proxy: &Proxy) -> Vec<(Option<String>, bool)> {
     proxy
-        .calls()
+        .json_bodies("UpdateService")
         .into_iter()
-        .filter(|c| c.operation == "UpdateService")
-        .map(|c| {
-            let body: Value = serde_json::from_str(&c.body).unwrap();
+        .map(|body| {
             assert_eq!(body["service"], "api", "{body}");
             (
                 body["taskDefinition"].as_str().map(|arn| {

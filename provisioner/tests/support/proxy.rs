@@ -297,6 +297,19 @@ impl Proxy {
         self.state.calls.lock().unwrap().clone()
     }
 
+    /// The request bodies of the recorded calls of `operation` (of a JSON protocol: ECS, SSM,
+    /// ...), parsed, in order.
+    pub fn json_bodies(&self, operation: &str) -> Vec<serde_json::Value> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.operation == operation)
+            .map(|c| {
+                serde_json::from_str(&c.body)
+                    .unwrap_or_else(|e| panic!("{operation} body is not JSON ({e}): {}", c.body))
+            })
+            .collect()
+    }
+
     /// The requests refused for AWS's teardown-order rules, `Operation: why`.
     pub fn refusals(&self) -> Vec<String> {
         self.state.refusals.lock().unwrap().clone()
