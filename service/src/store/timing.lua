@@ -78,12 +78,16 @@ end
 -- clock in µs when a library load (a Redis start, or a service that loaded a new version)
 -- makes its first write: no ETag handed out before an emptied Redis can match new content, and
 -- untimed entries scored by the clock (before the counter scored them) stay before new ones.
+local function clock_us()
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000000 + tonumber(now[2])
+end
+
 local seq_checked = false
 local function next_seq(n)
   if not seq_checked then
     seq_checked = true
-    local now = redis.call('TIME')
-    local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    local clock = clock_us()
     if (tonumber(redis.call('GET', K.live_seq)) or 0) < clock then
       redis.call('SET', K.live_seq, string.format('%d', clock))
     end
@@ -92,8 +96,7 @@ local function next_seq(n)
   if n == 1 then v = redis.call('INCR', K.live_seq) else v = redis.call('INCRBY', K.live_seq, n) end
   if v == n then
     -- Emptied (FLUSHALL) since the check: restart from the clock as above.
-    local now = redis.call('TIME')
-    v = tonumber(now[1]) * 1000000 + tonumber(now[2]) + n
+    v = clock_us() + n
     redis.call('SET', K.live_seq, string.format('%d', v))
   end
   return v
@@ -207,13 +210,6 @@ local function unrank(c)
       redis.call('ZREM', GUN[i](scope), c.bib)
     end
   end
-end
-
--- Arrival order of unmatched reads: Redis's clock in µs, so they are appended (cheap for a
--- sorted set) in the order they arrive, whoever sends them.
-local function arrival()
-  local now = redis.call('TIME')
-  return string.format('%d%06d', now[1], now[2])
 end
 
 -- Untimed entries are scored by the call's number (seq): appended in the order of the writes.
