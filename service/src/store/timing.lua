@@ -191,16 +191,45 @@ end
 
 local function nilfalse(v) if v then return v end return nil end
 
+-- A hash as a table (field -> value); nil when there is no such key.
+local function hash_of(key)
+  local flat = redis.call('HGETALL', key)
+  if #flat == 0 then return nil end
+  local t = {}
+  for j = 1, #flat, 2 do t[flat[j]] = flat[j + 1] end
+  return t
+end
+
+-- Gives competitor c (a table with their bib, and status if known) the record fields the
+-- derivation needs (nil when absent), their scopes and their wave's gun time.
+local function fill(c, g, cat, co, wave, chip)
+  c.g, c.cat, c.co, c.wave, c.chip = g, cat, co, wave, chip
+  c.s = scopes(g, cat)
+  if wave then c.gun = tonumber(redis.call('HGET', K.waves, wave)) end
+  return c
+end
+
+-- Completes a competitor known by bib and status (passings) with their record, scopes and
+-- gun time: the derivation needs it when they have no start time (the gun is the
+-- reference) or when their times change (the rankings of their scopes).
+local function complete(c)
+  if c.s then return c end
+  local v = redis.call('HMGET', K.competitor .. c.bib, 'gender', 'category', 'country', 'wave', 'chip')
+  return fill(c, nilfalse(v[1]), nilfalse(v[2]), nilfalse(v[3]), nilfalse(v[4]), nilfalse(v[5]))
+end
+
 -- The competitor as the derivation needs it; nil when there is no such competitor.
 local function load(bib)
-  local v = redis.call('HMGET', K.competitor .. bib, 'gender', 'category', 'country', 'wave', 'chip')
-  if not v[1] and not v[2] and redis.call('EXISTS', K.competitor .. bib) == 0 then return nil end
-  local c = { bib = bib, g = nilfalse(v[1]), cat = nilfalse(v[2]), co = nilfalse(v[3]),
-    wave = nilfalse(v[4]), chip = nilfalse(v[5]) }
-  c.s = scopes(c.g, c.cat)
+  local c = complete({ bib = bib })
+  if not c.g and not c.cat and redis.call('EXISTS', K.competitor .. bib) == 0 then return nil end
   c.status = nilfalse(redis.call('HGET', K.status, bib))
-  if c.wave then c.gun = tonumber(redis.call('HGET', K.waves, c.wave)) end
   return c
+end
+
+-- The competitor from their record as read (field -> value) and their status.
+local function of_record(bib, record, status)
+  return fill({ bib = bib, status = status }, record.gender, record.category, record.country,
+    record.wave, record.chip)
 end
 
 local function unrank(c)
@@ -221,6 +250,19 @@ end
 local function untimed_rem(c)
   local u = c.s.untimed
   for k = 1, #u do redis.call('ZREM', u[k], c.bib) end
+end
+
+-- Takes competitor c out of the rankings, the untimed sets and the listings, and out of
+-- their wave's members and the chip index unless `keep` (the record replacing theirs, if
+-- any) has the same wave or chip.
+local function unindex(c, keep)
+  keep = keep or {}
+  unrank(c)
+  untimed_rem(c)
+  redis.call('ZREM', LIST_ALL, c.bib)
+  if c.co then redis.call('ZREM', country_list(c.co), c.bib) end
+  if c.wave and c.wave ~= keep.wave then redis.call('SREM', K.wave_members .. c.wave, c.bib) end
+  if c.chip and c.chip ~= keep.chip then redis.call('HDEL', K.chips, c.chip) end
 end
 
 -- The competitor's reads per checkpoint index: { { ms =, id = }, ... } in order received.
@@ -478,9 +520,7 @@ local function put(_, a)
   if (mode == 'replace' or mode == 'patch') and not exists then return 'missing' end
   if not exists then return create(a, bib, order, ckey) end
 
-  local old = {}
-  local flat = redis.call('HGETALL', ckey)
-  for j = 1, #flat, 2 do old[flat[j]] = flat[j + 1] end
+  local old = hash_of(ckey)
   local new = {}
   if mode == 'patch' then for k, v in pairs(old) do new[k] = v end end
   for j = FIRST_FIELD, #a, 2 do new[a[j]] = a[j + 1] end
@@ -515,15 +555,11 @@ local function put(_, a)
   end
 
   -- Scopes or the wave change: every entry out and in again, times re-derived (the gun time
-  -- bounds the start window). The status is unchanged by a put.
-  local c = load(bib)
-  local old_scopes = c.s
-  unrank(c)
-  untimed_rem(c)
-  redis.call('ZREM', LIST_ALL, bib)
-  if c.co then redis.call('ZREM', country_list(c.co), bib) end
-  if c.wave and c.wave ~= new.wave then redis.call('SREM', K.wave_members .. c.wave, bib) end
-  if c.chip and c.chip ~= new.chip then redis.call('HDEL', K.chips, c.chip) end
+  -- bounds the start window). The status is unchanged by a put. The competitor before and
+  -- after comes from `old` and `new`, the record as read and as written (not read again).
+  local status = nilfalse(redis.call('HGET', K.status, bib))
+  local was = of_record(bib, old, status)
+  unindex(was, new)
   if mode ~= 'patch' then redis.call('DEL', ckey) end
   if #a > FIRST_FIELD then redis.call('HSET', ckey, unpack(a, FIRST_FIELD)) end
   redis.call('HSET', K.rows, bib, row_json)
@@ -531,28 +567,21 @@ local function put(_, a)
   if new.country then redis.call('ZADD', country_list(new.country), seq(), bib) end
   if new.wave and new.wave ~= old.wave then redis.call('SADD', K.wave_members .. new.wave, bib) end
   if new.chip and new.chip ~= old.chip then redis.call('HSET', K.chips, new.chip, bib) end
-  c = load(bib)
-  local _, t = rederive(c, true, c.status)
-  if not next(t) and not c.status then untimed_add(c) end
+  local c = of_record(bib, new, status)
+  local _, t = rederive(c, true, status)
+  if not next(t) and not status then untimed_add(c) end
   audit(at, actor, 'competitor.updated', bib, old, new)
-  touch({ old_scopes, c.s }, true)
+  touch({ was.s, c.s }, true)
   return 'ok'
 end
 
 -- delete: args bib, actor, at.
 local function delete(_, a)
   local bib, actor, at = a[1], a[2], a[3]
-  local c = load(bib)
-  if not c then return 'missing' end
-  local old = {}
-  local flat = redis.call('HGETALL', K.competitor .. bib)
-  for j = 1, #flat, 2 do old[flat[j]] = flat[j + 1] end
-  unrank(c)
-  untimed_rem(c)
-  redis.call('ZREM', LIST_ALL, bib)
-  if c.co then redis.call('ZREM', country_list(c.co), bib) end
-  if c.wave then redis.call('SREM', K.wave_members .. c.wave, bib) end
-  if c.chip then redis.call('HDEL', K.chips, c.chip) end
+  local old = hash_of(K.competitor .. bib)
+  if not old then return 'missing' end
+  local c = of_record(bib, old)
+  unindex(c)
   -- Raw reads stay in K.passings (never changed); the competitor's index of them goes.
   redis.call('DEL', K.competitor .. bib, K.times .. bib, K.manual .. bib, K.reads .. bib)
   redis.call('HDEL', K.status, bib)
@@ -666,19 +695,6 @@ local function apply_reads(c, new)
     out[k] = { o, why }
   end
   return out, changed
-end
-
--- Completes a competitor known by bib and status (passings) with their record, scopes and
--- gun time: the derivation needs it when they have no start time (the gun is the
--- reference) or when their times change (the rankings of their scopes).
-local function complete(c)
-  if c.s then return c end
-  local v = redis.call('HMGET', K.competitor .. c.bib, 'gender', 'category', 'country', 'wave', 'chip')
-  c.g, c.cat, c.co, c.wave, c.chip = nilfalse(v[1]), nilfalse(v[2]), nilfalse(v[3]),
-    nilfalse(v[4]), nilfalse(v[5])
-  c.s = scopes(c.g, c.cat)
-  if c.wave then c.gun = tonumber(redis.call('HGET', K.waves, c.wave)) end
-  return c
 end
 
 -- apply_reads for new reads none of which is at the start (a chip-read batch at a split or
