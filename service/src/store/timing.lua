@@ -944,14 +944,12 @@ end
 -- exists, has times or a status without a record (legacy data), or carries a wave or a chip
 -- (whose indexes and checks are `put`'s) is left alone and returned, followed by 1 if its
 -- record exists, else 0: the caller upserts it through `put`, which moves existing entries.
-local ROW_FIELDS = { 'first_name', 'last_name', 'gender', 'category', 'country' }
 local function import(_, a)
   local actor, at, f = a[1], a[2], tonumber(a[3])
-  local names, column, optional = {}, {}, {}
+  local names, optional = {}, {}
   for j = 1, f do
     local name = a[3 + j]
     names[j] = name
-    column[name] = j
     if name == 'wave' or name == 'chip' then optional[#optional + 1] = j end
   end
   local skipped, rows, sets, set_order, touched, seen = {}, {}, {}, {}, {}, {}
@@ -975,7 +973,6 @@ local function import(_, a)
   while p <= #a do
     k = k + 1
     local bib, order = a[p], a[p + 1]
-    local value = function(name) local j = column[name] return j and a[p + 1 + j] end
     local ckey = K.competitor .. bib
     local special = false
     for _, j in ipairs(optional) do if a[p + 1 + j] ~= '' then special = true end end
@@ -997,10 +994,8 @@ local function import(_, a)
       end
       redis.call('HSET', ckey, unpack(record))
       audit(at, actor, 'competitor.created', bib, nil, after)
-      local row = {}
-      for _, field in ipairs(ROW_FIELDS) do row[field] = value(field) or cjson.null end
       rows[#rows + 1] = bib
-      rows[#rows + 1] = cjson.encode(row)
+      rows[#rows + 1] = row_of(after)
       if not base then
         local top = next_seq(count)
         seq_now = string.format('%d', top)
@@ -1008,9 +1003,8 @@ local function import(_, a)
       end
       local score = string.format('%d', base + k)
       add(LIST_ALL, order, bib)
-      local co = value('country')
-      if co then add(country_list(co), score, bib) end
-      local s = scopes(value('gender'), value('category'))
+      if after.country then add(country_list(after.country), score, bib) end
+      local s = scopes(after.gender, after.category)
       for i = 1, #s do add(s.untimed[i], score, bib) end
       if not seen[s] then
         seen[s] = true
