@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::{PutMode, Store, StoreError, functions::now_rfc3339, keys, parse_err};
+use super::{Outcome, PutMode, Store, StoreError, functions::now_rfc3339, keys, parse_err};
 use crate::model::{Bib, Status};
 
 /// Competitors per `timing_import` call: a call holds Redis for about 5 ms, so other requests
@@ -51,9 +51,8 @@ impl Store {
             return Ok(ImportCounts::default());
         };
         let names: Vec<&str> = first.fields.iter().map(|(name, _)| name.as_str()).collect();
-        // Bibs left to the ordinary upsert, and how many of them had a record.
+        // Bibs left to the ordinary upsert.
         let mut existing: HashSet<&str> = HashSet::new();
-        let mut updated = 0;
         for chunk in records.chunks(CREATE_CHUNK) {
             let at = now_rfc3339();
             let count = names.len().to_string();
@@ -69,9 +68,7 @@ impl Store {
                 args.extend(record.fields.iter().map(|(_, value)| value.as_str()));
             }
             let reply = self.fcall_on(true, "timing_import", &args).await?;
-            let skipped: Vec<(String, i64)> = redis::from_redis_value(reply).map_err(parse_err)?;
-            updated += skipped.iter().filter(|(_, exists)| *exists == 1).count();
-            let skipped: HashSet<String> = skipped.into_iter().map(|(bib, _)| bib).collect();
+            let skipped: HashSet<String> = redis::from_redis_value(reply).map_err(parse_err)?;
             existing.extend(
                 chunk
                     .iter()
@@ -79,10 +76,6 @@ impl Store {
                     .filter(|bib| skipped.contains(*bib)),
             );
         }
-        let counts = ImportCounts {
-            created: records.len() - updated,
-            updated,
-        };
         // Plain loops building the futures first: closures over borrowed records in a stream
         // would not be `Send` for every lifetime, which axum's handlers need.
         let mut upserts = Vec::with_capacity(existing.len());
@@ -97,10 +90,17 @@ impl Store {
                 ));
             }
         }
-        futures::stream::iter(upserts)
+        let outcomes: Vec<Outcome> = futures::stream::iter(upserts)
             .buffer_unordered(UPSERTS_IN_FLIGHT)
-            .try_collect::<Vec<_>>()
+            .try_collect()
             .await?;
+        // What the upserts did: replaced a record (`Done`), created one, or neither (an unknown
+        // wave, a chip taken).
+        let upserted = |outcome: Outcome| outcomes.iter().filter(|o| **o == outcome).count();
+        let counts = ImportCounts {
+            created: records.len() - existing.len() + upserted(Outcome::Created),
+            updated: upserted(Outcome::Done),
+        };
         // A new competitor has no status: only setting one, or clearing an existing one's,
         // is a write.
         let mut statuses = Vec::new();

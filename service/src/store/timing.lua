@@ -942,8 +942,8 @@ end
 -- for a new competitor (record, results row, listing and untimed entries, audit entry, scope
 -- versions), batched: one ZADD per set and one HSET of the rows for the whole call. A bib that
 -- exists, has times or a status without a record (legacy data), or carries a wave or a chip
--- (whose indexes and checks are `put`'s) is left alone and returned, followed by 1 if its
--- record exists, else 0: the caller upserts it through `put`, which moves existing entries.
+-- (whose indexes and checks are `put`'s) is left alone and returned: the caller upserts it
+-- through `put`, which moves existing entries.
 local function import(_, a)
   local actor, at, f = a[1], a[2], tonumber(a[3])
   local names, optional = {}, {}
@@ -976,11 +976,9 @@ local function import(_, a)
     local ckey = K.competitor .. bib
     local special = false
     for _, j in ipairs(optional) do if a[p + 1 + j] ~= '' then special = true end end
-    local exists = redis.call('EXISTS', ckey)
-    if special or exists == 1 or redis.call('EXISTS', K.times .. bib) == 1
+    if special or redis.call('EXISTS', ckey, K.times .. bib) > 0
       or redis.call('HEXISTS', K.status, bib) == 1 then
       skipped[#skipped + 1] = bib
-      skipped[#skipped + 1] = exists
     else
       local record, after = {}, {}
       for j = 1, f do
