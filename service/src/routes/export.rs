@@ -28,7 +28,7 @@ use crate::{
     error::ApiError,
     live,
     model::format_ms,
-    store::{Competitor, ListFilter, RankedEntry, Scope, Store, StoreError},
+    store::{Competitor, ListFilter, OwnedScope, RankedEntry, Scope, Store, StoreError},
 };
 
 /// Rows read and written per block.
@@ -163,32 +163,6 @@ fn competitor_record(fields: &[String], competitor: &Competitor) -> Vec<String> 
         .collect()
 }
 
-/// A ranking scope owned by the stream (blocks are read after the handler returned).
-#[derive(Debug, Clone)]
-enum OwnedScope {
-    All,
-    Gender(String),
-    Category(String),
-}
-
-impl OwnedScope {
-    fn new(scope: Scope<'_>) -> Self {
-        match scope {
-            Scope::All => Self::All,
-            Scope::Gender(g) => Self::Gender(g.to_owned()),
-            Scope::Category(c) => Self::Category(c.to_owned()),
-        }
-    }
-
-    fn scope(&self) -> Scope<'_> {
-        match self {
-            Self::All => Scope::All,
-            Self::Gender(g) => Scope::Gender(g),
-            Self::Category(c) => Scope::Category(c),
-        }
-    }
-}
-
 /// A listing filter owned by the stream.
 #[derive(Debug, Clone, Default)]
 pub struct OwnedFilter {
@@ -204,6 +178,7 @@ pub struct OwnedFilter {
 enum Source {
     Results {
         checkpoint: String,
+        /// Owned by the stream: blocks are read after the handler returned.
         scope: OwnedScope,
         by_gun: bool,
     },

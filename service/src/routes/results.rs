@@ -30,7 +30,7 @@ use crate::{
         export,
         query::{known, page},
     },
-    store::{RankedEntry, Scope, StoreError},
+    store::{OwnedScope, RankedEntry, Scope, StoreError},
 };
 
 /// The results route.
@@ -188,7 +188,7 @@ async fn results(
         .render_once(key, &etag, || {
             // Owned, for a render that other requests may share after this one is gone.
             let (state, checkpoint) = (state.clone(), checkpoint.to_owned());
-            let scope = ScopeName::of(scope);
+            let scope = OwnedScope::new(scope);
             async move {
                 render(&state, &checkpoint, scope.scope(), by, offset, limit)
                     .await
@@ -202,31 +202,6 @@ async fn results(
         body,
     )
         .into_response())
-}
-
-/// A scope owning its name.
-enum ScopeName {
-    All,
-    Gender(String),
-    Category(String),
-}
-
-impl ScopeName {
-    fn of(scope: Scope<'_>) -> Self {
-        match scope {
-            Scope::All => Self::All,
-            Scope::Gender(g) => Self::Gender(g.to_owned()),
-            Scope::Category(c) => Self::Category(c.to_owned()),
-        }
-    }
-
-    fn scope(&self) -> Scope<'_> {
-        match self {
-            Self::All => Scope::All,
-            Self::Gender(g) => Scope::Gender(g),
-            Self::Category(c) => Scope::Category(c),
-        }
-    }
 }
 
 /// The JSON of a results page.

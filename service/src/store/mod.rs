@@ -124,6 +124,38 @@ pub enum Scope<'a> {
     Category(&'a str),
 }
 
+/// A [`Scope`] owning its name, for work that outlives the request that named it (a render
+/// shared by other requests, a streamed export).
+#[derive(Debug, Clone)]
+pub enum OwnedScope {
+    /// Everyone.
+    All,
+    /// One gender.
+    Gender(String),
+    /// One category.
+    Category(String),
+}
+
+impl OwnedScope {
+    /// `scope`, owned.
+    pub fn new(scope: Scope<'_>) -> Self {
+        match scope {
+            Scope::All => Self::All,
+            Scope::Gender(g) => Self::Gender(g.to_owned()),
+            Scope::Category(c) => Self::Category(c.to_owned()),
+        }
+    }
+
+    /// The scope, borrowed.
+    pub fn scope(&self) -> Scope<'_> {
+        match self {
+            Self::All => Scope::All,
+            Self::Gender(g) => Scope::Gender(g),
+            Self::Category(c) => Scope::Category(c),
+        }
+    }
+}
+
 /// Filters of a competitor listing (all optional, combined with AND).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ListFilter<'a> {
