@@ -126,11 +126,7 @@ fn result_record(entry: &RankedEntry, by_gun: bool) -> [String; 14] {
         .unwrap_or_default();
     let number = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
     let time = |n: Option<u64>| n.map(|ms| format_ms(ms, '.')).unwrap_or_default();
-    let (gun, net) = if by_gun {
-        (entry.elapsed_ms, entry.other_ms)
-    } else {
-        (entry.other_ms, entry.elapsed_ms)
-    };
+    let (gun, net) = entry.gun_and_net(by_gun);
     [
         number(entry.rank),
         entry.bib.clone(),

@@ -73,10 +73,7 @@ fn write_row(out: &mut String, entry: &RankedEntry, by: RankBy) {
         .and_then(|json| json.strip_prefix('{')?.strip_suffix('}'))
         .filter(|inner| !inner.trim().is_empty())
         .unwrap_or(NULL_FIELDS);
-    let (gun, net) = match by {
-        RankBy::Gun => (entry.elapsed_ms, entry.other_ms),
-        RankBy::Net => (entry.other_ms, entry.elapsed_ms),
-    };
+    let (gun, net) = entry.gun_and_net(by == RankBy::Gun);
     out.push_str(r#"{"rank":"#);
     write_number(out, entry.rank);
     out.push_str(r#","bib":"#);

@@ -113,6 +113,18 @@ pub struct RankedEntry {
     pub row_json: Option<String>,
 }
 
+impl RankedEntry {
+    /// The gun and the net time, from the time ranked by and the other, in a ranking by gun
+    /// time (`by_gun`) or by net time.
+    pub fn gun_and_net(&self, by_gun: bool) -> (Option<u64>, Option<u64>) {
+        if by_gun {
+            (self.elapsed_ms, self.other_ms)
+        } else {
+            (self.other_ms, self.elapsed_ms)
+        }
+    }
+}
+
 impl Store {
     /// A page of the ranking of `scope` at `checkpoint` with the rows' fields, and the number
     /// of competitors in the scope, O(log N + page size), read as one snapshot (see the module
