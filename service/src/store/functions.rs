@@ -59,17 +59,10 @@ impl Store {
         Ok(())
     }
 
-    /// Runs the FCALLs of `pipe` on the connection for bulk writes (see [`Store::fcall_on`]).
-    pub(super) async fn fcall_pipe_bulk(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<Vec<Value>, StoreError> {
-        self.fcall_pipe_on(&self.bulk, pipe).await
-    }
-
-    /// Runs the FCALLs of `pipe` on `conn`; when the library is missing, loads it and runs them
-    /// again (nothing ran: every call failed the same way).
-    async fn fcall_pipe_on(
+    /// Runs the FCALLs of `pipe` on `conn` (`self.conn`, or `self.bulk` for bulk writes); when
+    /// the library is missing, loads it and runs them again (nothing ran: every call failed
+    /// the same way).
+    pub(super) async fn fcall_pipe_on(
         &self,
         conn: &Connection,
         pipe: &redis::Pipeline,
@@ -90,19 +83,18 @@ impl Store {
 
     /// One `FCALL <function> 0 <args>`.
     pub(super) async fn fcall(&self, function: &str, args: &[&str]) -> Result<Value, StoreError> {
-        self.fcall_on(false, function, args).await
+        self.fcall_on(&self.conn, function, args).await
     }
 
-    /// One `FCALL <function> 0 <args>`, on the connection for bulk writes when `bulk`.
+    /// One `FCALL <function> 0 <args>` on `conn` (see [`Store::fcall_pipe_on`]).
     pub(super) async fn fcall_on(
         &self,
-        bulk: bool,
+        conn: &Connection,
         function: &str,
         args: &[&str],
     ) -> Result<Value, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("FCALL").arg(function).arg(0).arg(args);
-        let conn = if bulk { &self.bulk } else { &self.conn };
         let mut replies = self.fcall_pipe_on(conn, &pipe).await?;
         replies
             .pop()

@@ -67,7 +67,7 @@ impl Store {
                 args.push(order);
                 args.extend(record.fields.iter().map(|(_, value)| value.as_str()));
             }
-            let reply = self.fcall_on(true, "timing_import", &args).await?;
+            let reply = self.fcall_on(&self.bulk, "timing_import", &args).await?;
             let skipped: HashSet<String> = redis::from_redis_value(reply).map_err(parse_err)?;
             existing.extend(
                 chunk
@@ -82,7 +82,7 @@ impl Store {
         for record in records {
             if existing.contains(record.bib.as_str()) {
                 upserts.push(self.put_competitor_on(
-                    true,
+                    &self.bulk,
                     actor,
                     PutMode::Upsert,
                     &record.bib,

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use redis::Value;
 
-use super::{Outcome, PutMode, Store, StoreError, functions::now_rfc3339, keys, parse_err};
+use super::{
+    Outcome, PutMode, Store, StoreError, connection::Connection, functions::now_rfc3339, keys,
+    parse_err,
+};
 use crate::{
     model::{Bib, Status},
     race::OPTIONAL_FIELDS,
@@ -60,14 +63,14 @@ impl Store {
         bib: &Bib,
         fields: &[(String, String)],
     ) -> Result<Outcome, StoreError> {
-        self.put_competitor_on(false, actor, mode, bib, fields)
+        self.put_competitor_on(&self.conn, actor, mode, bib, fields)
             .await
     }
 
-    /// [`Store::put_competitor`], on the connection for bulk writes when `bulk` (an import).
+    /// [`Store::put_competitor`] on `conn` (`self.bulk` for an import).
     pub(super) async fn put_competitor_on(
         &self,
-        bulk: bool,
+        conn: &Connection,
         actor: &str,
         mode: PutMode,
         bib: &Bib,
@@ -127,7 +130,7 @@ impl Store {
             args.push(name);
             args.push(value);
         }
-        outcome(self.fcall_on(bulk, "timing_put", &args).await?)
+        outcome(self.fcall_on(conn, "timing_put", &args).await?)
     }
 
     /// Deletes a competitor with their times, status and ranking entries (raw reads stay).
@@ -264,7 +267,7 @@ impl Store {
                     .arg(&read.raw);
             }
         }
-        let replies = self.fcall_pipe_bulk(&pipe).await?;
+        let replies = self.fcall_pipe_on(&self.bulk, &pipe).await?;
         let mut out = vec![(String::new(), String::new()); reads.len()];
         for (call, reply) in calls.iter().zip(replies) {
             let flat: Vec<String> = redis::from_redis_value(reply).map_err(parse_err)?;
