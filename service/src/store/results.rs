@@ -264,30 +264,24 @@ impl Store {
             vec![None; page.len()]
         };
         if !missing.is_empty() {
-            let fetched: Vec<Option<String>> = take(&mut replies)?;
+            let mut fetched = take::<RowsJson>(&mut replies)?.into_iter();
             let mut cache = self.rows.lock().map_err(|_| poisoned())?;
-            if let Some(v) = rows_version {
+            // Rows read after the version: as new as it, or newer, which the next page with a
+            // newer version drops. (Without a rows version yet, nothing is kept.)
+            let keep = rows_version.is_some_and(|v| {
                 if v > cache.version || cache.rows.len() >= MAX_KEPT_ROWS {
                     cache.version = v;
                     cache.rows.clear();
                 }
-                // Rows read after the version: as new as it, or newer, which the next page
-                // with a newer version drops.
-                let keep = cache.version == v;
-                let mut fetched = fetched.into_iter();
-                for ((bib, _), row) in page.iter().zip(rows.iter_mut()) {
-                    if row.is_none() {
-                        let json = fetched.next().flatten();
-                        if keep {
-                            cache.rows.insert(bib.clone(), json.clone());
-                        }
-                        *row = Some(json);
+                cache.version == v
+            });
+            for ((bib, _), row) in page.iter().zip(rows.iter_mut()) {
+                if row.is_none() {
+                    let json = fetched.next().flatten();
+                    if keep {
+                        cache.rows.insert(bib.clone(), json.clone());
                     }
-                }
-            } else {
-                let mut fetched = fetched.into_iter();
-                for row in rows.iter_mut().filter(|row| row.is_none()) {
-                    *row = Some(fetched.next().flatten());
+                    *row = Some(json);
                 }
             }
         }
