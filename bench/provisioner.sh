@@ -43,20 +43,10 @@ for tool in python3 moto_server curl; do
 done
 python3 -c 'import boto3' 2>/dev/null || { echo "bench: python3 lacks boto3 (pip install 'moto[server]==5.2.1')" >&2; exit 1; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 log() { echo "==> $*" >&2; }
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 wait_for() { # description, url
   for _ in $(seq 1 200); do

@@ -35,18 +35,8 @@ echo "==> cargo build --release -p timing-service" >&2
 cargo build --release -p timing-service >&2
 BIN="$CARGO_TARGET_DIR/release/timing-service"
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 wait_for() { # description, command...
   local what=$1; shift
