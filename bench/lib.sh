@@ -13,3 +13,21 @@ trap cleanup EXIT INT TERM
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# The create service.sh and write_cost.sh measure straight on Redis, as redis-benchmark
+# arguments for a fresh bib per call (its __rand_int__): `create_command old SHA`, the EVAL
+# script of before issue 11 (bench/baseline/mutate.lua, loaded under SHA); `create_command
+# new`, the library's timing_put with the results row and audit entry as the service sends
+# them (store/writes.rs). Sets CREATE.
+AT=2026-11-30T00:00:00.000Z
+create_command() { # old SHA | new
+  local fields=(first_name Bench last_name Script gender male country FI category men20)
+  local row='{"category":"men20","country":"FI","first_name":"Bench","gender":"male","last_name":"Script"}'
+  local entry='{"at":"'$AT'","actor":"bench","action":"competitor.created","bib":"n","before":null,"after":{"bib":"n","category":"men20","country":"FI","first_name":"Bench","gender":"male","last_name":"Script"}}'
+  case $1 in
+    old) CREATE=(EVALSHA "$2" 0 put "o__rand_int__" 0 4 start split1 split2 finish create
+           bib "o__rand_int__" "${fields[@]}") ;;
+    new) CREATE=(FCALL timing_put 0 "n__rand_int__" 0 create bench "$AT" "$row" "$entry"
+           bib "n__rand_int__" "${fields[@]}") ;;
+  esac
+}

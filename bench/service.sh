@@ -163,10 +163,6 @@ wait "$INGEST_PID" || true
 # empty. Before issue 11 every write was one EVAL script (bench/baseline/mutate.lua, measured
 # the same way in database 2, from empty): its Redis time per create beside the function's.
 echo "==> redis-benchmark FCALL timing_times / timing_put, EVALSHA of the old script" >&2
-AT=2026-11-30T00:00:00.000Z
-# A create's results row and audit entry, as the service sends them (store/writes.rs).
-ROW='{"category":"men20","country":"FI","first_name":"Bench","gender":"male","last_name":"Script"}'
-ENTRY='{"at":"'$AT'","actor":"bench","action":"competitor.created","bib":"n","before":null,"after":{"bib":"n","category":"men20","country":"FI","first_name":"Bench","gender":"male","last_name":"Script"}}'
 rb_script() { # label database range command...
   local label=$1 db=$2 range=$3; shift 3
   # The test name (the command line, JSON arguments with commas included) is not escaped in
@@ -187,19 +183,19 @@ TIMES_US=$(usec_per_call fcall)
 # pair of runs says little (one run can be twice the other), the median of interleaved runs
 # more. The first round's FCALL run is also the create ceiling of the table.
 SHA=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" SCRIPT LOAD "$(cat bench/baseline/mutate.lua)")
+create_command old "$SHA"
+OLD_CREATE=("${CREATE[@]}")
+create_command new
+NEW_CREATE=("${CREATE[@]}")
 OLD_RUNS=() PUT_RUNS=()
 for round in $(seq 1 "$ROUNDS"); do
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n 2 FLUSHDB >/dev/null
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n 3 FLUSHDB >/dev/null
   reset_stats
-  rb_script "redis-benchmark EVALSHA old mutate.lua create" 2 1000000000 \
-    EVALSHA "$SHA" 0 put "o__rand_int__" 0 4 start split1 split2 finish create \
-    bib "o__rand_int__" first_name Bench last_name Script gender male country FI category men20
+  rb_script "redis-benchmark EVALSHA old mutate.lua create" 2 1000000000 "${OLD_CREATE[@]}"
   OLD_RUNS+=("$(usec_per_call evalsha)")
   reset_stats
-  rb_script "redis-benchmark FCALL timing_put (ceiling)" 3 1000000000 \
-    FCALL timing_put 0 "n__rand_int__" 0 create bench "$AT" \
-    "$ROW" "$ENTRY" bib "n__rand_int__" first_name Bench last_name Script gender male country FI category men20
+  rb_script "redis-benchmark FCALL timing_put (ceiling)" 3 1000000000 "${NEW_CREATE[@]}"
   PUT_RUNS+=("$(usec_per_call fcall)")
   # The table keeps the first round's two rows.
   if [ "$round" = 1 ]; then CREATE_CEILING=$LAST_RPS; kept=${#rows[@]}; else rows=("${rows[@]:0:$kept}"); fi

@@ -24,23 +24,19 @@ up() { # port
 redis-cli -p "$SOURCE_PORT" FUNCTION LIST LIBRARYNAME timing WITHCODE | sed -n '/^library_code$/,$p' | tail -n +2 >"$work/library.lua"
 grep -q '^#!lua name=timing' "$work/library.lua" || { echo "write_cost: no timing library on port $SOURCE_PORT" >&2; exit 1; }
 
-AT=2026-11-30T00:00:00.000Z
-ROW='{"category":"men20","country":"FI","first_name":"Bench","gender":"male","last_name":"Script"}'
-ENTRY='{"at":"'$AT'","actor":"bench","action":"competitor.created","bib":"n","before":null,"after":{"bib":"n","category":"men20","country":"FI","first_name":"Bench","gender":"male","last_name":"Script"}}'
-load() { # variant port: loads the script or library, sets CMD
+load() { # variant port: loads the script or library, sets CMD (see create_command, lib.sh)
   case $1 in
     old)
       local sha
       sha=$(redis-cli -p "$2" SCRIPT LOAD "$(cat bench/baseline/mutate.lua)")
-      CMD=(EVALSHA "$sha" 0 put "o__rand_int__" 0 4 start split1 split2 finish create
-        bib "o__rand_int__" first_name Bench last_name Script gender male country FI category men20)
+      create_command old "$sha"
       TOP=evalShaCommand ;;
     new)
       redis-cli -p "$2" -x FUNCTION LOAD REPLACE <"$work/library.lua" >/dev/null
-      CMD=(FCALL timing_put 0 "n__rand_int__" 0 create bench "$AT" "$ROW" "$ENTRY"
-        bib "n__rand_int__" first_name Bench last_name Script gender male country FI category men20)
+      create_command new
       TOP=fcallCommand ;;
   esac
+  CMD=("${CREATE[@]}")
 }
 count() { # variant: prints instructions per call
   local dir="$work/$1" port pid
