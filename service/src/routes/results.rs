@@ -114,23 +114,17 @@ fn write_number(out: &mut String, n: Option<u64>) {
     }
 }
 
-/// A JSON string; bibs (letters, digits, `_`, `-`) need no escaping, anything else goes
+/// A JSON string. Text without a quote, a backslash or a control character (every bib and
+/// checkpoint name) is written as it is, as serde_json would write it; anything else goes
 /// through serde_json.
 fn write_json_string(out: &mut String, text: &str) {
-    if text
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "null".to_owned()));
+    } else {
         out.push('"');
         out.push_str(text);
         out.push('"');
-    } else {
-        out.push_str(&json_string(text));
     }
-}
-
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "null".to_owned())
 }
 
 async fn results(
@@ -215,10 +209,11 @@ async fn render(
         .results(checkpoint, scope, by == RankBy::Gun, offset, limit)
         .await?;
     let mut body = String::with_capacity(128 + entries.len() * 224);
+    let _ = write!(body, r#"{{"total":{total},"checkpoint":"#);
+    write_json_string(&mut body, checkpoint);
     let _ = write!(
         body,
-        r#"{{"total":{total},"checkpoint":{},"by":"{}","offset":{offset},"limit":{limit},"results":["#,
-        json_string(checkpoint),
+        r#","by":"{}","offset":{offset},"limit":{limit},"results":["#,
         by.as_str()
     );
     for (i, entry) in entries.iter().enumerate() {
