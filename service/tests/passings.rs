@@ -5,7 +5,7 @@
 //! first read at least 1 minute after the start.
 
 use serde_json::{Value, json};
-use timing_service::{AppState, auth::Credentials, race::Race};
+use timing_service::{AppState, auth::Credentials, model::format_ms, race::Race};
 
 use crate::common::{Redis, TestApp, assert_error, spawn_app_on, spawn_app_with};
 
@@ -783,13 +783,7 @@ async fn batches_give_the_times_of_a_derivation_from_all_reads() {
             };
             let bib = ["1", "2", "3"][next(3) as usize];
             let ms = 8 * 3_600_000 + 58 * 60_000 + next(90 * 60_000);
-            let time = format!(
-                "{:02}:{:02}:{:02}.{:03}",
-                ms / 3_600_000,
-                ms / 60_000 % 60,
-                ms / 1000 % 60,
-                ms % 1000
-            );
+            let time = format_ms(ms, '.');
             // Now and then an id sent before (a duplicate).
             let id = if k % 7 == 3 && round > 0 {
                 format!("r{}-{k}", round - 1)
