@@ -339,11 +339,19 @@ local function derive(c, reads, manual)
   return t, from
 end
 
+-- Reads have no effect while the competitor is out of the race (DNS, DSQ): their times stay
+-- as they were, and a new read is kept for this reason.
+local function out_of_race(c)
+  return c.status == 'DNS' or c.status == 'DSQ'
+end
+
+local function no_effect(c)
+  return 'the competitor has status ' .. c.status .. '; the read has no effect'
+end
+
 -- What a new read did, given the times derived with it.
 local function outcome(c, i, rd, t, from, manual)
-  if c.status == 'DNS' or c.status == 'DSQ' then
-    return 'kept', 'the competitor has status ' .. c.status .. '; the read has no effect'
-  end
+  if out_of_race(c) then return 'kept', no_effect(c) end
   if i == 1 then
     if c.gun then
       local d = offset(c.gun, rd.ms)
@@ -436,10 +444,7 @@ end
 local function rederive(c, force, was_status)
   local cur = current_of(c.bib)
   local t = cur
-  -- Reads have no effect while out of the race (DNS, DSQ): times stay as they were.
-  if c.status ~= 'DNS' and c.status ~= 'DSQ' then
-    t = derive(c, reads_of(c.bib), manual_of(c.bib))
-  end
+  if not out_of_race(c) then t = derive(c, reads_of(c.bib), manual_of(c.bib)) end
   return store_times(c, t, cur, force, was_status), t
 end
 
@@ -680,20 +685,16 @@ local function apply_reads(c, new)
   for k, rd in ipairs(new) do entries[k] = rd.entry end
   redis.call('RPUSH', K.reads .. c.bib, unpack(entries))
   local out = {}
+  if out_of_race(c) then
+    -- Nothing to derive: the reads are kept without effect.
+    for k = 1, #new do out[k] = { 'kept', no_effect(c) } end
+    return out, false
+  end
   local manual = manual_of(c.bib)
-  local reads = reads_of(c.bib)
   local cur = current_of(c.bib)
-  local t, from = derive(c, reads, manual)
-  local changed = false
-  if c.status == 'DNS' or c.status == 'DSQ' then
-    t = cur
-  else
-    changed = next(store_times(c, t, cur, false, c.status)) ~= nil
-  end
-  for k, rd in ipairs(new) do
-    local o, why = outcome(c, rd.i, rd, t, from, manual)
-    out[k] = { o, why }
-  end
+  local t, from = derive(c, reads_of(c.bib), manual)
+  local changed = next(store_times(c, t, cur, false, c.status)) ~= nil
+  for k, rd in ipairs(new) do out[k] = { outcome(c, rd.i, rd, t, from, manual) } end
   return out, changed
 end
 
@@ -718,9 +719,8 @@ local function apply_later_reads(c, ks, a, any_manual, flat)
     entries[x] = a[j + 1] .. ' ' .. a[j + 2] .. ' ' .. a[j]
   end
   redis.call('RPUSH', K.reads .. c.bib, unpack(entries))
-  if c.status == 'DNS' or c.status == 'DSQ' then
-    -- Reads have no effect while out of the race: times stay as they were.
-    local why = 'the competitor has status ' .. c.status .. '; the read has no effect'
+  if out_of_race(c) then
+    local why = no_effect(c)
     for _, k in ipairs(ks) do flat[2 * k - 1], flat[2 * k] = 'kept', why end
     return false
   end
