@@ -265,6 +265,11 @@ local function unindex(c, keep)
   if c.chip and c.chip ~= keep.chip then redis.call('HDEL', K.chips, c.chip) end
 end
 
+-- A read as its competitor's list K.reads..bib holds it (read back by reads_of).
+local function read_entry(i, ms, id)
+  return i .. ' ' .. ms .. ' ' .. id
+end
+
 -- The competitor's reads per checkpoint index: { { ms =, id = }, ... } in order received.
 local function reads_of(bib)
   local r = {}
@@ -716,7 +721,7 @@ local function apply_later_reads(c, ks, a, any_manual, flat)
   local entries = {}
   for x, k in ipairs(ks) do
     local j = 6 * k - 3
-    entries[x] = a[j + 1] .. ' ' .. a[j + 2] .. ' ' .. a[j]
+    entries[x] = read_entry(a[j + 1], a[j + 2], a[j])
   end
   redis.call('RPUSH', K.reads .. c.bib, unpack(entries))
   if out_of_race(c) then
@@ -903,7 +908,7 @@ local function passings(_, a)
         for x, k in ipairs(ks) do
           local j = 6 * k - 3
           reads[x] = { i = tonumber(a[j + 1]), ms = tonumber(a[j + 2]), id = a[j],
-            entry = a[j + 1] .. ' ' .. a[j + 2] .. ' ' .. a[j] }
+            entry = read_entry(a[j + 1], a[j + 2], a[j]) }
         end
         local out
         out, changed = apply_reads(complete(c), reads)
@@ -929,7 +934,7 @@ local function assign(_, a)
   if not c then return { 'missing' } end
   local before = times_json(current_of(bib))
   redis.call('ZREM', K.unmatched, id)
-  local out = apply_reads(c, { { i = i, ms = ms, id = id, entry = a[5] .. ' ' .. a[6] .. ' ' .. id } })
+  local out = apply_reads(c, { { i = i, ms = ms, id = id, entry = read_entry(a[5], a[6], id) } })
   touch({ c.s })
   audit(at, actor, 'passing.assigned', bib, before,
     { passing = id, checkpoint = CPS[i], time = fmt(ms), outcome = out[1][1],
