@@ -2,8 +2,8 @@
 //! `timing` library's `timing_import` in chunks, each chunk one call that batches its set
 //! entries and writes each new competitor's audit entry and the scope versions; bibs that exist
 //! (or have times or a status already, or carry a `wave` or `chip`, whose indexes `timing_put`
-//! keeps) through the ordinary upsert, many at once on the multiplexed connection (pipelined,
-//! not one round trip after another).
+//! keeps) through the ordinary upsert, many at once on the store's connection for bulk writes
+//! (pipelined, not one round trip after another; results pages do not queue behind them).
 
 use std::collections::HashSet;
 
