@@ -69,21 +69,17 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
     let templates = Templates::load(&cli.root)?;
     match cli.command {
         Command::Render(args) => {
+            let region = cli
+                .aws
+                .region
+                .clone()
+                .unwrap_or_else(|| "eu-north-1".into());
+            let role_arn = |name: &str| resources::iam::role_arn(&region, &args.account, name);
             let values = commands::render::RenderValues {
+                execution_role_arn: role_arn(&names.execution_role),
+                api_task_role_arn: role_arn(&names.api_task_role),
                 account: args.account.clone(),
-                region: cli
-                    .aws
-                    .region
-                    .clone()
-                    .unwrap_or_else(|| "eu-north-1".into()),
-                execution_role_arn: format!(
-                    "arn:aws:iam::{}:role/{}",
-                    args.account, names.execution_role
-                ),
-                api_task_role_arn: format!(
-                    "arn:aws:iam::{}:role/{}",
-                    args.account, names.api_task_role
-                ),
+                region: region.clone(),
                 api_image: args.image.clone(),
                 redis_image: cli::DeployArgs::default_redis_image(),
             };

@@ -45,11 +45,10 @@ pub fn placeholder_values(names: &Names, values: &RenderValues) -> BTreeMap<&'st
         // `resources::efs::DataVolume::placeholder_values`.
         (
             "REDIS_TASK_ROLE_ARN",
-            format!(
-                "arn:{}:iam::{}:role/{}",
-                crate::aws::partition_of(&values.region),
-                values.account,
-                names.redis_task_role
+            crate::resources::iam::role_arn(
+                &values.region,
+                &values.account,
+                &names.redis_task_role,
             ),
         ),
         ("EFS_FILE_SYSTEM_ID", KNOWN_AFTER_APPLY.to_owned()),
