@@ -4,7 +4,9 @@
 use reqwest::{Method, header};
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, spawn_app};
+use timing_service::race::Race;
+
+use crate::common::{TestApp, spawn_app, spawn_app_with};
 
 const IMPORT: &str = "/api/v1/competitors/import";
 const HEADER: &str = "bib,first_name,last_name,gender,country,category";
@@ -231,6 +233,60 @@ async fn partial_mode_stores_the_valid_rows() {
     assert_eq!(body["rejected"][0]["bib"], "2");
     assert_eq!(stored(&app).await, 2);
     assert_eq!(app.get("/api/v1/competitors/1").await.1["first_name"], "A");
+}
+
+/// A wave that does not exist, a chip another competitor has, and a chip named twice are
+/// refused with their line and column before anything is written (they were dropped
+/// silently, and after the file's other rows were stored); a competitor keeping its own chip
+/// is fine.
+#[tokio::test]
+async fn rows_naming_an_unknown_wave_or_a_taken_chip_are_refused_where_they_are() {
+    let mut race = Race::default();
+    race.fields.push("wave".into());
+    race.fields.push("chip".into());
+    let app = spawn_app_with(race, None).await;
+    let (status, body) = app
+        .put("/api/v1/waves/elite", json!({"start": "09:00:00.000"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let header = format!("{HEADER},wave,chip");
+    let (status, body) = csv(
+        &app,
+        "",
+        &format!("{header}\n9,K,L,male,FI,men30,elite,C9\n"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let text = format!(
+        "{header}\n1,A,B,male,FI,men30,elite,C1\n2,C,D,male,FI,men30,nowhere,\n\
+         3,E,F,male,FI,men30,,C9\n4,G,H,male,FI,men30,,C1\n9,K,L,male,FI,men30,elite,C9\n"
+    );
+    let (status, body) = csv(&app, "", &text).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        places(&body),
+        [
+            (json!(3), json!("wave")),
+            (json!(4), json!("chip")),
+            (json!(5), json!("chip"))
+        ]
+    );
+    let errors = body["errors"].to_string();
+    assert!(errors.contains("unknown wave `nowhere`"), "{errors}");
+    assert!(errors.contains("already competitor `9`'s"), "{errors}");
+    assert!(
+        errors.contains("chip `C1` is already on line 2"),
+        "{errors}"
+    );
+    assert_eq!(stored(&app).await, 1);
+
+    let (status, body) = csv(&app, "?mode=partial", &text).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["created"], &body["updated"]), (&json!(1), &json!(1)));
+    assert_eq!(body["rejected"].as_array().map(Vec::len), Some(3));
+    assert_eq!(stored(&app).await, 2);
+    assert_eq!(app.get("/api/v1/competitors/1").await.1["chip"], "C1");
 }
 
 /// Importing again updates by bib: fields replaced, times kept, status set or cleared by the

@@ -116,6 +116,55 @@ struct Sheet {
     errors: Vec<RowError>,
 }
 
+impl Sheet {
+    /// The non-empty cells of `field`, row by row.
+    fn cells<'s>(&'s self, field: &'s str) -> impl Iterator<Item = &'s str> {
+        self.rows.iter().filter_map(move |raw| {
+            raw.cells
+                .iter()
+                .find(|(f, v)| f == field && !v.is_empty())
+                .map(|(_, v)| v.as_str())
+        })
+    }
+}
+
+/// What the rows refer to that must exist in the store (a wave) or must not belong to another
+/// competitor (a chip). Checked before anything is written, so that such a row is refused with
+/// its line and column like any other invalid row, and a file is still stored all or nothing:
+/// the upsert would refuse it too, but only after the other rows were written.
+#[derive(Default)]
+struct References {
+    waves: HashSet<String>,
+    /// chip → the competitor it belongs to now.
+    chip_holders: HashMap<String, String>,
+}
+
+impl References {
+    /// Reads the waves and the holders of the chips the file names (nothing when it names none).
+    async fn read(store: &crate::store::Store, sheet: &Sheet) -> Result<Self, ApiError> {
+        let waves = if sheet.cells(WAVE_FIELD).next().is_some() {
+            store.wave_names().await?
+        } else {
+            HashSet::new()
+        };
+        let chips: Vec<&str> = sheet.cells(CHIP_FIELD).collect();
+        let chip_holders = store
+            .chip_holders(&chips)
+            .await?
+            .into_iter()
+            .map(|(chip, bib)| (chip.to_owned(), bib))
+            .collect();
+        Ok(Self {
+            waves,
+            chip_holders,
+        })
+    }
+}
+
+/// The competitor fields that refer to something else.
+const WAVE_FIELD: &str = "wave";
+const CHIP_FIELD: &str = "chip";
+
 fn header_error(line: Option<u64>, column: Option<&str>, error: String) -> RowError {
     RowError {
         row: None,
@@ -386,10 +435,18 @@ fn json_cell(field: &str, value: &Value) -> Result<String, String> {
 }
 
 /// Validates the rows: every cell, and bibs unique in the file.
-fn validate(race: &Race, sheet: Sheet) -> (Vec<ImportRecord>, Vec<RowError>) {
+fn validate(
+    race: &Race,
+    sheet: Sheet,
+    references: &References,
+) -> (Vec<ImportRecord>, Vec<RowError>) {
     let Sheet { rows, mut errors } = sheet;
     let mut records = Vec::with_capacity(rows.len());
     let mut first_seen: HashMap<String, (usize, Option<u64>)> = HashMap::new();
+    let mut chip_first_seen: HashMap<String, (usize, Option<u64>)> = HashMap::new();
+    let place = |(row, line): (usize, Option<u64>)| {
+        line.map_or_else(|| format!("item {row}"), |l| format!("line {l}"))
+    };
     for raw in rows {
         let mut row_errors = Vec::new();
         let mut fail = |column: &str, error: String| {
@@ -439,16 +496,37 @@ fn validate(race: &Race, sheet: Sheet) -> (Vec<ImportRecord>, Vec<RowError>) {
         };
         if let Some(bib) = &bib {
             match first_seen.get(bib.as_str()) {
-                Some((row, line)) => fail(
-                    "bib",
-                    format!(
-                        "bib `{bib}` is already on {}",
-                        line.map_or_else(|| format!("item {row}"), |l| format!("line {l}"))
-                    ),
-                ),
+                Some(seen) => fail("bib", format!("bib `{bib}` is already on {}", place(*seen))),
                 None => {
                     first_seen.insert(bib.as_str().to_owned(), (raw.row, raw.line));
                 }
+            }
+        }
+        if let Some(wave) = cells.get(WAVE_FIELD).filter(|w| !w.is_empty())
+            && !references.waves.contains(*wave)
+        {
+            fail(
+                WAVE_FIELD,
+                format!("unknown wave `{wave}`; create it first with PUT /api/v1/waves/{wave}"),
+            );
+        }
+        if let Some(chip) = cells.get(CHIP_FIELD).filter(|c| !c.is_empty()) {
+            let holder = references.chip_holders.get(*chip);
+            if let Some(holder) =
+                holder.filter(|holder| bib.as_ref().is_none_or(|bib| bib.as_str() != *holder))
+            {
+                fail(
+                    CHIP_FIELD,
+                    format!("chip `{chip}` is already competitor `{holder}`'s"),
+                );
+            } else if let Some(seen) = chip_first_seen.get(*chip) {
+                // Only a chip the row may have counts: a refused one claims nothing.
+                fail(
+                    CHIP_FIELD,
+                    format!("chip `{chip}` is already on {}", place(*seen)),
+                );
+            } else {
+                chip_first_seen.insert((*chip).to_owned(), (raw.row, raw.line));
             }
         }
         match bib {
@@ -538,7 +616,8 @@ async fn import(
         },
         Format::Json => read_json(race, &body, query.ignore_unknown)?,
     };
-    let (records, errors) = validate(race, sheet);
+    let references = References::read(&state.store, &sheet).await?;
+    let (records, errors) = validate(race, sheet, &references);
     if !errors.is_empty() && query.mode == Mode::All {
         return Ok(invalid_file(errors, false));
     }

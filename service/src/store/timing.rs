@@ -1,7 +1,7 @@
 //! Reading what the timing model keeps besides records and rankings: waves, raw reads, a
 //! competitor's times with their origin, and the audit trail.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::{Store, StoreError, keys};
 use crate::model::{Bib, Status};
@@ -42,6 +42,14 @@ pub struct AuditPage {
 }
 
 impl Store {
+    /// The names of the waves (one `HKEYS`), for checking references to them.
+    pub async fn wave_names(&self) -> Result<HashSet<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.hkeys(keys::WAVES);
+        let (names,): (HashSet<String>,) = self.conn.query(&pipe).await?;
+        Ok(names)
+    }
+
     /// Every wave, by name.
     pub async fn waves(&self) -> Result<Vec<Wave>, StoreError> {
         let mut pipe = redis::pipe();

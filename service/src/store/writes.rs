@@ -196,6 +196,24 @@ impl Store {
         )
     }
 
+    /// The competitors `chips` belong to (one `HMGET`); a chip nobody has is left out.
+    pub async fn chip_holders<'c>(
+        &self,
+        chips: &[&'c str],
+    ) -> Result<HashMap<&'c str, String>, StoreError> {
+        if chips.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET").arg(keys::CHIPS).arg(chips);
+        let (found,): (Vec<Option<String>>,) = self.conn.query(&pipe).await?;
+        Ok(chips
+            .iter()
+            .zip(found)
+            .filter_map(|(chip, bib)| Some((*chip, bib?)))
+            .collect())
+    }
+
     /// Stores and applies a batch of reads; answers (outcome, reason) per read, in order.
     ///
     /// Chips are resolved first (one `HMGET`) so that the reads of one competitor, by bib or
@@ -204,18 +222,7 @@ impl Store {
     /// reassigned in between still lands on its current holder.)
     pub async fn ingest(&self, reads: &[Read]) -> Result<Vec<(String, String)>, StoreError> {
         let chips: Vec<&str> = reads.iter().filter_map(|r| r.chip.as_deref()).collect();
-        let holders: HashMap<&str, String> = if chips.is_empty() {
-            HashMap::new()
-        } else {
-            let mut pipe = redis::pipe();
-            pipe.cmd("HMGET").arg(keys::CHIPS).arg(&chips);
-            let (found,): (Vec<Option<String>>,) = self.conn.query(&pipe).await?;
-            chips
-                .iter()
-                .zip(found)
-                .filter_map(|(chip, bib)| Some((*chip, bib?)))
-                .collect()
-        };
+        let holders = self.chip_holders(&chips).await?;
         // Group by competitor (or by unknown chip), in order of first appearance.
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut group_of: HashMap<String, usize> = HashMap::new();
