@@ -180,6 +180,19 @@ async fn results_and_start_list_as_csv_match_the_json() {
     assert_eq!(records.len(), 1203);
     assert_eq!(records, expected);
 
+    // A filtered start list (601 rows, two blocks; its matching bibs read once) is the
+    // filtered JSON listing.
+    let path = "/api/v1/competitors?gender=female";
+    let (status, _, head, records) = csv_of(&app, path, false).await;
+    assert_eq!(status, 200);
+    let expected: Vec<Vec<String>> = all_json(&app, path, "competitors")
+        .await
+        .iter()
+        .map(|r| head.iter().map(|c| cell(&r[c.as_str()])).collect())
+        .collect();
+    assert_eq!(records.len(), 601);
+    assert_eq!(records, expected);
+
     // `format` wins over `Accept`; an unknown format is refused.
     let json = app
         .request(Method::GET, "/api/v1/results?format=json")

@@ -181,13 +181,16 @@ enum Source {
     Competitors {
         fields: Vec<String>,
         filter: OwnedFilter,
+        /// With a filter, the matching bibs, read at the first block: a filtered listing
+        /// reads the whole scope, which once per block would make an export quadratic.
+        matching: Option<Vec<String>>,
     },
 }
 
 impl Source {
     /// The CSV lines of rows `offset .. offset + limit` and their number.
     async fn block(
-        &self,
+        &mut self,
         store: &Store,
         offset: u64,
         limit: u64,
@@ -206,16 +209,33 @@ impl Source {
                     entries.len() as u64,
                 ))
             }
-            Self::Competitors { fields, filter } => {
+            Self::Competitors {
+                fields,
+                filter,
+                matching,
+            } => {
                 let list = ListFilter {
                     gender: filter.gender.as_deref(),
                     category: filter.category.as_deref(),
                     country: filter.country.as_deref(),
                 };
-                let (_, page) = store.list_competitors(list, offset, limit).await?;
+                let bibs = if list.is_none() {
+                    store.listed_bibs(list, offset, limit).await?.1
+                } else {
+                    if matching.is_none() {
+                        *matching = Some(store.filtered_bibs(list).await?);
+                    }
+                    let all = matching.as_deref().unwrap_or_default();
+                    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+                    let end = start.saturating_add(limit as usize).min(all.len());
+                    all[start..end].to_vec()
+                };
+                let page = store.competitors_of(&bibs).await?;
+                // Rows of the listing read, not written: a competitor deleted meanwhile
+                // must not end the export early.
                 Ok((
                     csv_block(page.iter().map(|c| competitor_record(fields, c))),
-                    page.len() as u64,
+                    bibs.len() as u64,
                 ))
             }
         }
@@ -333,6 +353,7 @@ pub async fn competitors(
     let source = Source::Competitors {
         fields: state.race.fields.clone(),
         filter,
+        matching: None,
     };
     export(state, "competitors", &header, source, span, etag).await
 }

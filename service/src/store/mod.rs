@@ -167,6 +167,13 @@ pub struct ListFilter<'a> {
     pub country: Option<&'a str>,
 }
 
+impl ListFilter<'_> {
+    /// Whether it lets every competitor through.
+    pub fn is_none(&self) -> bool {
+        self.gender.is_none() && self.category.is_none() && self.country.is_none()
+    }
+}
+
 /// The Redis store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -237,30 +244,52 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<(u64, Vec<Competitor>), StoreError> {
-        let (total, bibs): (u64, Vec<String>) =
-            if filter.gender.is_none() && filter.category.is_none() && filter.country.is_none() {
-                let mut pipe = redis::pipe();
-                pipe.zcard(keys::LISTING_ALL).zrange(
-                    keys::LISTING_ALL,
-                    offset as isize,
-                    (offset + limit) as isize - 1,
-                );
-                self.conn.query(&pipe).await?
-            } else {
-                let all = self.filtered(filter).await?;
-                let page = all
-                    .iter()
-                    .skip(offset as usize)
-                    .take(limit as usize)
-                    .map(|(bib, _)| bib.clone())
-                    .collect();
-                (all.len() as u64, page)
-            };
+        let (total, bibs) = self.listed_bibs(filter, offset, limit).await?;
+        Ok((total, self.competitors_of(&bibs).await?))
+    }
+
+    /// The bibs of a page of the listing (ordered by bib) matching `filter`, and the number
+    /// matching.
+    pub async fn listed_bibs(
+        &self,
+        filter: ListFilter<'_>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        if filter.is_none() {
+            let mut pipe = redis::pipe();
+            pipe.zcard(keys::LISTING_ALL).zrange(
+                keys::LISTING_ALL,
+                offset as isize,
+                (offset + limit) as isize - 1,
+            );
+            return self.conn.query(&pipe).await;
+        }
+        let all = self.filtered_bibs(filter).await?;
+        let page = all
+            .iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        Ok((all.len() as u64, page))
+    }
+
+    /// Every bib matching `filter`, in listing order (read once by an export that lists them
+    /// all, instead of once per block).
+    pub async fn filtered_bibs(&self, filter: ListFilter<'_>) -> Result<Vec<String>, StoreError> {
+        let all = self.filtered(filter).await?;
+        Ok(all.into_iter().map(|(bib, _)| bib).collect())
+    }
+
+    /// The competitors of `bibs`, in that order (one pipelined round trip); a bib deleted
+    /// meanwhile is left out.
+    pub async fn competitors_of(&self, bibs: &[String]) -> Result<Vec<Competitor>, StoreError> {
         if bibs.is_empty() {
-            return Ok((total, Vec::new()));
+            return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
-        for bib in &bibs {
+        for bib in bibs {
             pipe.hgetall(keys::competitor(bib)).hget(keys::STATUS, bib);
         }
         let replies: Vec<Value> = self.conn.query(&pipe).await?;
@@ -277,7 +306,7 @@ impl Store {
                 });
             }
         }
-        Ok((total, out))
+        Ok(out)
     }
 
     /// Every competitor matching a filter, with their listing scores, ordered by bib (O(N) in
