@@ -90,8 +90,12 @@ pub async fn status(d: &Deployment, events: usize, since: Duration) -> Result<St
     };
     if report.deployed {
         let service_names = vec![names.redis_service.clone(), names.api_service.clone()];
-        let views =
-            crate::watch::service_views(&d.clients.ecs, &names.cluster, &service_names).await?;
+        // One DescribeServices, with the tags the API's remembered count is read from.
+        let live = services::describe(d, &[&names.redis_service, &names.api_service]).await?;
+        let views: Vec<_> = service_names
+            .iter()
+            .map(|name| crate::watch::service_view(name, live.get(name)))
+            .collect();
         let mut spec = WatchSpec::new(
             &names.cluster,
             service_names,
@@ -130,8 +134,7 @@ pub async fn status(d: &Deployment, events: usize, since: Duration) -> Result<St
             report.endpoint = Some(gateway.url);
             report.custom_domain = gateway.domain;
         }
-        let live_api = services::describe(d, &[&names.api_service]).await?;
-        let api_count = live_api
+        let api_count = live
             .get(&names.api_service)
             .map(|s| {
                 services::remembered_count(s)

@@ -50,6 +50,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A service DescribeServices did not find.
+    pub fn missing(name: &str) -> Self {
+        Snapshot {
+            state: ServiceState::missing(name),
+            deployments: vec![],
+            events: vec![],
+        }
+    }
+
     /// The service does not exist (DescribeServices `failures[]` MISSING, or status INACTIVE).
     pub fn is_gone(&self) -> bool {
         matches!(self.state.status.as_str(), "MISSING" | "INACTIVE")

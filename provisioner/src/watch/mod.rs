@@ -57,7 +57,7 @@ pub use model::{
 };
 pub use sink::{LiveSink, NullSink, PlainSink, WatchSink, stderr_sink};
 
-use judge::{OurDeployment, ServiceVerdict};
+use judge::{OurDeployment, ServiceVerdict, Snapshot};
 
 /// Default limit of a wait.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -381,7 +381,7 @@ async fn poll(
 
 /// Events of the snapshot written since `started_at` and not seen before, oldest first.
 fn new_events(
-    snap: &judge::Snapshot,
+    snap: &Snapshot,
     started_at: SystemTime,
     seen: &mut HashSet<String>,
 ) -> Vec<ServiceEventRecord> {
@@ -456,13 +456,25 @@ pub async fn service_views(
     services: &[String],
 ) -> Result<Vec<ServiceView>, WatchError> {
     let snaps = observe::describe_services(ecs, cluster, services).await?;
-    Ok(snaps
-        .into_iter()
-        .map(|s| ServiceView {
-            state: s.state,
-            events: s.events,
-        })
-        .collect())
+    Ok(snaps.into_iter().map(ServiceView::from).collect())
+}
+
+/// The view of a service its caller has described already (`None`: not found), for `status`,
+/// which reads the services with their tags anyway.
+pub fn service_view(name: &str, service: Option<&aws_sdk_ecs::types::Service>) -> ServiceView {
+    ServiceView::from(match service {
+        Some(service) => observe::snapshot(name, service),
+        None => Snapshot::missing(name),
+    })
+}
+
+impl From<Snapshot> for ServiceView {
+    fn from(snapshot: Snapshot) -> Self {
+        ServiceView {
+            state: snapshot.state,
+            events: snapshot.events,
+        }
+    }
 }
 
 /// Tasks of `service` that stopped since `spec.started_at` (one ListTasks page; ECS keeps

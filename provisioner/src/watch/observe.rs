@@ -57,11 +57,7 @@ pub async fn describe_services(
                 .find(|s| s.service_name() == Some(name.as_str()))
             {
                 Some(s) => snapshot(name, s),
-                None => Snapshot {
-                    state: ServiceState::missing(name),
-                    deployments: vec![],
-                    events: vec![],
-                },
+                None => Snapshot::missing(name),
             }
         })
         .collect())
