@@ -128,9 +128,9 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     // Issue 6: Redis AUTH, once enabled, stays on (its parameter exists) until `down`.
     // Issue 11: the named write tokens stay injected while their parameter exists (`token
     // --name`); a parameter of that name that is not the app's stops the run here.
-    let (redis_auth_enabled, named_tokens) =
-        tokio::try_join!(secrets::redis_password_enabled(d), tokens::exist(d))?;
-    let redis_auth = args.redis_password || redis_auth_enabled;
+    let (live_redis_password, named_tokens) =
+        tokio::try_join!(secrets::live_redis_password(d), tokens::exist(d))?;
+    let redis_auth = args.redis_password || live_redis_password.is_some();
     let execution_role = execution_role_spec(d, templates, &policy_values, redis_auth);
     let redis_trust = trust.clone();
     let api_task_role = RoleSpec {
@@ -252,7 +252,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
         async {
             secrets::ensure_api_token(d).await?;
             if redis_auth {
-                secrets::ensure_redis_password(d, redis_port).await?;
+                secrets::ensure_redis_password(d, redis_port, live_redis_password).await?;
             }
             Ok(())
         },

@@ -268,22 +268,30 @@ pub async fn rotate_token(d: &Deployment) -> Result<()> {
     Ok(())
 }
 
+/// The Redis password parameter when Redis AUTH is on (it exists), checked to be the app's;
+/// its value decrypted except in a dry run. Read once by `up`, before its first write, and
+/// handed to [`ensure_redis_password`].
+pub async fn live_redis_password(d: &Deployment) -> Result<Option<Parameter>> {
+    get_ours(d, &d.names.redis_password_parameter, !d.dry_run).await
+}
+
 /// Whether Redis AUTH is on: the password parameter exists.
 pub async fn redis_password_enabled(d: &Deployment) -> Result<bool> {
-    Ok(get(d, &d.names.redis_password_parameter, false)
-        .await?
-        .is_some())
+    Ok(live_redis_password(d).await?.is_some())
 }
 
 /// Creates the Redis password and the matching `REDIS_URL` parameters if missing
-/// (`--redis-password`). Once created they stay, and AUTH stays on, until `down`.
-pub async fn ensure_redis_password(d: &Deployment, redis_port: i32) -> Result<()> {
+/// (`--redis-password`). Once created they stay, and AUTH stays on, until `down`. `existing`:
+/// what [`live_redis_password`] read (the URL is derived from the password, so an existing
+/// one is read decrypted to (re)build it; not in a dry run, which builds nothing).
+pub async fn ensure_redis_password(
+    d: &Deployment,
+    redis_port: i32,
+    existing: Option<Parameter>,
+) -> Result<()> {
     let names = &d.names;
     let password_name = &names.redis_password_parameter;
     let url_name = &names.redis_url_parameter;
-    // The URL is derived from the password: an existing one is read back, decrypted, to
-    // (re)build the URL (not in a dry run, which builds nothing).
-    let existing = get_ours(d, password_name, !d.dry_run).await?;
     let password = match &existing {
         Some(_) if d.dry_run => None,
         Some(existing) => Some(existing.value.clone().ok_or_else(|| {
