@@ -166,31 +166,26 @@ manual_files() {
 {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
   "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 EOF
-  cat >"$dir/B.json" <<'EOF'
-{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
-  "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
-  "ecr:BatchGetImage", "secretsmanager:GetSecretValue"], "Resource": "*"}]}
-EOF
-  cat >"$dir/C.json" <<'EOF'
-{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-  "Action": ["ecs:ListTasks", "ecs:DescribeTasks"], "Resource": "*"}]}
-EOF
-  cat >"$dir/D.json" <<'EOF'
-{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-  "Action": ["ec2:DescribeNetworkInterfaces"], "Resource": "*"}]}
-EOF
-  cat >"$dir/E.json" <<'EOF'
-{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-  "Action": ["ecs:ListClusters", "ecs:DescribeClusters"], "Resource": "*"}]}
-EOF
-  cat >"$dir/F.json" <<'EOF'
-{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
-  "servicediscovery:RegisterInstance", "servicediscovery:DeregisterInstance",
-  "servicediscovery:DiscoverInstances", "servicediscovery:GetNamespace",
-  "servicediscovery:GetService", "servicediscovery:ListInstances"],
-  "Resource": ["arn:aws:servicediscovery:eu-north-1:ACCOUNT_ID:namespace/*",
-               "arn:aws:servicediscovery:eu-north-1:ACCOUNT_ID:service/*"]}]}
-EOF
+  allow "$dir/B.json" '"*"' ecr:GetAuthorizationToken ecr:BatchCheckLayerAvailability \
+    ecr:GetDownloadUrlForLayer ecr:BatchGetImage secretsmanager:GetSecretValue
+  allow "$dir/C.json" '"*"' ecs:ListTasks ecs:DescribeTasks
+  allow "$dir/D.json" '"*"' ec2:DescribeNetworkInterfaces
+  allow "$dir/E.json" '"*"' ecs:ListClusters ecs:DescribeClusters
+  allow "$dir/F.json" '["arn:aws:servicediscovery:eu-north-1:ACCOUNT_ID:namespace/*",
+    "arn:aws:servicediscovery:eu-north-1:ACCOUNT_ID:service/*"]' \
+    servicediscovery:RegisterInstance servicediscovery:DeregisterInstance \
+    servicediscovery:DiscoverInstances servicediscovery:GetNamespace \
+    servicediscovery:GetService servicediscovery:ListInstances
+}
+
+# allow FILE RESOURCE ACTION...: writes a policy document allowing the actions on RESOURCE
+# (JSON: a string or a list), as the seed's rights B-F are written.
+allow() {
+  local file=$1 resource=$2 actions
+  shift 2
+  actions=$(printf '"%s", ' "$@")
+  printf '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [%s], "Resource": %s}]}\n' \
+    "${actions%, }" "$resource" >"$file"
 }
 
 manual_sequence() {

@@ -372,12 +372,12 @@ pub fn code_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<&str>
     err.as_service_error().and_then(ProvideErrorMetadata::code)
 }
 
-/// `Ok(None)` when `is_absent` recognises the error as the service's "not found", the normal
+/// `Ok(None)` when `is_absent` recognises the service's error as its "not found", the normal
 /// answer about a resource not created yet or already deleted; any other error names
 /// `operation` and `resource`.
 pub fn absent_when<T, E, R>(
     result: std::result::Result<T, SdkError<E, R>>,
-    is_absent: impl FnOnce(&SdkError<E, R>) -> bool,
+    is_absent: impl FnOnce(&E) -> bool,
     operation: &'static str,
     resource: impl Into<String>,
 ) -> Result<Option<T>>
@@ -387,7 +387,7 @@ where
 {
     match result {
         Ok(out) => Ok(Some(out)),
-        Err(e) if is_absent(&e) => Ok(None),
+        Err(e) if e.as_service_error().is_some_and(is_absent) => Ok(None),
         Err(e) => Err(Error::aws(operation, resource, e)),
     }
 }

@@ -193,7 +193,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 json: cli.output == OutputFormat::Json,
                 ..logs::LogsOptions::default()
             };
-            let fetch = logs::fetch_logs_with(
+            let fetch = logs::fetch_logs(
                 &clients.logs,
                 &names.log_group,
                 args.service,

@@ -84,7 +84,7 @@ impl LogsError {
     }
 }
 
-/// How to read; [`fetch_logs`] uses the defaults.
+/// How [`fetch_logs`] reads; the command uses the defaults but for `json`.
 #[derive(Debug, Clone)]
 pub struct LogsOptions {
     /// Time between follow polls.
@@ -111,30 +111,9 @@ impl Default for LogsOptions {
     }
 }
 
-/// Prints the logs of `service` from the last `since` to `out`; with `follow`, keeps printing
-/// new ones until the future is dropped.
+/// Prints the logs of `service` from the last `since` to `out`, read as `opts` says; with
+/// `follow`, keeps printing new ones until the future is dropped.
 pub async fn fetch_logs(
-    logs: &Client,
-    log_group: &str,
-    service: Service,
-    since: Duration,
-    follow: bool,
-    out: &mut impl Write,
-) -> Result<(), LogsError> {
-    fetch_logs_with(
-        logs,
-        log_group,
-        service,
-        since,
-        follow,
-        out,
-        &LogsOptions::default(),
-    )
-    .await
-}
-
-/// [`fetch_logs`] with explicit [`LogsOptions`].
-pub async fn fetch_logs_with(
     logs: &Client,
     log_group: &str,
     service: Service,

@@ -28,7 +28,7 @@ use aws_sdk_ecs::types::{
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
-use provisioner::logs::{LogsError, LogsOptions, Service, fetch_logs, fetch_logs_with};
+use provisioner::logs::{LogsError, LogsOptions, Service, fetch_logs};
 use provisioner::watch::{
     Goal, WatchError, WatchEvent, WatchSink, WatchSpec, recent_stopped_tasks, service_views,
     watch_services,
@@ -925,7 +925,7 @@ async fn follow_prints_each_event_once_across_pages_and_polls() {
         ..LogsOptions::default()
     };
     let mut out = Vec::new();
-    fetch_logs_with(
+    fetch_logs(
         &logs,
         "/ecs/timing",
         Service::Api,
@@ -960,16 +960,9 @@ async fn logs_of_an_app_that_is_not_deployed_say_so() {
         }),
     ]);
     let mut out = Vec::new();
-    let err = fetch_logs(
-        &logs,
-        "/ecs/timing",
-        Service::Api,
-        Duration::from_secs(600),
-        false,
-        &mut out,
-    )
-    .await
-    .unwrap_err();
+    let err = api_logs_of_the_last_ten_minutes(&logs, &mut out)
+        .await
+        .unwrap_err();
     assert!(matches!(err, LogsError::NotDeployed { .. }), "{err:?}");
     assert!(err.to_string().contains("not deployed"), "{err}");
     assert!(out.is_empty());
@@ -986,16 +979,9 @@ async fn fetch_logs_reads_a_real_log_group_from_moto() {
 
     // Not deployed yet.
     let mut out = Vec::new();
-    let err = fetch_logs(
-        &logs,
-        "/ecs/timing",
-        Service::Api,
-        Duration::from_secs(600),
-        false,
-        &mut out,
-    )
-    .await
-    .unwrap_err();
+    let err = api_logs_of_the_last_ten_minutes(&logs, &mut out)
+        .await
+        .unwrap_err();
     assert!(matches!(err, LogsError::NotDeployed { .. }), "{err:?}");
 
     logs.create_log_group()
@@ -1037,16 +1023,9 @@ async fn fetch_logs_reads_a_real_log_group_from_moto() {
     }
 
     let mut out = Vec::new();
-    fetch_logs(
-        &logs,
-        "/ecs/timing",
-        Service::Api,
-        Duration::from_secs(600),
-        false,
-        &mut out,
-    )
-    .await
-    .unwrap();
+    api_logs_of_the_last_ten_minutes(&logs, &mut out)
+        .await
+        .unwrap();
     out.flush().unwrap();
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -1058,4 +1037,22 @@ async fn fetch_logs_reads_a_real_log_group_from_moto() {
         "redis lines are not api lines: {text}"
     );
     drop(moto);
+}
+
+/// The API's logs of the last ten minutes, read once with the default options.
+async fn api_logs_of_the_last_ten_minutes(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    out: &mut Vec<u8>,
+) -> Result<(), LogsError> {
+    let last_ten_minutes = Duration::from_secs(600);
+    fetch_logs(
+        logs,
+        "/ecs/timing",
+        Service::Api,
+        last_ten_minutes,
+        false,
+        out,
+        &LogsOptions::default(),
+    )
+    .await
 }

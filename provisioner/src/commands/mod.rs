@@ -78,13 +78,12 @@ pub struct Cost {
     pub basis: String,
 }
 
-/// The result of a command, on stdout. Its JSON form is the documented, stable schema
-/// (`schema_version` changes when a field changes meaning or disappears).
+/// What every command's JSON report opens with: the schema, the command and where it ran.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Version of this JSON schema.
+pub struct ReportHeader {
+    /// Version of this JSON schema (`docs/output.md`).
     pub schema_version: u32,
-    /// `up`, `plan`, `down`.
+    /// `up`, `plan`, `down`, `stop`, `start`, `status`, `token`.
     pub command: &'static str,
     /// The app.
     pub app: String,
@@ -92,6 +91,28 @@ pub struct Report {
     pub region: String,
     /// The account.
     pub account: String,
+}
+
+impl ReportHeader {
+    /// The header of `command` run on `d`.
+    pub fn of(d: &Deployment, command: &'static str) -> Self {
+        Self {
+            schema_version: 1,
+            command,
+            app: d.names.app.clone(),
+            region: d.region().to_owned(),
+            account: d.account.clone(),
+        }
+    }
+}
+
+/// The result of a command, on stdout. Its JSON form is the documented, stable schema
+/// (`schema_version` changes when a field changes meaning or disappears).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Schema, command, app, region, account.
+    #[serde(flatten)]
+    pub header: ReportHeader,
     /// True when nothing was changed on purpose (`plan`, `--dry-run`).
     pub dry_run: bool,
     /// Whether anything was (or, in a dry run, would be) changed.
@@ -115,24 +136,23 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+impl fmt::Display for ReportHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "app `{}` in {} (account {})",
+            self.app, self.region, self.account
+        )
+    }
+}
+
 impl Report {
-    /// A report of `changes`.
-    pub fn new(
-        command: &'static str,
-        app: &str,
-        region: &str,
-        account: &str,
-        dry_run: bool,
-        changes: Vec<Change>,
-        aws_calls: CallSummary,
-    ) -> Self {
+    /// The report of `command`: what `d` recorded.
+    pub fn new(d: &Deployment, command: &'static str, aws_calls: CallSummary) -> Self {
+        let changes = d.changes();
         Self {
-            schema_version: 1,
-            command,
-            app: app.to_owned(),
-            region: region.to_owned(),
-            account: account.to_owned(),
-            dry_run,
+            header: ReportHeader::of(d, command),
+            dry_run: d.dry_run,
             changed: changes.iter().any(|c| c.action.is_change()),
             changes,
             endpoint: None,
@@ -158,11 +178,7 @@ impl fmt::Display for Report {
         } else {
             ""
         };
-        writeln!(
-            f,
-            "{} app `{}` in {} (account {}){mode}",
-            self.command, self.app, self.region, self.account
-        )?;
+        writeln!(f, "{} {}{mode}", self.header.command, self.header)?;
         for change in &self.changes {
             writeln!(f, "  {change}")?;
         }
@@ -179,11 +195,11 @@ impl fmt::Display for Report {
                 f,
                 "{verb}: {create} to create, {update} to update, {delete} to delete, {unchanged} unchanged"
             )?;
-        } else if self.command == "down" {
+        } else if self.header.command == "down" {
             writeln!(
                 f,
                 "nothing left to remove: app `{}` has no resources",
-                self.app
+                self.header.app
             )?;
         } else {
             writeln!(f, "no changes: the deployment matches the files")?;

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::aws::CallSummary;
-use crate::commands::{Cost, scale};
+use crate::commands::{Cost, ReportHeader, scale};
 use crate::error::{Error, Result};
 use crate::plan::Deployment;
 use crate::resources::gateway::{self, CustomDomain};
@@ -19,16 +19,9 @@ use crate::watch::{ServiceEventRecord, ServiceState, StoppedTask, WatchSpec};
 /// The result of `status`. Its JSON form is part of the documented schema.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
-    /// Version of this JSON schema.
-    pub schema_version: u32,
-    /// `status`.
-    pub command: &'static str,
-    /// The app.
-    pub app: String,
-    /// The region.
-    pub region: String,
-    /// The account.
-    pub account: String,
+    /// Schema, command (`status`), app, region, account.
+    #[serde(flatten)]
+    pub header: ReportHeader,
     /// Whether the app's cluster exists.
     pub deployed: bool,
     /// One entry per service.
@@ -73,11 +66,7 @@ pub struct ServiceStatus {
 pub async fn status(d: &Deployment, events: usize, since: Duration) -> Result<StatusReport> {
     let names = &d.names;
     let mut report = StatusReport {
-        schema_version: 1,
-        command: "status",
-        app: names.app.clone(),
-        region: d.region().to_owned(),
-        account: d.account.clone(),
+        header: ReportHeader::of(d, "status"),
         deployed: cluster::cluster_is_active(d).await?,
         services: Vec::new(),
         endpoint: None,
@@ -190,16 +179,12 @@ async fn image_of(
 
 impl fmt::Display for StatusReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "app `{}` in {} (account {})",
-            self.app, self.region, self.account
-        )?;
+        writeln!(f, "{}", self.header)?;
         if !self.deployed {
             return writeln!(
                 f,
                 "not deployed: no cluster `{}`; `provisioner up` deploys it",
-                self.app
+                self.header.app
             );
         }
         for service in &self.services {

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::aws::CallSummary;
 use crate::cli::TokenArgs;
-use crate::commands::up;
+use crate::commands::{ReportHeader, up};
 use crate::config::Templates;
 use crate::error::{Error, Result};
 use crate::plan::{Action, Change, Deployment};
@@ -115,16 +115,9 @@ impl TokenRequest {
 /// log by default would defeat rotating it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenReport {
-    /// Version of the JSON schema (`docs/output.md`).
-    pub schema_version: u32,
-    /// `token`.
-    pub command: &'static str,
-    /// The app.
-    pub app: String,
-    /// The region.
-    pub region: String,
-    /// The account.
-    pub account: String,
+    /// Schema, command (`token`), app, region, account.
+    #[serde(flatten)]
+    pub header: ReportHeader,
     /// True when nothing was changed on purpose (`--dry-run`).
     pub dry_run: bool,
     /// The named token the run was about; absent for the single token and `--list`.
@@ -175,11 +168,7 @@ pub async fn token(
     request: &TokenRequest,
 ) -> Result<TokenReport> {
     let mut report = TokenReport {
-        schema_version: 1,
-        command: "token",
-        app: d.names.app.clone(),
-        region: d.region().to_owned(),
-        account: d.account.clone(),
+        header: ReportHeader::of(d, "token"),
         dry_run: d.dry_run,
         name: None,
         rotated: false,

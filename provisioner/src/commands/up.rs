@@ -368,12 +368,8 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     let (gateway, image_notes) = tokio::try_join!(gateway_steps, service_steps)?;
 
     let mut report = Report::new(
+        d,
         if d.dry_run { "plan" } else { "up" },
-        &names.app,
-        d.region(),
-        &d.account,
-        d.dry_run,
-        d.changes(),
         d.clients.calls.summary(),
     );
     let kept_stopped = live_services.values().any(|s| s.desired_count() == 0) && !options.start;

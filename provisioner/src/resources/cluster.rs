@@ -45,13 +45,9 @@ pub async fn ensure_cluster(d: &Deployment) -> Result<()> {
         .ecs
         .create_cluster()
         .cluster_name(name)
-        .set_tags(Some(
-            d.names
-                .tags()
-                .into_iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect(),
-        ))
+        .set_tags(Some(ownership::app_tags(&d.names, |k, v| {
+            Tag::builder().key(k).value(v).build()
+        })))
         .send()
         .await
         .map_err(|e| Error::aws("CreateCluster", format!("ECS cluster {name}"), e))?;

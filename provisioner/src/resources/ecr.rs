@@ -33,10 +33,7 @@ async fn find_repository(d: &Deployment, name: &str) -> Result<Option<Repository
         .await;
     let found = absent_when(
         out,
-        |e| {
-            e.as_service_error()
-                .is_some_and(|e| e.is_repository_not_found_exception())
-        },
+        |e| e.is_repository_not_found_exception(),
         "DescribeRepositories",
         format!("ECR repository {name}"),
     )?;

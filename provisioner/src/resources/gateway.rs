@@ -249,6 +249,20 @@ fn integration_differences(live: &Integration, spec: &GatewaySpec) -> Vec<&'stat
     out
 }
 
+/// The integration's settings (what [`integration_differences`] compares), set alike on its
+/// create and its update request, which the SDK gives two builder types.
+macro_rules! with_integration_settings {
+    ($request:expr, $spec:expr) => {
+        $request
+            .integration_type(IntegrationType::HttpProxy)
+            .integration_method("ANY")
+            .connection_type(ConnectionType::VpcLink)
+            .connection_id(&$spec.vpc_link_id)
+            .integration_uri(&$spec.discovery_arn)
+            .payload_format_version("1.0")
+    };
+}
+
 async fn ensure_integration(d: &Deployment, api_id: &str, spec: &GatewaySpec) -> Result<String> {
     let name = format!("{} integration", d.names.http_api);
     let apigateway = &d.clients.apigateway;
@@ -281,16 +295,11 @@ async fn ensure_integration(d: &Deployment, api_id: &str, spec: &GatewaySpec) ->
         };
         let detail = (!diff.is_empty()).then(|| diff.join(", "));
         if d.record("api-integration", &name, action, detail) {
-            apigateway
+            let update = apigateway
                 .update_integration()
                 .api_id(api_id)
-                .integration_id(&id)
-                .integration_type(IntegrationType::HttpProxy)
-                .integration_method("ANY")
-                .connection_type(ConnectionType::VpcLink)
-                .connection_id(&spec.vpc_link_id)
-                .integration_uri(&spec.discovery_arn)
-                .payload_format_version("1.0")
+                .integration_id(&id);
+            with_integration_settings!(update, spec)
                 .send()
                 .await
                 .map_err(|e| Error::aws("UpdateIntegration", name.clone(), e))?;
@@ -305,15 +314,8 @@ async fn ensure_integration(d: &Deployment, api_id: &str, spec: &GatewaySpec) ->
     ) {
         return Ok(KNOWN_AFTER_APPLY.to_owned());
     }
-    let created = apigateway
-        .create_integration()
-        .api_id(api_id)
-        .integration_type(IntegrationType::HttpProxy)
-        .integration_method("ANY")
-        .connection_type(ConnectionType::VpcLink)
-        .connection_id(&spec.vpc_link_id)
-        .integration_uri(&spec.discovery_arn)
-        .payload_format_version("1.0")
+    let create = apigateway.create_integration().api_id(api_id);
+    let created = with_integration_settings!(create, spec)
         .description(format!(
             "every request to a healthy API task of app {}",
             d.names.app

@@ -21,9 +21,9 @@ use aws_sdk_iam::operation::list_role_policies::ListRolePoliciesOutput;
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
-use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::error::ProvideErrorMetadata;
 
-use crate::error::{Error, Result, absent_when, code_of};
+use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment};
 use crate::policy::{parse_document, same_meaning};
 use crate::resources::ownership;
@@ -173,8 +173,8 @@ pub async fn ensure_boundary(d: &Deployment, document: &Value) -> Result<String>
 type LivePolicies = (BTreeSet<String>, Vec<(String, Option<Value>)>);
 
 /// IAM's "not found" (its errors are mostly unmodeled: matched by code).
-fn no_such_entity<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
-    code_of(err) == Some("NoSuchEntity")
+fn no_such_entity<E: ProvideErrorMetadata>(err: &E) -> bool {
+    err.code() == Some("NoSuchEntity")
 }
 
 /// A role's attached managed policies and inline policy names, both read at once; `None`

@@ -493,14 +493,8 @@ pub(crate) async fn create_group(
     if !d.record("security-group", name, Action::Create, None) {
         return Ok(KNOWN_AFTER_APPLY.to_owned());
     }
-    let tags = d
-        .names
-        .tags()
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build());
-    let tags = tags
-        .chain([Tag::builder().key("Name").value(name).build()])
-        .collect();
+    let mut tags = ownership::app_tags(&d.names, |k, v| Tag::builder().key(k).value(v).build());
+    tags.push(Tag::builder().key("Name").value(name).build());
     let out = d
         .clients
         .ec2

@@ -89,7 +89,12 @@ pub fn check_tags(
     check(d, resource, tags.pairs())
 }
 
-/// The app's tags as `(key, value)` pairs turned into one SDK's tag type with `build`.
+/// The app's tags turned into one SDK's tag type with an infallible `build` (EC2, ECS).
+pub fn app_tags<T>(names: &Names, build: impl Fn(&'static str, String) -> T) -> Vec<T> {
+    names.tags().into_iter().map(|(k, v)| build(k, v)).collect()
+}
+
+/// The app's tags turned into one SDK's tag type with a `build` that checks them (IAM, ECR).
 pub fn sdk_tags<T, E>(
     names: &Names,
     build: impl Fn(&'static str, String) -> std::result::Result<T, E>,

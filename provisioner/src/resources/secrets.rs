@@ -85,10 +85,7 @@ async fn get(d: &Deployment, name: &str, decrypt: bool) -> Result<Option<Paramet
     let resource = || format!("SSM parameter {name}");
     let found = absent_when(
         out,
-        |e| {
-            e.as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found())
-        },
+        |e| e.is_parameter_not_found(),
         "GetParameter",
         resource(),
     )?;

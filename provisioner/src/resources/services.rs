@@ -17,7 +17,7 @@ use aws_sdk_ecs::types::{
 use crate::error::{Error, Result};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
 use crate::resources::network::Network;
-use crate::resources::{poll_until, retry_bounded};
+use crate::resources::{ownership, poll_until, retry_bounded};
 
 /// Tag on the API's ECS service holding its number of tasks when running (`--api-count`), so
 /// `start` after a `stop` (desired count 0) and `status` know it without a state file.
@@ -340,16 +340,12 @@ pub async fn ensure_service(
             if spec.task_definition == KNOWN_AFTER_APPLY {
                 return Err(Error::missing(resource, "task definition ARN"));
             }
-            let tags: Vec<Tag> = d
-                .names
-                .tags()
-                .into_iter()
-                .chain(
-                    spec.remembered_count
-                        .map(|n| (TAG_API_COUNT, n.to_string())),
-                )
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect();
+            let tag = |k, v| Tag::builder().key(k).value(v).build();
+            let mut tags = ownership::app_tags(&d.names, tag);
+            tags.extend(
+                spec.remembered_count
+                    .map(|n| tag(TAG_API_COUNT, n.to_string())),
+            );
             retry_bounded(
                 &format!("creating {resource}"),
                 d.limit(ROLE_PROPAGATION_LIMIT),

@@ -35,10 +35,7 @@ pub async fn latest(d: &Deployment, family: &str) -> Result<Option<LiveTaskDefin
     // ECS answers a ClientException for a family it does not know.
     let found = absent_when(
         out,
-        |e| {
-            e.as_service_error()
-                .is_some_and(|e| e.is_client_exception())
-        },
+        |e| e.is_client_exception(),
         "DescribeTaskDefinition",
         format!("task definition {family}"),
     )?;
@@ -88,14 +85,10 @@ pub async fn ensure_task_definition(
     if !d.record("task-definition", action.1, action.0, action.2) {
         return Ok(KNOWN_AFTER_APPLY.to_owned());
     }
-    let tags = d
-        .names
-        .tags()
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build());
+    let tags = ownership::app_tags(&d.names, |k, v| Tag::builder().key(k).value(v).build());
     let out = spec
         .register_request(&d.clients.ecs)?
-        .set_tags(Some(tags.collect()))
+        .set_tags(Some(tags))
         .send()
         .await
         .map_err(|e| {

@@ -52,8 +52,8 @@ use tokio::time::Instant;
 
 pub use error::{BoxError, EXIT_DEPLOYMENT_FAILED, EXIT_ERROR, EXIT_TIMEOUT, WatchError};
 pub use model::{
-    ContainerExit, Goal, ServiceEventRecord, ServiceState, StoppedTask, WatchEvent, WatchReport,
-    rfc3339,
+    ContainerExit, Goal, ServiceEventRecord, ServiceState, StoppedTask, WaitStart, WatchEvent,
+    WatchReport, rfc3339,
 };
 pub use sink::{LiveSink, NullSink, PlainSink, WatchSink, stderr_sink};
 
@@ -178,11 +178,11 @@ pub async fn watch_services(
     let start = Instant::now();
     let deadline = start + spec.timeout;
     let polls_end = deadline - log_reserve(spec.timeout);
-    sink.event(&WatchEvent::Started {
+    sink.event(&WatchEvent::Started(WaitStart {
         goal: spec.goal,
         services: spec.services.clone(),
         timeout: spec.timeout,
-    });
+    }));
     let mut tr = Tracker {
         states: spec
             .services

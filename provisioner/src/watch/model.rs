@@ -180,18 +180,22 @@ pub struct ServiceEventRecord {
     pub message: String,
 }
 
+/// The beginning of a wait, as the sinks tell it.
+#[derive(Debug, Clone)]
+pub struct WaitStart {
+    /// What we wait for.
+    pub goal: Goal,
+    /// The services waited on.
+    pub services: Vec<String>,
+    /// The limit of the wait.
+    pub timeout: Duration,
+}
+
 /// What the watcher tells its sink, as it happens.
 #[derive(Debug, Clone)]
 pub enum WatchEvent {
     /// The wait begins.
-    Started {
-        /// What we wait for.
-        goal: Goal,
-        /// The services waited on.
-        services: Vec<String>,
-        /// The limit of the wait.
-        timeout: Duration,
-    },
+    Started(WaitStart),
     /// One poll's view of every service.
     Progress {
         /// Time since the wait began.

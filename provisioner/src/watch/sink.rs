@@ -9,12 +9,13 @@
 //! starting with an RFC 3339 UTC timestamp, so CI logs read in order and can be grepped. Output
 //! errors (a closed stderr) are ignored: progress must never fail a deployment.
 
+use std::fmt;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar};
 
-use super::model::{Goal, ServiceState, WatchEvent, rfc3339};
+use super::model::{ServiceState, WaitStart, WatchEvent, rfc3339};
 use crate::console;
 
 /// Receives the watcher's events as they happen.
@@ -46,12 +47,16 @@ fn elapsed_text(d: Duration) -> String {
 }
 
 /// The line both sinks print when the wait begins.
-fn started_text(goal: Goal, services: &[String], timeout: &Duration) -> String {
-    format!(
-        "waiting for {} to be {goal} (timeout {})",
-        services.join(", "),
-        super::error::human(timeout)
-    )
+impl fmt::Display for WaitStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "waiting for {} to be {} (timeout {})",
+            self.services.join(", "),
+            self.goal,
+            super::error::human(&self.timeout)
+        )
+    }
 }
 
 /// The line both sinks end with.
@@ -89,11 +94,7 @@ impl PlainSink {
 impl WatchSink for PlainSink {
     fn event(&mut self, e: &WatchEvent) {
         match e {
-            WatchEvent::Started {
-                goal,
-                services,
-                timeout,
-            } => self.line(&started_text(*goal, services, timeout)),
+            WatchEvent::Started(start) => self.line(&start.to_string()),
             WatchEvent::Progress { elapsed, services } => {
                 let states: Vec<String> = services.iter().map(ServiceState::summary).collect();
                 self.line(&format!(
@@ -162,11 +163,7 @@ impl LiveSink {
 impl WatchSink for LiveSink {
     fn event(&mut self, e: &WatchEvent) {
         match e {
-            WatchEvent::Started {
-                goal,
-                services,
-                timeout,
-            } => self.above(&started_text(*goal, services, timeout)),
+            WatchEvent::Started(start) => self.above(&start.to_string()),
             WatchEvent::Progress { elapsed, services } => self.draw(*elapsed, services),
             WatchEvent::ServiceEvent(ev) => {
                 let at = ev.at.map(rfc3339).unwrap_or_default();
@@ -243,11 +240,11 @@ mod tests {
     fn plain_lines_start_with_an_rfc3339_timestamp() {
         let buf = Shared::default();
         let mut sink = PlainSink::with_clock(Box::new(buf.clone()), fixed);
-        sink.event(&WatchEvent::Started {
+        sink.event(&WatchEvent::Started(WaitStart {
             goal: Goal::Stable,
             services: vec!["redis".into(), "api".into()],
             timeout: Duration::from_secs(600),
-        });
+        }));
         sink.event(&progress());
         sink.event(&WatchEvent::ServiceEvent(ServiceEventRecord {
             service: "api".into(),
