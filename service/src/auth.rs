@@ -19,7 +19,7 @@ use axum::{
 };
 use subtle::ConstantTimeEq;
 
-use crate::{AppState, error::ApiError};
+use crate::error::ApiError;
 
 /// The name the single `TIMING_API_TOKEN` is known by.
 pub const DEFAULT_NAME: &str = "default";
@@ -150,7 +150,7 @@ fn bearer(request: &Request) -> Option<&str> {
 
 /// Middleware: 401 for a write without a configured token; the write's [`Actor`] otherwise.
 pub async fn require_token(
-    State(state): State<AppState>,
+    State(credentials): State<Arc<Credentials>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -161,7 +161,6 @@ pub async fn require_token(
     if safe {
         return next.run(request).await;
     }
-    let credentials = &state.credentials;
     let actor = if credentials.is_open() {
         Arc::from(ANONYMOUS)
     } else {

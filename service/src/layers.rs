@@ -31,10 +31,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{
-    AppState,
-    error::{ApiError, ErrorDetail},
-};
+use crate::error::{ApiError, ErrorDetail};
 
 /// Upper bound of a request, body upload included: past it the client gets 408 while its body
 /// is still arriving, 503 otherwise (a long poll gets `crate::live::MAX_WAIT` more).
@@ -80,15 +77,15 @@ impl HttpBody for WatchedBody {
 
 /// Middleware: bounds the request, marks answers given before the body was read, and logs.
 pub async fn log_and_bound(
-    State(state): State<AppState>,
+    State(request_timeout): State<Duration>,
     request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
     let limit = if long_poll(&request) {
-        state.request_timeout + crate::live::MAX_WAIT
+        request_timeout + crate::live::MAX_WAIT
     } else {
-        state.request_timeout
+        request_timeout
     };
     let method = request.method().clone();
     let route = request

@@ -37,7 +37,6 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::watch;
 
 use crate::{
-    AppState,
     error::ApiError,
     race::Race,
     store::{Scope, Store, StoreError},
@@ -316,13 +315,14 @@ pub enum Freshness {
 /// Decides a read of `scope` in representation `variant`: 304 when `If-None-Match` holds the
 /// current ETag (after waiting up to `wait` for a change), else read.
 pub async fn check(
-    state: &AppState,
+    live: &Live,
+    store: &Store,
     scope: &str,
     variant: &str,
     request: &HeaderMap,
     wait: Option<Duration>,
 ) -> Result<Freshness, ApiError> {
-    let (store, inner) = (&state.store, &state.live.inner);
+    let inner = &live.inner;
     // Watch before reading the version, so a change right after the read still wakes us.
     let channel = inner
         .scopes

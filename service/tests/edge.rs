@@ -523,7 +523,7 @@ async fn results_page_is_one_snapshot_while_times_arrive() {
 /// some time, untimed rows and out-of-race rows.
 #[tokio::test]
 async fn results_fallback_reads_the_same_pages() {
-    use timing_service::store::{Scope, Store};
+    use timing_service::store::{PageQuery, Scope, Store};
     let mut race = Race::default();
     race.fields.push("wave".into());
     let app = spawn_app_with(race.clone(), None).await;
@@ -580,12 +580,15 @@ async fn results_fallback_reads_the_same_pages() {
             for by_gun in [false, true] {
                 for limit in [1, 2, 3, 7, 50] {
                     for offset in 0..16 {
-                        let pipelined = store
-                            .results(checkpoint, scope, by_gun, offset, limit)
-                            .await;
-                        let atomic = store
-                            .results_atomic(checkpoint, scope, by_gun, offset, limit)
-                            .await;
+                        let query = PageQuery {
+                            checkpoint,
+                            scope,
+                            by_gun,
+                            offset,
+                            limit,
+                        };
+                        let pipelined = store.results(query).await;
+                        let atomic = store.results_atomic(query).await;
                         assert_eq!(
                             format!("{:?}", pipelined.expect("pipelined")),
                             format!("{:?}", atomic.expect("atomic")),
@@ -599,7 +602,13 @@ async fn results_fallback_reads_the_same_pages() {
     }
     assert_eq!(compared, 3 * 2 * 2 * 5 * 16);
     let (_, rows) = store
-        .results_atomic("finish", Scope::All, false, 0, 50)
+        .results_atomic(PageQuery {
+            checkpoint: "finish",
+            scope: Scope::All,
+            by_gun: false,
+            offset: 0,
+            limit: 50,
+        })
         .await
         .expect("atomic");
     assert!(

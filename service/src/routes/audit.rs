@@ -7,9 +7,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    AppState,
     error::{ApiError, ApiQuery},
     routes::query::{bib_in_path, page},
+    state::AppState,
 };
 
 /// The audit route.

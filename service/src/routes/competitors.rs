@@ -14,15 +14,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::{
-    AppState,
     auth::Actor,
     error::{ApiError, ApiPath, ApiQuery, JsonBody},
     live::{self, Freshness},
     model::Bib,
     routes::{
         export,
-        query::{bib_in_path, known, not_found, page, written},
+        query::{ListingRead, bib_in_path, known, not_found, written},
     },
+    state::AppState,
     store::{Competitor, ListFilter, PutMode, Scope},
 };
 
@@ -195,9 +195,9 @@ async fn list_competitors(
     request: HeaderMap,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let (offset, limit) = page(query.offset, query.limit)?;
-    let wait = query.wait.as_deref().map(live::parse_wait).transpose()?;
-    let csv = export::wants_csv(query.format.as_deref(), &request)?;
+    let (wait, format) = (query.wait.as_deref(), query.format.as_deref());
+    let read = ListingRead::parse(query.offset, query.limit, wait, format, &request)?;
+    let (offset, limit) = (read.offset, read.limit);
     let filter = ListFilter {
         gender: known("gender", query.gender.as_deref(), &state.race.genders)?,
         category: known(
@@ -208,12 +208,15 @@ async fn list_competitors(
         country: query.country.as_deref(),
     };
     // Every change bumps scope `all`; a listing changes with any competitor.
-    let variant = if csv { "csv" } else { "json" };
-    let etag = match live::check(&state, &Scope::All.live_name(), variant, &request, wait).await? {
+    let variant = if read.csv { "csv" } else { "json" };
+    let etag = match state
+        .freshness(&Scope::All.live_name(), variant, &request, read.wait)
+        .await?
+    {
         Freshness::Answer(response) => return Ok(response),
         Freshness::Read { etag } => etag,
     };
-    if csv {
+    if read.csv {
         let owned = export::OwnedFilter {
             gender: filter.gender.map(str::to_owned),
             category: filter.category.map(str::to_owned),

@@ -17,18 +17,18 @@
 
 use axum::{
     body::{Body, Bytes},
-    http::{HeaderMap, HeaderValue, header},
+    http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
 use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::{
-    AppState,
     error::ApiError,
     live,
     model::format_ms,
-    store::{Competitor, ListFilter, OwnedScope, RankedEntry, Scope, Store, StoreError},
+    state::AppState,
+    store::{Competitor, ListFilter, OwnedScope, PageQuery, RankedEntry, Scope, Store, StoreError},
 };
 
 /// Rows read and written per block.
@@ -50,29 +50,6 @@ pub const RESULT_COLUMNS: [&str; 14] = [
     "net_ms",
     "status",
 ];
-
-/// Whether the request asks for CSV: `?format=csv` (or `json`), else an `Accept` listing
-/// `text/csv`.
-pub fn wants_csv(format: Option<&str>, request: &HeaderMap) -> Result<bool, ApiError> {
-    match format {
-        Some("csv") => Ok(true),
-        Some("json") => Ok(false),
-        Some(other) => Err(ApiError::Unprocessable(format!(
-            "unknown format `{other}`; use `json` or `csv`"
-        ))),
-        None => Ok(request
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|range| {
-                let mut parts = range.split(';').map(str::trim);
-                let media = parts.next().unwrap_or_default();
-                let refused = parts.any(|p| p.replace(' ', "") == "q=0");
-                media.eq_ignore_ascii_case("text/csv") && !refused
-            })),
-    }
-}
 
 /// The rows to export: `offset` (default 0) and `limit` (default all).
 #[derive(Debug, Clone, Copy)]
@@ -202,7 +179,13 @@ impl Source {
                 by_gun,
             } => {
                 let (_, entries) = store
-                    .results(checkpoint, scope.scope(), *by_gun, offset, limit)
+                    .results(PageQuery {
+                        checkpoint,
+                        scope: scope.scope(),
+                        by_gun: *by_gun,
+                        offset,
+                        limit,
+                    })
                     .await?;
                 Ok((
                     csv_block(entries.iter().map(|e| result_record(e, *by_gun))),

@@ -4,7 +4,7 @@
 use axum::{Json, Router, extract::State, routing::get};
 use serde_json::{Value, json};
 
-use crate::{AppState, error::ApiError};
+use crate::{error::ApiError, state::AppState};
 
 /// The health routes.
 pub fn router() -> Router<AppState> {

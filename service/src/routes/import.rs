@@ -28,10 +28,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    AppState,
     error::{ApiError, ApiQuery},
     model::{Bib, Status},
     race::Race,
+    state::AppState,
     store::ImportRecord,
 };
 

@@ -14,11 +14,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    AppState,
     auth::Actor,
     error::{ApiError, ApiPath, JsonBody},
     model::{Bib, format_ms, parse_time_of_day},
     routes::query::bib_in_path,
+    state::AppState,
     store::{Competitor, Outcome, PutMode},
 };
 

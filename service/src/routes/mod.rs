@@ -25,7 +25,7 @@ pub mod waves;
 
 use axum::Router;
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// Every route, without middleware.
 pub fn router() -> Router<AppState> {

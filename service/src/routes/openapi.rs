@@ -3,7 +3,7 @@
 
 use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
 
-use crate::{AppState, race::Race};
+use crate::{race::Race, state::AppState};
 
 /// The OpenAPI document, checked by a test to be valid JSON that lists every v1 route.
 pub const OPENAPI: &str = include_str!("openapi.json");

@@ -14,7 +14,7 @@ use axum::{
     routing::get,
 };
 
-use crate::AppState;
+use crate::state::AppState;
 
 const INDEX: &str = include_str!("../../static/index.html");
 const SCRIPT: &str = include_str!("../../static/app.js");

@@ -22,11 +22,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    AppState,
     auth::Actor,
     error::{ApiError, ApiPath, ApiQuery, JsonBody},
     model::{Bib, format_ms, parse_time_of_day},
     routes::query::{bib_in_path, not_found, page},
+    state::AppState,
     store::{Assigned, Read},
 };
 

@@ -1,7 +1,12 @@
 //! Helpers shared by several route groups: paths and query strings (bibs in a path, pages,
-//! filters by a known value) and the v1 "no such competitor" answer.
+//! filters by a known value, long-poll waits, CSV or JSON) and the v1 "no such competitor"
+//! answer.
 
-use crate::{error::ApiError, model::Bib, store::Outcome};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, header};
+
+use crate::{error::ApiError, live, model::Bib, store::Outcome};
 
 /// Default page size of listings and results.
 pub const DEFAULT_LIMIT: u64 = 50;
@@ -34,6 +39,63 @@ pub fn page(offset: Option<u64>, limit: Option<u64>) -> Result<(u64, u64), ApiEr
         )));
     }
     Ok((offset, limit))
+}
+
+/// What a listing read asks for besides its filters: the page, a long poll's wait, and CSV
+/// or JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct ListingRead {
+    /// Rows skipped.
+    pub offset: u64,
+    /// Rows at most.
+    pub limit: u64,
+    /// Long poll: how long to wait for a change (`?wait=`).
+    pub wait: Option<Duration>,
+    /// Whether the answer is CSV.
+    pub csv: bool,
+}
+
+impl ListingRead {
+    /// Checks the query's `offset`, `limit`, `wait` and `format` (the request's `Accept`
+    /// without a `format`).
+    pub fn parse(
+        offset: Option<u64>,
+        limit: Option<u64>,
+        wait: Option<&str>,
+        format: Option<&str>,
+        request: &HeaderMap,
+    ) -> Result<Self, ApiError> {
+        let (offset, limit) = page(offset, limit)?;
+        Ok(Self {
+            offset,
+            limit,
+            wait: wait.map(live::parse_wait).transpose()?,
+            csv: wants_csv(format, request)?,
+        })
+    }
+}
+
+/// Whether the request asks for CSV: `?format=csv` (or `json`), else an `Accept` listing
+/// `text/csv`.
+pub fn wants_csv(format: Option<&str>, request: &HeaderMap) -> Result<bool, ApiError> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(ApiError::Unprocessable(format!(
+            "unknown format `{other}`; use `json` or `csv`"
+        ))),
+        None => Ok(request
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let media = parts.next().unwrap_or_default();
+                let refused = parts.any(|p| p.replace(' ', "") == "q=0");
+                media.eq_ignore_ascii_case("text/csv") && !refused
+            })),
+    }
 }
 
 /// Checks that `value` is one of `allowed`.

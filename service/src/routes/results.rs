@@ -21,16 +21,16 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    AppState,
     error::{ApiError, ApiQuery},
     live::{self, Freshness},
     model::write_ms,
     race::RankBy,
     routes::{
         export,
-        query::{known, page},
+        query::{ListingRead, known},
     },
-    store::{OwnedScope, RankedEntry, Scope, StoreError},
+    state::AppState,
+    store::{OwnedScope, PageQuery, RankedEntry, Scope, StoreError},
 };
 
 /// The results route.
@@ -132,9 +132,9 @@ async fn results(
     request: HeaderMap,
     ApiQuery(query): ApiQuery<ResultsQuery>,
 ) -> Result<Response, ApiError> {
-    let (offset, limit) = page(query.offset, query.limit)?;
-    let wait = query.wait.as_deref().map(live::parse_wait).transpose()?;
-    let csv = export::wants_csv(query.format.as_deref(), &request)?;
+    let (wait, format) = (query.wait.as_deref(), query.format.as_deref());
+    let read = ListingRead::parse(query.offset, query.limit, wait, format, &request)?;
+    let (offset, limit) = (read.offset, read.limit);
     let race = &state.race;
     let checkpoint = race.checkpoint(query.checkpoint.as_deref().unwrap_or(race.finish()))?;
     if race.checkpoints.first().is_some_and(|c| c == checkpoint) {
@@ -154,13 +154,16 @@ async fn results(
             ));
         }
     };
-    let variant = if csv { "csv" } else { "json" };
-    let etag = match live::check(&state, &scope.live_name(), variant, &request, wait).await? {
+    let variant = if read.csv { "csv" } else { "json" };
+    let etag = match state
+        .freshness(&scope.live_name(), variant, &request, read.wait)
+        .await?
+    {
         Freshness::Answer(response) => return Ok(response),
         Freshness::Read { etag } => etag,
     };
     let by = query.by.unwrap_or(race.rank_by);
-    if csv {
+    if read.csv {
         // The whole ranking unless a page is asked for.
         let span = export::Span {
             offset,
@@ -206,7 +209,13 @@ async fn render(
 ) -> Result<String, StoreError> {
     let (total, entries) = state
         .store
-        .results(checkpoint, scope, by == RankBy::Gun, offset, limit)
+        .results(PageQuery {
+            checkpoint,
+            scope,
+            by_gun: by == RankBy::Gun,
+            offset,
+            limit,
+        })
         .await?;
     let mut body = String::with_capacity(128 + entries.len() * 224);
     let _ = write!(body, r#"{{"total":{total},"checkpoint":"#);

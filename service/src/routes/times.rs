@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    AppState,
     auth::Actor,
     error::{ApiError, ApiPath, ApiQuery, JsonBody},
     live::{self, Freshness, WaitQuery},
     model::{Bib, Status, elapsed_ms, format_ms, parse_time_of_day},
     routes::query::{bib_in_path, not_found, written},
+    state::AppState,
     store::Scope,
 };
 
@@ -82,14 +82,9 @@ async fn get_times(
 ) -> Result<Response, ApiError> {
     let bib = bib_in_path(&bib)?;
     // Any change may be this competitor's: the version of scope `all`.
-    let etag = match live::check(
-        &state,
-        &Scope::All.live_name(),
-        "json",
-        &request,
-        query.wait()?,
-    )
-    .await?
+    let etag = match state
+        .freshness(&Scope::All.live_name(), "json", &request, query.wait()?)
+        .await?
     {
         Freshness::Answer(response) => return Ok(response),
         Freshness::Read { etag } => etag,

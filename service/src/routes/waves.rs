@@ -12,10 +12,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    AppState,
     auth::Actor,
     error::{ApiError, ApiPath, JsonBody},
     model::{format_ms, parse_time_of_day},
+    state::AppState,
     store::{Outcome, Wave},
 };
 

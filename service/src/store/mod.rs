@@ -40,7 +40,7 @@ use self::connection::Connection;
 pub use self::{
     connection::OP_TIMEOUT,
     import::{ImportCounts, ImportRecord},
-    results::{OUT, RankedEntry, UNTIMED},
+    results::{OUT, PageQuery, RankedEntry, UNTIMED},
     timing::{AuditPage, CompetitorTimes, Wave},
     versions::{Change, Subscription},
     writes::{Assigned, Read},

@@ -95,6 +95,21 @@ pub const UNTIMED: u64 = 1_000_000_000_000;
 /// Base ranking score of a competitor with a status (DNF 1, DSQ 2, DNS 3 are added).
 pub const OUT: u64 = 2_000_000_000_000;
 
+/// Which page of which ranking a read asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct PageQuery<'a> {
+    /// The checkpoint ranked at.
+    pub checkpoint: &'a str,
+    /// Everyone, or one gender, category or country.
+    pub scope: Scope<'a>,
+    /// Ranked by gun time (else by net time).
+    pub by_gun: bool,
+    /// Rows skipped.
+    pub offset: u64,
+    /// Rows wanted at most.
+    pub limit: u64,
+}
+
 /// One row of a ranking page, before formatting.
 #[derive(Debug, Clone)]
 pub struct RankedEntry {
@@ -135,22 +150,14 @@ impl Store {
     /// in entry order), then the rank set's members from [`OUT`] on (DNF, DSQ, DNS).
     pub async fn results(
         &self,
-        checkpoint: &str,
-        scope: Scope<'_>,
-        by_gun: bool,
-        offset: u64,
-        limit: u64,
+        query: PageQuery<'_>,
     ) -> Result<(u64, Vec<RankedEntry>), StoreError> {
         for _ in 0..OPTIMISTIC_READS {
-            if let Some(page) = self
-                .results_pipelined(checkpoint, scope, by_gun, offset, limit)
-                .await?
-            {
+            if let Some(page) = self.results_pipelined(query).await? {
                 return Ok(page);
             }
         }
-        self.results_atomic(checkpoint, scope, by_gun, offset, limit)
-            .await
+        self.results_atomic(query).await
     }
 
     /// The page read in pipelined round trips, `None` when a write changed the scope
@@ -163,12 +170,15 @@ impl Store {
     /// untimed and out-of-race parts.
     async fn results_pipelined(
         &self,
-        checkpoint: &str,
-        scope: Scope<'_>,
-        by_gun: bool,
-        offset: u64,
-        limit: u64,
+        query: PageQuery<'_>,
     ) -> Result<Option<(u64, Vec<RankedEntry>)>, StoreError> {
+        let PageQuery {
+            checkpoint,
+            scope,
+            by_gun,
+            offset,
+            limit,
+        } = query;
         let key = keys::rank(checkpoint, scope, by_gun);
         let untimed = keys::untimed(scope);
         let scope_name = keys::scope_suffix(scope);
@@ -299,19 +309,21 @@ impl Store {
     /// reads the same pages as [`Store::results`].
     pub async fn results_atomic(
         &self,
-        checkpoint: &str,
-        scope: Scope<'_>,
-        by_gun: bool,
-        offset: u64,
-        limit: u64,
+        query: PageQuery<'_>,
     ) -> Result<(u64, Vec<RankedEntry>), StoreError> {
+        let PageQuery {
+            scope,
+            by_gun,
+            offset,
+            ..
+        } = query;
         let mut call = RESULTS.prepare_invoke();
-        call.key(keys::rank(checkpoint, scope, by_gun))
+        call.key(keys::rank(query.checkpoint, scope, by_gun))
             .key(keys::untimed(scope))
             .key(keys::ROWS)
             .key(keys::LAGS)
             .arg(offset)
-            .arg(limit)
+            .arg(query.limit)
             .arg(OUT)
             .arg(UNTIMED);
         let (total, better, page, rows, lags): (u64, u64, Scored, RowsJson, Lags) = self

@@ -191,6 +191,18 @@ end
 
 local function nilfalse(v) if v then return v end return nil end
 
+-- The list of `key` in `groups`, made on first use, a new key going at the end of `order`
+-- (a Lua table keeps no order of its own).
+local function group_of(groups, order, key)
+  local g = groups[key]
+  if not g then
+    g = {}
+    groups[key] = g
+    order[#order + 1] = key
+  end
+  return g
+end
+
 -- A hash as a table (field -> value); nil when there is no such key.
 local function hash_of(key)
   local flat = redis.call('HGETALL', key)
@@ -282,24 +294,22 @@ local function reads_of(bib)
   return r
 end
 
-local function manual_of(bib)
-  local m = {}
-  local flat = redis.call('HGETALL', K.manual .. bib)
+-- Times by checkpoint position from a flat reply of checkpoint names and ms.
+local function by_position(flat)
+  local t = {}
   for j = 1, #flat, 2 do
     local i = POS[flat[j]]
-    if i then m[i] = tonumber(flat[j + 1]) end
+    if i then t[i] = tonumber(flat[j + 1]) end
   end
-  return m
+  return t
+end
+
+local function manual_of(bib)
+  return by_position(redis.call('HGETALL', K.manual .. bib))
 end
 
 local function current_of(bib)
-  local cur = {}
-  local flat = redis.call('ZRANGE', K.times .. bib, 0, -1, 'WITHSCORES')
-  for j = 1, #flat, 2 do
-    local i = POS[flat[j]]
-    if i then cur[i] = tonumber(flat[j + 1]) end
-  end
-  return cur
+  return by_position(redis.call('ZRANGE', K.times .. bib, 0, -1, 'WITHSCORES'))
 end
 
 -- The times by the rules: at the start the last read from the gun to the end of the start
@@ -602,11 +612,24 @@ local function delete(_, a)
   return 'ok'
 end
 
+-- A change to one existing competitor, audited: args bib, actor, at, then the change's own;
+-- 'missing' without the competitor. `change(c, a)` makes it and returns the audit entry's
+-- action, before and after.
+local function competitor_change(change)
+  return function(_, a)
+    local bib, actor, at = a[1], a[2], a[3]
+    local c = load(bib)
+    if not c then return 'missing' end
+    local action, before, after = change(c, a)
+    audit(at, actor, action, bib, before, after)
+    touch({ c.s })
+    return 'ok'
+  end
+end
+
 -- times (manual): args bib, actor, at, checkpoint, ms_or_empty, ... (empty clears).
-local function times(_, a)
-  local bib, actor, at = a[1], a[2], a[3]
-  local c = load(bib)
-  if not c then return 'missing' end
+local times = competitor_change(function(c, a)
+  local bib = c.bib
   local cur = current_of(bib)
   local before, after = {}, {}
   local set, clear = {}, {}
@@ -625,28 +648,21 @@ local function times(_, a)
   local t = derive(c, reads_of(bib), manual)
   store_times(c, t, cur, false, c.status)
   for j = 4, #a, 2 do after[a[j]] = fmt(t[POS[a[j]]]) end
-  local action = 'time.set'
-  if #set == 0 then action = 'time.cleared' end
-  audit(at, actor, action, bib, before, after)
-  touch({ c.s })
-  return 'ok'
-end
+  if #set == 0 then return 'time.cleared', before, after end
+  return 'time.set', before, after
+end)
 
 -- status: args bib, actor, at, status_or_empty.
-local function status(_, a)
-  local bib, actor, at = a[1], a[2], a[3]
-  local c = load(bib)
-  if not c then return 'missing' end
+local status = competitor_change(function(c, a)
+  local bib = c.bib
   local was = c.status
   local new = a[4] ~= '' and a[4] or nil
   if new then redis.call('HSET', K.status, bib, new) else redis.call('HDEL', K.status, bib) end
   c.status = new
   -- Back in the race (or DNF), what the reads give counts again.
   rederive(c, true, was)
-  audit(at, actor, 'status.set', bib, { status = was or cjson.null }, { status = new or cjson.null })
-  touch({ c.s })
-  return 'ok'
-end
+  return 'status.set', { status = was or cjson.null }, { status = new or cjson.null }
+end)
 
 -- wave_set: args name, ms, actor, at. Re-derives and re-ranks every competitor of the
 -- wave at once (the gun time bounds their start window and is their gun time's origin).
@@ -837,12 +853,7 @@ local function passings(_, a)
     local bib = a[j + 3]
     if bib == '' then bib = holder[a[j + 4]] end
     if bib then
-      local g = groups[bib]
-      if not g then
-        g = {}
-        groups[bib] = g
-        bibs[#bibs + 1] = bib
-      end
+      local g = group_of(groups, bibs, bib)
       g[#g + 1] = k
     end
   end
@@ -959,12 +970,7 @@ local function import(_, a)
   end
   local skipped, rows, sets, set_order, touched, seen = {}, {}, {}, {}, {}, {}
   local function add(key, score, bib)
-    local set = sets[key]
-    if not set then
-      set = {}
-      sets[key] = set
-      set_order[#set_order + 1] = key
-    end
+    local set = group_of(sets, set_order, key)
     set[#set + 1] = score
     set[#set + 1] = bib
   end
