@@ -81,9 +81,13 @@ fn write_row(out: &mut String, entry: &RankedEntry, by: RankBy) {
     out.push(',');
     out.push_str(fields);
     for (name, value) in [("elapsed", entry.elapsed_ms), ("gun", gun), ("net", net)] {
-        let _ = write!(out, r#","{name}_ms":"#);
+        out.push_str(",\"");
+        out.push_str(name);
+        out.push_str("_ms\":");
         write_number(out, value);
-        let _ = write!(out, r#","{name}":"#);
+        out.push_str(",\"");
+        out.push_str(name);
+        out.push_str("\":");
         match value {
             Some(ms) => {
                 out.push('"');
@@ -107,9 +111,7 @@ fn write_row(out: &mut String, entry: &RankedEntry, by: RankBy) {
 
 fn write_number(out: &mut String, n: Option<u64>) {
     match n {
-        Some(n) => {
-            let _ = write!(out, "{n}");
-        }
+        Some(n) => out.push_str(itoa::Buffer::new().format(n)),
         None => out.push_str("null"),
     }
 }

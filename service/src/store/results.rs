@@ -24,7 +24,10 @@
 //! pipelined read about 160 µs, the script about 250 µs: the script copies every reply into
 //! Lua and back, so it is the fallback, not the rule.)
 
-use std::{collections::HashMap, sync::LazyLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock},
+};
 
 use redis::{Script, Value};
 
@@ -36,8 +39,9 @@ static RESULTS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("re
 
 /// (bib, score) pairs of a page, in ranking order.
 type Scored = Vec<(String, f64)>;
-/// The row JSON of a page's bibs (`None` for a record without one).
-type RowsJson = Vec<Option<String>>;
+/// The row JSON of a page's bibs (`None` for a record without one), shared with the kept
+/// rows: a page takes a reference to each, not a copy.
+type RowsJson = Vec<Option<Arc<str>>>;
 
 /// The start lags (net behind gun, ms) of a page's bibs.
 type Lags = Vec<Option<u64>>;
@@ -69,7 +73,7 @@ struct Page {
 #[derive(Debug, Default)]
 pub(super) struct RowCache {
     version: u64,
-    rows: HashMap<String, Option<String>>,
+    rows: HashMap<String, Option<Arc<str>>>,
 }
 
 /// Past this many kept rows (some 10 MB) the cache starts again.
@@ -125,7 +129,7 @@ pub struct RankedEntry {
     /// DNS / DNF / DSQ, if set.
     pub status: Option<Status>,
     /// The row fields as a JSON object, as written by `timing.lua`.
-    pub row_json: Option<String>,
+    pub row_json: Option<Arc<str>>,
 }
 
 impl RankedEntry {
@@ -235,7 +239,7 @@ impl Store {
 
         // Rows kept from earlier pages under the same rows version need no read.
         // Per row: Some(row JSON or None) once known.
-        let mut rows: Vec<Option<Option<String>>> = {
+        let mut rows: Vec<Option<Option<Arc<str>>>> = {
             let cache = self.rows.lock().map_err(|_| poisoned())?;
             page.iter()
                 .map(|(bib, _)| match rows_version {
@@ -274,7 +278,7 @@ impl Store {
             vec![None; page.len()]
         };
         if !missing.is_empty() {
-            let mut fetched = take::<RowsJson>(&mut replies)?.into_iter();
+            let mut fetched = take::<Vec<Option<String>>>(&mut replies)?.into_iter();
             let mut cache = self.rows.lock().map_err(|_| poisoned())?;
             // Rows read after the version: as new as it, or newer, which the next page with a
             // newer version drops. (Without a rows version yet, nothing is kept.)
@@ -287,7 +291,7 @@ impl Store {
             });
             for ((bib, _), row) in page.iter().zip(rows.iter_mut()) {
                 if row.is_none() {
-                    let json = fetched.next().flatten();
+                    let json = fetched.next().flatten().map(Arc::from);
                     if keep {
                         cache.rows.insert(bib.clone(), json.clone());
                     }
@@ -326,13 +330,15 @@ impl Store {
             .arg(query.limit)
             .arg(OUT)
             .arg(UNTIMED);
-        let (total, better, page, rows, lags): (u64, u64, Scored, RowsJson, Lags) = self
+        type Reply = (u64, u64, Scored, Vec<Option<String>>, Lags);
+        let (total, better, page, rows, lags): Reply = self
             .conn
             .run(|mut conn| async move { call.invoke_async(&mut conn).await })
             .await?;
         let first_rank = page
             .first()
             .and_then(|&(_, score)| ((score as u64) < UNTIMED).then_some(better + 1));
+        let rows = rows.into_iter().map(|row| row.map(Arc::from)).collect();
         let page = Page { page, rows, lags };
         Ok((total, page.entries(offset, first_rank, by_gun)))
     }
