@@ -519,8 +519,9 @@ async fn results_page_is_one_snapshot_while_times_arrive() {
 }
 
 /// The atomic fallback (`results.lua`) reads the same pages as the pipelined read, for every
-/// scope, split, net and gun ranking and page position over timed rows with ties, rows with
-/// some time, untimed rows and out-of-race rows.
+/// scope, split, net and gun ranking and page position over timed rows with ties (across a
+/// page's edge, shorter and longer than the members the pipelined read looks back at), rows
+/// with some time, untimed rows and out-of-race rows.
 #[tokio::test]
 async fn results_fallback_reads_the_same_pages() {
     use timing_service::store::{PageQuery, Scope, Store};
@@ -531,7 +532,7 @@ async fn results_fallback_reads_the_same_pages() {
         .put("/api/v1/waves/A", json!({"start": "09:55:00.000"}))
         .await;
     assert!(status == 200 || status == 201, "{status} {body}");
-    for bib in 1..=14 {
+    for bib in 1..=20 {
         let (gender, category) = if bib % 2 == 0 {
             ("male", "men30")
         } else {
@@ -545,13 +546,19 @@ async fn results_fallback_reads_the_same_pages() {
         let (status, answer) = app.post("/api/v1/competitors", body).await;
         assert_eq!(status, 201, "{answer}");
     }
+    // Six tied at 11:40 from the sixth place: more than a page read looks back (its first
+    // row's rank then counted in Redis).
+    let tied = (15..=20).map(|bib| (bib, "11:40"));
     for (bib, finish) in [
         (1, "11:00"),
         (2, "11:00"),
         (3, "10:40"),
         (4, "11:20"),
         (5, "10:40"),
-    ] {
+    ]
+    .into_iter()
+    .chain(tied)
+    {
         app.times(
             &bib.to_string(),
             json!({"start": "10:00:00.000", "split1": "10:20:00.000",

@@ -91,6 +91,10 @@ fn take<T: redis::FromRedisValue>(replies: &mut Vec<Value>) -> Result<T, StoreEr
     redis::from_redis_value(value).map_err(super::parse_err)
 }
 
+/// Members read before a page: a first row tied with fewer of them gets its rank without a
+/// count in Redis.
+const TIE_WINDOW: u64 = 4;
+
 /// Version-checked pipelined reads of a page before the atomic fallback.
 pub const OPTIMISTIC_READS: usize = 3;
 
@@ -164,14 +168,22 @@ impl Store {
         self.results_atomic(query).await
     }
 
-    /// The page read in pipelined round trips, `None` when a write changed the scope
+    /// The page read in pipelined round trips, `None` when a write changed what it read
     /// meanwhile. The first round trip reads the scope's version and that of the results
-    /// rows, the sizes, whether any start lag exists, and the page's part of the rank set
-    /// (all of it when the page lies among the timed rows, the usual case), the last the
-    /// first row's rank (`ZCOUNT`), the fields of the rows not kept from an earlier page (one
-    /// `HMGET` of `competitor_rows`), the start lags if any, and the version again; a page
-    /// reaching past the rank set's timed rows takes one round trip between them for the
-    /// untimed and out-of-race parts.
+    /// rows, the sizes, whether any start lag exists, the page's part of the rank set (all
+    /// of it when the page lies among the timed rows, the usual case) with the member before
+    /// it ([`TIE_WINDOW`] members), and the scope version again: Redis runs one client's
+    /// pipelined reads back to back, so it is one snapshot by itself. The first row's rank is
+    /// its position less the members before it with the same score (a tie across the page's
+    /// edge), counted in Redis when all those read tie with it. A page whose rows are
+    /// all kept from earlier pages, without start lags and ties, is read in that one round
+    /// trip: while chip reads are ingested the scope changes many times a second, and a page
+    /// read over several round trips had to start again ever so often. Otherwise a second
+    /// round trip reads what is missing: the rows not kept (one `HMGET` of
+    /// `competitor_rows`), the start lags, the count of better scores for a tie, and the
+    /// versions again (the rows version suffices when only rows were read: rows change only
+    /// with it); a page reaching past the rank set's timed rows takes one round trip between
+    /// them for the untimed and out-of-race parts.
     async fn results_pipelined(
         &self,
         query: PageQuery<'_>,
@@ -187,6 +199,8 @@ impl Store {
         let untimed = keys::untimed(scope);
         let scope_name = keys::scope_suffix(scope);
         let out_bound = format!("({OUT}");
+        // The members just before the page: whether, and with how many, the first row ties.
+        let before = offset.min(TIE_WINDOW);
         let mut pipe = redis::pipe();
         pipe.cmd("HMGET")
             .arg(keys::LIVE_VERSION)
@@ -195,14 +209,30 @@ impl Store {
             .zcard(&key)
             .zcount(&key, "-inf", &out_bound)
             .zcard(&untimed)
-            .zrange_withscores(&key, offset as isize, (offset + limit) as isize - 1)
+            .zrange_withscores(
+                &key,
+                (offset - before) as isize,
+                (offset + limit) as isize - 1,
+            )
             .exists(keys::LAGS)
             .hget(keys::LIVE_VERSION, &scope_name);
         let (versions, ranked, in_race, untimed_count, mut page, any_lag, version_after): First =
             self.conn.query(&pipe).await?;
         let (version, rows_version) = versions;
+        if version != version_after {
+            return Ok(None);
+        }
         let total = ranked + untimed_count;
         let end = (offset + limit).min(total);
+        // The members before the page (as many as Redis returned of them) count when they
+        // are in the race (offset - 1 < in_race).
+        let returned_before = (before as usize).min(page.len());
+        let previous: Vec<(String, f64)> = page.drain(..returned_before).collect();
+        let previous = if offset <= in_race && returned_before == before as usize {
+            previous
+        } else {
+            Vec::new()
+        };
         // The rank set's rows below OUT come first: keep the page's part among them.
         page.truncate(in_race.min(end).saturating_sub(offset) as usize);
         // Then the untimed set, at positions in_race .. in_race + untimed_count, then the
@@ -215,7 +245,8 @@ impl Store {
             offset.max(in_race + untimed_count) - untimed_count,
             end.saturating_sub(untimed_count),
         );
-        if untimed_range.0 < untimed_range.1 || out_range.0 < out_range.1 {
+        let beyond_timed = untimed_range.0 < untimed_range.1 || out_range.0 < out_range.1;
+        if beyond_timed {
             let mut pipe = redis::pipe();
             pipe.zrange(
                 &untimed,
@@ -232,10 +263,19 @@ impl Store {
             }
         }
         let Some(&(_, first_score)) = page.first() else {
-            // Only the first round trip was read: its two versions bracket it.
-            return Ok((version == version_after).then(|| (total, Vec::new())));
+            // Only the first round trip was read, or a write changed the scope since.
+            return Ok((!beyond_timed).then(|| (total, Vec::new())));
         };
         let first_score = first_score as u64;
+        // Rank of the first row = 1 + the number of strictly better scores: its position less
+        // the members before it with the same score, when a better score is among those read
+        // (or they reach the top); else counted in Redis.
+        let tied_before = previous
+            .iter()
+            .rev()
+            .take_while(|(_, score)| *score as u64 == first_score)
+            .count() as u64;
+        let tie = first_score < UNTIMED && tied_before == before && before < offset;
 
         // Rows kept from earlier pages under the same rows version need no read.
         // Per row: Some(row JSON or None) once known.
@@ -254,56 +294,68 @@ impl Store {
             .filter(|(_, row)| row.is_none())
             .map(|((bib, _), _)| bib.as_str())
             .collect();
-        let mut pipe = redis::pipe();
-        // Rank of the first row = 1 + the number of strictly better scores.
-        let score_bound = if first_score < UNTIMED {
-            format!("({first_score}")
-        } else {
-            "-inf".to_owned()
-        };
-        pipe.zcount(&key, "-inf", score_bound);
-        if !missing.is_empty() {
-            pipe.cmd("HMGET").arg(keys::ROWS).arg(&missing);
-        }
-        if any_lag {
-            let bibs: Vec<&str> = page.iter().map(|(bib, _)| bib.as_str()).collect();
-            pipe.cmd("HMGET").arg(keys::LAGS).arg(&bibs);
-        }
-        pipe.hget(keys::LIVE_VERSION, &scope_name);
-        let mut replies: Vec<Value> = self.conn.query(&pipe).await?;
-        let version_last: Option<u64> = take(&mut replies)?;
-        let lags: Lags = if any_lag {
-            take(&mut replies)?
-        } else {
-            vec![None; page.len()]
-        };
-        if !missing.is_empty() {
-            let mut fetched = take::<Vec<Option<String>>>(&mut replies)?.into_iter();
-            let mut cache = self.rows.lock().map_err(|_| poisoned())?;
-            // Rows read after the version: as new as it, or newer, which the next page with a
-            // newer version drops. (Without a rows version yet, nothing is kept.)
-            let keep = rows_version.is_some_and(|v| {
-                if v > cache.version || cache.rows.len() >= MAX_KEPT_ROWS {
-                    cache.version = v;
-                    cache.rows.clear();
-                }
-                cache.version == v
-            });
-            for ((bib, _), row) in page.iter().zip(rows.iter_mut()) {
-                if row.is_none() {
-                    let json = fetched.next().flatten().map(Arc::from);
-                    if keep {
-                        cache.rows.insert(bib.clone(), json.clone());
+        let mut better = None;
+        let mut lags: Lags = vec![None; page.len()];
+        if tie || any_lag || beyond_timed || !missing.is_empty() {
+            let mut pipe = redis::pipe();
+            if tie {
+                pipe.zcount(&key, "-inf", format!("({first_score}"));
+            }
+            if !missing.is_empty() {
+                pipe.cmd("HMGET").arg(keys::ROWS).arg(&missing);
+            }
+            if any_lag {
+                let bibs: Vec<&str> = page.iter().map(|(bib, _)| bib.as_str()).collect();
+                pipe.cmd("HMGET").arg(keys::LAGS).arg(&bibs);
+            }
+            pipe.cmd("HMGET")
+                .arg(keys::LIVE_VERSION)
+                .arg(&scope_name)
+                .arg(keys::ROWS_VERSION);
+            let mut replies: Vec<Value> = self.conn.query(&pipe).await?;
+            let (version_last, rows_version_last): (Option<u64>, Option<u64>) = take(&mut replies)?;
+            // Rows change only with the rows version; everything else with the scope's.
+            let unchanged = if tie || any_lag || beyond_timed {
+                version_last == version
+            } else {
+                rows_version_last == rows_version
+            };
+            if !unchanged {
+                return Ok(None);
+            }
+            if any_lag {
+                lags = take(&mut replies)?;
+            }
+            if !missing.is_empty() {
+                let mut fetched = take::<Vec<Option<String>>>(&mut replies)?.into_iter();
+                let mut cache = self.rows.lock().map_err(|_| poisoned())?;
+                // Rows read at the rows version of the first round trip, as checked above.
+                // (Without a rows version yet, nothing is kept.)
+                let keep = rows_version.is_some_and(|v| {
+                    if v > cache.version || cache.rows.len() >= MAX_KEPT_ROWS {
+                        cache.version = v;
+                        cache.rows.clear();
                     }
-                    *row = Some(json);
+                    cache.version == v
+                });
+                for ((bib, _), row) in page.iter().zip(rows.iter_mut()) {
+                    if row.is_none() {
+                        let json = fetched.next().flatten().map(Arc::from);
+                        if keep {
+                            cache.rows.insert(bib.clone(), json.clone());
+                        }
+                        *row = Some(json);
+                    }
                 }
             }
+            if tie {
+                better = Some(take::<u64>(&mut replies)?);
+            }
         }
-        let better: u64 = take(&mut replies)?;
-        if version_last != version {
-            return Ok(None);
-        }
-        let first_rank = (first_score < UNTIMED).then_some(better + 1);
+        let first_rank = (first_score < UNTIMED).then(|| match better {
+            Some(better) => better + 1,
+            None => offset - tied_before + 1,
+        });
         let rows = rows.into_iter().map(Option::flatten).collect();
         let page = Page { page, rows, lags };
         Ok(Some((total, page.entries(offset, first_rank, by_gun))))
