@@ -5,6 +5,8 @@
 --   gettimes GET  /api/v1/competitors/<random bib>/times
 --   legacy   GET  /gettimes/<random bib>
 --   results  GET  /api/v1/results?offset=<random>&limit=50
+--   paced    the same, each connection waiting <third argument> ms between requests (a fixed
+--            load below saturation, where a latency figure is the service's, not a queue's)
 --   notmodified GET /api/v1/results?limit=50 with `If-None-Match: <third argument>` (304s)
 --   passings POST /api/v1/passings, batches of 500 split1 reads of random bibs (unique ids,
 --            times of day spread over three hours: a bib's first read and any earlier one
@@ -18,13 +20,14 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local scenario, competitors, counter, etag = "results", 10000, 0, nil
+local scenario, competitors, counter, etag, pace = "results", 10000, 0, nil, 0
 local json = { ["Content-Type"] = "application/json" }
 
 function init(args)
   scenario = args[1] or scenario
   competitors = tonumber(args[2] or competitors)
   etag = args[3]
+  if scenario == "paced" then pace = tonumber(args[3]) end
   math.randomseed(os.time() * 100 + tid)
 end
 
@@ -67,6 +70,10 @@ function request()
     local offset = math.random(0, competitors - 50)
     return wrk.format("GET", "/api/v1/results?limit=50&offset=" .. offset)
   end
+end
+
+function delay()
+  return pace
 end
 
 function done(summary, latency, requests)
