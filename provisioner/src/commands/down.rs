@@ -132,7 +132,7 @@ pub async fn down(
     if !failures.is_empty() {
         return Err(Error::Incomplete { failures });
     }
-    let mut report = Report::new(d, "down", d.clients.calls.summary());
+    let mut report = Report::new(d, "down");
     report.notes.extend(data_note);
     report.notes.push(format!(
         "the permissions boundary policy {} is kept: it is the account's limit on the app's roles, which the deploying role may not change (`aws iam delete-policy --policy-arn {}` removes it)",

@@ -147,8 +147,8 @@ impl fmt::Display for ReportHeader {
 }
 
 impl Report {
-    /// The report of `command`: what `d` recorded.
-    pub fn new(d: &Deployment, command: &'static str, aws_calls: CallSummary) -> Self {
+    /// The report of `command`: what `d` recorded and the AWS calls it made so far.
+    pub fn new(d: &Deployment, command: &'static str) -> Self {
         let changes = d.changes();
         Self {
             header: ReportHeader::of(d, command),
@@ -159,7 +159,7 @@ impl Report {
             custom_domain: None,
             wait: None,
             costs: Vec::new(),
-            aws_calls,
+            aws_calls: d.clients.calls.summary(),
             notes: Vec::new(),
         }
     }

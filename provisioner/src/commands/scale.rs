@@ -137,7 +137,7 @@ pub async fn stop(d: &Deployment, wait: Option<Duration>) -> Result<Report> {
     let live = deployed_services(d).await?;
     set_count(d, live.get(&names.api_service), &names.api_service, 0).await?;
     set_count(d, live.get(&names.redis_service), &names.redis_service, 0).await?;
-    let mut report = Report::new(d, "stop", Default::default());
+    let mut report = Report::new(d, "stop");
     if let Some(limit) = wait {
         let services = vec![names.api_service.clone(), names.redis_service.clone()];
         report.wait = Some(
@@ -251,7 +251,7 @@ pub async fn start(
         services::remember_count(d, service, count).await?;
     }
     let gateway = gateway::describe(d).await?;
-    let mut report = Report::new(d, "start", Default::default());
+    let mut report = Report::new(d, "start");
     report.endpoint = gateway.as_ref().map(|g| g.url.clone());
     report.custom_domain = gateway.as_ref().and_then(|g| g.domain.clone());
     report.costs = running_costs(d, count);

@@ -367,11 +367,7 @@ pub async fn up(d: &Deployment, templates: &Templates, options: &UpOptions) -> R
     };
     let (gateway, image_notes) = tokio::try_join!(gateway_steps, service_steps)?;
 
-    let mut report = Report::new(
-        d,
-        if d.dry_run { "plan" } else { "up" },
-        d.clients.calls.summary(),
-    );
+    let mut report = Report::new(d, if d.dry_run { "plan" } else { "up" });
     let kept_stopped = live_services.values().any(|s| s.desired_count() == 0) && !options.start;
     if kept_stopped {
         report.notes.push("the services are stopped and were kept stopped; `provisioner start` or `up --start` runs them".into());

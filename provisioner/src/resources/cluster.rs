@@ -3,7 +3,7 @@
 
 use aws_sdk_ecs::types::{ClusterField, Tag};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment};
 use crate::resources::ownership;
 
@@ -62,18 +62,12 @@ pub async fn delete_cluster(d: &Deployment) -> Result<()> {
         return Ok(());
     }
     d.record("ecs-cluster", name, Action::Delete, None);
-    match d.clients.ecs.delete_cluster().cluster(name).send().await {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_cluster_not_found_exception()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(Error::aws(
-            "DeleteCluster",
-            format!("ECS cluster {name}"),
-            e,
-        )),
-    }
+    let out = d.clients.ecs.delete_cluster().cluster(name).send().await;
+    absent_when(
+        out,
+        |e| e.is_cluster_not_found_exception(),
+        "DeleteCluster",
+        format!("ECS cluster {name}"),
+    )?;
+    Ok(())
 }

@@ -16,7 +16,7 @@ use aws_sdk_servicediscovery::types::{
     RecordType, RoutingPolicy, ServiceChange, Tag,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
 use crate::resources::{ownership, poll_until, retry_bounded};
 
@@ -297,23 +297,15 @@ async fn delete_service(
             .instance_id(&instance_id)
             .send()
             .await;
-        match out {
-            Ok(out) => {
-                if let Some(operation) = out.operation_id() {
-                    let what = format!("instance {instance_id} of {qualified} to be deregistered");
-                    wait_for_operation(d, operation, &what, OperationTargetType::Instance).await?;
-                }
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_instance_not_found()) => {}
-            Err(e) => {
-                return Err(Error::aws(
-                    "DeregisterInstance",
-                    format!("instance {instance_id} of {qualified}"),
-                    e,
-                ));
-            }
+        let out = absent_when(
+            out,
+            |e| e.is_instance_not_found(),
+            "DeregisterInstance",
+            format!("instance {instance_id} of {qualified}"),
+        )?;
+        if let Some(operation) = out.as_ref().and_then(|out| out.operation_id()) {
+            let what = format!("instance {instance_id} of {qualified} to be deregistered");
+            wait_for_operation(d, operation, &what, OperationTargetType::Instance).await?;
         }
     }
     // A deregistration ECS started for a task that was still stopping can list the instance a
@@ -335,20 +327,14 @@ async fn delete_service(
         d.limit(limit),
         |e| e.aws_code() == Some("ResourceInUse"),
         || async {
-            match discovery.delete_service().id(&id).send().await {
-                Ok(_) => Ok(()),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_service_not_found()) =>
-                {
-                    Ok(())
-                }
-                Err(e) => Err(Error::aws(
-                    "DeleteService",
-                    format!("discovery service {qualified}"),
-                    e,
-                )),
-            }
+            let out = discovery.delete_service().id(&id).send().await;
+            absent_when(
+                out,
+                |e| e.is_service_not_found(),
+                "DeleteService",
+                format!("discovery service {qualified}"),
+            )
+            .map(|_| ())
         },
     )
     .await
@@ -582,20 +568,14 @@ pub async fn delete_discovery(d: &Deployment, limit: Duration) -> Result<()> {
         d.limit(limit),
         |e| e.aws_code() == Some("ResourceInUse"),
         || async {
-            match discovery.delete_namespace().id(&namespace_id).send().await {
-                Ok(out) => Ok(out.operation_id().map(str::to_owned)),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_namespace_not_found()) =>
-                {
-                    Ok(None)
-                }
-                Err(e) => Err(Error::aws(
-                    "DeleteNamespace",
-                    format!("namespace {namespace}"),
-                    e,
-                )),
-            }
+            let out = discovery.delete_namespace().id(&namespace_id).send().await;
+            let out = absent_when(
+                out,
+                |e| e.is_namespace_not_found(),
+                "DeleteNamespace",
+                format!("namespace {namespace}"),
+            )?;
+            Ok(out.and_then(|out| out.operation_id().map(str::to_owned)))
         },
     )
     .await?;

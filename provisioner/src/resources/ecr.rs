@@ -124,21 +124,18 @@ pub async fn ensure_repository(d: &Deployment, name: &str, keep_images: u32) -> 
     let scan_on_push = repository
         .image_scanning_configuration()
         .is_some_and(|c| c.scan_on_push());
-    let live_policy = match ecr
+    let out = ecr
         .get_lifecycle_policy()
         .repository_name(name)
         .send()
-        .await
-    {
-        Ok(out) => out.lifecycle_policy_text().and_then(parse_document),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_lifecycle_policy_not_found_exception()) =>
-        {
-            None
-        }
-        Err(e) => return Err(Error::aws("GetLifecyclePolicy", resource, e)),
-    };
+        .await;
+    let live_policy = absent_when(
+        out,
+        |e| e.is_lifecycle_policy_not_found_exception(),
+        "GetLifecyclePolicy",
+        &resource,
+    )?
+    .and_then(|out| out.lifecycle_policy_text().and_then(parse_document));
     let policy_matches = live_policy
         .as_ref()
         .is_some_and(|live| same_meaning(live, &wanted_policy));
@@ -203,33 +200,26 @@ pub async fn image_digest(
     } else {
         ImageIdentifier::builder().image_tag(reference).build()
     };
-    match d
+    let out = d
         .clients
         .ecr
         .describe_images()
         .repository_name(repository)
         .image_ids(id)
         .send()
-        .await
-    {
-        Ok(out) => Ok(out
-            .image_details()
+        .await;
+    let found = absent_when(
+        out,
+        |e| e.is_image_not_found_exception() || e.is_repository_not_found_exception(),
+        "DescribeImages",
+        format!("image {repository}:{reference}"),
+    )?;
+    Ok(found.and_then(|out| {
+        out.image_details()
             .first()
             .and_then(|i| i.image_digest())
-            .map(str::to_owned)),
-        Err(e)
-            if e.as_service_error().is_some_and(|e| {
-                e.is_image_not_found_exception() || e.is_repository_not_found_exception()
-            }) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(Error::aws(
-            "DescribeImages",
-            format!("image {repository}:{reference}"),
-            e,
-        )),
-    }
+            .map(str::to_owned)
+    }))
 }
 
 /// Total size of the images stored in a repository (for `stop`'s cost note).
@@ -243,28 +233,20 @@ pub async fn stored_bytes(d: &Deployment, repository: &str) -> Result<i64> {
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        match page {
-            Ok(page) => {
-                total += page
-                    .image_details()
-                    .iter()
-                    .filter_map(|i| i.image_size_in_bytes())
-                    .sum::<i64>()
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_repository_not_found_exception()) =>
-            {
-                return Ok(0);
-            }
-            Err(e) => {
-                return Err(Error::aws(
-                    "DescribeImages",
-                    format!("ECR repository {repository}"),
-                    e,
-                ));
-            }
-        }
+        let Some(page) = absent_when(
+            page,
+            |e| e.is_repository_not_found_exception(),
+            "DescribeImages",
+            format!("ECR repository {repository}"),
+        )?
+        else {
+            return Ok(0);
+        };
+        total += page
+            .image_details()
+            .iter()
+            .filter_map(|i| i.image_size_in_bytes())
+            .sum::<i64>();
     }
     Ok(total)
 }
@@ -275,30 +257,25 @@ pub async fn delete_repository(d: &Deployment, name: &str) -> Result<()> {
         d.record("ecr-repository", name, Action::Absent, None);
         return Ok(());
     }
-    match d
+    let out = d
         .clients
         .ecr
         .delete_repository()
         .repository_name(name)
         .force(true)
         .send()
-        .await
-    {
-        Ok(_) => {
-            d.record("ecr-repository", name, Action::Delete, None);
-            Ok(())
-        }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_repository_not_found_exception()) =>
-        {
-            d.record("ecr-repository", name, Action::Absent, None);
-            Ok(())
-        }
-        Err(e) => Err(Error::aws(
-            "DeleteRepository",
-            format!("ECR repository {name}"),
-            e,
-        )),
-    }
+        .await;
+    let deleted = absent_when(
+        out,
+        |e| e.is_repository_not_found_exception(),
+        "DeleteRepository",
+        format!("ECR repository {name}"),
+    )?;
+    let action = if deleted.is_some() {
+        Action::Delete
+    } else {
+        Action::Absent
+    };
+    d.record("ecr-repository", name, action, None);
+    Ok(())
 }

@@ -20,7 +20,7 @@ use aws_sdk_apigatewayv2::types::{
     Integration, IntegrationType, ProtocolType, RouteSettings, SecurityPolicy, Stage,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
 use crate::resources::vpc_link::{all_pages, check_ours, gateway_tags, is_ours, the_apps};
 
@@ -474,40 +474,34 @@ async fn ensure_stage(d: &Deployment, api_id: &str, spec: &GatewaySpec) -> Resul
 
 /// The custom domain `name`, if it exists; one without the app's tags stops the command.
 async fn find_domain(d: &Deployment, name: &str) -> Result<Option<DomainName>> {
-    match d
+    let out = d
         .clients
         .apigateway
         .get_domain_name()
         .domain_name(name)
         .send()
-        .await
-    {
-        Ok(out) => {
-            check_ours(
-                d,
-                || format!("API Gateway custom domain {name}"),
-                out.tags(),
-            )?;
-            Ok(Some(
-                DomainName::builder()
-                    .domain_name(name)
-                    .set_domain_name_configurations(Some(out.domain_name_configurations().to_vec()))
-                    .set_tags(out.tags().cloned())
-                    .build(),
-            ))
-        }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_not_found_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(Error::aws(
-            "GetDomainName",
-            format!("custom domain {name}"),
-            e,
-        )),
-    }
+        .await;
+    let Some(out) = absent_when(
+        out,
+        |e| e.is_not_found_exception(),
+        "GetDomainName",
+        format!("custom domain {name}"),
+    )?
+    else {
+        return Ok(None);
+    };
+    check_ours(
+        d,
+        || format!("API Gateway custom domain {name}"),
+        out.tags(),
+    )?;
+    Ok(Some(
+        DomainName::builder()
+            .domain_name(name)
+            .set_domain_name_configurations(Some(out.domain_name_configurations().to_vec()))
+            .set_tags(out.tags().cloned())
+            .build(),
+    ))
 }
 
 fn custom_domain(domain: &DomainName) -> CustomDomain {
@@ -723,24 +717,17 @@ pub async fn delete(d: &Deployment) -> Result<()> {
                 .map_err(|e| Error::aws("DeleteApiMapping", format!("custom domain {name}"), e))?;
         }
         d.record("api-domain", &name, Action::Delete, None);
-        match apigateway
+        let out = apigateway
             .delete_domain_name()
             .domain_name(&name)
             .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_not_found_exception()) => {}
-            Err(e) => {
-                return Err(Error::aws(
-                    "DeleteDomainName",
-                    format!("custom domain {name}"),
-                    e,
-                ));
-            }
-        }
+            .await;
+        absent_when(
+            out,
+            |e| e.is_not_found_exception(),
+            "DeleteDomainName",
+            format!("custom domain {name}"),
+        )?;
     }
     let name = &d.names.http_api;
     let Some(api) = find_api(d).await? else {
@@ -749,16 +736,14 @@ pub async fn delete(d: &Deployment) -> Result<()> {
     };
     let (api_id, _) = api_url(&api)?;
     d.record("http-api", name, Action::Delete, Some(api_id.clone()));
-    match apigateway.delete_api().api_id(&api_id).send().await {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_not_found_exception()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(Error::aws("DeleteApi", format!("HTTP API {name}"), e)),
-    }
+    let out = apigateway.delete_api().api_id(&api_id).send().await;
+    absent_when(
+        out,
+        |e| e.is_not_found_exception(),
+        "DeleteApi",
+        format!("HTTP API {name}"),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

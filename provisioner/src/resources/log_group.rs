@@ -3,7 +3,7 @@
 
 use aws_sdk_cloudwatchlogs::types::LogGroup;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment};
 use crate::resources::ownership;
 
@@ -114,25 +114,24 @@ pub async fn delete_log_group(d: &Deployment) -> Result<()> {
         d.record("log-group", name, Action::Absent, None);
         return Ok(());
     }
-    match d
+    let out = d
         .clients
         .logs
         .delete_log_group()
         .log_group_name(name)
         .send()
-        .await
-    {
-        Ok(_) => {
-            d.record("log-group", name, Action::Delete, None);
-            Ok(())
-        }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            d.record("log-group", name, Action::Absent, None);
-            Ok(())
-        }
-        Err(e) => Err(Error::aws("DeleteLogGroup", format!("log group {name}"), e)),
-    }
+        .await;
+    let deleted = absent_when(
+        out,
+        |e| e.is_resource_not_found_exception(),
+        "DeleteLogGroup",
+        format!("log group {name}"),
+    )?;
+    let action = if deleted.is_some() {
+        Action::Delete
+    } else {
+        Action::Absent
+    };
+    d.record("log-group", name, action, None);
+    Ok(())
 }

@@ -389,20 +389,14 @@ fn shell_quote(arg: &str) -> String {
 
 /// Deletes the parameter `name`; whether it was there to delete.
 pub(crate) async fn delete(d: &Deployment, name: &str) -> Result<bool> {
-    match d.clients.ssm.delete_parameter().name(name).send().await {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(Error::aws(
-            "DeleteParameter",
-            format!("SSM parameter {name}"),
-            e,
-        )),
-    }
+    let out = d.clients.ssm.delete_parameter().name(name).send().await;
+    let deleted = absent_when(
+        out,
+        |e| e.is_parameter_not_found(),
+        "DeleteParameter",
+        format!("SSM parameter {name}"),
+    )?;
+    Ok(deleted.is_some())
 }
 
 /// Deletes the app's parameters (the token and, if any, the named tokens and the Redis

@@ -14,7 +14,7 @@ use aws_sdk_ecs::types::{
     ServiceRegistry, Tag,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
 use crate::resources::network::Network;
 use crate::resources::{ownership, poll_until, retry_bounded};
@@ -115,7 +115,7 @@ pub async fn remember_count(d: &Deployment, service: &Service, count: i32) -> Re
 /// The live services of the app that exist (ACTIVE or DRAINING), by name, with their tags.
 pub async fn describe(d: &Deployment, names: &[&str]) -> Result<BTreeMap<String, Service>> {
     let cluster = &d.names.cluster;
-    let out = match d
+    let out = d
         .clients
         .ecs
         .describe_services()
@@ -123,22 +123,15 @@ pub async fn describe(d: &Deployment, names: &[&str]) -> Result<BTreeMap<String,
         .set_services(Some(names.iter().map(|n| (*n).to_owned()).collect()))
         .include(ServiceField::Tags)
         .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_cluster_not_found_exception()) =>
-        {
-            return Ok(BTreeMap::new());
-        }
-        Err(e) => {
-            return Err(Error::aws(
-                "DescribeServices",
-                format!("services of cluster {cluster}"),
-                e,
-            ));
-        }
+        .await;
+    let Some(out) = absent_when(
+        out,
+        |e| e.is_cluster_not_found_exception(),
+        "DescribeServices",
+        format!("services of cluster {cluster}"),
+    )?
+    else {
+        return Ok(BTreeMap::new());
     };
     Ok(out
         .services()
@@ -452,26 +445,19 @@ pub async fn delete_services(d: &Deployment, names: &[&str], limit: Duration) ->
         if service.status() == Some("ACTIVE") && service.desired_count() > 0 {
             scale(d, name, 0).await?;
         }
-        match ecs
+        let out = ecs
             .delete_service()
             .cluster(&d.names.cluster)
             .service(*name)
             .force(true)
             .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_service_not_found_exception()) => {}
-            Err(e) => {
-                return Err(Error::aws(
-                    "DeleteService",
-                    format!("ECS service {name}"),
-                    e,
-                ));
-            }
-        }
+            .await;
+        absent_when(
+            out,
+            |e| e.is_service_not_found_exception(),
+            "DeleteService",
+            format!("ECS service {name}"),
+        )?;
     }
     if !live.is_empty() {
         wait_until_gone(d, names, limit).await?;
@@ -484,30 +470,21 @@ pub async fn delete_services(d: &Deployment, names: &[&str], limit: Duration) ->
 pub async fn running_task_ids(d: &Deployment, service: &str) -> Result<Vec<String>> {
     let ecs = &d.clients.ecs;
     let cluster = &d.names.cluster;
-    let tasks = match ecs
+    let out = ecs
         .list_tasks()
         .cluster(cluster)
         .service_name(service)
         .desired_status(DesiredStatus::Running)
         .send()
-        .await
-    {
-        Ok(out) => out.task_arns().to_vec(),
-        Err(e)
-            if e.as_service_error().is_some_and(|e| {
-                e.is_cluster_not_found_exception() || e.is_service_not_found_exception()
-            }) =>
-        {
-            return Ok(Vec::new());
-        }
-        Err(e) => {
-            return Err(Error::aws(
-                "ListTasks",
-                format!("tasks of ECS service {service}"),
-                e,
-            ));
-        }
-    };
+        .await;
+    let tasks = absent_when(
+        out,
+        |e| e.is_cluster_not_found_exception() || e.is_service_not_found_exception(),
+        "ListTasks",
+        format!("tasks of ECS service {service}"),
+    )?
+    .map(|out| out.task_arns().to_vec())
+    .unwrap_or_default();
     if tasks.is_empty() {
         return Ok(Vec::new());
     }

@@ -180,18 +180,18 @@ pub async fn delete_family(d: &Deployment, family: &str) -> Result<()> {
         Some(format!("{} revision(s)", arns.len())),
     );
     for arn in arns {
-        match ecs
+        let out = ecs
             .deregister_task_definition()
             .task_definition(&arn)
             .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_client_exception()) => {}
-            Err(e) => return Err(Error::aws("DeregisterTaskDefinition", arn, e)),
-        }
+            .await;
+        // ECS answers a ClientException for a revision already gone.
+        absent_when(
+            out,
+            |e| e.is_client_exception(),
+            "DeregisterTaskDefinition",
+            arn,
+        )?;
     }
     Ok(())
 }

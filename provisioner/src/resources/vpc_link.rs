@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use aws_sdk_apigatewayv2::types::{VpcLink, VpcLinkStatus};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, absent_when};
 use crate::plan::{Action, Deployment, KNOWN_AFTER_APPLY};
 use crate::resources::network::{self, Network};
 use crate::resources::ownership::{self, Tags};
@@ -270,25 +270,21 @@ pub async fn delete(d: &Deployment, limit: Duration) -> Result<()> {
         Some(link) => {
             let id = link.vpc_link_id().unwrap_or_default().to_owned();
             d.record("vpc-link", name, Action::Delete, Some(id.clone()));
-            match apigateway.delete_vpc_link().vpc_link_id(&id).send().await {
-                Ok(_) => {}
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_not_found_exception()) => {}
-                Err(e) => return Err(Error::aws("DeleteVpcLink", format!("VPC link {name}"), e)),
-            }
+            let out = apigateway.delete_vpc_link().vpc_link_id(&id).send().await;
+            let resource = format!("VPC link {name}");
+            absent_when(
+                out,
+                |e| e.is_not_found_exception(),
+                "DeleteVpcLink",
+                &resource,
+            )?;
             let what = format!("VPC link {name} ({id}) to be deleted");
             poll_until(&what, d.limit(limit), POLL_INTERVAL, || async {
-                match apigateway.get_vpc_link().vpc_link_id(&id).send().await {
-                    Ok(_) => Ok(None),
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_not_found_exception()) =>
-                    {
-                        Ok(Some(()))
-                    }
-                    Err(e) => Err(Error::aws("GetVpcLink", format!("VPC link {name}"), e)),
-                }
+                let out = apigateway.get_vpc_link().vpc_link_id(&id).send().await;
+                // Done once the link is gone.
+                let live =
+                    absent_when(out, |e| e.is_not_found_exception(), "GetVpcLink", &resource)?;
+                Ok(live.is_none().then_some(()))
             })
             .await?;
         }
