@@ -12,11 +12,11 @@
 //! - `splits`: a competitor's rank at each checkpoint;
 //! - `versions`: the scope versions behind ETags and the change channel behind long polls.
 //!
-//! A results page is two pipelined round trips: `ZCARD`s, a `ZCOUNT` and a `ZRANGE` of the rank
-//! set, then `ZCOUNT` + one `HMGET` of `competitor_rows` for the page's rows the service does not
-//! keep already (rows are kept under their version, see `results`), whose JSON the results
-//! route copies into its answer without parsing it (a page reaching past the timed rows reads
-//! its untimed and out-of-race parts in one more round trip between them).
+//! A results page is one pipelined round trip when the service keeps its rows already: `ZCARD`s,
+//! a `ZCOUNT` and a `ZRANGE` of the rank set; else one more for `HMGET` of `competitor_rows`
+//! (rows are kept under their version, see `results`), the start lags or a long tie's
+//! `ZCOUNT`. The results route copies the rows' JSON into its answer without parsing it (a page
+//! reaching past the timed rows reads its untimed and out-of-race parts in one more round trip).
 //!
 //! Chip-read batches and imports use a second connection (`bulk`): answers on one multiplexed
 //! connection come in order, and a results page must not queue behind a batch's calls.

@@ -9,16 +9,20 @@
 //! instead of in any rank set. A ranking is then the rank set below [`OUT`], the untimed set,
 //! the rank set from [`OUT`] on: three ranges whose bounds come from `ZCARD`s and one `ZCOUNT`,
 //! so a page costs O(log N + page size). Equal times share a rank: a row's rank is
-//! `1 + ZCOUNT(-inf, (score)`.
+//! `1 + ZCOUNT(-inf, (score)`, the first row's its position less the tied members just before
+//! it when fewer than [`TIE_WINDOW`] are.
 //!
 //! # One snapshot
 //!
-//! The page is read in two or three pipelined round trips, and a write landing between them
-//! would skip or repeat a competitor at the boundary between the parts, or give the first row
-//! a rank that does not match the rows. Every write script bumps the version of each scope it
-//! changes (`live:version`, in the same atomic step), so the read takes the scope's version
-//! first and again last: equal, nothing changed the scope in between and the reads are one
-//! snapshot; different, the page is read again. After [`OPTIMISTIC_READS`] such reads (writes
+//! Redis runs one client's pipelined reads back to back, so the first round trip (sizes, the
+//! page's part of the rank set and the members just before it) is one snapshot by itself, and
+//! most pages need no other. A page read in more round trips could skip or repeat a competitor
+//! at the boundary between the parts, or give the first row a rank that does not match the
+//! rows, if a write landed between them. Every write script bumps the version of each scope it
+//! changes (`live:version`, in the same atomic step), so such a read takes the scope's version
+//! first and again last (only the rows version when the later trip read rows alone): equal,
+//! nothing changed in between and the reads are one snapshot; different, the page is read
+//! again. After [`OPTIMISTIC_READS`] such reads (writes
 //! to this scope arriving faster than a page is read), `results.lua` reads the page in one
 //! atomic step. (Measured, `INFO cpu` of Redis per page of 50 rows out of 10,000: the
 //! pipelined read about 160 µs, the script about 250 µs: the script copies every reply into
@@ -228,11 +232,7 @@ impl Store {
         // are in the race (offset - 1 < in_race).
         let returned_before = (before as usize).min(page.len());
         let previous: Vec<(String, f64)> = page.drain(..returned_before).collect();
-        let previous = if offset <= in_race && returned_before == before as usize {
-            previous
-        } else {
-            Vec::new()
-        };
+        let previous_in_race = offset <= in_race && returned_before == before as usize;
         // The rank set's rows below OUT come first: keep the page's part among them.
         page.truncate(in_race.min(end).saturating_sub(offset) as usize);
         // Then the untimed set, at positions in_race .. in_race + untimed_count, then the
@@ -270,11 +270,15 @@ impl Store {
         // Rank of the first row = 1 + the number of strictly better scores: its position less
         // the members before it with the same score, when a better score is among those read
         // (or they reach the top); else counted in Redis.
-        let tied_before = previous
-            .iter()
-            .rev()
-            .take_while(|(_, score)| *score as u64 == first_score)
-            .count() as u64;
+        let tied_before = if previous_in_race {
+            previous
+                .iter()
+                .rev()
+                .take_while(|(_, score)| *score as u64 == first_score)
+                .count() as u64
+        } else {
+            0
+        };
         let tie = first_score < UNTIMED && tied_before == before && before < offset;
 
         // Rows kept from earlier pages under the same rows version need no read.
@@ -367,18 +371,12 @@ impl Store {
         &self,
         query: PageQuery<'_>,
     ) -> Result<(u64, Vec<RankedEntry>), StoreError> {
-        let PageQuery {
-            scope,
-            by_gun,
-            offset,
-            ..
-        } = query;
         let mut call = RESULTS.prepare_invoke();
-        call.key(keys::rank(query.checkpoint, scope, by_gun))
-            .key(keys::untimed(scope))
+        call.key(keys::rank(query.checkpoint, query.scope, query.by_gun))
+            .key(keys::untimed(query.scope))
             .key(keys::ROWS)
             .key(keys::LAGS)
-            .arg(offset)
+            .arg(query.offset)
             .arg(query.limit)
             .arg(OUT)
             .arg(UNTIMED);
@@ -392,7 +390,7 @@ impl Store {
             .and_then(|&(_, score)| ((score as u64) < UNTIMED).then_some(better + 1));
         let rows = rows.into_iter().map(|row| row.map(Arc::from)).collect();
         let page = Page { page, rows, lags };
-        Ok((total, page.entries(offset, first_rank, by_gun)))
+        Ok((total, page.entries(query.offset, first_rank, query.by_gun)))
     }
 }
 

@@ -220,7 +220,7 @@ impl Store {
     ///
     /// Chips are resolved first (one `HMGET`) so that the reads of one competitor, by bib or
     /// by chip, go to Redis in the same atomic call; calls of up to [`READS_PER_CALL`] reads
-    /// are pipelined in one round trip. (The library resolves chips again itself, so a chip
+    /// go one after the other. (The library resolves chips again itself, so a chip
     /// reassigned in between still lands on its current holder.)
     pub async fn ingest(&self, reads: &[Read]) -> Result<Vec<(String, String)>, StoreError> {
         let chips: Vec<&str> = reads.iter().filter_map(|r| r.chip.as_deref()).collect();
