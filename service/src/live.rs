@@ -309,6 +309,8 @@ pub enum Freshness {
     Read {
         /// The ETag to send with the content.
         etag: String,
+        /// The scope version in it.
+        version: u64,
     },
 }
 
@@ -334,7 +336,7 @@ pub async fn check(
     let version = store.version(scope).await?;
     let etag = self::etag(version, variant);
     if !none_match(request, &etag) {
-        return Ok(Freshness::Read { etag });
+        return Ok(Freshness::Read { etag, version });
     }
     let wait = match wait {
         Some(wait) if !wait.is_zero() && !*released.borrow_and_update() => wait,
@@ -375,6 +377,7 @@ pub async fn check(
         if now != version {
             return Ok(Freshness::Read {
                 etag: self::etag(now, variant),
+                version: now,
             });
         }
     }

@@ -92,6 +92,7 @@ async fn run(cli: Cli) -> ExitCode {
     let state = match AppState::new(&cli.redis_url, race, None) {
         Ok(state) => state
             .with_max_waiters(cli.max_waiters)
+            .with_kept_ranking_rows(cli.kept_ranking_rows)
             .with_credentials(credentials),
         Err(err) => {
             eprintln!("timing-service: invalid REDIS_URL: {err}");

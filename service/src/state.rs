@@ -59,6 +59,12 @@ impl AppState {
         self
     }
 
+    /// Sets how many results rows whole rankings may keep in memory (0: none).
+    pub fn with_kept_ranking_rows(self, rows: usize) -> Self {
+        self.store.set_kept_ranking_rows(rows);
+        self
+    }
+
     /// Sets the limit of long polls waiting at once in this process.
     pub fn with_max_waiters(self, max_waiters: usize) -> Self {
         self.live.set_max_waiters(max_waiters);

@@ -523,3 +523,101 @@ async fn kept_rows_follow_every_change_of_a_row() {
         ["2 \"Renamed\"", "3 \"Ported\""]
     );
 }
+
+/// `cmdstat_<command>` calls so far in INFO commandstats of the test's Redis.
+async fn command_calls(app: &TestApp, command: &str) -> u64 {
+    let client = redis::Client::open(app.redis.url()).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("calls"))
+}
+
+/// A ranking whose pages are read as many times as it has pages at one version is kept
+/// whole: its pages then read nothing from Redis but the scope version, and they are the
+/// pages read from Redis. Any change of the scope gives it up at once.
+#[tokio::test]
+async fn a_ranking_read_often_is_kept_whole_until_it_changes() {
+    let app = spawn_app().await;
+    for bib in 1..=10 {
+        let bib = bib.to_string();
+        app.competitor(&bib, "male", "men30").await;
+        // Ties: 1 and 2, 5 and 6 and 7.
+        let second = [0, 1, 1, 3, 4, 6, 6, 6, 8, 9, 10][bib.parse::<usize>().expect("bib")];
+        finish(
+            &app,
+            &bib,
+            "09:00:00.000",
+            &format!("10:00:{second:02}.000"),
+        )
+        .await;
+    }
+    app.competitor("11", "male", "men30").await; // untimed
+    app.competitor("12", "male", "men30").await;
+    app.put("/api/v1/competitors/12/status", json!({"status": "DNF"}))
+        .await;
+    let total = 12;
+    let (status, whole) = app.get("/api/v1/results?limit=500").await;
+    assert_eq!(status, 200, "{whole}");
+    let whole = rows(&whole);
+    let page = |offset: usize| format!("/api/v1/results?offset={offset}&limit=3");
+
+    // Four pages of 3: read each once, then the ranking is read whole.
+    for offset in (0..total).step_by(3) {
+        app.get(&page(offset)).await;
+    }
+    app.get(&page(0)).await;
+    let ranges = command_calls(&app, "zrange").await;
+    let gets = command_calls(&app, "hget").await;
+    for offset in 0..=total {
+        let (status, body) = app.get(&page(offset)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["total"], json!(total));
+        assert_eq!(
+            rows(&body),
+            whole[offset.min(total)..(offset + 3).min(total)],
+            "offset {offset}"
+        );
+    }
+    assert_eq!(
+        command_calls(&app, "zrange").await,
+        ranges,
+        "pages of a kept ranking read no rank set"
+    );
+    assert_eq!(
+        command_calls(&app, "hget").await,
+        gets + total as u64 + 1,
+        "a page of a kept ranking reads its scope version only"
+    );
+
+    // A change: the next page shows it at once.
+    finish(&app, "10", "09:00:00.000", "09:59:00.000").await;
+    let (_, first) = app.get(&page(0)).await;
+    assert_eq!(
+        rows(&first)[0],
+        row(Some(1), "10", Some("00:59:00.000"), None)
+    );
+    // Read often again at the new version: kept again, and still the pages read from Redis.
+    let (_, whole) = app.get("/api/v1/results?limit=500").await;
+    let whole = rows(&whole);
+    for _ in 0..2 {
+        for offset in 0..=total {
+            let (_, body) = app.get(&page(offset)).await;
+            assert_eq!(
+                rows(&body),
+                whole[offset.min(total)..(offset + 3).min(total)],
+                "offset {offset}"
+            );
+        }
+    }
+}

@@ -214,7 +214,7 @@ async fn list_competitors(
         .await?
     {
         Freshness::Answer(response) => return Ok(response),
-        Freshness::Read { etag } => etag,
+        Freshness::Read { etag, .. } => etag,
     };
     if read.csv {
         let owned = export::OwnedFilter {

@@ -157,12 +157,12 @@ async fn results(
         }
     };
     let variant = if read.csv { "csv" } else { "json" };
-    let etag = match state
+    let (etag, version) = match state
         .freshness(&scope.live_name(), variant, &request, read.wait)
         .await?
     {
         Freshness::Answer(response) => return Ok(response),
-        Freshness::Read { etag } => etag,
+        Freshness::Read { etag, version } => (etag, version),
     };
     let by = query.by.unwrap_or(race.rank_by);
     if read.csv {
@@ -186,9 +186,14 @@ async fn results(
             let (state, checkpoint) = (state.clone(), checkpoint.to_owned());
             let scope = OwnedScope::new(scope);
             async move {
-                render(&state, &checkpoint, scope.scope(), by, offset, limit)
-                    .await
-                    .map(Bytes::from)
+                let query = PageQuery {
+                    checkpoint: &checkpoint,
+                    scope: scope.scope(),
+                    by_gun: by == RankBy::Gun,
+                    offset,
+                    limit,
+                };
+                render(&state, query, version).await.map(Bytes::from)
             }
         })
         .await?;
@@ -200,25 +205,21 @@ async fn results(
         .into_response())
 }
 
-/// The JSON of a results page.
+/// The JSON of a results page, the scope being at `version`.
 async fn render(
     state: &AppState,
-    checkpoint: &str,
-    scope: Scope<'_>,
-    by: RankBy,
-    offset: u64,
-    limit: u64,
+    query: PageQuery<'_>,
+    version: u64,
 ) -> Result<String, StoreError> {
-    let (total, entries) = state
-        .store
-        .results(PageQuery {
-            checkpoint,
-            scope,
-            by_gun: by == RankBy::Gun,
-            offset,
-            limit,
-        })
-        .await?;
+    let PageQuery {
+        checkpoint,
+        by_gun,
+        offset,
+        limit,
+        ..
+    } = query;
+    let by = if by_gun { RankBy::Gun } else { RankBy::Net };
+    let (total, entries) = state.store.results_at(query, version).await?;
     let mut body = String::with_capacity(128 + entries.len() * 224);
     let _ = write!(body, r#"{{"total":{total},"checkpoint":"#);
     write_json_string(&mut body, checkpoint);

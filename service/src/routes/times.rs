@@ -87,7 +87,7 @@ async fn get_times(
         .await?
     {
         Freshness::Answer(response) => return Ok(response),
-        Freshness::Read { etag } => etag,
+        Freshness::Read { etag, .. } => etag,
     };
     let record = state
         .store

@@ -8,6 +8,8 @@
 //!   derived times, rankings and the audit entry change together);
 //! - `timing`: reading waves, raw reads, a competitor's times and the audit trail;
 //! - `results`: reading a ranking page;
+//! - `rankings`: whole rankings kept in memory while they do not change, read whole once
+//!   their pages are read often enough;
 //! - `import`: writing a start list, new bibs in batches (the library's `timing_import`);
 //! - `splits`: a competitor's rank at each checkpoint;
 //! - `versions`: the scope versions behind ETags and the change channel behind long polls.
@@ -24,6 +26,7 @@
 mod connection;
 mod functions;
 pub mod keys;
+mod rankings;
 mod results;
 // Issue 12: the start-list import; scope versions and the change channel of live reads.
 mod import;
@@ -40,6 +43,7 @@ use self::connection::Connection;
 pub use self::{
     connection::OP_TIMEOUT,
     import::{ImportCounts, ImportRecord},
+    rankings::DEFAULT_KEPT_RANKING_ROWS,
     results::{OUT, PageQuery, RankedEntry, UNTIMED},
     timing::{AuditPage, CompetitorTimes, Wave},
     versions::{Change, Subscription},
@@ -189,6 +193,8 @@ pub struct Store {
     finish: Arc<str>,
     /// Results rows kept between pages (see `results`).
     rows: Arc<std::sync::Mutex<results::RowCache>>,
+    /// Whole rankings kept while they do not change (see `rankings`).
+    rankings: Arc<std::sync::Mutex<rankings::Rankings>>,
 }
 
 fn parse_err(err: impl std::fmt::Display) -> StoreError {
@@ -205,6 +211,7 @@ impl Store {
             library: Arc::from(functions::library_source(&race)),
             finish: Arc::from(race.finish()),
             rows: Arc::default(),
+            rankings: Arc::default(),
         })
     }
 

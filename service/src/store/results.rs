@@ -35,7 +35,10 @@ use std::{
 
 use redis::{Script, Value};
 
-use super::{Scope, Store, StoreError, keys};
+use super::{
+    Scope, Store, StoreError, keys,
+    rankings::{self, Decision, Rankings},
+};
 use crate::model::Status;
 
 /// `results.lua`: a page read in one atomic step (the fallback).
@@ -98,6 +101,33 @@ fn take<T: redis::FromRedisValue>(replies: &mut Vec<Value>) -> Result<T, StoreEr
 /// Members read before a page: a first row tied with fewer of them gets its rank without a
 /// count in Redis.
 const TIE_WINDOW: u64 = 4;
+
+/// The limit of a read of a whole ranking (see `rankings`).
+const WHOLE: u64 = 1 << 32;
+
+/// The name of a ranking in the kept rankings: checkpoint, scope, net or gun.
+fn ranking_key(query: PageQuery<'_>) -> String {
+    let by = if query.by_gun { "gun" } else { "net" };
+    format!("{} {} {by}", query.checkpoint, query.scope.live_name())
+}
+
+/// A whole read under way: given up (see [`Rankings::abandon`]) unless it ends kept.
+struct WholeRead<'a> {
+    rankings: &'a std::sync::Mutex<Rankings>,
+    ranking: &'a str,
+    version: u64,
+    done: bool,
+}
+
+impl Drop for WholeRead<'_> {
+    fn drop(&mut self) {
+        if !self.done
+            && let Ok(mut rankings) = self.rankings.lock()
+        {
+            rankings.abandon(self.ranking, self.version, 0);
+        }
+    }
+}
 
 /// Version-checked pipelined reads of a page before the atomic fallback.
 pub const OPTIMISTIC_READS: usize = 3;
@@ -164,12 +194,82 @@ impl Store {
         &self,
         query: PageQuery<'_>,
     ) -> Result<(u64, Vec<RankedEntry>), StoreError> {
+        let (_, total, entries) = self.results_read(query).await?;
+        Ok((total, entries))
+    }
+
+    /// [`Store::results`] when the scope is known to be at `version` (read just before, for
+    /// the ETag): a page of a ranking kept whole at that version is sliced from it without a
+    /// Redis read, and page reads count towards keeping the ranking (see `rankings`).
+    pub async fn results_at(
+        &self,
+        query: PageQuery<'_>,
+        version: u64,
+    ) -> Result<(u64, Vec<RankedEntry>), StoreError> {
+        let ranking = ranking_key(query);
+        let decision = self.rankings.lock().map_err(|_| poisoned())?.decide(
+            &ranking,
+            version,
+            query.offset,
+            query.limit,
+        );
+        match decision {
+            Decision::Kept(total, entries) => return Ok((total, entries)),
+            Decision::ReadWhole => {
+                // Given up unless kept, also when this request is dropped midway.
+                let mut reading = WholeRead {
+                    rankings: &self.rankings,
+                    ranking: &ranking,
+                    version,
+                    done: false,
+                };
+                let whole = PageQuery {
+                    offset: 0,
+                    limit: WHOLE,
+                    ..query
+                };
+                if let Some((Some(read_at), total, entries)) = self.results_pipelined(whole).await?
+                {
+                    let page = rankings::slice(&entries, query.offset, query.limit);
+                    reading.done = true;
+                    self.rankings
+                        .lock()
+                        .map_err(|_| poisoned())?
+                        .keep(&ranking, read_at, total, entries);
+                    return Ok((total, page));
+                }
+            }
+            Decision::ReadPage => {}
+        }
+        let (read_at, total, entries) = self.results_read(query).await?;
+        if let Some(read_at) = read_at {
+            self.rankings
+                .lock()
+                .map_err(|_| poisoned())?
+                .page_read(&ranking, read_at, total);
+        }
+        Ok((total, entries))
+    }
+
+    /// Keeps at most `rows` results rows in whole rankings from now on (0: none).
+    pub fn set_kept_ranking_rows(&self, rows: usize) {
+        if let Ok(mut rankings) = self.rankings.lock() {
+            rankings.set_limit(rows);
+        }
+    }
+
+    /// The page, with the scope version it was read at when known (not after the fallback).
+    async fn results_read(
+        &self,
+        query: PageQuery<'_>,
+    ) -> Result<(Option<u64>, u64, Vec<RankedEntry>), StoreError> {
         for _ in 0..OPTIMISTIC_READS {
             if let Some(page) = self.results_pipelined(query).await? {
                 return Ok(page);
             }
         }
-        self.results_atomic(query).await
+        let (total, entries) = self.results_atomic(query).await?;
+        Ok((None, total, entries))
     }
 
     /// The page read in pipelined round trips, `None` when a write changed what it read
@@ -191,7 +291,7 @@ impl Store {
     async fn results_pipelined(
         &self,
         query: PageQuery<'_>,
-    ) -> Result<Option<(u64, Vec<RankedEntry>)>, StoreError> {
+    ) -> Result<Option<(Option<u64>, u64, Vec<RankedEntry>)>, StoreError> {
         let PageQuery {
             checkpoint,
             scope,
@@ -264,7 +364,7 @@ impl Store {
         }
         let Some(&(_, first_score)) = page.first() else {
             // Only the first round trip was read, or a write changed the scope since.
-            return Ok((!beyond_timed).then(|| (total, Vec::new())));
+            return Ok((!beyond_timed).then(|| (version, total, Vec::new())));
         };
         let first_score = first_score as u64;
         // Rank of the first row = 1 + the number of strictly better scores: its position less
@@ -362,7 +462,11 @@ impl Store {
         });
         let rows = rows.into_iter().map(Option::flatten).collect();
         let page = Page { page, rows, lags };
-        Ok(Some((total, page.entries(offset, first_rank, by_gun))))
+        Ok(Some((
+            version,
+            total,
+            page.entries(offset, first_rank, by_gun),
+        )))
     }
 
     /// The page read by `results.lua` in one atomic step. Public for the test that checks it
