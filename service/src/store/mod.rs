@@ -182,7 +182,8 @@ impl ListFilter<'_> {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Connection>,
-    /// A second connection for bulk writes (chip-read batches, imports): requests on one
+    /// A second connection for bulk work (chip-read batches, imports, whole rankings read to
+    /// be kept): requests on one
     /// multiplexed connection are answered in order, so a results page queued behind a batch's
     /// calls would wait for all of them; on its own connection it waits at most for the call
     /// Redis is running.

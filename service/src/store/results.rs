@@ -36,7 +36,9 @@ use std::{
 use redis::{Script, Value};
 
 use super::{
-    Scope, Store, StoreError, keys,
+    Scope, Store, StoreError,
+    connection::Connection,
+    keys,
     rankings::{self, Decision, Rankings},
 };
 use crate::model::Status;
@@ -228,7 +230,9 @@ impl Store {
                     limit: WHOLE,
                     ..query
                 };
-                if let Some((Some(read_at), total, entries)) = self.results_pipelined(whole).await?
+                // On the bulk connection: the pages read meanwhile must not queue behind it.
+                if let Some((Some(read_at), total, entries)) =
+                    self.results_pipelined(whole, &self.bulk).await?
                 {
                     let page = rankings::slice(&entries, query.offset, query.limit);
                     reading.done = true;
@@ -264,7 +268,7 @@ impl Store {
         query: PageQuery<'_>,
     ) -> Result<(Option<u64>, u64, Vec<RankedEntry>), StoreError> {
         for _ in 0..OPTIMISTIC_READS {
-            if let Some(page) = self.results_pipelined(query).await? {
+            if let Some(page) = self.results_pipelined(query, &self.conn).await? {
                 return Ok(page);
             }
         }
@@ -291,6 +295,7 @@ impl Store {
     async fn results_pipelined(
         &self,
         query: PageQuery<'_>,
+        conn: &Connection,
     ) -> Result<Option<(Option<u64>, u64, Vec<RankedEntry>)>, StoreError> {
         let PageQuery {
             checkpoint,
@@ -321,7 +326,7 @@ impl Store {
             .exists(keys::LAGS)
             .hget(keys::LIVE_VERSION, &scope_name);
         let (versions, ranked, in_race, untimed_count, mut page, any_lag, version_after): First =
-            self.conn.query(&pipe).await?;
+            conn.query(&pipe).await?;
         let (version, rows_version) = versions;
         if version != version_after {
             return Ok(None);
@@ -354,7 +359,7 @@ impl Store {
                 untimed_range.1 as isize - 1,
             )
             .zrange_withscores(&key, out_range.0 as isize, out_range.1 as isize - 1);
-            let (bibs, out): (Vec<String>, Vec<(String, f64)>) = self.conn.query(&pipe).await?;
+            let (bibs, out): (Vec<String>, Vec<(String, f64)>) = conn.query(&pipe).await?;
             if untimed_range.0 < untimed_range.1 {
                 page.extend(bibs.into_iter().map(|bib| (bib, UNTIMED as f64)));
             }
@@ -416,7 +421,7 @@ impl Store {
                 .arg(keys::LIVE_VERSION)
                 .arg(&scope_name)
                 .arg(keys::ROWS_VERSION);
-            let mut replies: Vec<Value> = self.conn.query(&pipe).await?;
+            let mut replies: Vec<Value> = conn.query(&pipe).await?;
             let (version_last, rows_version_last): (Option<u64>, Option<u64>) = take(&mut replies)?;
             // Rows change only with the rows version; everything else with the scope's.
             let unchanged = if tie || any_lag || beyond_timed {
