@@ -325,6 +325,15 @@ pub async fn check(
     wait: Option<Duration>,
 ) -> Result<Freshness, ApiError> {
     let inner = &live.inner;
+    let Some(wait) = wait.filter(|wait| !wait.is_zero()) else {
+        // No long poll: the version decides at once.
+        let version = store.version(scope).await?;
+        let etag = self::etag(version, variant);
+        if none_match(request, &etag) {
+            return Ok(Freshness::Answer(not_modified(&etag)));
+        }
+        return Ok(Freshness::Read { etag, version });
+    };
     // Watch before reading the version, so a change right after the read still wakes us.
     let channel = inner
         .scopes
@@ -338,10 +347,9 @@ pub async fn check(
     if !none_match(request, &etag) {
         return Ok(Freshness::Read { etag, version });
     }
-    let wait = match wait {
-        Some(wait) if !wait.is_zero() && !*released.borrow_and_update() => wait,
-        _ => return Ok(Freshness::Answer(not_modified(&etag))),
-    };
+    if *released.borrow_and_update() {
+        return Ok(Freshness::Answer(not_modified(&etag)));
+    }
     let limit = inner.max_waiters.load(Ordering::Relaxed);
     if inner.waiters.fetch_add(1, Ordering::Relaxed) >= limit {
         inner.waiters.fetch_sub(1, Ordering::Relaxed);
