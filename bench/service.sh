@@ -155,6 +155,34 @@ PASSING_CALL_US=$(usec_per_call fcall)
 rows+=("$(printf '%-44s %10s %8s %8s %8s %8s' "  = chip reads ingested per second" "$READS_PER_S" "-" "-" "-" \
   "$(python3 -c "print(f'{$READS_PER_S / ${RB[SET]}:.2f}')")")")
 READ_REDIS_US=$(python3 -c "print(f'{$LAST_REDIS_US / 500:.1f}')")
+# The floor under that: the Redis commands a read at a split needs in a script, with no logic
+# around them, for 10 random loaded competitors a call as the passings function's calls are.
+# A read the rules keep appends itself to the competitor's reads and reads their start and
+# split times and manual times; one that changes a time also reads the record and writes the
+# time and three rank entries (to copies under bench:, so the rankings stay as loaded). Redis
+# CPU per read, round trips included (one per 10 reads).
+echo "==> redis-benchmark EVALSHA: a chip read's commands alone" >&2
+KEPT_READ="for i = 1, #ARGV do local b = ARGV[i]
+  redis.call('RPUSH', 'bench:reads:' .. b, '2 36000000 bench-read')
+  redis.call('ZMSCORE', 'race:' .. b, 'start', 'split1')
+  redis.call('HMGET', 'manual:' .. b, 'start', 'split1')"
+APPLIED_READ="$KEPT_READ
+  redis.call('HMGET', 'competitor:' .. b, 'gender', 'category', 'country', 'wave', 'chip')
+  redis.call('ZADD', 'bench:race:' .. b, 36000000, 'split1')
+  redis.call('ZADD', 'bench:rank:split1:all', 3600000, b)
+  redis.call('ZADD', 'bench:rank:split1:gender', 3600000, b)
+  redis.call('ZADD', 'bench:rank:split1:category', 3600000, b)"
+read_floor() { # script body: prints Redis CPU us per read
+  local sha cpu0
+  sha=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" SCRIPT LOAD "$1 end return 1")
+  cpu0=$(redis_cpu)
+  # shellcheck disable=SC2046 # ten words: ten random bibs
+  timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 20000 -r "$COMPETITORS" \
+    EVALSHA "$sha" 0 $(printf '__rand_int__ %.0s' $(seq 10)) >/dev/null
+  per "$cpu0" "$(redis_cpu)" 200000
+}
+KEPT_FLOOR_US=$(read_floor "$KEPT_READ")
+APPLIED_FLOOR_US=$(read_floor "$APPLIED_READ")
 
 # The results page while reads are being ingested: at a steady INGEST_RATE batches of 500 per
 # second (bench/ingest.py; default 2, 1,000 reads/s, several big races' finish mats at their
@@ -289,4 +317,5 @@ echo "  manual time through the service (FCALL timing_times):  $SERVICE_TIMES_US
 echo "  a call of up to 10 chip reads (FCALL timing_passings): $PASSING_CALL_US us"
 for n in "${notes[@]}"; do echo "($n)"; done
 echo "Redis CPU (INFO cpu) per chip read: $READ_REDIS_US us, per non-pipelined SET: ${CPU_US[SET]} us"
+echo "  a read's commands alone in a script, no logic (10 a call): $KEPT_FLOOR_US us kept, $APPLIED_FLOOR_US us changing a time"
 echo "  (chip reads/s can reach SET's ops/s only if a read costs Redis no more than a SET)"
