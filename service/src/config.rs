@@ -59,7 +59,7 @@ pub struct Cli {
     pub max_waiters: usize,
 
     /// Most results rows kept in memory as whole rankings that do not change, so their pages
-    /// need no Redis read (some 150 bytes a row); 0 keeps none.
+    /// need no Redis read (some 110 bytes a row); 0 keeps none.
     #[arg(long, env = "KEPT_RANKING_ROWS", default_value_t = crate::store::DEFAULT_KEPT_RANKING_ROWS, value_parser = clap::value_parser!(usize))]
     pub kept_ranking_rows: usize,
 

@@ -16,7 +16,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use super::results::RankedEntry;
 
-/// Rows of all kept rankings together by default (some 150 bytes each besides their row
+/// Rows of all kept rankings together by default (some 110 bytes each besides their row
 /// JSON, which the results rows kept share).
 pub const DEFAULT_KEPT_RANKING_ROWS: usize = 100_000;
 

@@ -27,6 +27,9 @@
 //! atomic step. (Measured, `INFO cpu` of Redis per page of 50 rows out of 10,000: the
 //! pipelined read about 160 µs, the script about 250 µs: the script copies every reply into
 //! Lua and back, so it is the fallback, not the rule.)
+//!
+//! A ranking read often while it does not change is read whole once and kept
+//! ([`Store::results_at`], `rankings`): its pages are then sliced from memory.
 
 use std::{
     collections::HashMap,
