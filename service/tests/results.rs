@@ -572,11 +572,12 @@ async fn a_ranking_read_often_is_kept_whole_until_it_changes() {
     let whole = rows(&whole);
     let page = |offset: usize| format!("/api/v1/results?offset={offset}&limit=3");
 
-    // Four pages of 3: read each once, then the ranking is read whole.
+    // 12 rows in pages of 3: four page reads at this version (the list above and three
+    // pages) make the fourth page read the ranking whole. The pages after it are sliced from
+    // it, or answered from their rendering (a page read before at this version).
     for offset in (0..total).step_by(3) {
         app.get(&page(offset)).await;
     }
-    app.get(&page(0)).await;
     let ranges = command_calls(&app, "zrange").await;
     let gets = command_calls(&app, "hget").await;
     for offset in 0..=total {
@@ -620,4 +621,64 @@ async fn a_ranking_read_often_is_kept_whole_until_it_changes() {
             );
         }
     }
+}
+
+/// A ranking longer than one round trip of a whole read (1,000 rows) is kept the same: its
+/// pages, kept, are the rows read from Redis before. (Pages are read at other offsets than
+/// before: a page read again at the same version is answered from its rendering.)
+#[tokio::test]
+async fn a_long_ranking_is_kept_whole_in_several_reads() {
+    let app = spawn_app().await;
+    let mut csv = String::from("bib,first_name,last_name,gender,country,category\n");
+    for bib in 1..=2_500 {
+        csv.push_str(&format!("{bib},First{bib},Last{bib},male,FI,men30\n"));
+    }
+    let (status, body) = app
+        .send(
+            app.request(reqwest::Method::POST, "/api/v1/competitors/import")
+                .header("Content-Type", "text/csv")
+                .body(csv),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Times for some, with ties across the first read's boundary, and two statuses.
+    for bib in (1..=2_500).step_by(2) {
+        let second = (bib / 7) % 60;
+        let minute = bib / 420;
+        finish(
+            &app,
+            &bib.to_string(),
+            "09:00:00.000",
+            &format!("10:{minute:02}:{second:02}.000"),
+        )
+        .await;
+    }
+    app.put("/api/v1/competitors/4/status", json!({"status": "DNS"}))
+        .await;
+    app.put("/api/v1/competitors/6/status", json!({"status": "DNF"}))
+        .await;
+    let page = |offset: usize| format!("/api/v1/results?offset={offset}&limit=500");
+    let mut before = Vec::new();
+    for offset in (0..2_500).step_by(500) {
+        let (status, body) = app.get(&page(offset)).await;
+        assert_eq!(status, 200, "{body}");
+        before.extend(rows(&body));
+    }
+    assert_eq!(before.len(), 2_500);
+    // Five pages read: the next page read (not one rendered already) reads the ranking whole,
+    // in three round trips, and the others are sliced from it.
+    let shifted = || (250..2_500).step_by(500);
+    let (_, body) = app.get(&page(250)).await;
+    assert_eq!(rows(&body), before[250..750]);
+    let ranges = command_calls(&app, "zrange").await;
+    for offset in shifted().skip(1) {
+        let (_, body) = app.get(&page(offset)).await;
+        assert_eq!(body["total"], json!(2_500));
+        assert_eq!(
+            rows(&body),
+            before[offset..(offset + 500).min(2_500)],
+            "offset {offset}"
+        );
+    }
+    assert_eq!(command_calls(&app, "zrange").await, ranges, "not kept");
 }

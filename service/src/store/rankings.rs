@@ -50,8 +50,8 @@ pub(super) enum Decision {
     ReadPage,
 }
 
-/// The kept rankings and the page reads counted towards keeping others, by ranking (see
-/// [`ranking_key`]).
+/// The kept rankings and the page reads counted towards keeping others, by ranking (its
+/// checkpoint, scope, and net or gun, as a string).
 #[derive(Debug)]
 pub(super) struct Rankings {
     known: HashMap<String, (Known, u64)>,
