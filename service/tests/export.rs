@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use timing_service::race::Race;
 
-use crate::common::{TestApp, spawn_app, spawn_app_with};
+use crate::common::{TestApp, command_calls, spawn_app, spawn_app_with};
 
 /// GET as CSV (by `?format=csv`, or by `Accept` when `accept` is set): status, content type,
 /// header row and records.
@@ -150,6 +150,13 @@ async fn results_and_start_list_as_csv_match_the_json() {
             .collect();
         assert_eq!(records, expected, "{path}");
     }
+    // Its pages read as often as it has pages, the ranking is kept whole (see
+    // `store::rankings`): the same download again is sliced from it, without a rank-set read.
+    let (_, _, _, before) = csv_of(&app, "/api/v1/results", false).await;
+    let ranges = command_calls(&app, "zrange").await;
+    let (_, _, _, kept) = csv_of(&app, "/api/v1/results", false).await;
+    assert_eq!(kept, before);
+    assert_eq!(command_calls(&app, "zrange").await, ranges, "not kept");
     // A page when asked for.
     let (_, _, _, page) = csv_of(&app, "/api/v1/results?offset=10&limit=5", false).await;
     assert_eq!(page.len(), 5);

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, assert_error, spawn_app};
+use crate::common::{TestApp, assert_error, command_calls, spawn_app};
 
 /// `(rank, bib, elapsed, status)` of each row.
 fn rows(page: &Value) -> Vec<(Value, String, Value, Value)> {
@@ -522,25 +522,6 @@ async fn kept_rows_follow_every_change_of_a_row() {
         names(&app.get("/api/v1/results?category=men30").await.1),
         ["2 \"Renamed\"", "3 \"Ported\""]
     );
-}
-
-/// `cmdstat_<command>` calls so far in INFO commandstats of the test's Redis.
-async fn command_calls(app: &TestApp, command: &str) -> u64 {
-    let client = redis::Client::open(app.redis.url()).expect("redis client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .expect("INFO commandstats");
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |calls| calls.parse().expect("calls"))
 }
 
 /// A ranking whose pages are read as many times as it has pages at one version is kept

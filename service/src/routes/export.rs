@@ -154,6 +154,9 @@ enum Source {
         /// Owned by the stream: blocks are read after the handler returned.
         scope: OwnedScope,
         by_gun: bool,
+        /// The scope's version in the ETag: blocks of a ranking kept whole at it are sliced
+        /// from it, one snapshot for the whole download (`Store::results_at`).
+        version: u64,
     },
     Competitors {
         fields: Vec<String>,
@@ -177,16 +180,16 @@ impl Source {
                 checkpoint,
                 scope,
                 by_gun,
+                version,
             } => {
-                let (_, entries) = store
-                    .results(PageQuery {
-                        checkpoint,
-                        scope: scope.scope(),
-                        by_gun: *by_gun,
-                        offset,
-                        limit,
-                    })
-                    .await?;
+                let query = PageQuery {
+                    checkpoint,
+                    scope: scope.scope(),
+                    by_gun: *by_gun,
+                    offset,
+                    limit,
+                };
+                let (_, entries) = store.results_at(query, *version).await?;
                 Ok((
                     csv_block(entries.iter().map(|e| result_record(e, *by_gun))),
                     entries.len() as u64,
@@ -301,19 +304,20 @@ async fn export(
     Ok(response)
 }
 
-/// The results of `scope` at `checkpoint` as CSV.
+/// The results of `scope` at `checkpoint` as CSV, the scope being at `version` (in `etag`).
 pub async fn results(
     state: &AppState,
     checkpoint: &str,
     scope: Scope<'_>,
     by_gun: bool,
     span: Span,
-    etag: &str,
+    (etag, version): (&str, u64),
 ) -> Result<Response, ApiError> {
     let source = Source::Results {
         checkpoint: checkpoint.to_owned(),
         scope: OwnedScope::new(scope),
         by_gun,
+        version,
     };
     let name = format!("results-{checkpoint}");
     export(state, &name, &RESULT_COLUMNS, source, span, etag).await

@@ -171,7 +171,8 @@ async fn results(
             offset,
             limit: query.limit,
         };
-        return export::results(&state, checkpoint, scope, by == RankBy::Gun, span, &etag).await;
+        let live = (etag.as_str(), version);
+        return export::results(&state, checkpoint, scope, by == RankBy::Gun, span, live).await;
     }
     // Rendered once per change of the scope, however many read it.
     let key = format!(

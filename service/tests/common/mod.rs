@@ -378,3 +378,22 @@ pub fn assert_error(answer: &(u16, Value), status: u16, needle: &str) {
         "`{message}` should contain `{needle}`"
     );
 }
+
+/// `cmdstat_<command>` calls so far in INFO commandstats of the test's Redis.
+pub async fn command_calls(app: &TestApp, command: &str) -> u64 {
+    let client = redis::Client::open(app.redis.url()).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("calls"))
+}
