@@ -154,8 +154,8 @@ enum Source {
         /// Owned by the stream: blocks are read after the handler returned.
         scope: OwnedScope,
         by_gun: bool,
-        /// The scope's version in the ETag: blocks of a ranking kept whole at it are sliced
-        /// from it, one snapshot for the whole download (`Store::results_at`).
+        /// The scope's version in the ETag: while the ranking is kept whole at it, blocks are
+        /// sliced from it (`Store::results_at`); after a write, read from Redis.
         version: u64,
     },
     Competitors {
