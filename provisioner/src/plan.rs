@@ -30,6 +30,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// The outcome of a delete call: `Delete` when the resource was there to delete,
+    /// `Absent` when AWS answered that it was not.
+    pub fn of_deletion(was_there: bool) -> Self {
+        if was_there {
+            Action::Delete
+        } else {
+            Action::Absent
+        }
+    }
+
     /// Whether this action changes AWS.
     pub fn is_change(self) -> bool {
         matches!(self, Action::Create | Action::Update | Action::Delete)

@@ -271,11 +271,11 @@ pub async fn delete_repository(d: &Deployment, name: &str) -> Result<()> {
         "DeleteRepository",
         format!("ECR repository {name}"),
     )?;
-    let action = if deleted.is_some() {
-        Action::Delete
-    } else {
-        Action::Absent
-    };
-    d.record("ecr-repository", name, action, None);
+    d.record(
+        "ecr-repository",
+        name,
+        Action::of_deletion(deleted.is_some()),
+        None,
+    );
     Ok(())
 }

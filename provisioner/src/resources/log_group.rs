@@ -127,11 +127,11 @@ pub async fn delete_log_group(d: &Deployment) -> Result<()> {
         "DeleteLogGroup",
         format!("log group {name}"),
     )?;
-    let action = if deleted.is_some() {
-        Action::Delete
-    } else {
-        Action::Absent
-    };
-    d.record("log-group", name, action, None);
+    d.record(
+        "log-group",
+        name,
+        Action::of_deletion(deleted.is_some()),
+        None,
+    );
     Ok(())
 }
