@@ -325,28 +325,29 @@ pub async fn check(
     wait: Option<Duration>,
 ) -> Result<Freshness, ApiError> {
     let inner = &live.inner;
-    let Some(wait) = wait.filter(|wait| !wait.is_zero()) else {
-        // No long poll: the version decides at once.
-        let version = store.version(scope).await?;
-        let etag = self::etag(version, variant);
-        if none_match(request, &etag) {
-            return Ok(Freshness::Answer(not_modified(&etag)));
-        }
-        return Ok(Freshness::Read { etag, version });
-    };
-    // Watch before reading the version, so a change right after the read still wakes us.
-    let channel = inner
-        .scopes
-        .get(scope)
-        .or_else(|| inner.scopes.get(&Scope::All.live_name()));
-    let mut changed = channel.map(watch::Sender::subscribe);
-    let mut everyone = inner.everyone.subscribe();
-    let mut released = inner.released.subscribe();
+    // A long poll watches its channels before reading the version, so a change right after
+    // the read still wakes it; a plain read decides on the version alone.
+    let long_poll = wait.filter(|wait| !wait.is_zero()).map(|wait| {
+        let channel = inner
+            .scopes
+            .get(scope)
+            .or_else(|| inner.scopes.get(&Scope::All.live_name()));
+        let changed = channel.map(watch::Sender::subscribe);
+        (
+            wait,
+            changed,
+            inner.everyone.subscribe(),
+            inner.released.subscribe(),
+        )
+    });
     let version = store.version(scope).await?;
     let etag = self::etag(version, variant);
     if !none_match(request, &etag) {
         return Ok(Freshness::Read { etag, version });
     }
+    let Some((wait, mut changed, mut everyone, mut released)) = long_poll else {
+        return Ok(Freshness::Answer(not_modified(&etag)));
+    };
     if *released.borrow_and_update() {
         return Ok(Freshness::Answer(not_modified(&etag)));
     }
