@@ -38,6 +38,13 @@ fn load_command(library: &str) -> redis::Cmd {
     load
 }
 
+/// `FCALL <function> 0`, its arguments to be added.
+pub(super) fn fcall_command(function: &str) -> redis::Cmd {
+    let mut call = redis::cmd("FCALL");
+    call.arg(function).arg(0);
+    call
+}
+
 /// When Redis says the library is not there.
 fn function_missing(err: &redis::RedisError) -> bool {
     err.to_string().contains("Function not found")
@@ -93,11 +100,22 @@ impl Store {
         function: &str,
         args: &[&str],
     ) -> Result<Value, StoreError> {
+        let mut call = fcall_command(function);
+        call.arg(args);
+        self.fcall_command_on(conn, call).await
+    }
+
+    /// One FCALL built with [`fcall_command`] (arguments of any type) on `conn`.
+    pub(super) async fn fcall_command_on(
+        &self,
+        conn: &Connection,
+        call: redis::Cmd,
+    ) -> Result<Value, StoreError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("FCALL").arg(function).arg(0).arg(args);
+        pipe.add_command(call);
         let mut replies = self.fcall_pipe_on(conn, &pipe).await?;
         replies
             .pop()
-            .ok_or_else(|| StoreError::Internal(format!("no reply to FCALL {function}")))
+            .ok_or_else(|| StoreError::Internal("no reply to an FCALL".into()))
     }
 }

@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use redis::Value;
 
 use super::{
-    Outcome, PutMode, Store, StoreError, connection::Connection, functions::now_rfc3339, keys,
-    parse_err,
+    Outcome, PutMode, Store, StoreError,
+    connection::Connection,
+    functions::{fcall_command, now_rfc3339},
+    keys, parse_err,
 };
 use crate::{
     model::{Bib, Status},
@@ -261,13 +263,8 @@ impl Store {
         // back to back, so a pipeline of the batch's calls held every results read for the
         // whole batch; one at a time, a read waits for one call at most.
         for call in &calls {
-            let mut pipe = redis::pipe();
-            let command = pipe
-                .cmd("FCALL")
-                .arg("timing_passings")
-                .arg(0)
-                .arg("")
-                .arg(&at);
+            let mut command = fcall_command("timing_passings");
+            command.arg("").arg(&at);
             for &index in call {
                 let read = &reads[index];
                 // The library numbers checkpoints from 1.
@@ -279,11 +276,7 @@ impl Store {
                     .arg(read.chip.as_deref().unwrap_or(""))
                     .arg(&read.raw);
             }
-            let reply = self
-                .fcall_pipe_on(&self.bulk, &pipe)
-                .await?
-                .pop()
-                .ok_or_else(|| StoreError::Internal("a passings call answered nothing".into()))?;
+            let reply = self.fcall_command_on(&self.bulk, command).await?;
             let flat: Vec<String> = redis::from_redis_value(reply).map_err(parse_err)?;
             for (&index, pair) in call.iter().zip(flat.chunks(2)) {
                 if let [outcome, reason] = pair {
