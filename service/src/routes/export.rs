@@ -311,7 +311,8 @@ pub async fn results(
     scope: Scope<'_>,
     by_gun: bool,
     span: Span,
-    (etag, version): (&str, u64),
+    etag: &str,
+    version: u64,
 ) -> Result<Response, ApiError> {
     let source = Source::Results {
         checkpoint: checkpoint.to_owned(),

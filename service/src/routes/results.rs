@@ -171,8 +171,8 @@ async fn results(
             offset,
             limit: query.limit,
         };
-        let live = (etag.as_str(), version);
-        return export::results(&state, checkpoint, scope, by == RankBy::Gun, span, live).await;
+        let by_gun = by == RankBy::Gun;
+        return export::results(&state, checkpoint, scope, by_gun, span, &etag, version).await;
     }
     // Rendered once per change of the scope, however many read it.
     let key = format!(
