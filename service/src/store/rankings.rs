@@ -31,10 +31,9 @@ enum Known {
     },
     /// Being read whole by one request (the others read their pages meanwhile).
     Reading,
-    /// Read whole at `version`: `total` rows, all of them in `entries`.
+    /// Read whole at `version`: every row, in ranking order.
     Whole {
         version: u64,
-        total: u64,
         entries: Arc<[RankedEntry]>,
     },
 }
@@ -59,8 +58,6 @@ pub(super) struct Rankings {
     limit: usize,
     /// Bumped by every use of a ranking: the second field of `known` is its last use.
     clock: u64,
-    /// Rows held by the `Whole` rankings.
-    kept: usize,
 }
 
 /// Rows `offset .. offset + limit` of a whole ranking.
@@ -80,7 +77,6 @@ impl Default for Rankings {
             known: HashMap::new(),
             limit: DEFAULT_KEPT_RANKING_ROWS,
             clock: 0,
-            kept: 0,
         }
     }
 }
@@ -95,7 +91,7 @@ impl Rankings {
     /// Gives up the least recently read kept rankings other than `ranking` until `rows` more
     /// fit under the limit (or none is left).
     fn make_room(&mut self, rows: usize, ranking: &str) {
-        while self.kept + rows > self.limit {
+        while self.kept_rows() + rows > self.limit {
             let oldest = self
                 .known
                 .iter()
@@ -105,9 +101,7 @@ impl Rankings {
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(name, _)| name.clone());
             let Some(oldest) = oldest else { break };
-            if let Some((known, _)) = self.known.remove(&oldest) {
-                self.kept -= kept_rows(&known);
-            }
+            self.known.remove(&oldest);
         }
     }
 
@@ -121,11 +115,10 @@ impl Rankings {
         match known {
             Known::Whole {
                 version: kept,
-                total,
                 entries,
             } if *kept == version => {
                 *used = clock;
-                Decision::Kept(*total, slice(entries, offset, limit))
+                Decision::Kept(entries.len() as u64, slice(entries, offset, limit))
             }
             Known::Counting {
                 version: counted,
@@ -172,57 +165,48 @@ impl Rankings {
             Known::Reading => {}
             Known::Counting { version: newer, .. } | Known::Whole { version: newer, .. }
                 if *newer >= version => {}
-            _ => {
-                self.kept -= kept_rows(known);
-                *known = counting;
-            }
+            _ => *known = counting,
         }
     }
 
     /// Keeps `entries`, the whole of `ranking` read at `version` after [`Decision::ReadWhole`],
     /// giving up the least recently read rankings beyond the limit.
-    pub fn keep(&mut self, ranking: &str, version: u64, total: u64, entries: Vec<RankedEntry>) {
+    pub fn keep(&mut self, ranking: &str, version: u64, entries: Vec<RankedEntry>) {
         if entries.len() > self.limit {
-            self.abandon(ranking, version, total);
+            self.abandon(ranking, version);
             return;
         }
         self.make_room(entries.len(), ranking);
         self.clock += 1;
-        self.kept += entries.len();
         let whole = Known::Whole {
             version,
-            total,
             entries: entries.into(),
         };
-        if let Some((old, _)) = self.known.insert(ranking.to_owned(), (whole, self.clock)) {
-            self.kept -= kept_rows(&old);
-        }
+        self.known.insert(ranking.to_owned(), (whole, self.clock));
     }
 
     /// Gives up reading `ranking` whole (the read failed, or a write landed during it): its
-    /// pages are counted again from none, at `version` (the last known) of `total` rows.
-    pub fn abandon(&mut self, ranking: &str, version: u64, total: u64) {
+    /// pages are counted again from none, at `version` (the last known; the next page read
+    /// tells the ranking's size).
+    pub fn abandon(&mut self, ranking: &str, version: u64) {
         if let Some((known, _)) = self.known.get_mut(ranking) {
-            self.kept -= kept_rows(known);
             *known = Known::Counting {
                 version,
                 reads: 0,
-                total,
+                total: 0,
             };
         }
     }
 
     /// Rows held by the kept rankings.
-    #[cfg(test)]
     pub fn kept_rows(&self) -> usize {
-        self.kept
-    }
-}
-
-fn kept_rows(known: &Known) -> usize {
-    match known {
-        Known::Whole { entries, .. } => entries.len(),
-        _ => 0,
+        self.known
+            .values()
+            .map(|(known, _)| match known {
+                Known::Whole { entries, .. } => entries.len(),
+                _ => 0,
+            })
+            .sum()
     }
 }
 
@@ -264,7 +248,7 @@ mod tests {
         ));
         // Only one request reads it whole; the others read their pages meanwhile.
         assert!(is_page(&rankings.decide("finish all net", 7, 50, 50)));
-        rankings.keep("finish all net", 7, 120, entries(120));
+        rankings.keep("finish all net", 7, entries(120));
         match rankings.decide("finish all net", 7, 100, 50) {
             Decision::Kept(total, page) => {
                 assert_eq!(total, 120);
@@ -285,7 +269,7 @@ mod tests {
             rankings.decide("finish all net", 7, 0, 50),
             Decision::ReadWhole
         ));
-        rankings.keep("finish all net", 7, 10, entries(10));
+        rankings.keep("finish all net", 7, entries(10));
         assert_eq!(rankings.kept_rows(), 10);
         // The scope changed: the kept ranking is not used, and a page read at the new
         // version gives it up.
@@ -299,7 +283,7 @@ mod tests {
             Decision::ReadWhole
         ));
         // A whole read given up counts the pages again from none.
-        rankings.abandon("finish all net", 8, 11);
+        rankings.abandon("finish all net", 8);
         assert!(is_page(&rankings.decide("finish all net", 8, 0, 50)));
     }
 
@@ -325,7 +309,7 @@ mod tests {
                 rankings.decide(name, 1, 0, 1_000),
                 Decision::ReadWhole
             ));
-            rankings.keep(name, 1, half, entries(half));
+            rankings.keep(name, 1, entries(half));
             if name == "b" {
                 // "a" read again: "b" is now the least recently read.
                 assert!(matches!(rankings.decide("a", 1, 0, 10), Decision::Kept(..)));

@@ -129,7 +129,7 @@ impl Drop for WholeRead<'_> {
         if !self.done
             && let Ok(mut rankings) = self.rankings.lock()
         {
-            rankings.abandon(self.ranking, self.version, 0);
+            rankings.abandon(self.ranking, self.version);
         }
     }
 }
@@ -234,7 +234,7 @@ impl Store {
                     self.rankings
                         .lock()
                         .map_err(|_| poisoned())?
-                        .keep(&ranking, read_at, total, entries);
+                        .keep(&ranking, read_at, entries);
                     return Ok((total, page));
                 }
             }
