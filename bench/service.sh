@@ -54,13 +54,21 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$
 pids+=($!)
 wait_for redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
 
-PORT=$(free_port)
-BASE="http://127.0.0.1:$PORT"
-LISTEN_ADDR="127.0.0.1:$PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" RUST_LOG=${RUST_LOG:-info} \
-  "$BIN" 2>"$work/service.log" &
-SERVICE_PID=$!
-pids+=("$SERVICE_PID")
-wait_for service python3 -c "import urllib.request; urllib.request.urlopen('$BASE/ready', timeout=1)"
+# Starts a service process on a free port against the Redis, with more environment if given;
+# sets STARTED_BASE and STARTED_PID.
+start_service() { # name [VAR=value ...]
+  local name=$1 port
+  shift
+  port=$(free_port)
+  env LISTEN_ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+    RUST_LOG="${RUST_LOG:-info}" "$@" "$BIN" 2>"$work/$name.log" &
+  STARTED_PID=$!
+  pids+=("$STARTED_PID")
+  STARTED_BASE="http://127.0.0.1:$port"
+  wait_for "$name" python3 -c "import urllib.request; urllib.request.urlopen('$STARTED_BASE/ready', timeout=1)"
+}
+start_service service
+BASE=$STARTED_BASE SERVICE_PID=$STARTED_PID
 
 echo "==> loading $COMPETITORS competitors with times" >&2
 timeout 300 python3 bench/load.py "$BASE" "$COMPETITORS"
@@ -118,17 +126,11 @@ echo "==> wrk -t$THREADS -c$CONNECTIONS -d$DURATION per scenario" >&2
 # them from Redis, as every page is read while the ranking changes faster than that: a second
 # service process on the same Redis keeps none (KEPT_RANKING_ROWS=0).
 scenario "GET /api/v1/results?limit=50 (random page)" results "${RB[GET]}"
-KEPT_PORT=$(free_port)
-LISTEN_ADDR="127.0.0.1:$KEPT_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" KEPT_RANKING_ROWS=0 \
-  RUST_LOG=${RUST_LOG:-info} "$BIN" 2>"$work/service-unkept.log" &
-UNKEPT_PID=$!
-pids+=("$UNKEPT_PID")
-wait_for "service without kept rankings" python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$KEPT_PORT/ready', timeout=1)"
-MAIN_BASE=$BASE MAIN_PID=$SERVICE_PID
-BASE="http://127.0.0.1:$KEPT_PORT" SERVICE_PID=$UNKEPT_PID
-scenario "GET .../results?limit=50 (random, from Redis)" results "${RB[GET]}"
-BASE=$MAIN_BASE SERVICE_PID=$MAIN_PID
-kill "$UNKEPT_PID" 2>/dev/null || true
+start_service service-keeping-none KEPT_RANKING_ROWS=0
+# (Assignments before a function call hold for that call only.)
+BASE=$STARTED_BASE SERVICE_PID=$STARTED_PID \
+  scenario "GET .../results?limit=50 (random, from Redis)" results "${RB[GET]}"
+kill "$STARTED_PID" 2>/dev/null || true
 # Live reads (issue 12): a spectator's poll whose page has not changed costs one HGET.
 ETAG=$(curl -fsS -D - -o /dev/null "$BASE/api/v1/results?limit=50" | awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: $ETAG" "$BASE/api/v1/results?limit=50")
