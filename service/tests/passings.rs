@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use timing_service::{AppState, auth::Credentials, model::format_ms, race::Race};
 
-use crate::common::{Redis, TestApp, assert_error, spawn_app_on, spawn_app_with};
+use crate::common::{Redis, TestApp, assert_error, command_calls, spawn_app_on, spawn_app_with};
 
 /// The original race definition plus `wave` and `chip`.
 fn race() -> Race {
@@ -808,42 +808,50 @@ async fn batches_give_the_times_of_a_derivation_from_all_reads() {
             .iter()
             .map(|(_, b, c, t)| (*b, *c, t.clone()))
             .collect();
-        let answers = upload(&app, reads).await;
-        assert_eq!(answers.len(), expected.len());
-        let mut before = Vec::new();
-        for bib in ["1", "2", "3"] {
-            let times = all_times(&app, bib).await;
-            // The one read applied at a checkpoint (if any) is the time there now.
-            for checkpoint in checkpoints {
-                let applied: Vec<&String> = answers
-                    .iter()
-                    .zip(&expected)
-                    .filter(|((_, o), (_, b, c, _))| {
-                        o == "applied" && *b == bib && *c == checkpoint
-                    })
-                    .map(|(_, (_, _, _, time))| time)
-                    .collect();
-                assert!(applied.len() <= 1, "round {round} bib {bib}: {applied:?}");
-                if let Some(time) = applied.first() {
-                    let now = times.iter().find(|(c, _, _)| c == checkpoint);
-                    assert_eq!(
-                        now.map(|(_, t, _)| t.clone()),
-                        Some(json!(time)),
-                        "round {round} bib {bib} {checkpoint}"
-                    );
-                    // A read with the time already there is not the one that counts.
-                    let was = earlier[bib_index(bib)]
+        // In three batches: the second and third find the competitors' times in the times
+        // index the first wrote (store/timing.lua, INDEX); the status change of the previous
+        // round dropped their entries.
+        let mut before = earlier.clone();
+        for (part, expected) in reads.chunks(8).zip(expected.chunks(8)) {
+            let answers = upload(&app, part.to_vec()).await;
+            assert_eq!(answers.len(), expected.len());
+            let mut now = Vec::new();
+            for bib in ["1", "2", "3"] {
+                let times = all_times(&app, bib).await;
+                // The one read of the batch applied at a checkpoint (if any) is the time
+                // there now.
+                for checkpoint in checkpoints {
+                    let applied: Vec<&String> = answers
                         .iter()
-                        .find(|(c, _, _)| c == checkpoint)
-                        .map(|(_, t, _)| t.clone());
-                    assert_ne!(
-                        was,
-                        Some(json!(time)),
-                        "round {round} bib {bib} {checkpoint}"
-                    );
+                        .zip(expected)
+                        .filter(|((_, o), (_, b, c, _))| {
+                            o == "applied" && *b == bib && *c == checkpoint
+                        })
+                        .map(|(_, (_, _, _, time))| time)
+                        .collect();
+                    assert!(applied.len() <= 1, "round {round} bib {bib}: {applied:?}");
+                    if let Some(time) = applied.first() {
+                        let now = times.iter().find(|(c, _, _)| c == checkpoint);
+                        assert_eq!(
+                            now.map(|(_, t, _)| t.clone()),
+                            Some(json!(time)),
+                            "round {round} bib {bib} {checkpoint}"
+                        );
+                        // A read with the time already there is not the one that counts.
+                        let was = before[bib_index(bib)]
+                            .iter()
+                            .find(|(c, _, _)| c == checkpoint)
+                            .map(|(_, t, _)| t.clone());
+                        assert_ne!(
+                            was,
+                            Some(json!(time)),
+                            "round {round} bib {bib} {checkpoint}"
+                        );
+                    }
                 }
+                now.push(times);
             }
-            before.push(times);
+            before = now;
         }
         for bib in ["1", "2", "3"] {
             for status in [json!("DNF"), Value::Null] {
@@ -865,6 +873,119 @@ async fn batches_give_the_times_of_a_derivation_from_all_reads() {
         }
         earlier = before;
     }
+}
+
+/// Later batches find what a read needs of its competitor in the times index, one HMGET for
+/// the whole call (store/timing.lua, INDEX): no times, manual times or status are read per
+/// competitor. Every other write that changes what an entry holds (a manual time set or
+/// cleared, a status, the competitor deleted and created again) drops it, and the batch after
+/// reads the competitor the long way: the outcomes follow every change.
+#[tokio::test]
+async fn later_batches_read_the_times_index_which_every_change_drops() {
+    let app = app().await;
+    runner(&app, "301", None, None).await;
+    let read = |id: &str, checkpoint: &str, time: &str| by_bib(id, checkpoint, "301", time);
+    // A start read derives everything again (no entry); the next batch reads the long way
+    // and writes the entry.
+    assert_eq!(
+        upload(&app, vec![read("a1", "start", "10:00:00.000")]).await,
+        outcomes(&[("a1", "applied")])
+    );
+    assert_eq!(
+        upload(&app, vec![read("b1", "split1", "10:20:00.000")]).await,
+        outcomes(&[("b1", "applied")])
+    );
+    let per_competitor = ["zrange", "zmscore", "hgetall"];
+    let mut before = Vec::new();
+    for command in per_competitor {
+        before.push(command_calls(&app, command).await);
+    }
+    assert_eq!(
+        upload(
+            &app,
+            vec![
+                read("b2", "split1", "10:21:00.000"),
+                read("c1", "finish", "10:40:00.000"),
+            ]
+        )
+        .await,
+        outcomes(&[("b2", "kept"), ("c1", "applied")])
+    );
+    for (command, before) in per_competitor.iter().zip(&before) {
+        assert_eq!(command_calls(&app, command).await, *before, "{command}");
+    }
+
+    // A manual finish time, the one the reads gave (so only the manual flag changes): the
+    // next reads there are kept, from the long way and then from the entry written again.
+    let (status, _) = app
+        .put(
+            "/api/v1/competitors/301/times/finish",
+            json!({"time": "10:40:00.000"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        upload(&app, vec![read("c2", "finish", "10:38:00.000")]).await,
+        outcomes(&[("c2", "kept")])
+    );
+    assert_eq!(
+        upload(&app, vec![read("c3", "finish", "10:37:00.000")]).await,
+        outcomes(&[("c3", "kept")])
+    );
+    assert_eq!(
+        time_at(&app, "301", "finish").await.0.as_deref(),
+        Some("10:40:00.000")
+    );
+    // Cleared: the first read at the finish counts again, and a later one is kept.
+    assert_eq!(
+        app.delete("/api/v1/competitors/301/times/finish").await.0,
+        204
+    );
+    assert_eq!(
+        time_at(&app, "301", "finish").await.0.as_deref(),
+        Some("10:37:00.000")
+    );
+    assert_eq!(
+        upload(&app, vec![read("c4", "finish", "10:37:30.000")]).await,
+        outcomes(&[("c4", "kept")])
+    );
+
+    // DNS: a read is kept without effect; back in the race, it counts, and an earlier one
+    // after it is applied.
+    let (code, _) = app
+        .put("/api/v1/competitors/301/status", json!({"status": "DNS"}))
+        .await;
+    assert_eq!(code, 204);
+    assert_eq!(
+        upload(&app, vec![read("d1", "split2", "10:30:00.000")]).await,
+        outcomes(&[("d1", "kept")])
+    );
+    assert_eq!(time_at(&app, "301", "split2").await.0, None);
+    let (code, _) = app
+        .put("/api/v1/competitors/301/status", json!({"status": null}))
+        .await;
+    assert_eq!(code, 204);
+    assert_eq!(
+        time_at(&app, "301", "split2").await.0.as_deref(),
+        Some("10:30:00.000")
+    );
+    assert_eq!(
+        upload(&app, vec![read("d2", "split2", "10:29:00.000")]).await,
+        outcomes(&[("d2", "applied")])
+    );
+
+    // Deleted and created again: none of the old times holds.
+    assert_eq!(app.delete("/api/v1/competitors/301").await.0, 204);
+    runner(&app, "301", None, None).await;
+    assert_eq!(
+        upload(&app, vec![read("e1", "finish", "10:45:00.000")]).await,
+        outcomes(&[("e1", "applied")])
+    );
+    assert_eq!(time_at(&app, "301", "start").await.0, None);
+    assert_eq!(
+        time_at(&app, "301", "finish").await.0.as_deref(),
+        Some("10:45:00.000")
+    );
 }
 
 fn bib_index(bib: &str) -> usize {

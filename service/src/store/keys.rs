@@ -22,6 +22,7 @@
 //! | `start_lags` | hash | bib → ms from the wave's gun time to the competitor's start (0 without a start read); absent without a wave gun time |
 //! | `manual:<bib>` | hash | checkpoint → manual time of day in ms (overrides the reads) |
 //! | `reads:<bib>` | list | the competitor's raw reads as `<checkpoint index> <ms> <id>`, in order received |
+//! | `times_index:<checkpoints>` | hash | bib → what a chip read needs of the competitor, in one string: the derived times, which are manual, the status (see `timing.lua`); the checkpoints joined by `,` in the name |
 //! | `passings` | hash | read id → the raw read as received (JSON), never changed |
 //! | `passings_unmatched` | sorted set | ids of reads that matched no competitor, score = order received |
 //! | `chips` | hash | chip → bib |
@@ -64,6 +65,8 @@ pub const LAGS: &str = "start_lags";
 const MANUAL: &str = "manual:";
 /// Prefix of a competitor's read index.
 const READS: &str = "reads:";
+/// Prefix of the times index (the race's checkpoints complete its name).
+const TIMES_INDEX: &str = "times_index:";
 /// Hash read id → raw read.
 pub const PASSINGS: &str = "passings";
 /// Sorted set of unmatched read ids.
@@ -172,6 +175,7 @@ pub fn lua_prelude() -> String {
         ("lags", LAGS),
         ("manual", MANUAL),
         ("reads", READS),
+        ("times_index", TIMES_INDEX),
         ("passings", PASSINGS),
         ("unmatched", UNMATCHED),
         ("chips", CHIPS),

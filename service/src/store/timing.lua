@@ -28,6 +28,9 @@ local N = #CPS
 -- (Loading runs with few globals, no ipairs: plain loops at the top level.)
 local POS = {}
 for i = 1, N do POS[CPS[i]] = i end
+-- Checkpoint index as passings' arguments give it ('1', '2', ...) -> number, without tonumber.
+local CP_INDEX = {}
+for i = 1, N do CP_INDEX['' .. i] = i end
 -- Key names are built once per scope value, not per call: the memo functions below fill their
 -- tables on first use, and the tables live as long as the library (no setmetatable in a
 -- Functions library). Their keys are gender, category and country values and scope names, so
@@ -312,6 +315,60 @@ local function current_of(bib)
   return by_position(redis.call('ZRANGE', K.times .. bib, 0, -1, 'WITHSCORES'))
 end
 
+-- The times index (hash INDEX): bib -> what a chip read at a split needs of its competitor,
+-- in one string, so that a passings call reads it for all its competitors with one HMGET
+-- instead of their times, manual times, record and status one command each (every
+-- redis.call costs Redis 7.0 some 5,000 to 15,000 instructions). An entry is the derived
+-- times in checkpoint order (8 digits each, NO_TIME when absent), one manual flag per
+-- checkpoint ('1': a manual time overrides the reads), and the status (STATUS_CODE, '-'
+-- without). Only passings writes entries, from all the times and manual flags; every other
+-- write that changes a competitor's times, manual times or status deletes theirs (forget),
+-- so an entry, when there is one, is exact, and a competitor without one (new, changed
+-- since, or written before the index existed) is read the long way once. The checkpoints
+-- are in the key's name: an entry never outlives a change of the race's checkpoints.
+local INDEX = K.times_index .. CPS[1]
+for i = 2, N do INDEX = INDEX .. ',' .. CPS[i] end
+local W = 8
+local NO_TIME = '--------'
+local STATUS_CODE = { DNF = 'F', DSQ = 'Q', DNS = 'S' }
+local CODE_STATUS = { F = 'DNF', Q = 'DSQ', S = 'DNS' }
+
+local function entry_of(t, manual, status)
+  local parts = {}
+  for i = 1, N do
+    parts[i] = t[i] and string.format('%08d', t[i]) or NO_TIME
+    parts[N + i] = manual[i] and '1' or '0'
+  end
+  parts[2 * N + 1] = STATUS_CODE[status or ''] or '-'
+  return table.concat(parts)
+end
+
+-- (From the digits' bytes: no string made, no tonumber, which runs strtod twice.)
+local function entry_time(e, i)
+  local d1, d2, d3, d4, d5, d6, d7, d8 = string.byte(e, W * i - W + 1, W * i)
+  if d1 == 45 then return nil end
+  return ((((((d1 * 10 + d2) * 10 + d3) * 10 + d4) * 10 + d5) * 10 + d6) * 10 + d7) * 10 + d8
+    - 533333328 -- 48 (the byte of 0) times 11,111,111
+end
+
+local function entry_manual(e, i)
+  return string.byte(e, W * N + i) == 49
+end
+
+local function entry_status(e)
+  return CODE_STATUS[string.sub(e, -1)]
+end
+
+-- The entry with the time at checkpoint i replaced.
+local function entry_with(e, i, ms)
+  return string.sub(e, 1, W * i - W) .. (ms and string.format('%08d', ms) or NO_TIME)
+    .. string.sub(e, W * i + 1)
+end
+
+local function forget(bib)
+  redis.call('HDEL', INDEX, bib)
+end
+
 -- The times by the rules: at the start the last read from the gun to the end of the start
 -- window (any start read without a gun time); at every other checkpoint the first read at
 -- least its minimum time after the start (the gun without a start). A manual time wins.
@@ -434,6 +491,8 @@ local function store_times(c, t, cur, force, was_status)
   end
   if #add > 0 then redis.call('ZADD', K.times .. c.bib, unpack(add)) end
   if #rem > 0 then redis.call('ZREM', K.times .. c.bib, unpack(rem)) end
+  -- (passings writes the competitor's new index entry itself: c.indexed)
+  if (#add > 0 or #rem > 0) and not c.indexed then forget(c.bib) end
   local was_timed = next(cur) ~= nil
   local was_untimed = not was_timed and not was_status
   local untimed = not any_time and not c.status
@@ -604,6 +663,7 @@ local function delete(_, a)
   unindex(c)
   -- Raw reads stay in K.passings (never changed); the competitor's index of them goes.
   redis.call('DEL', K.competitor .. bib, K.times .. bib, K.manual .. bib, K.reads .. bib)
+  forget(bib)
   redis.call('HDEL', K.status, bib)
   redis.call('HDEL', K.rows, bib)
   redis.call('HDEL', K.lags, bib)
@@ -644,6 +704,7 @@ local times = competitor_change(function(c, a)
   end
   if #set > 0 then redis.call('HSET', K.manual .. bib, unpack(set)) end
   if #clear > 0 then redis.call('HDEL', K.manual .. bib, unpack(clear)) end
+  forget(bib)
   local manual = manual_of(bib)
   local t = derive(c, reads_of(bib), manual)
   store_times(c, t, cur, false, c.status)
@@ -659,6 +720,7 @@ local status = competitor_change(function(c, a)
   local new = a[4] ~= '' and a[4] or nil
   if new then redis.call('HSET', K.status, bib, new) else redis.call('HDEL', K.status, bib) end
   c.status = new
+  forget(bib)
   -- Back in the race (or DNF), what the reads give counts again.
   rederive(c, true, was)
   return 'status.set', { status = was or cjson.null }, { status = new or cjson.null }
@@ -721,59 +783,65 @@ end
 
 -- apply_reads for new reads none of which is at the start (a chip-read batch at a split or
 -- the finish): reads ks (indexes into the passings arguments a) of a competitor `c` known by
--- bib and status (the rest is read when needed, see complete); `any_manual`: whether some
--- competitor of the call has manual times. Writes each read's outcome and reason into
--- `flat`; returns whether the competitor's times changed.
+-- bib, status and, if they have one, index entry (the rest is read when needed, see
+-- complete). Writes each read's outcome and reason into `flat`, and the competitor's new
+-- index entry, if it changes, into `index` (field, value: one HSET for the call); returns
+-- whether the competitor's times changed.
 --
 -- The stored times are what derive gives from the reads (every write stores them so), and
 -- such a read can change only its own checkpoint, where it counts if it is valid and earlier
 -- than the time there (the first valid read counts). So only the start and the reads'
--- checkpoints are read, not the competitor's earlier reads nor (unless a time changes or
--- there is no start) the record: a read the derivation keeps costs its share of the call's
--- commands, the append to the competitor's reads and one read of times (and of manual
--- times, if any). Same times and outcomes as apply_reads. No table per read: each costs
--- Redis's Lua an allocation and its collection.
-local function apply_later_reads(c, ks, a, any_manual, flat)
-  local entries = {}
-  for x, k in ipairs(ks) do
-    local j = 6 * k - 3
-    entries[x] = read_entry(a[j + 1], a[j + 2], a[j])
+-- checkpoints are needed, from the entry, not the competitor's earlier reads nor (unless a
+-- time changes or there is no start) the record: a read the derivation keeps costs its
+-- share of the call's commands and the append to the competitor's reads. Same times and
+-- outcomes as apply_reads. No table per read: each costs Redis's Lua an allocation and its
+-- collection.
+-- Scratch tables of apply_later_reads, emptied for each competitor rather than made: the
+-- reads' ms by argument index, and the competitor's times, manual flags, and times before.
+local MS, T, MAN, CUR = {}, {}, {}, {}
+local function apply_later_reads(c, ks, a, flat, index)
+  if #ks == 1 then
+    local j = 6 * ks[1] - 3
+    redis.call('RPUSH', K.reads .. c.bib, read_entry(a[j + 1], a[j + 2], a[j]))
+  else
+    local entries = {}
+    for x, k in ipairs(ks) do
+      local j = 6 * k - 3
+      entries[x] = read_entry(a[j + 1], a[j + 2], a[j])
+    end
+    redis.call('RPUSH', K.reads .. c.bib, unpack(entries))
   end
-  redis.call('RPUSH', K.reads .. c.bib, unpack(entries))
   if out_of_race(c) then
     local why = no_effect(c)
     for _, k in ipairs(ks) do flat[2 * k - 1], flat[2 * k] = 'kept', why end
     return false
   end
-  -- The checkpoints involved: the start (the reference) and those of the reads (in
-  -- `entries`, no longer needed, as names).
-  local n = 1
-  entries[1] = CPS[1]
-  for _, k in ipairs(ks) do
-    local cp = CPS[tonumber(a[6 * k - 2])]
-    local listed = false
-    for x = 2, n do if entries[x] == cp then listed = true end end
-    if not listed then
-      n = n + 1
-      entries[n] = cp
+  -- The times at the start (the reference) and at the reads' checkpoints, and which are
+  -- manual, from the entry; without one, all of them the long way (the entry is written).
+  local e = c.entry
+  local t, manual, cur = T, MAN, CUR
+  for i = 1, N do t[i], manual[i], cur[i] = nil, nil, nil end
+  if e then
+    t[1] = entry_time(e, 1)
+    for _, k in ipairs(ks) do
+      local i = CP_INDEX[a[6 * k - 2]]
+      if manual[i] == nil then
+        t[i] = entry_time(e, i)
+        manual[i] = entry_manual(e, i)
+      end
     end
+  else
+    local all, by_hand = current_of(c.bib), manual_of(c.bib)
+    for i = 1, N do t[i], manual[i] = all[i], by_hand[i] end
   end
-  for x = #entries, n + 1, -1 do entries[x] = nil end
-  local t, manual = {}, {}
-  local found = redis.call('ZMSCORE', K.times .. c.bib, unpack(entries))
-  for x = 1, n do t[POS[entries[x]]] = tonumber(found[x]) end
-  if any_manual then
-    local m = redis.call('HMGET', K.manual .. c.bib, unpack(entries))
-    for x = 1, n do manual[POS[entries[x]]] = tonumber(m[x]) end
-  end
-  local cur = {}
-  for i, ms in pairs(t) do cur[i] = ms end
+  for i = 1, N do cur[i] = t[i] end
   if not t[1] then complete(c) end
   local ref = t[1] or c.gun
   local from
   for _, k in ipairs(ks) do
     local j = 6 * k - 3
-    local i, ms = tonumber(a[j + 1]), tonumber(a[j + 2])
+    local i, ms = CP_INDEX[a[j + 1]], tonumber(a[j + 2])
+    MS[k] = ms
     if not manual[i] then
       local d = ref and offset(ref, ms) or ms
       if not ref or d >= R.min_time[i] then
@@ -789,22 +857,35 @@ local function apply_later_reads(c, ks, a, any_manual, flat)
   local changed = false
   if from then
     complete(c)
-    if not next(cur) then
+    if e and not next(cur) then
       -- No time at the start or at these checkpoints: perhaps none at all (the competitor
       -- leaves the untimed entries), which store_times tells from all the times.
-      cur = current_of(c.bib)
-      for i, ms in pairs(cur) do
-        if not t[i] then t[i] = ms end
+      for i = 2, N do
+        if manual[i] == nil then
+          cur[i] = entry_time(e, i)
+          t[i] = cur[i]
+        end
       end
     end
-    changed = next(store_times(c, t, cur, false, c.status)) ~= nil
+    c.indexed = true
+    local only = store_times(c, t, cur, false, c.status)
+    changed = next(only) ~= nil
+    if e and changed then
+      for i in pairs(only) do e = entry_with(e, i, t[i]) end
+      index[#index + 1] = c.bib
+      index[#index + 1] = e
+    end
+  end
+  if not e then
+    index[#index + 1] = c.bib
+    index[#index + 1] = entry_of(t, manual, c.status)
   end
   from = from or {}
   local rd = {}
   for _, k in ipairs(ks) do
     local j = 6 * k - 3
-    rd.id, rd.ms = a[j], tonumber(a[j + 2])
-    flat[2 * k - 1], flat[2 * k] = outcome(c, tonumber(a[j + 1]), rd, t, from, manual)
+    rd.id, rd.ms = a[j], MS[k]
+    flat[2 * k - 1], flat[2 * k] = outcome(c, CP_INDEX[a[j + 1]], rd, t, from, manual)
   end
   return changed
 end
@@ -857,23 +938,31 @@ local function passings(_, a)
       g[#g + 1] = k
     end
   end
-  -- Which competitors exist (all of them, usually: one EXISTS counts them; else each is
-  -- looked up), their statuses, and whether any has manual times: a command each.
-  local competitors, any_manual = {}, false
+  -- The competitors: their index entries, one HMGET (see INDEX); those without one are
+  -- looked up the long way, whether they exist (one EXISTS counts them all, else each is
+  -- looked up) and their status, a command each.
+  local competitors = {}
   if #bibs > 0 then
-    local records, manuals = {}, {}
+    local found = redis.call('HMGET', INDEX, unpack(bibs))
+    local rest, records = {}, {}
     for m, bib in ipairs(bibs) do
-      records[m] = K.competitor .. bib
-      manuals[m] = K.manual .. bib
-    end
-    local all = redis.call('EXISTS', unpack(records)) == #bibs
-    local statuses = redis.call('HMGET', K.status, unpack(bibs))
-    for m, bib in ipairs(bibs) do
-      if all or redis.call('EXISTS', records[m]) == 1 then
-        competitors[bib] = { bib = bib, status = nilfalse(statuses[m]) }
+      local e = found[m]
+      if e then
+        competitors[bib] = { bib = bib, status = entry_status(e), entry = e }
+      else
+        rest[#rest + 1] = bib
+        records[#records + 1] = K.competitor .. bib
       end
     end
-    any_manual = redis.call('EXISTS', unpack(manuals)) > 0
+    if #rest > 0 then
+      local all = redis.call('EXISTS', unpack(records)) == #rest
+      local statuses = redis.call('HMGET', K.status, unpack(rest))
+      for m, bib in ipairs(rest) do
+        if all or redis.call('EXISTS', records[m]) == 1 then
+          competitors[bib] = { bib = bib, status = nilfalse(statuses[m]) }
+        end
+      end
+    end
   end
   -- Unmatched reads (no competitor with the bib, or a chip nobody has): kept for assignment,
   -- in the order received (numbers from the counter, one each).
@@ -903,7 +992,7 @@ local function passings(_, a)
     end
     redis.call('ZADD', K.unmatched, unpack(entries))
   end
-  local touched = {}
+  local touched, index = {}, {}
   for _, bib in ipairs(bibs) do
     local c = competitors[bib]
     if c then
@@ -925,11 +1014,12 @@ local function passings(_, a)
         out, changed = apply_reads(complete(c), reads)
         for x, k in ipairs(ks) do flat[2 * k - 1], flat[2 * k] = out[x][1], out[x][2] end
       else
-        changed = apply_later_reads(c, ks, a, any_manual, flat)
+        changed = apply_later_reads(c, ks, a, flat, index)
       end
       if changed then touched[#touched + 1] = c.s end
     end
   end
+  if #index > 0 then redis.call('HSET', INDEX, unpack(index)) end
   if #touched > 0 then touch(touched) end
   return flat
 end
