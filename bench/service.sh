@@ -106,8 +106,8 @@ scenario() { # label scenario ceiling [etag]
   out=$(timeout 120 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/wrk/timing.lua "$BASE" -- "$2" "$COMPETITORS" ${4:+"$4"} | grep '^RESULT')
   read -r _ requests rps p50 p99 non2xx errors <<<"$out"
   LAST_REDIS_US=$(per "$cpu0" "$(redis_cpu)" "$requests")
-  row "$1" "$rps" "$p50" "$p99" "$non2xx" "$errors" "$3" "$LAST_REDIS_US" \
-    "$(per "$svc0" "$(service_cpu)" "$requests")"
+  LAST_SERVICE_US=$(per "$svc0" "$(service_cpu)" "$requests")
+  row "$1" "$rps" "$p50" "$p99" "$non2xx" "$errors" "$3" "$LAST_REDIS_US" "$LAST_SERVICE_US"
   LAST_RPS=$rps
   if [ "$2" = create ]; then CREATE_RPS=$rps; fi
 }
@@ -154,31 +154,46 @@ PASSING_CALL_US=$(usec_per_call fcall)
 rows+=("$(printf '%-44s %10s %8s %8s %8s %8s' "  = chip reads ingested per second" "$READS_PER_S" "-" "-" "-" \
   "$(python3 -c "print(f'{$READS_PER_S / ${RB[SET]}:.2f}')")")")
 READ_REDIS_US=$(python3 -c "print(f'{$LAST_REDIS_US / 500:.1f}')")
-# The floor under that: the Redis commands a read at a split needs in a script, with no logic
-# around them, for 10 random loaded competitors a call as the passings function's calls are.
-# A read the rules keep appends itself to the competitor's reads and reads their start and
-# split times and manual times; one that changes a time also reads the record and writes the
-# time and three rank entries (to copies under bench:, so the rankings stay as loaded). Redis
-# CPU per read, round trips included (one per 10 reads).
+READ_SERVICE_US=$(python3 -c "print(f'{$LAST_SERVICE_US / 500:.1f}')")
+# The floor under that: the Redis commands the passings function sends for reads at a split,
+# in a script with no logic around them, for calls of READS_PER_CALL random loaded
+# competitors as the service makes them (store/writes.rs). Per call: which ids are new (the
+# real hash), the raw reads stored, the competitors' times index entries (store/timing.lua,
+# INDEX; the race's default checkpoints name it); per read, the append to the competitor's
+# reads. A read that changes a time also reads the record and writes the time and three rank
+# entries, and the call the changed entries. Writes go to copies under bench:, so the data
+# stay as loaded. Redis CPU per read, round trips included.
 echo "==> redis-benchmark EVALSHA: a chip read's commands alone" >&2
-KEPT_READ="for i = 1, #ARGV do local b = ARGV[i]
-  redis.call('RPUSH', 'bench:reads:' .. b, '2 36000000 bench-read')
-  redis.call('ZMSCORE', 'race:' .. b, 'start', 'split1')
-  redis.call('HMGET', 'manual:' .. b, 'start', 'split1')"
-APPLIED_READ="$KEPT_READ
-  redis.call('HMGET', 'competitor:' .. b, 'gender', 'category', 'country', 'wave', 'chip')
-  redis.call('ZADD', 'bench:race:' .. b, 36000000, 'split1')
-  redis.call('ZADD', 'bench:rank:split1:all', 3600000, b)
-  redis.call('ZADD', 'bench:rank:split1:gender', 3600000, b)
-  redis.call('ZADD', 'bench:rank:split1:category', 3600000, b)"
+READS_PER_CALL=$(sed -n 's/^const READS_PER_CALL: usize = \([0-9]*\);/\1/p' service/src/store/writes.rs)
+RAW='{"bib":"000000000001","checkpoint":"split1","id":"w1-1-1","received_at":"2026-11-30T00:00:00.000Z","source":"bench","time":"10:00:00.000"}'
+CALL_COMMANDS="local ids, raw = {}, {}
+  for i = 1, #ARGV do
+    ids[i] = 'bench-' .. ARGV[i]
+    raw[2 * i - 1], raw[2 * i] = ids[i], '$RAW'
+  end
+  redis.call('HMGET', 'passings', unpack(ids))
+  redis.call('HSET', 'bench:passings', unpack(raw))
+  redis.call('HMGET', 'times_index:start,split1,split2,finish', unpack(ARGV))"
+KEPT_READ="$CALL_COMMANDS
+  for i = 1, #ARGV do local b = ARGV[i]
+    redis.call('RPUSH', 'bench:reads:' .. b, '2 36000000 bench-read')"
+APPLIED_READ="$CALL_COMMANDS
+  redis.call('HSET', 'bench:index', unpack(raw))
+  for i = 1, #ARGV do local b = ARGV[i]
+    redis.call('RPUSH', 'bench:reads:' .. b, '2 36000000 bench-read')
+    redis.call('HMGET', 'competitor:' .. b, 'gender', 'category', 'country', 'wave', 'chip')
+    redis.call('ZADD', 'bench:race:' .. b, 36000000, 'split1')
+    redis.call('ZADD', 'bench:rank:split1:all', 3600000, b)
+    redis.call('ZADD', 'bench:rank:split1:gender', 3600000, b)
+    redis.call('ZADD', 'bench:rank:split1:category', 3600000, b)"
 read_floor() { # script body: prints Redis CPU us per read
   local sha cpu0
   sha=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" SCRIPT LOAD "$1 end return 1")
   cpu0=$(redis_cpu)
-  # shellcheck disable=SC2046 # ten words: ten random bibs
-  timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 20000 -r "$COMPETITORS" \
-    EVALSHA "$sha" 0 $(printf '__rand_int__ %.0s' $(seq 10)) >/dev/null
-  per "$cpu0" "$(redis_cpu)" 200000
+  # shellcheck disable=SC2046 # READS_PER_CALL words: as many random bibs
+  timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 8000 -r "$COMPETITORS" \
+    EVALSHA "$sha" 0 $(printf '__rand_int__ %.0s' $(seq "$READS_PER_CALL")) >/dev/null
+  per "$cpu0" "$(redis_cpu)" $((8000 * READS_PER_CALL))
 }
 KEPT_FLOOR_US=$(read_floor "$KEPT_READ")
 APPLIED_FLOOR_US=$(read_floor "$APPLIED_READ")
@@ -319,8 +334,8 @@ if [ -n "$WRITECOST" ]; then
 fi
 echo "  create through the service (FCALL timing_put):         $SERVICE_PUT_US us"
 echo "  manual time through the service (FCALL timing_times):  $SERVICE_TIMES_US us (redis-benchmark: $TIMES_US us)"
-echo "  a call of up to 10 chip reads (FCALL timing_passings): $PASSING_CALL_US us"
+echo "  a call of up to $READS_PER_CALL chip reads (FCALL timing_passings): $PASSING_CALL_US us"
 for n in "${notes[@]}"; do echo "($n)"; done
-echo "Redis CPU (INFO cpu) per chip read: $READ_REDIS_US us, per non-pipelined SET: ${CPU_US[SET]} us"
-echo "  a read's commands alone in a script, no logic (10 a call): $KEPT_FLOOR_US us kept, $APPLIED_FLOOR_US us changing a time"
+echo "Redis CPU (INFO cpu) per chip read: $READ_REDIS_US us, per non-pipelined SET: ${CPU_US[SET]} us; service CPU per chip read: $READ_SERVICE_US us"
+echo "  a read's commands alone in a script, no logic ($READS_PER_CALL a call): $KEPT_FLOOR_US us kept, $APPLIED_FLOOR_US us changing a time"
 echo "  (chip reads/s can reach SET's ops/s only if a read costs Redis no more than a SET)"

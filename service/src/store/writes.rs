@@ -36,11 +36,13 @@ pub struct Read {
 
 /// At most this many reads go to Redis in one atomic call (a competitor's reads are never
 /// split), one call at a time: a results page waits at most for the call Redis is running in
-/// each of its round trips. Measured (`bench/service.sh`'s rows while ingesting 1,000 reads/s,
-/// 10,000 competitors): calls of 50 reads, some 2.6 ms each, gave pages a p99 of 31 ms; of
-/// 25, 19-22 ms; of 10, 15-17 ms, for 65% more Redis CPU per read than calls of 50 (each call
-/// reads the ids, statuses and competitors of its reads and announces its changes once).
-const READS_PER_CALL: usize = 10;
+/// each of its round trips. Measured before the times index (`bench/service.sh`'s rows while
+/// ingesting 1,000 reads/s, 10,000 competitors): calls of 50 reads, some 2.6 ms each, gave
+/// pages a p99 of 31 ms; of 25, 19-22 ms; of 10, 15-17 ms. With the index a read costs Redis
+/// less than half as much, a call of 25 about what a call of 10 cost before; and 25 cost
+/// fewer instructions per read than 10 or 50 (callgrind, 10,000 reads: 60,000 against
+/// 91,000 and 71,000).
+const READS_PER_CALL: usize = 25;
 
 fn outcome(reply: Value) -> Result<Outcome, StoreError> {
     let text: String = redis::from_redis_value(reply).map_err(parse_err)?;
