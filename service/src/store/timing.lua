@@ -797,8 +797,10 @@ end
 -- outcomes as apply_reads. No table per read: each costs Redis's Lua an allocation and its
 -- collection.
 -- Scratch tables of apply_later_reads, emptied for each competitor rather than made: the
--- reads' ms by argument index, and the competitor's times, manual flags, and times before.
-local MS, T, MAN, CUR = {}, {}, {}, {}
+-- reads' ms by argument index; the competitor's times, manual flags, and times before; the
+-- read outcome() is asked about.
+local MS, T, MAN, CUR, RD = {}, {}, {}, {}, {}
+local NONE = {} -- (never written)
 local function apply_later_reads(c, ks, a, flat, index)
   if #ks == 1 then
     local j = 6 * ks[1] - 3
@@ -880,8 +882,8 @@ local function apply_later_reads(c, ks, a, flat, index)
     index[#index + 1] = c.bib
     index[#index + 1] = entry_of(t, manual, c.status)
   end
-  from = from or {}
-  local rd = {}
+  from = from or NONE
+  local rd = RD
   for _, k in ipairs(ks) do
     local j = 6 * k - 3
     rd.id, rd.ms = a[j], MS[k]
