@@ -781,6 +781,12 @@ local function apply_reads(c, new)
   return out, changed
 end
 
+-- Scratch tables of apply_later_reads, emptied for each competitor rather than made: the
+-- reads' ms by argument index; the competitor's times, manual flags, and times before; the
+-- read outcome() is asked about.
+local MS, T, MAN, CUR, RD = {}, {}, {}, {}, {}
+local NONE = {} -- (never written)
+
 -- apply_reads for new reads none of which is at the start (a chip-read batch at a split or
 -- the finish): reads ks (indexes into the passings arguments a) of a competitor `c` known by
 -- bib, status and, if they have one, index entry (the rest is read when needed, see
@@ -796,11 +802,6 @@ end
 -- share of the call's commands and the append to the competitor's reads. Same times and
 -- outcomes as apply_reads. No table per read: each costs Redis's Lua an allocation and its
 -- collection.
--- Scratch tables of apply_later_reads, emptied for each competitor rather than made: the
--- reads' ms by argument index; the competitor's times, manual flags, and times before; the
--- read outcome() is asked about.
-local MS, T, MAN, CUR, RD = {}, {}, {}, {}, {}
-local NONE = {} -- (never written)
 local function apply_later_reads(c, ks, a, flat, index)
   if #ks == 1 then
     local j = 6 * ks[1] - 3
