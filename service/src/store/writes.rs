@@ -38,10 +38,11 @@ pub struct Read {
 /// split), one call at a time: a results page waits at most for the call Redis is running in
 /// each of its round trips. Measured before the times index (`bench/service.sh`'s rows while
 /// ingesting 1,000 reads/s, 10,000 competitors): calls of 50 reads, some 2.6 ms each, gave
-/// pages a p99 of 31 ms; of 25, 19-22 ms; of 10, 15-17 ms. With the index a read costs Redis
-/// less than half as much, a call of 25 about what a call of 10 cost before; and 25 cost
-/// fewer instructions per read than 10 or 50 (callgrind, 10,000 reads: 60,000 against
-/// 91,000 and 71,000).
+/// pages a p99 of 31 ms; of 25, 19-22 ms; of 10, 15-17 ms. With the index a call of 25 costs
+/// Redis 0.55-0.75 ms, and pages kept a p99 of 6.3-9.6 ms in three runs (calls of 10: 5.8-8.5
+/// ms in two); it ingests 30,000-40,000 reads/s against 27,000 in calls of 10 (fewer round
+/// trips; in instructions per read a call of 25 saves only 6%: callgrind 83,700 against
+/// 89,300, and 81,300 in calls of 50).
 const READS_PER_CALL: usize = 25;
 
 fn outcome(reply: Value) -> Result<Outcome, StoreError> {
