@@ -28,6 +28,6 @@ create_command() { # old SHA | new
     old) CREATE=(EVALSHA "$2" 0 put "o__rand_int__" 0 4 start split1 split2 finish create
            bib "o__rand_int__" "${fields[@]}") ;;
     new) CREATE=(FCALL timing_put 0 "n__rand_int__" 0 create bench "$AT" "$row" "$entry"
-           bib "n__rand_int__" "${fields[@]}") ;;
+           "${fields[@]}") ;;
   esac
 }

@@ -133,7 +133,9 @@ impl Store {
             &row_json,
             &created_entry,
         ];
-        for (name, value) in fields {
+        // The record's `bib` is the first argument's: the library writes it, so it is not sent
+        // twice.
+        for (name, value) in fields.iter().filter(|(name, _)| name != "bib") {
             args.push(name);
             args.push(value);
         }
