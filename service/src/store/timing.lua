@@ -365,8 +365,12 @@ local function entry_with(e, i, ms)
     .. string.sub(e, W * i + 1)
 end
 
-local function forget(bib)
-  redis.call('HDEL', INDEX, bib)
+-- Drops competitor c's entry, once a call: `c.indexed` says their entry is taken care of in
+-- this call (dropped already, or written by passings itself).
+local function forget(c)
+  if c.indexed then return end
+  c.indexed = true
+  redis.call('HDEL', INDEX, c.bib)
 end
 
 -- The times by the rules: at the start the last read from the gun to the end of the start
@@ -491,8 +495,7 @@ local function store_times(c, t, cur, force, was_status)
   end
   if #add > 0 then redis.call('ZADD', K.times .. c.bib, unpack(add)) end
   if #rem > 0 then redis.call('ZREM', K.times .. c.bib, unpack(rem)) end
-  -- (passings writes the competitor's new index entry itself: c.indexed)
-  if (#add > 0 or #rem > 0) and not c.indexed then forget(c.bib) end
+  if #add > 0 or #rem > 0 then forget(c) end
   local was_timed = next(cur) ~= nil
   local was_untimed = not was_timed and not was_status
   local untimed = not any_time and not c.status
@@ -667,7 +670,7 @@ local function delete(_, a)
   unindex(c)
   -- Raw reads stay in K.passings (never changed); the competitor's index of them goes.
   redis.call('DEL', K.competitor .. bib, K.times .. bib, K.manual .. bib, K.reads .. bib)
-  forget(bib)
+  forget(c)
   redis.call('HDEL', K.status, bib)
   redis.call('HDEL', K.rows, bib)
   redis.call('HDEL', K.lags, bib)
@@ -708,7 +711,7 @@ local times = competitor_change(function(c, a)
   end
   if #set > 0 then redis.call('HSET', K.manual .. bib, unpack(set)) end
   if #clear > 0 then redis.call('HDEL', K.manual .. bib, unpack(clear)) end
-  forget(bib)
+  forget(c)
   local manual = manual_of(bib)
   local t = derive(c, reads_of(bib), manual)
   store_times(c, t, cur, false, c.status)
@@ -724,7 +727,7 @@ local status = competitor_change(function(c, a)
   local new = a[4] ~= '' and a[4] or nil
   if new then redis.call('HSET', K.status, bib, new) else redis.call('HDEL', K.status, bib) end
   c.status = new
-  forget(bib)
+  forget(c)
   -- Back in the race (or DNF), what the reads give counts again.
   rederive(c, true, was)
   return 'status.set', { status = was or cjson.null }, { status = new or cjson.null }
@@ -878,7 +881,7 @@ local function apply_later_reads(c, ks, a, flat, index)
         end
       end
     end
-    c.indexed = true
+    c.indexed = true -- (its entry is written below, not dropped)
     local only = store_times(c, t, cur, false, c.status)
     changed = next(only) ~= nil
     if e and changed then
