@@ -285,13 +285,7 @@ async fn a_manual_override_and_its_removal() {
         ],
     )
     .await;
-    let (status, _) = app
-        .put(
-            "/api/v1/competitors/106/times/finish",
-            json!({"time": "10:29:50.000"}),
-        )
-        .await;
-    assert_eq!(status, 204);
+    app.set_time("106", "finish", "10:29:50.000").await;
     assert_eq!(
         time_at(&app, "106", "finish").await.0.as_deref(),
         Some("10:29:50.000")
@@ -527,13 +521,7 @@ async fn reads_of_dns_and_dsq_competitors_are_kept_without_effect() {
         runner(&app, bib, None, None).await;
     }
     for (bib, status) in [("501", "DNS"), ("502", "DSQ"), ("503", "DNF")] {
-        let (code, _) = app
-            .put(
-                &format!("/api/v1/competitors/{bib}/status"),
-                json!({"status": status}),
-            )
-            .await;
-        assert_eq!(code, 204);
+        app.set_status(bib, json!(status)).await;
     }
     assert_eq!(
         upload(
@@ -571,10 +559,7 @@ async fn reads_of_dns_and_dsq_competitors_are_kept_without_effect() {
         .unwrap_or_default();
     assert_eq!(statuses, [("503", "DNF"), ("502", "DSQ"), ("501", "DNS")]);
     // Back in the race (the DNS was a mistake): the kept start read now counts.
-    let (code, _) = app
-        .put("/api/v1/competitors/501/status", json!({"status": null}))
-        .await;
-    assert_eq!(code, 204);
+    app.set_status("501", Value::Null).await;
     assert_eq!(
         time_at(&app, "501", "start").await.0.as_deref(),
         Some("10:00:00.000")
@@ -679,10 +664,7 @@ async fn named_tokens_are_the_audit_actor() {
     app.token = Some("tok-b".into());
     app.times("701", json!({"start": "10:00:00.000"})).await;
     app.token = Some("single-token".into());
-    let (status, _) = app
-        .put("/api/v1/competitors/701/status", json!({"status": "DNF"}))
-        .await;
-    assert_eq!(status, 204);
+    app.set_status("701", json!("DNF")).await;
     app.token = Some("wrong".into());
     assert_eq!(
         app.put("/api/v1/competitors/701/status", json!({"status": null}))
@@ -754,13 +736,7 @@ async fn batches_give_the_times_of_a_derivation_from_all_reads() {
     runner(&app, "1", Some("A"), None).await;
     runner(&app, "2", None, None).await;
     runner(&app, "3", Some("A"), Some("C3")).await;
-    let (status, _) = app
-        .put(
-            "/api/v1/competitors/3/times/split2",
-            json!({"time": "09:30:00.000"}),
-        )
-        .await;
-    assert_eq!(status, 204);
+    app.set_time("3", "split2", "09:30:00.000").await;
     let checkpoints = ["start", "split1", "split2", "finish"];
     let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move |n: u64| {
@@ -855,13 +831,7 @@ async fn batches_give_the_times_of_a_derivation_from_all_reads() {
         }
         for bib in ["1", "2", "3"] {
             for status in [json!("DNF"), Value::Null] {
-                let (code, body) = app
-                    .put(
-                        &format!("/api/v1/competitors/{bib}/status"),
-                        json!({ "status": status }),
-                    )
-                    .await;
-                assert_eq!(code, 204, "{body}");
+                app.set_status(bib, status).await;
             }
         }
         for (bib, times) in ["1", "2", "3"].iter().zip(&before) {
@@ -917,13 +887,7 @@ async fn later_batches_read_the_times_index_which_every_change_drops() {
 
     // A manual finish time, the one the reads gave (so only the manual flag changes): the
     // next reads there are kept, from the long way and then from the entry written again.
-    let (status, _) = app
-        .put(
-            "/api/v1/competitors/301/times/finish",
-            json!({"time": "10:40:00.000"}),
-        )
-        .await;
-    assert_eq!(status, 204);
+    app.set_time("301", "finish", "10:40:00.000").await;
     assert_eq!(
         upload(&app, vec![read("c2", "finish", "10:38:00.000")]).await,
         outcomes(&[("c2", "kept")])
@@ -952,19 +916,13 @@ async fn later_batches_read_the_times_index_which_every_change_drops() {
 
     // DNS: a read is kept without effect; back in the race, it counts, and an earlier one
     // after it is applied.
-    let (code, _) = app
-        .put("/api/v1/competitors/301/status", json!({"status": "DNS"}))
-        .await;
-    assert_eq!(code, 204);
+    app.set_status("301", json!("DNS")).await;
     assert_eq!(
         upload(&app, vec![read("d1", "split2", "10:30:00.000")]).await,
         outcomes(&[("d1", "kept")])
     );
     assert_eq!(time_at(&app, "301", "split2").await.0, None);
-    let (code, _) = app
-        .put("/api/v1/competitors/301/status", json!({"status": null}))
-        .await;
-    assert_eq!(code, 204);
+    app.set_status("301", Value::Null).await;
     assert_eq!(
         time_at(&app, "301", "split2").await.0.as_deref(),
         Some("10:30:00.000")

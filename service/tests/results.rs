@@ -135,13 +135,7 @@ async fn results_by_elapsed_time_with_own_starts_and_midnight() {
         ]
     );
     // A later start alone re-ranks: 101 now ties with 102 (equal times: bib order).
-    let (status, _) = app
-        .put(
-            "/api/v1/competitors/101/times/start",
-            json!({"time": "09:05:00.000"}),
-        )
-        .await;
-    assert_eq!(status, 204);
+    app.set_time("101", "start", "09:05:00.000").await;
     assert_eq!(
         rows(&app.get("/api/v1/results").await.1),
         [

@@ -366,6 +366,28 @@ impl TestApp {
             .await;
         assert_eq!(status, 204, "{body}");
     }
+
+    /// Sets a manual time through v1 (`PUT .../times/<checkpoint>`), asserting 204.
+    pub async fn set_time(&self, bib: &str, checkpoint: &str, time: &str) {
+        let (status, body) = self
+            .put(
+                &format!("/api/v1/competitors/{bib}/times/{checkpoint}"),
+                serde_json::json!({ "time": time }),
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
+    }
+
+    /// Sets a status through v1 (`null` clears it), asserting 204.
+    pub async fn set_status(&self, bib: &str, status: Value) {
+        let (code, body) = self
+            .put(
+                &format!("/api/v1/competitors/{bib}/status"),
+                serde_json::json!({ "status": status }),
+            )
+            .await;
+        assert_eq!(code, 204, "{body}");
+    }
 }
 
 /// Asserts a 4xx JSON error whose message contains `needle`.
