@@ -174,13 +174,13 @@ CALL_COMMANDS="local ids, raw = {}, {}
   redis.call('HMGET', 'passings', unpack(ids))
   redis.call('HSET', 'bench:passings', unpack(raw))
   redis.call('HMGET', 'times_index:start,split1,split2,finish', unpack(ARGV))"
-KEPT_READ="$CALL_COMMANDS
-  for i = 1, #ARGV do local b = ARGV[i]
+EACH_READ="for i = 1, #ARGV do local b = ARGV[i]
     redis.call('RPUSH', 'bench:reads:' .. b, '2 36000000 bench-read')"
+KEPT_READ="$CALL_COMMANDS
+  $EACH_READ"
 APPLIED_READ="$CALL_COMMANDS
   redis.call('HSET', 'bench:index', unpack(raw))
-  for i = 1, #ARGV do local b = ARGV[i]
-    redis.call('RPUSH', 'bench:reads:' .. b, '2 36000000 bench-read')
+  $EACH_READ
     redis.call('HMGET', 'competitor:' .. b, 'gender', 'category', 'country', 'wave', 'chip')
     redis.call('ZADD', 'bench:race:' .. b, 36000000, 'split1')
     redis.call('ZADD', 'bench:rank:split1:all', 3600000, b)

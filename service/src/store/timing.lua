@@ -333,10 +333,15 @@ local NO_TIME = '--------'
 local STATUS_CODE = { DNF = 'F', DSQ = 'Q', DNS = 'S' }
 local CODE_STATUS = { F = 'DNF', Q = 'DSQ', S = 'DNS' }
 
+-- A time as an entry holds it.
+local function time_field(ms)
+  return ms and string.format('%08d', ms) or NO_TIME
+end
+
 local function entry_of(t, manual, status)
   local parts = {}
   for i = 1, N do
-    parts[i] = t[i] and string.format('%08d', t[i]) or NO_TIME
+    parts[i] = time_field(t[i])
     parts[N + i] = manual[i] and '1' or '0'
   end
   parts[2 * N + 1] = STATUS_CODE[status or ''] or '-'
@@ -361,8 +366,7 @@ end
 
 -- The entry with the time at checkpoint i replaced.
 local function entry_with(e, i, ms)
-  return string.sub(e, 1, W * i - W) .. (ms and string.format('%08d', ms) or NO_TIME)
-    .. string.sub(e, W * i + 1)
+  return string.sub(e, 1, W * i - W) .. time_field(ms) .. string.sub(e, W * i + 1)
 end
 
 -- Drops competitor c's entry, once a call: `c.indexed` says their entry is taken care of in
