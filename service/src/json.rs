@@ -12,7 +12,7 @@
 //!   wins): an object with a repeated key, at any depth, is refused before the body is
 //!   interpreted, so no route silently keeps the last value.
 
-use std::{collections::HashSet, fmt};
+use std::{borrow::Cow, collections::HashSet, fmt};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -81,15 +81,59 @@ impl<'de> Visitor<'de> for UniqueKeys {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if seen.contains(&key) {
+        // The keys seen, borrowed from the body where they have no escapes: a list while the
+        // object is small (most are: a chip read has five keys, and a batch has 1,000 reads),
+        // a set beyond that, so a huge object is not searched key by key.
+        let mut few: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            let repeated = if many.is_empty() && few.len() < SMALL_OBJECT {
+                few.contains(&key)
+            } else {
+                many.extend(few.drain(..));
+                many.contains(&key)
+            };
+            if repeated {
                 return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
             }
             map.next_value_seed(self)?;
-            seen.insert(key);
+            if many.is_empty() {
+                few.push(key);
+            } else {
+                many.insert(key);
+            }
         }
         Ok(())
+    }
+}
+
+/// Keys an object has before [`UniqueKeys`] looks them up in a set rather than a list.
+const SMALL_OBJECT: usize = 16;
+
+/// An object key, borrowed from the document unless it has escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key.to_owned()))
     }
 }
 
@@ -144,5 +188,26 @@ mod tests {
             );
         }
         assert!(reject_duplicate_keys(b"{\"a\": 1").is_err());
+    }
+
+    /// Objects past the size where keys are kept in a set: each repeat is found wherever
+    /// it falls, before, at and after the change.
+    #[test]
+    fn duplicate_keys_in_large_objects() {
+        for size in [SMALL_OBJECT - 1, SMALL_OBJECT, SMALL_OBJECT + 1, 100] {
+            let keys: Vec<String> = (0..size).map(|k| format!("\"k{k}\": {k}")).collect();
+            let body = format!("{{{}}}", keys.join(", "));
+            assert!(reject_duplicate_keys(body.as_bytes()).is_ok(), "{body}");
+            for repeat in [0, size / 2, size - 1] {
+                let body = format!("{{{}, \"k{repeat}\": 0}}", keys.join(", "));
+                let err = reject_duplicate_keys(body.as_bytes()).err();
+                assert!(
+                    err.as_ref().is_some_and(|e| e
+                        .to_string()
+                        .contains(&format!("duplicate key `k{repeat}`"))),
+                    "{size} keys, k{repeat} again: {err:?}"
+                );
+            }
+        }
     }
 }

@@ -634,6 +634,33 @@ async fn bad_batches_and_bad_reads() {
     assert!(reasons[5].1.contains("invalid id"), "{reasons:?}");
     assert_eq!(reasons[6], ("applied", ""));
     assert_eq!(results[1]["id"], "both");
+    // Whole results: a read without a valid id has a null id; an applied read a null reason.
+    assert_eq!(
+        results[0],
+        json!({"id": null, "outcome": "rejected", "reason": "missing `id`"})
+    );
+    assert_eq!(results[5]["id"], Value::Null, "an invalid id is not echoed");
+    assert_eq!(
+        results[6],
+        json!({"id": "good", "outcome": "applied", "reason": null})
+    );
+    // The read is stored as received, its time in full, with no source as null, and when it
+    // arrived.
+    let listed = app.get("/api/v1/competitors/601/passings").await.1;
+    let stored = &listed["passings"][0];
+    assert!(
+        stored["received_at"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z') && at.len() == 24),
+        "{stored}"
+    );
+    let mut stored = stored.clone();
+    stored["received_at"] = json!("(checked above)");
+    assert_eq!(
+        stored,
+        json!({"bib": "601", "checkpoint": "start", "counts": true, "id": "good",
+            "received_at": "(checked above)", "source": null, "time": "09:00:00.000"})
+    );
     // A competitor in a wave that does not exist is refused, and nothing is stored.
     let body = json!({"bib": "602", "first_name": "A", "last_name": "B", "gender": "male",
         "country": "FI", "category": "men30", "wave": "Z"});

@@ -16,10 +16,11 @@ use std::collections::HashSet;
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, State},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::{
     auth::Actor,
@@ -130,24 +131,41 @@ fn read(
         (None, None) => return Err(fail("missing `bib` or `chip`".into())),
         (bib, chip) => (bib, chip.map(str::to_owned)),
     };
-    let mut raw = Map::new();
-    raw.insert("id".into(), json!(id));
-    raw.insert("checkpoint".into(), json!(checkpoint));
-    match (&bib, &chip) {
-        (Some(bib), _) => raw.insert("bib".into(), json!(bib.as_str())),
-        (_, chip) => raw.insert("chip".into(), json!(chip)),
+    let raw = StoredRead {
+        bib: bib.as_ref().map(Bib::as_str),
+        checkpoint,
+        chip: chip.as_deref(),
+        id: &id,
+        received_at,
+        source,
+        time: &format_ms(ms, '.'),
     };
-    raw.insert("time".into(), json!(format_ms(ms, '.')));
-    raw.insert("source".into(), json!(source));
-    raw.insert("received_at".into(), json!(received_at));
+    let raw = serde_json::to_string(&raw).map_err(|e| fail(e.to_string()))?;
     Ok(Read {
         id,
         checkpoint: index,
         ms,
         bib,
         chip,
-        raw: Value::Object(raw).to_string(),
+        raw,
     })
+}
+
+/// A read as stored ([`Read::raw`]): as received, its time written out in full, and when it
+/// arrived. Serialized straight from the request's strings (a `serde_json::Map` built per read
+/// was a fifth of the service's CPU per batch); the keys stay in the order the stored reads
+/// have always had (alphabetical), `bib` or `chip` whichever the read has.
+#[derive(Serialize)]
+struct StoredRead<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bib: Option<&'a str>,
+    checkpoint: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chip: Option<&'a str>,
+    id: &'a str,
+    received_at: &'a str,
+    source: Option<&'a str>,
+    time: &'a str,
 }
 
 /// The body of `POST /api/v1/passings`.
@@ -161,7 +179,7 @@ struct Batch {
 async fn ingest(
     State(state): State<AppState>,
     body: Result<JsonBody<Batch>, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let JsonBody(batch) = body.map_err(|err| match err {
         ApiError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge {
             limit: BATCH_BODY_LIMIT,
@@ -175,29 +193,62 @@ async fn ingest(
         )));
     }
     let received_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    let mut results: Vec<Value> = Vec::with_capacity(batch.passings.len());
+    // Each read in order: valid (its index in `valid`) or rejected (its id if it has a valid
+    // one, and why).
+    let mut slots: Vec<Result<usize, (Option<String>, String)>> =
+        Vec::with_capacity(batch.passings.len());
     let mut valid = Vec::with_capacity(batch.passings.len());
-    let mut slots = Vec::with_capacity(batch.passings.len());
     for value in &batch.passings {
-        match read(&state, value, &received_at) {
-            Ok(read) => {
-                slots.push(results.len());
-                results.push(Value::Null);
-                valid.push(read);
+        slots.push(read(&state, value, &received_at).map(|read| {
+            valid.push(read);
+            valid.len() - 1
+        }));
+    }
+    let outcomes = if valid.is_empty() {
+        Vec::new()
+    } else {
+        state.store.ingest(&valid).await?
+    };
+    let results = slots
+        .iter()
+        .map(|slot| match slot {
+            Ok(k) => {
+                let (outcome, reason) = outcomes.get(*k).ok_or_else(|| {
+                    ApiError::Internal(format!(
+                        "the store answered {} outcomes for {} reads",
+                        outcomes.len(),
+                        valid.len()
+                    ))
+                })?;
+                Ok(ReadResult {
+                    id: Some(&valid[*k].id),
+                    outcome,
+                    reason: (!reason.is_empty()).then_some(reason),
+                })
             }
-            Err((id, reason)) => results.push(json!({
-                "id": id, "outcome": "rejected", "reason": reason,
-            })),
-        }
-    }
-    if !valid.is_empty() {
-        let outcomes = state.store.ingest(&valid).await?;
-        for ((slot, read), (outcome, reason)) in slots.into_iter().zip(&valid).zip(outcomes) {
-            let reason = (!reason.is_empty()).then_some(reason);
-            results[slot] = json!({ "id": read.id, "outcome": outcome, "reason": reason });
-        }
-    }
-    Ok(Json(json!({ "results": results })))
+            Err((id, reason)) => Ok(ReadResult {
+                id: id.as_deref(),
+                outcome: "rejected",
+                reason: Some(reason),
+            }),
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    // (Serialized here: the results borrow the reads and outcomes.)
+    Ok(Json(IngestAnswer { results }).into_response())
+}
+
+/// The answer of `POST /api/v1/passings`: one result per read, in order.
+#[derive(Serialize)]
+struct IngestAnswer<'a> {
+    results: Vec<ReadResult<'a>>,
+}
+
+/// What became of one read (`reason` null when it was applied).
+#[derive(Serialize)]
+struct ReadResult<'a> {
+    id: Option<&'a str>,
+    outcome: &'a str,
+    reason: Option<&'a str>,
 }
 
 /// Query of `GET /api/v1/passings`.
