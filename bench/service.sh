@@ -155,6 +155,21 @@ rows+=("$(printf '%-44s %10s %8s %8s %8s %8s' "  = chip reads ingested per secon
   "$(python3 -c "print(f'{$READS_PER_S / ${RB[SET]}:.2f}')")")")
 READ_REDIS_US=$(python3 -c "print(f'{$LAST_REDIS_US / 500:.1f}')")
 READ_SERVICE_US=$(python3 -c "print(f'{$LAST_SERVICE_US / 500:.1f}')")
+# Of the function's Redis time per read, the share of the commands it calls (their own
+# commandstats: a command called from a function counts there too; the service sends none
+# of its own for reads by bib) and so of the rest: the Lua code and its calls into Redis.
+read -r READ_FUNCTION_US READ_COMMANDS_US < <(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO commandstats | tr -d '\r' |
+  awk -F'[:,=]' -v n=$((requests * 500)) '
+    $1 == "cmdstat_fcall" { f = $5 } $1 ~ /^cmdstat_/ && $1 != "cmdstat_fcall" { c += $5 }
+    END { printf "%.1f %.1f\n", f / n, c / n }')
+# The same kind of reads again. Their times are random, so a competitor's read after k others
+# changes their time 1 time in k + 1: above, every competitor's first few reads, one in four
+# changing a time and the first of each read the long way (store/timing.lua, INDEX); here,
+# with some 15 reads each already, about one in twenty. A race's mat sees one applied read
+# per runner and crossing and several kept or duplicate: between the two rows.
+scenario "POST /api/v1/passings again (most kept)" passings ""
+rows+=("$(printf '%-44s %10s %8s %8s %8s %8s' "  = chip reads ingested per second" "$((LAST_RPS * 500))" "-" "-" "-" \
+  "$(python3 -c "print(f'{$LAST_RPS * 500 / ${RB[SET]}:.2f}')")")")
 # The floor under that: the Redis commands the passings function sends for reads at a split,
 # in a script with no logic around them, for calls of READS_PER_CALL random loaded
 # competitors as the service makes them (store/writes.rs). Per call: which ids are new (the
@@ -337,5 +352,6 @@ echo "  manual time through the service (FCALL timing_times):  $SERVICE_TIMES_US
 echo "  a call of up to $READS_PER_CALL chip reads (FCALL timing_passings): $PASSING_CALL_US us"
 for n in "${notes[@]}"; do echo "($n)"; done
 echo "Redis CPU (INFO cpu) per chip read: $READ_REDIS_US us, per non-pipelined SET: ${CPU_US[SET]} us; service CPU per chip read: $READ_SERVICE_US us"
+echo "  in the function per read: $READ_FUNCTION_US us, of which the commands it calls $READ_COMMANDS_US us"
 echo "  a read's commands alone in a script, no logic ($READS_PER_CALL a call): $KEPT_FLOOR_US us kept, $APPLIED_FLOOR_US us changing a time"
 echo "  (chip reads/s can reach SET's ops/s only if a read costs Redis no more than a SET)"
