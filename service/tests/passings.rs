@@ -874,11 +874,11 @@ async fn batches_give_the_times_of_a_derivation_from_all_reads() {
 
 /// Later batches find what a read needs of its competitor in the times index, one HMGET for
 /// the whole call (store/timing.lua, INDEX): no times, manual times or status are read per
-/// competitor. Every other write that changes what an entry holds (a manual time set or
-/// cleared, a status, the competitor deleted and created again) drops it, and the batch after
-/// reads the competitor the long way: the outcomes follow every change.
+/// competitor. A manual time set or cleared writes the entry anew; every other write that
+/// changes what an entry holds (a status, the competitor deleted and created again) drops it,
+/// and the batch after reads the competitor the long way: the outcomes follow every change.
 #[tokio::test]
-async fn later_batches_read_the_times_index_which_every_change_drops() {
+async fn later_batches_read_the_times_index_which_every_change_keeps_exact() {
     let app = app().await;
     runner(&app, "301", None, None).await;
     let read = |id: &str, checkpoint: &str, time: &str| by_bib(id, checkpoint, "301", time);
@@ -892,11 +892,7 @@ async fn later_batches_read_the_times_index_which_every_change_drops() {
         upload(&app, vec![read("b1", "split1", "10:20:00.000")]).await,
         outcomes(&[("b1", "applied")])
     );
-    let per_competitor = ["zrange", "zmscore", "hgetall"];
-    let mut before = Vec::new();
-    for command in per_competitor {
-        before.push(command_calls(&app, command).await);
-    }
+    let before = long_way_calls(&app).await;
     assert_eq!(
         upload(
             &app,
@@ -908,17 +904,17 @@ async fn later_batches_read_the_times_index_which_every_change_drops() {
         .await,
         outcomes(&[("b2", "kept"), ("c1", "applied")])
     );
-    for (command, before) in per_competitor.iter().zip(&before) {
-        assert_eq!(command_calls(&app, command).await, *before, "{command}");
-    }
+    assert_eq!(long_way_calls(&app).await, before);
 
     // A manual finish time, the one the reads gave (so only the manual flag changes): the
-    // next reads there are kept, from the long way and then from the entry written again.
+    // entry written with it says so, and the next reads there are kept.
     app.set_time("301", "finish", "10:40:00.000").await;
+    let before = long_way_calls(&app).await;
     assert_eq!(
         upload(&app, vec![read("c2", "finish", "10:38:00.000")]).await,
         outcomes(&[("c2", "kept")])
     );
+    assert_eq!(long_way_calls(&app).await, before);
     assert_eq!(
         upload(&app, vec![read("c3", "finish", "10:37:00.000")]).await,
         outcomes(&[("c3", "kept")])
@@ -936,26 +932,48 @@ async fn later_batches_read_the_times_index_which_every_change_drops() {
         time_at(&app, "301", "finish").await.0.as_deref(),
         Some("10:37:00.000")
     );
+    let before = long_way_calls(&app).await;
     assert_eq!(
         upload(&app, vec![read("c4", "finish", "10:37:30.000")]).await,
         outcomes(&[("c4", "kept")])
+    );
+    assert_eq!(long_way_calls(&app).await, before);
+    // A manual split time, set where no read is: the entry has it, manual, so an earlier read
+    // there is kept.
+    app.set_time("301", "split2", "10:31:00.000").await;
+    let before = long_way_calls(&app).await;
+    assert_eq!(
+        upload(&app, vec![read("c5", "split2", "10:25:00.000")]).await,
+        outcomes(&[("c5", "kept")])
+    );
+    assert_eq!(long_way_calls(&app).await, before);
+    assert_eq!(
+        app.delete("/api/v1/competitors/301/times/split2").await.0,
+        204
+    );
+    assert_eq!(
+        time_at(&app, "301", "split2").await.0.as_deref(),
+        Some("10:25:00.000")
     );
 
     // DNS: a read is kept without effect; back in the race, it counts, and an earlier one
     // after it is applied.
     app.set_status("301", json!("DNS")).await;
     assert_eq!(
-        upload(&app, vec![read("d1", "split2", "10:30:00.000")]).await,
+        upload(&app, vec![read("d1", "split2", "10:24:00.000")]).await,
         outcomes(&[("d1", "kept")])
     );
-    assert_eq!(time_at(&app, "301", "split2").await.0, None);
+    assert_eq!(
+        time_at(&app, "301", "split2").await.0.as_deref(),
+        Some("10:25:00.000")
+    );
     app.set_status("301", Value::Null).await;
     assert_eq!(
         time_at(&app, "301", "split2").await.0.as_deref(),
-        Some("10:30:00.000")
+        Some("10:24:00.000")
     );
     assert_eq!(
-        upload(&app, vec![read("d2", "split2", "10:29:00.000")]).await,
+        upload(&app, vec![read("d2", "split2", "10:23:00.000")]).await,
         outcomes(&[("d2", "applied")])
     );
 
@@ -975,4 +993,14 @@ async fn later_batches_read_the_times_index_which_every_change_drops() {
 
 fn bib_index(bib: &str) -> usize {
     ["1", "2", "3"].iter().position(|b| *b == bib).unwrap_or(0)
+}
+
+/// Calls so far of the commands that read a competitor the long way (their times, their manual
+/// times), not from the times index.
+async fn long_way_calls(app: &TestApp) -> Vec<u64> {
+    let mut calls = Vec::new();
+    for command in ["zrange", "zmscore", "hgetall"] {
+        calls.push(command_calls(app, command).await);
+    }
+    calls
 }

@@ -321,10 +321,11 @@ end
 -- redis.call costs Redis 7.0 some 5,000 to 15,000 instructions). An entry is the derived
 -- times in checkpoint order (8 digits each, NO_TIME when absent), one manual flag per
 -- checkpoint ('1': a manual time overrides the reads), and the status (STATUS_CODE, '-'
--- without). Only passings writes entries, from all the times and manual flags; every other
--- write that changes a competitor's times, manual times or status deletes theirs (forget),
--- so an entry, when there is one, is exact, and a competitor without one (new, changed
--- since, or written before the index existed) is read the long way once. The checkpoints
+-- without). Only passings and manual times (`times`) write entries, from all the times,
+-- manual flags and the status; every other write that changes a competitor's times, manual
+-- times or status deletes theirs (forget), so an entry, when there is one, is exact, and a
+-- competitor without one (new, changed since, or written before the index existed) is read
+-- the long way once. The checkpoints
 -- are in the key's name: an entry never outlives a change of the race's checkpoints.
 local INDEX = K.times_index .. CPS[1]
 for i = 2, N do INDEX = INDEX .. ',' .. CPS[i] end
@@ -715,10 +716,14 @@ local times = competitor_change(function(c, a)
   end
   if #set > 0 then redis.call('HSET', K.manual .. bib, unpack(set)) end
   if #clear > 0 then redis.call('HDEL', K.manual .. bib, unpack(clear)) end
-  forget(c)
   local manual = manual_of(bib)
   local t = derive(c, reads_of(bib), manual)
+  -- The entry is written from what was just derived and stored, not dropped: all of it is
+  -- known here, for the cost of the HDEL, and the competitor's next chip read is not read
+  -- the long way (a start list whose start times were typed in, say).
+  c.indexed = true
   store_times(c, t, cur, false, c.status)
+  redis.call('HSET', INDEX, bib, entry_of(t, manual, c.status))
   for j = 4, #a, 2 do after[a[j]] = fmt(t[POS[a[j]]]) end
   if #set == 0 then return 'time.cleared', before, after end
   return 'time.set', before, after
