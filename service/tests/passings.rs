@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use timing_service::{AppState, auth::Credentials, model::format_ms, race::Race};
 
-use crate::common::{Redis, TestApp, assert_error, command_calls, spawn_app_on, spawn_app_with};
+use crate::common::{Redis, TestApp, assert_error, long_way_calls, spawn_app_on, spawn_app_with};
 
 /// The original race definition plus `wave` and `chip`.
 fn race() -> Race {
@@ -991,16 +991,57 @@ async fn later_batches_read_the_times_index_which_every_change_keeps_exact() {
     );
 }
 
-fn bib_index(bib: &str) -> usize {
-    ["1", "2", "3"].iter().position(|b| *b == bib).unwrap_or(0)
+/// A start list imported: each new competitor gets the times index entry of one with no
+/// times, so their first chip reads read nobody the long way, and the times come out as
+/// usual.
+#[tokio::test]
+async fn an_imported_start_list_needs_no_long_way() {
+    let app = app().await;
+    let person = |bib: &str| {
+        json!({"bib": bib, "first_name": "F", "last_name": "L", "gender": "male",
+            "country": "Finland", "category": "men30", "wave": "", "chip": ""})
+    };
+    let (status, body) = app
+        .post(
+            "/api/v1/competitors/import",
+            json!([person("401"), person("402")]),
+        )
+        .await;
+    assert_eq!((status, &body["created"]), (200, &json!(2)), "{body}");
+    let before = long_way_calls(&app).await;
+    assert_eq!(
+        upload(
+            &app,
+            vec![
+                by_bib("i1", "split1", "401", "10:20:00.000"),
+                by_bib("i2", "finish", "402", "10:40:00.000"),
+                by_bib("i3", "finish", "401", "10:41:00.000"),
+                by_bib("i4", "finish", "402", "10:40:02.000"),
+            ]
+        )
+        .await,
+        outcomes(&[
+            ("i1", "applied"),
+            ("i2", "applied"),
+            ("i3", "applied"),
+            ("i4", "kept")
+        ])
+    );
+    assert_eq!(long_way_calls(&app).await, before);
+    assert_eq!(
+        time_at(&app, "401", "split1").await.0.as_deref(),
+        Some("10:20:00.000")
+    );
+    assert_eq!(
+        time_at(&app, "401", "finish").await.0.as_deref(),
+        Some("10:41:00.000")
+    );
+    assert_eq!(
+        time_at(&app, "402", "finish").await.0.as_deref(),
+        Some("10:40:00.000")
+    );
 }
 
-/// Calls so far of the commands that read a competitor the long way (their times, their manual
-/// times), not from the times index.
-async fn long_way_calls(app: &TestApp) -> Vec<u64> {
-    let mut calls = Vec::new();
-    for command in ["zrange", "zmscore", "hgetall"] {
-        calls.push(command_calls(app, command).await);
-    }
-    calls
+fn bib_index(bib: &str) -> usize {
+    ["1", "2", "3"].iter().position(|b| *b == bib).unwrap_or(0)
 }

@@ -322,7 +322,8 @@ end
 -- times in checkpoint order (8 digits each, NO_TIME when absent), one manual flag per
 -- checkpoint ('1': a manual time overrides the reads), and the status (STATUS_CODE, '-'
 -- without). Only passings and manual times (`times`) write entries, from all the times,
--- manual flags and the status; every other write that changes a competitor's times, manual
+-- manual flags and the status, and an import the empty entry of each new competitor; every
+-- other write that changes a competitor's times, manual
 -- times or status deletes theirs (forget), so an entry, when there is one, is exact, and a
 -- competitor without one (new, changed since, or written before the index existed) is read
 -- the long way once. The checkpoints
@@ -350,6 +351,13 @@ local function entry_of(t, manual, status)
 end
 
 -- (From the digits' bytes: no string made, no tonumber, which runs strtod twice.)
+-- The entry of a competitor with no time, no manual time and no status (a new one): what
+-- entry_of gives, spelled out (loading has no `table` and `string` to call it with).
+local EMPTY_ENTRY = ''
+for _ = 1, N do EMPTY_ENTRY = EMPTY_ENTRY .. NO_TIME end
+for _ = 1, N do EMPTY_ENTRY = EMPTY_ENTRY .. '0' end
+EMPTY_ENTRY = EMPTY_ENTRY .. '-'
+
 local function entry_time(e, i)
   local d1, d2, d3, d4, d5, d6, d7, d8 = string.byte(e, W * i - W + 1, W * i)
   if d1 == 45 then return nil end
@@ -1082,6 +1090,9 @@ local function import(_, a)
     if name == 'wave' or name == 'chip' then optional[#optional + 1] = j end
   end
   local skipped, rows, sets, set_order, touched, seen = {}, {}, {}, {}, {}, {}
+  -- The new competitors' times index entries (see INDEX), written with one HSET: a start
+  -- list's first chip reads need not read its competitors the long way.
+  local index = {}
   local function add(key, score, bib)
     local set = group_of(sets, set_order, key)
     set[#set + 1] = score
@@ -1118,6 +1129,8 @@ local function import(_, a)
       audit(at, actor, 'competitor.created', bib, nil, after)
       rows[#rows + 1] = bib
       rows[#rows + 1] = row_of(after)
+      index[#index + 1] = bib
+      index[#index + 1] = EMPTY_ENTRY
       if not base then
         local top = next_seq(count)
         seq_now = string.format('%d', top)
@@ -1137,6 +1150,7 @@ local function import(_, a)
   end
   if #rows > 0 then
     redis.call('HSET', K.rows, unpack(rows))
+    redis.call('HSET', INDEX, unpack(index))
     for _, key in ipairs(set_order) do redis.call('ZADD', key, unpack(sets[key])) end
     touch(touched, true)
   end

@@ -419,3 +419,13 @@ pub async fn command_calls(app: &TestApp, command: &str) -> u64 {
         .and_then(|rest| rest.split(',').next())
         .map_or(0, |calls| calls.parse().expect("calls"))
 }
+
+/// Calls so far of the commands that read a competitor the long way (their times, their manual
+/// times), not from the times index.
+pub async fn long_way_calls(app: &TestApp) -> Vec<u64> {
+    let mut calls = Vec::new();
+    for command in ["zrange", "zmscore", "hgetall"] {
+        calls.push(command_calls(app, command).await);
+    }
+    calls
+}
