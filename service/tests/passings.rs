@@ -7,7 +7,9 @@
 use serde_json::{Value, json};
 use timing_service::{AppState, auth::Credentials, model::format_ms, race::Race};
 
-use crate::common::{Redis, TestApp, assert_error, long_way_calls, spawn_app_on, spawn_app_with};
+use crate::common::{
+    Redis, TestApp, assert_error, command_calls, long_way_calls, spawn_app_on, spawn_app_with,
+};
 
 /// The original race definition plus `wave` and `chip`.
 fn race() -> Race {
@@ -893,6 +895,7 @@ async fn later_batches_read_the_times_index_which_every_change_keeps_exact() {
         outcomes(&[("b1", "applied")])
     );
     let before = long_way_calls(&app).await;
+    let hmgets = command_calls(&app, "hmget").await;
     assert_eq!(
         upload(
             &app,
@@ -905,6 +908,9 @@ async fn later_batches_read_the_times_index_which_every_change_keeps_exact() {
         outcomes(&[("b2", "kept"), ("c1", "applied")])
     );
     assert_eq!(long_way_calls(&app).await, before);
+    // The entry holds the gender, category and wave too: the read that changed a time did
+    // not read the record (the call's two HMGETs are the ids and the index).
+    assert_eq!(command_calls(&app, "hmget").await, hmgets + 2);
 
     // A manual finish time, the one the reads gave (so only the manual flag changes): the
     // entry written with it says so, and the next reads there are kept.
@@ -959,10 +965,15 @@ async fn later_batches_read_the_times_index_which_every_change_keeps_exact() {
     // DNS: a read is kept without effect; back in the race, it counts, and an earlier one
     // after it is applied.
     app.set_status("301", json!("DNS")).await;
+    // A manual start time the reads gave: the entry it writes has the status, which the next
+    // batch reads from it.
+    app.set_time("301", "start", "10:00:00.000").await;
+    let before = long_way_calls(&app).await;
     assert_eq!(
         upload(&app, vec![read("d1", "split2", "10:24:00.000")]).await,
         outcomes(&[("d1", "kept")])
     );
+    assert_eq!(long_way_calls(&app).await, before);
     assert_eq!(
         time_at(&app, "301", "split2").await.0.as_deref(),
         Some("10:25:00.000")
@@ -1040,6 +1051,55 @@ async fn an_imported_start_list_needs_no_long_way() {
         time_at(&app, "402", "finish").await.0.as_deref(),
         Some("10:40:00.000")
     );
+}
+
+/// A competitor's times index entry holds their gender, category and wave, which place them
+/// in the rankings when a read changes a time: a put that changes any of them drops it, and
+/// the next reads rank them where they now are.
+#[tokio::test]
+async fn a_changed_gender_or_category_moves_the_next_reads_ranking() {
+    let app = app().await;
+    runner(&app, "501", None, None).await;
+    let read = |id: &str, checkpoint: &str, time: &str| by_bib(id, checkpoint, "501", time);
+    upload(&app, vec![read("s", "start", "10:00:00.000")]).await;
+    // The long way once (the entry is written, with the record), then from the entry.
+    upload(&app, vec![read("p1", "split1", "10:20:00.000")]).await;
+    upload(&app, vec![read("p2", "split1", "10:19:00.000")]).await;
+    let ranked = |scope: &'static str| {
+        let app = &app;
+        async move {
+            let page = app
+                .get(&format!("/api/v1/results?checkpoint=split1&{scope}"))
+                .await
+                .1;
+            page["results"]
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .filter(|r| r["bib"] == "501")
+                        .map(|r| r["elapsed"].as_str().unwrap_or("").to_owned())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(ranked("gender=male").await, ["00:19:00.000"]);
+    let (status, body) = app
+        .patch(
+            "/api/v1/competitors/501",
+            json!({"gender": "female", "category": "women30"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        upload(&app, vec![read("p3", "split1", "10:18:00.000")]).await,
+        outcomes(&[("p3", "applied")])
+    );
+    upload(&app, vec![read("p4", "split1", "10:17:00.000")]).await;
+    assert_eq!(ranked("gender=female").await, ["00:17:00.000"]);
+    assert_eq!(ranked("category=women30").await, ["00:17:00.000"]);
+    assert!(ranked("gender=male").await.is_empty());
+    assert!(ranked("category=men30").await.is_empty());
 }
 
 fn bib_index(bib: &str) -> usize {
