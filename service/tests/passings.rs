@@ -983,10 +983,23 @@ async fn later_batches_read_the_times_index_which_every_change_keeps_exact() {
         time_at(&app, "301", "split2").await.0.as_deref(),
         Some("10:24:00.000")
     );
+    // The status dropped the entry: a kept read writes it again from the long way, without
+    // the record (which that read did not need); the next read that changes a time reads the
+    // record and adds it, and the one after that needs no record read.
+    assert_eq!(
+        upload(&app, vec![read("d1c", "split2", "10:26:00.000")]).await,
+        outcomes(&[("d1c", "kept")])
+    );
     assert_eq!(
         upload(&app, vec![read("d2", "split2", "10:23:00.000")]).await,
         outcomes(&[("d2", "applied")])
     );
+    let hmgets = command_calls(&app, "hmget").await;
+    assert_eq!(
+        upload(&app, vec![read("d3", "split1", "10:19:00.000")]).await,
+        outcomes(&[("d3", "applied")])
+    );
+    assert_eq!(command_calls(&app, "hmget").await, hmgets + 2);
 
     // Deleted and created again: none of the old times holds.
     assert_eq!(app.delete("/api/v1/competitors/301").await.0, 204);

@@ -949,6 +949,8 @@ local function apply_later_reads(c, ks, a, flat, index)
     changed = next(only) ~= nil
     if e and changed then
       for i in pairs(only) do e = entry_with(e, i, t[i]) end
+      -- (An entry written without the record gets it: the call has just read it.)
+      if #e == FIXED then e = e .. record_part(c) end
       index[#index + 1] = c.bib
       index[#index + 1] = e
     end
