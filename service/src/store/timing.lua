@@ -333,13 +333,14 @@ end
 -- redis.call costs Redis 7.0 some 5,000 to 15,000 instructions). An entry is the derived
 -- times in checkpoint order (8 digits each, NO_TIME when absent), one manual flag per
 -- checkpoint ('1': a manual time overrides the reads), and the status (STATUS_CODE, '-'
--- without). Only passings and manual times (`times`) write entries, from all the times,
--- manual flags and the status, and an import the empty entry of each new competitor; every
--- other write that changes a competitor's times, manual
--- times or status deletes theirs (forget), so an entry, when there is one, is exact, and a
--- competitor without one (new, changed since, or written before the index existed) is read
--- the long way once. The checkpoints
--- are in the key's name: an entry never outlives a change of the race's checkpoints.
+-- without), then perhaps some of the record (see record_part). Only passings and manual
+-- times (`times`) write entries, from all the times, manual flags and the status, and an
+-- import the empty entry of each new competitor; every other write that changes a
+-- competitor's times, manual times, status, gender, category or wave deletes theirs
+-- (forget), so an entry, when there is one, is exact, and a competitor without one (new,
+-- changed since, or written before the index existed) is read the long way once. The
+-- checkpoints are in the key's name: an entry never outlives a change of the race's
+-- checkpoints.
 local INDEX = K.times_index .. CPS[1]
 for i = 2, N do INDEX = INDEX .. ',' .. CPS[i] end
 local W = 8
@@ -364,9 +365,8 @@ local SEP = '\31'
 local function record_part(c)
   if not c.s then return '' end
   local g, cat, wave = c.g or '', c.cat or '', c.wave or ''
-  local part = SEP .. g .. SEP .. cat .. SEP .. wave
   if string.find(g .. cat .. wave, SEP, 1, true) then return '' end
-  return part
+  return SEP .. g .. SEP .. cat .. SEP .. wave
 end
 
 local function present(v)
@@ -378,7 +378,8 @@ entry_record = function(e)
   if #e == FIXED then return false end
   local a = FIXED + 2
   local b = string.find(e, SEP, a, true)
-  local c = string.find(e, SEP, b + 1, true)
+  local c = b and string.find(e, SEP, b + 1, true)
+  if not c then return false end
   return true, present(string.sub(e, a, b - 1)), present(string.sub(e, b + 1, c - 1)),
     present(string.sub(e, c + 1))
 end
