@@ -28,13 +28,24 @@ struct Browser {
     socket: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
     session: String,
     next_id: u64,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Chromium's other processes outlive the one killed by a moment and may still write to
+        // the profile, so removing it can fail; `TempDir` gives up on the first failure, and a
+        // profile was left in the temporary directory by every run. Removed here once they
+        // have stopped (bounded: a leftover is untidy, not a failure).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.profile.path().exists()
+            && std::fs::remove_dir_all(self.profile.path()).is_err()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -90,7 +101,7 @@ impl Browser {
             socket,
             session: String::new(),
             next_id: 0,
-            _profile: profile,
+            profile,
         };
         let target = browser
             .call("Target.createTarget", json!({"url": "about:blank"}))
