@@ -215,6 +215,104 @@ local function hash_of(key)
   return t
 end
 
+-- The times index (hash INDEX): bib -> what a chip read at a split needs of its competitor,
+-- in one string, so that a passings call reads it for all its competitors with one HMGET
+-- instead of their times, manual times, record and status one command each (every
+-- redis.call costs Redis 7.0 some 5,000 to 15,000 instructions). An entry is the derived
+-- times in checkpoint order (8 digits each, NO_TIME when absent), one manual flag per
+-- checkpoint ('1': a manual time overrides the reads), and the status (STATUS_CODE, '-'
+-- without), then perhaps some of the record (see record_part). Only passings and manual
+-- times (`times`) write entries, from all the times, manual flags and the status, and an
+-- import the empty entry of each new competitor; every other write that changes a
+-- competitor's times, manual times, status, gender, category or wave deletes theirs
+-- (forget), so an entry, when there is one, is exact, and a competitor without one (new,
+-- changed since, or written before the index existed) is read the long way once. The
+-- checkpoints are in the key's name: an entry never outlives a change of the race's
+-- checkpoints.
+local INDEX = K.times_index .. CPS[1]
+for i = 2, N do INDEX = INDEX .. ',' .. CPS[i] end
+local W = 8
+local NO_TIME = '--------'
+local STATUS_CODE = { DNF = 'F', DSQ = 'Q', DNS = 'S' }
+local CODE_STATUS = { F = 'DNF', Q = 'DSQ', S = 'DNS' }
+
+-- A time as an entry holds it.
+local function time_field(ms)
+  return ms and string.format('%08d', ms) or NO_TIME
+end
+
+-- After the times, flags and status (FIXED bytes), an entry may hold what `complete` needs
+-- of the record, so that a read changing a time need not read the record (an HMGET of it
+-- cost Redis some 16,000 instructions per such read, callgrind): SEP, gender, SEP, category,
+-- SEP, wave ('' when absent). Written when the competitor was completed from their record
+-- (or from an entry) and no value holds SEP; put drops the entry when any of the three
+-- changes (unindex), so what it holds is the record's.
+local FIXED = W * N + N + 1
+local SEP = '\31'
+
+local function record_part(c)
+  if not c.s then return '' end
+  local g, cat, wave = c.g or '', c.cat or '', c.wave or ''
+  if string.find(g .. cat .. wave, SEP, 1, true) then return '' end
+  return SEP .. g .. SEP .. cat .. SEP .. wave
+end
+
+local function present(v)
+  if v == '' then return nil end
+  return v
+end
+
+local function entry_record(e)
+  if #e == FIXED then return false end
+  local a = FIXED + 2
+  local b = string.find(e, SEP, a, true)
+  local c = b and string.find(e, SEP, b + 1, true)
+  if not c then return false end
+  return true, present(string.sub(e, a, b - 1)), present(string.sub(e, b + 1, c - 1)),
+    present(string.sub(e, c + 1))
+end
+
+-- The entry of competitor c with times t and manual times `manual`.
+local function entry_of(t, manual, c)
+  local parts = {}
+  for i = 1, N do
+    parts[i] = time_field(t[i])
+    parts[N + i] = manual[i] and '1' or '0'
+  end
+  parts[2 * N + 1] = STATUS_CODE[c.status or ''] or '-'
+  parts[2 * N + 2] = record_part(c)
+  return table.concat(parts)
+end
+
+-- (From the digits' bytes: no string made, no tonumber, which runs strtod twice.)
+local function entry_time(e, i)
+  local d1, d2, d3, d4, d5, d6, d7, d8 = string.byte(e, W * i - W + 1, W * i)
+  if d1 == 45 then return nil end
+  return ((((((d1 * 10 + d2) * 10 + d3) * 10 + d4) * 10 + d5) * 10 + d6) * 10 + d7) * 10 + d8
+    - 533333328 -- 48 (the byte of 0) times 11,111,111
+end
+
+local function entry_manual(e, i)
+  return string.byte(e, W * N + i) == 49
+end
+
+local function entry_status(e)
+  return CODE_STATUS[string.sub(e, FIXED, FIXED)]
+end
+
+-- The entry with the time at checkpoint i replaced.
+local function entry_with(e, i, ms)
+  return string.sub(e, 1, W * i - W) .. time_field(ms) .. string.sub(e, W * i + 1)
+end
+
+-- Drops competitor c's entry, once a call: `c.indexed` says their entry is taken care of in
+-- this call (dropped already, or written by passings itself).
+local function forget(c)
+  if c.indexed then return end
+  c.indexed = true
+  redis.call('HDEL', INDEX, c.bib)
+end
+
 -- Gives competitor c (a table with their bib, and status if known) the record fields the
 -- derivation needs (nil when absent), their scopes and their wave's gun time.
 local function fill(c, g, cat, co, wave, chip)
@@ -223,10 +321,6 @@ local function fill(c, g, cat, co, wave, chip)
   if wave then c.gun = tonumber(redis.call('HGET', K.waves, wave)) end
   return c
 end
-
--- The gender, category and wave a times index entry holds, if it holds them, and the drop
--- of a competitor's entry (below, INDEX).
-local entry_record, forget
 
 -- Completes a competitor known by bib and status (passings) with their record, scopes and
 -- gun time: the derivation needs it when they have no start time (the gun is the
@@ -325,112 +419,6 @@ end
 
 local function current_of(bib)
   return by_position(redis.call('ZRANGE', K.times .. bib, 0, -1, 'WITHSCORES'))
-end
-
--- The times index (hash INDEX): bib -> what a chip read at a split needs of its competitor,
--- in one string, so that a passings call reads it for all its competitors with one HMGET
--- instead of their times, manual times, record and status one command each (every
--- redis.call costs Redis 7.0 some 5,000 to 15,000 instructions). An entry is the derived
--- times in checkpoint order (8 digits each, NO_TIME when absent), one manual flag per
--- checkpoint ('1': a manual time overrides the reads), and the status (STATUS_CODE, '-'
--- without), then perhaps some of the record (see record_part). Only passings and manual
--- times (`times`) write entries, from all the times, manual flags and the status, and an
--- import the empty entry of each new competitor; every other write that changes a
--- competitor's times, manual times, status, gender, category or wave deletes theirs
--- (forget), so an entry, when there is one, is exact, and a competitor without one (new,
--- changed since, or written before the index existed) is read the long way once. The
--- checkpoints are in the key's name: an entry never outlives a change of the race's
--- checkpoints.
-local INDEX = K.times_index .. CPS[1]
-for i = 2, N do INDEX = INDEX .. ',' .. CPS[i] end
-local W = 8
-local NO_TIME = '--------'
-local STATUS_CODE = { DNF = 'F', DSQ = 'Q', DNS = 'S' }
-local CODE_STATUS = { F = 'DNF', Q = 'DSQ', S = 'DNS' }
-
--- A time as an entry holds it.
-local function time_field(ms)
-  return ms and string.format('%08d', ms) or NO_TIME
-end
-
--- After the times, flags and status (FIXED bytes), an entry may hold what `complete` needs
--- of the record, so that a read changing a time need not read the record (an HMGET of it
--- cost Redis some 16,000 instructions per such read, callgrind): SEP, gender, SEP, category,
--- SEP, wave ('' when absent). Written when the competitor was completed from their record
--- (or from an entry) and no value holds SEP; put drops the entry when any of the three
--- changes (unindex), so what it holds is the record's.
-local FIXED = W * N + N + 1
-local SEP = '\31'
-
-local function record_part(c)
-  if not c.s then return '' end
-  local g, cat, wave = c.g or '', c.cat or '', c.wave or ''
-  if string.find(g .. cat .. wave, SEP, 1, true) then return '' end
-  return SEP .. g .. SEP .. cat .. SEP .. wave
-end
-
-local function present(v)
-  if v == '' then return nil end
-  return v
-end
-
-entry_record = function(e)
-  if #e == FIXED then return false end
-  local a = FIXED + 2
-  local b = string.find(e, SEP, a, true)
-  local c = b and string.find(e, SEP, b + 1, true)
-  if not c then return false end
-  return true, present(string.sub(e, a, b - 1)), present(string.sub(e, b + 1, c - 1)),
-    present(string.sub(e, c + 1))
-end
-
--- The entry of competitor c with times t and manual times `manual`.
-local function entry_of(t, manual, c)
-  local parts = {}
-  for i = 1, N do
-    parts[i] = time_field(t[i])
-    parts[N + i] = manual[i] and '1' or '0'
-  end
-  parts[2 * N + 1] = STATUS_CODE[c.status or ''] or '-'
-  parts[2 * N + 2] = record_part(c)
-  return table.concat(parts)
-end
-
--- The entry of a competitor with no time, no manual time and no status (a new one), without
--- the record part: what entry_of gives, spelled out (loading has no `table` and `string` to
--- call it with).
-local EMPTY_ENTRY = ''
-for _ = 1, N do EMPTY_ENTRY = EMPTY_ENTRY .. NO_TIME end
-for _ = 1, N do EMPTY_ENTRY = EMPTY_ENTRY .. '0' end
-EMPTY_ENTRY = EMPTY_ENTRY .. '-'
-
--- (From the digits' bytes: no string made, no tonumber, which runs strtod twice.)
-local function entry_time(e, i)
-  local d1, d2, d3, d4, d5, d6, d7, d8 = string.byte(e, W * i - W + 1, W * i)
-  if d1 == 45 then return nil end
-  return ((((((d1 * 10 + d2) * 10 + d3) * 10 + d4) * 10 + d5) * 10 + d6) * 10 + d7) * 10 + d8
-    - 533333328 -- 48 (the byte of 0) times 11,111,111
-end
-
-local function entry_manual(e, i)
-  return string.byte(e, W * N + i) == 49
-end
-
-local function entry_status(e)
-  return CODE_STATUS[string.sub(e, FIXED, FIXED)]
-end
-
--- The entry with the time at checkpoint i replaced.
-local function entry_with(e, i, ms)
-  return string.sub(e, 1, W * i - W) .. time_field(ms) .. string.sub(e, W * i + 1)
-end
-
--- Drops competitor c's entry, once a call: `c.indexed` says their entry is taken care of in
--- this call (dropped already, or written by passings itself).
-forget = function(c)
-  if c.indexed then return end
-  c.indexed = true
-  redis.call('HDEL', INDEX, c.bib)
 end
 
 -- The times by the rules: at the start the last read from the gun to the end of the start
@@ -601,6 +589,11 @@ end
 -- no_wave:<name> | chip_taken:<bib>.
 local FIRST_FIELD = 8
 
+-- Writes the record's fields from put's arguments; its bib is the first argument.
+local function write_record(ckey, bib, a)
+  redis.call('HSET', ckey, 'bib', bib, unpack(a, FIRST_FIELD))
+end
+
 local function row_of(new)
   return cjson.encode({ first_name = new.first_name or cjson.null,
     last_name = new.last_name or cjson.null, gender = new.gender or cjson.null,
@@ -640,7 +633,7 @@ local function create(a, bib, order, ckey)
         before = cjson.null, after = new })
     end
   end
-  redis.call('HSET', ckey, 'bib', bib, unpack(a, FIRST_FIELD))
+  write_record(ckey, bib, a)
   redis.call('HSET', K.rows, bib, row_json)
   redis.call('ZADD', LIST_ALL, order, bib)
   local v = seq()
@@ -693,7 +686,7 @@ local function put(_, a)
     if old.chip and old.chip ~= new.chip then redis.call('HDEL', K.chips, old.chip) end
     if new.chip and new.chip ~= old.chip then redis.call('HSET', K.chips, new.chip, bib) end
     if mode ~= 'patch' then redis.call('DEL', ckey) end
-    redis.call('HSET', ckey, 'bib', bib, unpack(a, FIRST_FIELD))
+    write_record(ckey, bib, a)
     redis.call('HSET', K.rows, bib, row_json)
     audit(at, actor, 'competitor.updated', bib, old, new)
     touch_one(scopes(new.gender, new.category), true)
@@ -707,13 +700,14 @@ local function put(_, a)
   local was = of_record(bib, old, status)
   unindex(was, new)
   if mode ~= 'patch' then redis.call('DEL', ckey) end
-  redis.call('HSET', ckey, 'bib', bib, unpack(a, FIRST_FIELD))
+  write_record(ckey, bib, a)
   redis.call('HSET', K.rows, bib, row_json)
   redis.call('ZADD', LIST_ALL, order, bib)
   if new.country then redis.call('ZADD', country_list(new.country), seq(), bib) end
   if new.wave and new.wave ~= old.wave then redis.call('SADD', K.wave_members .. new.wave, bib) end
   if new.chip and new.chip ~= old.chip then redis.call('HSET', K.chips, new.chip, bib) end
   local c = of_record(bib, new, status)
+  c.indexed = true -- (unindex dropped their entry)
   local _, t = rederive(c, true, status)
   if not next(t) and not status then untimed_add(c) end
   audit(at, actor, 'competitor.updated', bib, old, new)
@@ -730,7 +724,6 @@ local function delete(_, a)
   unindex(c)
   -- Raw reads stay in K.passings (never changed); the competitor's index of them goes.
   redis.call('DEL', K.competitor .. bib, K.times .. bib, K.manual .. bib, K.reads .. bib)
-  forget(c)
   redis.call('HDEL', K.status, bib)
   redis.call('HDEL', K.rows, bib)
   redis.call('HDEL', K.lags, bib)
@@ -1178,9 +1171,11 @@ local function import(_, a)
       audit(at, actor, 'competitor.created', bib, nil, after)
       rows[#rows + 1] = bib
       rows[#rows + 1] = row_of(after)
+      -- (No times, manual times or status yet: `skipped` has those.)
+      local c = fill({ bib = bib }, after.gender, after.category, after.country, after.wave,
+        after.chip)
       index[#index + 1] = bib
-      index[#index + 1] = EMPTY_ENTRY .. record_part({ s = true, g = after.gender,
-        cat = after.category, wave = after.wave })
+      index[#index + 1] = entry_of(NONE, NONE, c)
       if not base then
         local top = next_seq(count)
         seq_now = string.format('%d', top)
@@ -1189,7 +1184,7 @@ local function import(_, a)
       local score = string.format('%d', base + k)
       add(LIST_ALL, order, bib)
       if after.country then add(country_list(after.country), score, bib) end
-      local s = scopes(after.gender, after.category)
+      local s = c.s
       for i = 1, #s do add(s.untimed[i], score, bib) end
       if not seen[s] then
         seen[s] = true
