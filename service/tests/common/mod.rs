@@ -369,24 +369,26 @@ impl TestApp {
 
     /// Sets a manual time through v1 (`PUT .../times/<checkpoint>`), asserting 204.
     pub async fn set_time(&self, bib: &str, checkpoint: &str, time: &str) {
-        let (status, body) = self
-            .put(
-                &format!("/api/v1/competitors/{bib}/times/{checkpoint}"),
-                serde_json::json!({ "time": time }),
-            )
-            .await;
-        assert_eq!(status, 204, "{body}");
+        self.put_no_content(
+            &format!("/api/v1/competitors/{bib}/times/{checkpoint}"),
+            serde_json::json!({ "time": time }),
+        )
+        .await;
     }
 
     /// Sets a status through v1 (`null` clears it), asserting 204.
     pub async fn set_status(&self, bib: &str, status: Value) {
-        let (code, body) = self
-            .put(
-                &format!("/api/v1/competitors/{bib}/status"),
-                serde_json::json!({ "status": status }),
-            )
-            .await;
-        assert_eq!(code, 204, "{body}");
+        self.put_no_content(
+            &format!("/api/v1/competitors/{bib}/status"),
+            serde_json::json!({ "status": status }),
+        )
+        .await;
+    }
+
+    /// `PUT`s a body, asserting 204.
+    async fn put_no_content(&self, path: &str, body: Value) {
+        let (status, answer) = self.put(path, body).await;
+        assert_eq!(status, 204, "{answer}");
     }
 }
 
@@ -403,6 +405,11 @@ pub fn assert_error(answer: &(u16, Value), status: u16, needle: &str) {
 
 /// `cmdstat_<command>` calls so far in INFO commandstats of the test's Redis.
 pub async fn command_calls(app: &TestApp, command: &str) -> u64 {
+    commands_calls(app, &[command]).await[0]
+}
+
+/// [`command_calls`] of several commands, from one `INFO commandstats`.
+pub async fn commands_calls(app: &TestApp, commands: &[&str]) -> Vec<u64> {
     let client = redis::Client::open(app.redis.url()).expect("redis client");
     let mut conn = client
         .get_multiplexed_async_connection()
@@ -413,19 +420,20 @@ pub async fn command_calls(app: &TestApp, command: &str) -> u64 {
         .query_async(&mut conn)
         .await
         .expect("INFO commandstats");
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |calls| calls.parse().expect("calls"))
+    commands
+        .iter()
+        .map(|command| {
+            let prefix = format!("cmdstat_{command}:calls=");
+            info.lines()
+                .find_map(|line| line.strip_prefix(&prefix))
+                .and_then(|rest| rest.split(',').next())
+                .map_or(0, |calls| calls.parse().expect("calls"))
+        })
+        .collect()
 }
 
 /// Calls so far of the commands that read a competitor the long way (their times, their manual
 /// times), not from the times index.
 pub async fn long_way_calls(app: &TestApp) -> Vec<u64> {
-    let mut calls = Vec::new();
-    for command in ["zrange", "zmscore", "hgetall"] {
-        calls.push(command_calls(app, command).await);
-    }
-    calls
+    commands_calls(app, &["zrange", "zmscore", "hgetall"]).await
 }
