@@ -108,8 +108,15 @@ scenario() { # label scenario ceiling [etag]
   LAST_REDIS_US=$(per "$cpu0" "$(redis_cpu)" "$requests")
   LAST_SERVICE_US=$(per "$svc0" "$(service_cpu)" "$requests")
   row "$1" "$rps" "$p50" "$p99" "$non2xx" "$errors" "$3" "$LAST_REDIS_US" "$LAST_SERVICE_US"
-  LAST_RPS=$rps
+  LAST_RPS=$rps LAST_REQUESTS=$requests
   if [ "$2" = create ]; then CREATE_RPS=$rps; fi
+}
+
+# The row under a chip-read scenario: its reads per second (500 a request) against SET's ops/s.
+reads_row() {
+  local reads=$((LAST_RPS * 500))
+  rows+=("$(printf '%-44s %10s %8s %8s %8s %8s' "  = chip reads ingested per second" "$reads" "-" "-" "-" \
+    "$(python3 -c "print(f'{$reads / ${RB[SET]}:.2f}')")")")
 }
 
 # Redis time per call of a command, from INFO commandstats since the last CONFIG RESETSTAT.
@@ -148,28 +155,25 @@ SERVICE_TIMES_US=$(usec_per_call fcall)
 # read than one round trip per key).
 reset_stats
 scenario "POST /api/v1/passings (500 reads per batch)" passings ""
-PASSINGS_RPS=$LAST_RPS
-READS_PER_S=$((PASSINGS_RPS * 500))
+reads_row
 PASSING_CALL_US=$(usec_per_call fcall)
-rows+=("$(printf '%-44s %10s %8s %8s %8s %8s' "  = chip reads ingested per second" "$READS_PER_S" "-" "-" "-" \
-  "$(python3 -c "print(f'{$READS_PER_S / ${RB[SET]}:.2f}')")")")
 READ_REDIS_US=$(python3 -c "print(f'{$LAST_REDIS_US / 500:.1f}')")
 READ_SERVICE_US=$(python3 -c "print(f'{$LAST_SERVICE_US / 500:.1f}')")
 # Of the function's Redis time per read, the share of the commands it calls (their own
 # commandstats: a command called from a function counts there too; the service sends none
 # of its own for reads by bib) and so of the rest: the Lua code and its calls into Redis.
 read -r READ_FUNCTION_US READ_COMMANDS_US < <(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO commandstats | tr -d '\r' |
-  awk -F'[:,=]' -v n=$((requests * 500)) '
+  awk -F'[:,=]' -v n=$((LAST_REQUESTS * 500)) '
     $1 == "cmdstat_fcall" { f = $5 } $1 ~ /^cmdstat_/ && $1 != "cmdstat_fcall" { c += $5 }
     END { printf "%.1f %.1f\n", f / n, c / n }')
 # The same kind of reads again. Their times are random, so a competitor's read after k others
 # changes their time 1 time in k + 1: above, every competitor's first few reads, one in four
-# changing a time and the first of each read the long way (store/timing.lua, INDEX); here,
-# with some 15 reads each already, about one in twenty. A race's mat sees one applied read
-# per runner and crossing and several kept or duplicate: between the two rows.
+# changing a time; here, with some 15 reads each already, about one in twenty. A race's mat
+# sees one applied read per runner and crossing and several kept or duplicate: between the
+# two rows. (No read goes the long way, store/timing.lua's INDEX: load.py's manual times
+# wrote every competitor's entry.)
 scenario "POST /api/v1/passings again (most kept)" passings ""
-rows+=("$(printf '%-44s %10s %8s %8s %8s %8s' "  = chip reads ingested per second" "$((LAST_RPS * 500))" "-" "-" "-" \
-  "$(python3 -c "print(f'{$LAST_RPS * 500 / ${RB[SET]}:.2f}')")")")
+reads_row
 # The floor under that: the Redis commands the passings function sends for reads at a split,
 # in a script with no logic around them, for calls of READS_PER_CALL random loaded
 # competitors as the service makes them (store/writes.rs). Per call: which ids are new (the
