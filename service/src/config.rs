@@ -63,6 +63,13 @@ pub struct Cli {
     #[arg(long, env = "KEPT_RANKING_ROWS", default_value_t = crate::store::DEFAULT_KEPT_RANKING_ROWS, value_parser = clap::value_parser!(usize))]
     pub kept_ranking_rows: usize,
 
+    /// Whether chip-read calls at a split or the finish are decided in this process and only
+    /// checked and written by Redis (`true`), or every read is decided by the functions
+    /// library's rules in Redis (`false`: some four times the Redis time per read; kept for
+    /// comparison).
+    #[arg(long, env = "PLANNED_READS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub planned_reads: bool,
+
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,

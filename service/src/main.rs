@@ -107,6 +107,7 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(state) => state
             .with_max_waiters(cli.max_waiters)
             .with_kept_ranking_rows(cli.kept_ranking_rows)
+            .with_planned_reads(cli.planned_reads)
             .with_credentials(credentials),
         Err(err) => {
             eprintln!("timing-service: invalid REDIS_URL: {err}");

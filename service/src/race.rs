@@ -68,6 +68,11 @@ pub const DEFAULT_START_WINDOW_MS: u64 = 30 * 60_000;
 /// the start sees runners at the start).
 pub const DEFAULT_MIN_TIME_MS: u64 = 60_000;
 
+/// A read up to this long before its reference (the wave's gun time, the competitor's start) is
+/// before it; anything else is after it, crossing midnight if need be, so races up to 18 hours
+/// (the rules in `store/timing.lua` and `store/passings.rs`).
+pub const BEFORE_MS: u64 = 6 * 3_600_000;
+
 /// Competitor fields that may be omitted even when the definition lists them: `wave` (no
 /// wave) and `chip` (no chip).
 pub const OPTIONAL_FIELDS: [&str; 2] = ["wave", "chip"];

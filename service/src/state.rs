@@ -65,6 +65,12 @@ impl AppState {
         self
     }
 
+    /// Sets whether chip-read calls are planned in this process (see `store::passings`).
+    pub fn with_planned_reads(self, on: bool) -> Self {
+        self.store.set_planned_reads(on);
+        self
+    }
+
     /// Sets the limit of long polls waiting at once in this process.
     pub fn with_max_waiters(self, max_waiters: usize) -> Self {
         self.live.set_max_waiters(max_waiters);

@@ -879,9 +879,24 @@ async fn batches_give_the_times_of_a_derivation_from_all_reads() {
 /// competitor. A manual time set or cleared writes the entry anew; every other write that
 /// changes what an entry holds (a status, the competitor deleted and created again) drops it,
 /// and the batch after reads the competitor the long way: the outcomes follow every change.
+/// The same whether the service decides the reads from the entries (planned calls) or the
+/// library does.
 #[tokio::test]
 async fn later_batches_read_the_times_index_which_every_change_keeps_exact() {
-    let app = app().await;
+    times_index_scenario(true).await;
+}
+
+#[tokio::test]
+async fn later_batches_read_the_times_index_in_the_library_too() {
+    times_index_scenario(false).await;
+}
+
+async fn times_index_scenario(planned: bool) {
+    let redis = Redis::start();
+    let state = AppState::new(&redis.url(), race(), None)
+        .expect("state")
+        .with_planned_reads(planned);
+    let app = spawn_app_on(redis, state).await;
     runner(&app, "301", None, None).await;
     let read = |id: &str, checkpoint: &str, time: &str| by_bib(id, checkpoint, "301", time);
     // A start read derives everything again (no entry); the next batch reads the long way
@@ -909,8 +924,10 @@ async fn later_batches_read_the_times_index_which_every_change_keeps_exact() {
     );
     assert_eq!(long_way_calls(&app).await, before);
     // The entry holds the gender, category and wave too: the read that changed a time did
-    // not read the record (the call's two HMGETs are the ids and the index).
-    assert_eq!(command_calls(&app, "hmget").await, hmgets + 2);
+    // not read the record. The library's call reads the ids and the index (two HMGETs); a
+    // planned call has the service read both and the library check both (four).
+    let calls = if planned { 4 } else { 2 };
+    assert_eq!(command_calls(&app, "hmget").await, hmgets + calls);
 
     // A manual finish time, the one the reads gave (so only the manual flag changes): the
     // entry written with it says so, and the next reads there are kept.
@@ -999,7 +1016,7 @@ async fn later_batches_read_the_times_index_which_every_change_keeps_exact() {
         upload(&app, vec![read("d3", "split1", "10:19:00.000")]).await,
         outcomes(&[("d3", "applied")])
     );
-    assert_eq!(command_calls(&app, "hmget").await, hmgets + 2);
+    assert_eq!(command_calls(&app, "hmget").await, hmgets + calls);
 
     // Deleted and created again: none of the old times holds.
     assert_eq!(app.delete("/api/v1/competitors/301").await.0, 204);
@@ -1117,4 +1134,363 @@ async fn a_changed_gender_or_category_moves_the_next_reads_ranking() {
 
 fn bib_index(bib: &str) -> usize {
     ["1", "2", "3"].iter().position(|b| *b == bib).unwrap_or(0)
+}
+
+/// A small seeded generator (xorshift64*), so that the race below is the same on every run.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// Everything in a Redis, comparable across two: per key its type and content, with what
+/// differs by when it was written left out (the raw reads' `received_at`, the audit entries'
+/// `at`) and the change numbers (`live:seq`, from the clock at the first write): versions are
+/// left out, and the sets they score are compared by their order.
+async fn redis_contents(app: &TestApp) -> std::collections::BTreeMap<String, Value> {
+    use redis::AsyncCommands;
+    let client = redis::Client::open(app.redis.url()).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let without = |text: &str, field: &str| {
+        let mut value: Value = serde_json::from_str(text).expect("JSON");
+        value.as_object_mut().expect("object").remove(field);
+        value
+    };
+    let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
+    let mut out = std::collections::BTreeMap::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("TYPE");
+        let numbered = key.starts_with("untimed:")
+            || key.starts_with("competitors:country:")
+            || key == "passings_unmatched";
+        let value = match kind.as_str() {
+            "string" if key == "live:seq" => continue,
+            "string" => json!(conn.get::<_, String>(&key).await.expect("GET")),
+            "hash" => {
+                let fields: std::collections::BTreeMap<String, String> =
+                    conn.hgetall(&key).await.expect("HGETALL");
+                json!(
+                    fields
+                        .iter()
+                        .map(|(f, v)| {
+                            let v = match key.as_str() {
+                                // (A call split between service and library takes a number
+                                // more: the versions move on all the same.)
+                                "live:version" => json!("a version"),
+                                "passings" => without(v, "received_at"),
+                                _ => json!(v),
+                            };
+                            (f.clone(), v)
+                        })
+                        .collect::<serde_json::Map<_, _>>()
+                )
+            }
+            "list" => {
+                let items: Vec<String> = conn.lrange(&key, 0, -1).await.expect("LRANGE");
+                if key.starts_with("audit") {
+                    json!(items.iter().map(|e| without(e, "at")).collect::<Vec<_>>())
+                } else {
+                    json!(items)
+                }
+            }
+            "set" => {
+                let mut members: Vec<String> = conn.smembers(&key).await.expect("SMEMBERS");
+                members.sort();
+                json!(members)
+            }
+            "zset" => {
+                let members: Vec<(String, String)> =
+                    conn.zrange_withscores(&key, 0, -1).await.expect("ZRANGE");
+                json!(
+                    members
+                        .iter()
+                        .map(|(m, s)| (
+                            m.clone(),
+                            if numbered {
+                                json!("in order")
+                            } else {
+                                json!(s)
+                            }
+                        ))
+                        .collect::<Vec<_>>()
+                )
+            }
+            other => panic!("{key}: unexpected type {other}"),
+        };
+        out.insert(key, value);
+    }
+    out
+}
+
+/// The rules applied in the service (calls planned from the times index, `store/passings.rs`)
+/// and by the library in Redis give the same answers and leave Redis the same. A seeded race of
+/// 30 runners (in waves A and B or none, most with chips; some created one by one, which
+/// writes no entry, the rest imported; some with manual times) gets 30 batches of 20 reads:
+/// at every checkpoint, by bib and by chip, unknown bibs and chips, ids repeated from earlier
+/// batches and within a batch. Between batches, the writes that drop entries or change what
+/// the rules read: manual times set and cleared, statuses, a wave's gun time, a category, an
+/// unmatched read assigned. Both services get the same requests; the answers are compared
+/// after every batch and all of Redis after each quarter.
+#[tokio::test]
+async fn the_rules_applied_in_the_service_and_in_redis_agree() {
+    let redis = Redis::start();
+    let state = AppState::new(&redis.url(), race(), None).expect("state");
+    let store = state.store.clone();
+    let planned = spawn_app_on(redis, state).await;
+    let redis = Redis::start();
+    let state = AppState::new(&redis.url(), race(), None)
+        .expect("state")
+        .with_planned_reads(false);
+    let library = spawn_app_on(redis, state).await;
+    let apps = [&planned, &library];
+    let mut dice = Dice(0x9E37_79B9_7F4A_7C15);
+    let runners = 30;
+    let chip = |n: u64| (!n.is_multiple_of(4)).then(|| format!("C{n}"));
+    let wave_of = |n: u64| ["", "A", "B"][(n % 3) as usize];
+    let time = |ms: u64| format_ms(ms, '.');
+    for app in apps {
+        wave(app, "A", "09:00:00.000").await;
+        wave(app, "B", "09:10:00.000").await;
+    }
+    let person = |n: u64| {
+        let male = n.is_multiple_of(2);
+        json!({"bib": n.to_string(), "first_name": "F", "last_name": "L",
+            "gender": if male { "male" } else { "female" }, "country": "Finland",
+            "category": if male { "men30" } else { "women30" }, "wave": wave_of(n),
+            "chip": chip(n).unwrap_or_default()})
+    };
+    let imported: Vec<Value> = (16..=runners).map(person).collect();
+    for app in apps {
+        for n in 1..16 {
+            let mut body = person(n);
+            let record = body.as_object_mut().expect("object");
+            record.retain(|_, v| v != "");
+            let (status, answer) = app.post("/api/v1/competitors", body).await;
+            assert_eq!(status, 201, "{answer}");
+        }
+        let (status, body) = app
+            .post("/api/v1/competitors/import", json!(imported))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        for n in (5..=runners).step_by(5) {
+            app.set_time(&n.to_string(), "start", &time(32_400_000 + n * 1_000))
+                .await;
+        }
+    }
+    let (mut ids, mut sent): (Vec<String>, Vec<Value>) = (Vec::new(), Vec::new());
+    for batch in 0..30 {
+        // As a mat uploads: one checkpoint a batch, the start's now and then, some mixed.
+        let mat = match dice.below(20) {
+            0..=2 => Some("start"),
+            3..=5 => None,
+            n => Some(["split1", "split2", "finish"][(n % 3) as usize]),
+        };
+        let mut reads = Vec::new();
+        for i in 0..20 {
+            let id = if !ids.is_empty() && dice.chance(8) {
+                ids[dice.below(ids.len() as u64) as usize].clone()
+            } else if i > 0 && dice.chance(4) {
+                format!("r{batch}-{}", i - 1)
+            } else {
+                format!("r{batch}-{i}")
+            };
+            // Now and then a bib nobody has (31, 32).
+            let nobody = dice.chance(2);
+            let n = 1 + dice.below(if nobody { runners + 2 } else { runners });
+            let checkpoint =
+                mat.unwrap_or(["start", "split1", "split2", "finish"][dice.below(4) as usize]);
+            let ms = if checkpoint == "start" {
+                32_100_000 + dice.below(2_400_000) // 08:55 to 09:35
+            } else {
+                32_400_000 + dice.below(10_800_000) // 09:00 to 12:00
+            };
+            let mut read = match chip(n) {
+                Some(chip) if dice.chance(40) => by_chip(&id, checkpoint, &chip, &time(ms)),
+                _ if dice.chance(1) => by_chip(&id, checkpoint, "NOBODY", &time(ms)),
+                _ => by_bib(&id, checkpoint, &n.to_string(), &time(ms)),
+            };
+            // A second reader's read of an earlier crossing: its own id, the same time.
+            if !sent.is_empty() && dice.chance(10) {
+                read = sent[dice.below(sent.len() as u64) as usize].clone();
+                read["id"] = json!(id);
+            }
+            sent.push(read.clone());
+            ids.push(id);
+            reads.push(read);
+        }
+        let mut answers = Vec::new();
+        for app in apps {
+            let (status, body) = app
+                .post("/api/v1/passings", json!({ "passings": reads }))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            answers.push(body);
+        }
+        assert_eq!(answers[0], answers[1], "batch {batch}: {reads:?}");
+        if batch % 3 == 2 {
+            // A write that changes what the rules read, on both.
+            let bib = (1 + dice.below(runners)).to_string();
+            let change = dice.below(6);
+            let ms = 32_400_000 + dice.below(10_800_000);
+            let status = [json!("DNF"), json!("DNS"), json!("DSQ"), Value::Null]
+                [dice.below(4) as usize]
+                .clone();
+            let category = ["men20", "men30", "women30"][dice.below(3) as usize];
+            let gun = time(36_000_000 + dice.below(600_000));
+            let unmatched = ids
+                .iter()
+                .find(|id| id.starts_with(&format!("r{batch}")))
+                .cloned();
+            for app in apps {
+                let code = match change {
+                    0 => {
+                        app.put(
+                            &format!("/api/v1/competitors/{bib}/times/split2"),
+                            json!({"time": time(ms)}),
+                        )
+                        .await
+                        .0
+                    }
+                    1 => {
+                        app.delete(&format!("/api/v1/competitors/{bib}/times/split2"))
+                            .await
+                            .0
+                    }
+                    2 => {
+                        app.put(
+                            &format!("/api/v1/competitors/{bib}/status"),
+                            json!({"status": status}),
+                        )
+                        .await
+                        .0
+                    }
+                    3 => app.put("/api/v1/waves/B", json!({"start": gun})).await.0,
+                    4 => {
+                        app.patch(
+                            &format!("/api/v1/competitors/{bib}"),
+                            json!({"category": category}),
+                        )
+                        .await
+                        .0
+                    }
+                    _ => match &unmatched {
+                        Some(id) => {
+                            app.post(
+                                &format!("/api/v1/passings/{id}/assign"),
+                                json!({"bib": bib}),
+                            )
+                            .await
+                            .0
+                        }
+                        None => 0,
+                    },
+                };
+                assert!(code < 500, "change {change} answered {code}");
+            }
+        }
+        if batch % 8 == 7 || batch == 29 {
+            assert_eq!(
+                redis_contents(&planned).await,
+                redis_contents(&library).await,
+                "after batch {batch}"
+            );
+        }
+    }
+    // Both ways decided many of the reads (the library decides start reads, unknown bibs and
+    // chips, competitors without an entry, a DNF whose time changes).
+    let (here, library) = store.reads_decided();
+    assert!(
+        here > 200 && library > 200,
+        "{here} reads decided in the service, {library} left to the library"
+    );
+}
+
+/// `timing_passings_planned` writes only what the service planned from data still as it read
+/// them: between the service's reads and the call, another call may have stored the same id,
+/// changed the competitor's entry, a wave's gun time or a chip's holder. Each is answered
+/// `changed` with nothing written (the service then sends the reads to `timing_passings`);
+/// the call as planned is then written whole.
+#[tokio::test]
+async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
+    use redis::AsyncCommands;
+    let app = app().await;
+    wave(&app, "A", "09:00:00.000").await;
+    runner(&app, "601", Some("A"), Some("CHIP601")).await;
+    app.set_time("601", "start", "09:00:30.000").await;
+    let client = redis::Client::open(app.redis.url()).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let index = "times_index:start,split1,split2,finish";
+    let entry: String = conn.hget(index, "601").await.expect("entry");
+    let new_entry = format!("{}{}", &entry[..8], "36000000") + &entry[16..];
+    // One read by chip at split1, 10:00:00.000, applied: the call as the service builds it.
+    let call = |id: &str, entry: &str, gun: &str, holder: &str| {
+        let mut call = redis::cmd("FCALL");
+        call.arg("timing_passings_planned").arg(0);
+        call.arg(&["1", "1", "1", "1", "2", "2"]);
+        call.arg(id).arg(format!(r#"{{"id":"{id}"}}"#));
+        call.arg("A").arg(gun).arg("CHIP601").arg(holder);
+        call.arg("601").arg(entry).arg(&new_entry).arg(1);
+        call.arg(format!("2 36000000 {id}"));
+        call.arg(&["race:601", "1", "36000000", "split1"]);
+        call.arg(&["rank:split1:all", "1", "3570000", "601"]);
+        call.arg(&["all", "gender:male"]);
+        call
+    };
+    let gun: String = conn.hget("waves", "A").await.expect("gun");
+    assert_eq!(gun, "32400000");
+    let stale = [
+        call("x1", "not the entry", &gun, "601"),
+        call("x1", &entry, "32400001", "601"),
+        call("x1", &entry, &gun, "602"),
+    ];
+    for (n, stale) in stale.into_iter().enumerate() {
+        let answer: String = stale.query_async(&mut conn).await.expect("FCALL");
+        assert_eq!(answer, "changed", "stale call {n}");
+    }
+    // An id another call stored meanwhile.
+    let _: () = conn.hset("passings", "x0", "{}").await.expect("HSET");
+    let answer: String = call("x0", &entry, &gun, "601")
+        .query_async(&mut conn)
+        .await
+        .expect("FCALL");
+    assert_eq!(answer, "changed");
+    let stored: bool = conn.hexists("passings", "x1").await.expect("HEXISTS");
+    assert!(!stored, "a stale call stored its read");
+    assert_eq!(time_at(&app, "601", "split1").await.0, None);
+
+    // Unchanged: written whole.
+    let answer: String = call("x1", &entry, &gun, "601")
+        .query_async(&mut conn)
+        .await
+        .expect("FCALL");
+    assert_eq!(answer, "ok");
+    assert_eq!(
+        time_at(&app, "601", "split1").await.0.as_deref(),
+        Some("10:00:00.000")
+    );
+    let written: String = conn.hget(index, "601").await.expect("entry");
+    assert_eq!(written, new_entry);
+    let reads: Vec<String> = conn.lrange("reads:601", 0, -1).await.expect("reads");
+    assert_eq!(reads, ["2 36000000 x1"]);
+    let score: f64 = conn.zscore("rank:split1:all", "601").await.expect("rank");
+    assert_eq!(score, 3_570_000.0);
 }

@@ -10,7 +10,10 @@ use std::time::SystemTime;
 use redis::Value;
 
 use super::{Store, StoreError, connection::Connection, keys};
-use crate::race::Race;
+use crate::{
+    model::DAY_MS,
+    race::{BEFORE_MS, Race},
+};
 
 /// The library's source for `race`: the `#!lua` line, the generated tables `K` and `R`, then
 /// `timing.lua`.
@@ -22,11 +25,13 @@ pub(super) fn library_source(race: &Race) -> String {
         .collect();
     let min_times: Vec<String> = race.rules.min_time_ms.iter().map(u64::to_string).collect();
     format!(
-        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  start_window = {},\n  min_time = {{ {} }},\n}}\n{}",
+        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  start_window = {},\n  min_time = {{ {} }},\n  day = {},\n  before = {},\n}}\n{}",
         keys::lua_prelude(),
         checkpoints.join(", "),
         race.rules.start_window_ms,
         min_times.join(", "),
+        DAY_MS,
+        BEFORE_MS,
         include_str!("timing.lua"),
     )
 }

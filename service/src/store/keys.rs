@@ -122,6 +122,12 @@ pub fn manual(bib: &str) -> String {
     format!("{MANUAL}{bib}")
 }
 
+/// The times index of a race with `checkpoints` (`times_index:<checkpoints joined by ,>`):
+/// a change of the checkpoints leaves the old entries behind, under another name.
+pub fn times_index(checkpoints: &[String]) -> String {
+    format!("{TIMES_INDEX}{}", checkpoints.join(","))
+}
+
 /// `wave:<name>`.
 pub fn wave_members(name: &str) -> String {
     format!("{WAVE_MEMBERS}{name}")
@@ -204,6 +210,10 @@ mod tests {
         );
         assert_eq!(rank("finish", Scope::All, true), "gunrank:finish:all");
         assert_eq!(untimed(Scope::All), "untimed:all");
+        assert_eq!(
+            times_index(&["start".into(), "finish".into()]),
+            "times_index:start,finish"
+        );
         assert_eq!(LISTING_ALL, format!("{LISTING}{ALL}"));
         assert_eq!(country_listing("FI"), "competitors:country:FI");
         assert!(lua_prelude().contains("  rank = 'rank:',\n"));

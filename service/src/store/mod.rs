@@ -6,6 +6,8 @@
 //! - `functions`: the Redis Functions library `timing.lua`, loaded once, called by `FCALL`;
 //! - `writes`: every write, one atomic function call each (record, raw reads, manual and
 //!   derived times, rankings and the audit entry change together);
+//! - `passings`: chip-read batches, in calls planned in the service from the times index
+//!   entries (`index`) where the rules allow, else decided by the library;
 //! - `timing`: reading waves, raw reads, a competitor's times and the audit trail;
 //! - `results`: reading a ranking page;
 //! - `rankings`: whole rankings kept in memory while they do not change, read whole once
@@ -30,6 +32,9 @@ mod rankings;
 mod results;
 // Issue 12: the start-list import; scope versions and the change channel of live reads.
 mod import;
+// Chip-read batches: the times index entries read in the service, and calls planned from them.
+mod index;
+mod passings;
 mod splits;
 mod timing;
 mod versions;
@@ -43,11 +48,12 @@ use self::connection::Connection;
 pub use self::{
     connection::OP_TIMEOUT,
     import::{ImportCounts, ImportRecord},
+    passings::Read,
     rankings::DEFAULT_KEPT_RANKING_ROWS,
     results::{OUT, PageQuery, RankedEntry, UNTIMED},
     timing::{AuditPage, CompetitorTimes, Wave},
     versions::{Change, Subscription},
-    writes::{Assigned, Read},
+    writes::Assigned,
 };
 use crate::{
     model::{Bib, Status},
@@ -196,6 +202,10 @@ pub struct Store {
     rows: Arc<std::sync::Mutex<results::RowCache>>,
     /// Whole rankings kept while they do not change (see `rankings`).
     rankings: Arc<std::sync::Mutex<rankings::Rankings>>,
+    /// The race: its checkpoints and read rules (see `passings`).
+    race: Arc<Race>,
+    /// Whether chip-read calls are planned in the service (see `passings`).
+    planning: Arc<passings::Planning>,
 }
 
 fn parse_err(err: impl std::fmt::Display) -> StoreError {
@@ -213,6 +223,8 @@ impl Store {
             finish: Arc::from(race.finish()),
             rows: Arc::default(),
             rankings: Arc::default(),
+            race,
+            planning: Arc::default(),
         })
     }
 

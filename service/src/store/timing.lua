@@ -18,10 +18,10 @@
 -- without one), gun = elapsed from the wave's gun time; K.UNTIMED without, K.OUT + 1/2/3
 -- for DNF/DSQ/DNS. A competitor with neither a time nor a status is in the untimed sets only.
 
-local DAY = 86400000
+local DAY = R.day
 -- A read up to this long before its reference (the gun, the start) is "before" it; anything
--- else is after it, crossing midnight if need be (so races up to 18 hours).
-local BEFORE = 6 * 3600000
+-- else is after it, crossing midnight if need be (race::BEFORE_MS).
+local BEFORE = R.before
 local STATUS_ORDER = { DNF = 1, DSQ = 2, DNS = 3 }
 local CPS = R.checkpoints
 local N = #CPS
@@ -31,6 +31,10 @@ for i = 1, N do POS[CPS[i]] = i end
 -- Checkpoint index as passings' arguments give it ('1', '2', ...) -> number, without tonumber.
 local CP_INDEX = {}
 for i = 1, N do CP_INDEX['' .. i] = i end
+-- Counts in passings_planned's arguments -> number (tonumber runs glibc's strtod twice, some
+-- 1,700 instructions; a call has a few per read).
+local COUNT = {}
+for i = 0, 1000 do COUNT['' .. i] = i end
 -- Key names are built once per scope value, not per call: the memo functions below fill their
 -- tables on first use, and the tables live as long as the library (no setmetatable in a
 -- Functions library). Their keys are gender, category and country values and scope names, so
@@ -142,27 +146,32 @@ local function touch_one(s, rows)
   redis.call('PUBLISH', K.live_changes, v .. s.tail)
 end
 
-local function touch(lists, rows)
-  if #lists == 1 then return touch_one(lists[1], rows) end
+-- Bumps the versions of scope names `names` (no repeats) and announces them.
+local function touch_names(names, rows)
+  if #names == 0 then return end
   local v = seq()
-  local seen, names, fields = {}, {}, {}
-  for _, list in ipairs(lists) do
-    for _, scope in ipairs(list) do
-      if not seen[scope] then
-        seen[scope] = true
-        names[#names + 1] = scope
-        fields[#fields + 1] = scope
-        fields[#fields + 1] = v
-      end
-    end
-  end
-  if #fields == 0 then return end
+  local fields = {}
+  for k = 1, #names do fields[2 * k - 1], fields[2 * k] = names[k], v end
   if rows then
     fields[#fields + 1] = K.rows_version
     fields[#fields + 1] = v
   end
   redis.call('HSET', K.live_version, unpack(fields))
   redis.call('PUBLISH', K.live_changes, v .. ' ' .. table.concat(names, ' '))
+end
+
+local function touch(lists, rows)
+  if #lists == 1 then return touch_one(lists[1], rows) end
+  local seen, names = {}, {}
+  for _, list in ipairs(lists) do
+    for _, scope in ipairs(list) do
+      if not seen[scope] then
+        seen[scope] = true
+        names[#names + 1] = scope
+      end
+    end
+  end
+  touch_names(names, rows)
 end
 
 local function elapsed(from, to)
@@ -1097,6 +1106,79 @@ local function passings(_, a)
   return flat
 end
 
+-- Whether the n fields of hash `key` named at a[p], a[p + 2], ... still hold the value that
+-- follows each name (passings_planned).
+local function still(key, a, p, n)
+  if n == 0 then return true end
+  local names = {}
+  for m = 1, n do names[m] = a[p + 2 * m - 2] end
+  local now = redis.call('HMGET', key, unpack(names))
+  for m = 1, n do
+    if now[m] ~= a[p + 2 * m - 1] then return false end
+  end
+  return true
+end
+
+-- passings_planned: a chip-read call whose rules the service applied itself
+-- (store/passings.rs): reads at a split or the finish of competitors with an index entry,
+-- as apply_later_reads would apply them, from what the service read first: which ids are
+-- new, the chips' holders, the competitors' entries and their waves' gun times. Checks that
+-- all of these are still as read and, if so, makes the writes the service worked out: the raw
+-- reads, each competitor's appended reads, the changed times and rank entries, the new
+-- entries, and the change announced (the service sends the keys and scores; Lua decides
+-- nothing, which is what made chip reads cost Redis several times a SET). Answers 'ok', or
+-- 'changed' having written nothing, and the service sends the reads to `passings`.
+-- Args: counts of new reads, waves, chips, competitors, sorted-set writes and scopes; then
+-- per new read its id and raw JSON; per wave its name and gun time as read; per chip its
+-- chip and holder; per competitor the bib, the entry as read, the new entry ('' unchanged),
+-- a count k and k entries of its reads list; per sorted set its key, a count m and m score,
+-- member pairs; then the scope names to touch.
+local function passings_planned(_, a)
+  local nr, nw, nh, nc, nz, ns =
+    COUNT[a[1]], COUNT[a[2]], COUNT[a[3]], COUNT[a[4]], COUNT[a[5]], COUNT[a[6]]
+  local raw_at = 7
+  local p = raw_at + 2 * nr
+  local ids = {}
+  for k = 1, nr do ids[k] = a[raw_at + 2 * k - 2] end
+  local known = redis.call('HMGET', K.passings, unpack(ids))
+  for k = 1, nr do
+    if known[k] then return 'changed' end
+  end
+  if not still(K.waves, a, p, nw) or not still(K.chips, a, p + 2 * nw, nh) then
+    return 'changed'
+  end
+  p = p + 2 * (nw + nh)
+  local bibs, at, listed = {}, {}, {}
+  for m = 1, nc do
+    bibs[m], at[m], listed[m] = a[p], p, COUNT[a[p + 3]]
+    p = p + 4 + listed[m]
+  end
+  local entries = redis.call('HMGET', INDEX, unpack(bibs))
+  for m = 1, nc do
+    if entries[m] ~= a[at[m] + 1] then return 'changed' end
+  end
+  redis.call('HSET', K.passings, unpack(a, raw_at, raw_at + 2 * nr - 1))
+  local index = {}
+  for m = 1, nc do
+    local j = at[m]
+    redis.call('RPUSH', K.reads .. a[j], unpack(a, j + 4, j + 3 + listed[m]))
+    if a[j + 2] ~= '' then
+      index[#index + 1] = a[j]
+      index[#index + 1] = a[j + 2]
+    end
+  end
+  if #index > 0 then redis.call('HSET', INDEX, unpack(index)) end
+  for _ = 1, nz do
+    local m = COUNT[a[p + 1]]
+    redis.call('ZADD', a[p], unpack(a, p + 2, p + 1 + 2 * m))
+    p = p + 2 + 2 * m
+  end
+  local names = {}
+  for k = 1, ns do names[k] = a[p + k - 1] end
+  touch_names(names)
+  return 'ok'
+end
+
 -- assign: args id, bib, actor, at, checkpoint index, ms. An unmatched read is given to a
 -- competitor and applied (audited). Returns outcome, reason | missing | no_read | matched.
 local function assign(_, a)
@@ -1217,5 +1299,6 @@ redis.register_function('timing_status', entry(status))
 redis.register_function('timing_wave_set', entry(wave_set))
 redis.register_function('timing_wave_delete', entry(wave_delete))
 redis.register_function('timing_passings', entry(passings))
+redis.register_function('timing_passings_planned', entry(passings_planned))
 redis.register_function('timing_assign', entry(assign))
 redis.register_function('timing_import', entry(import))
