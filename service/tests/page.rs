@@ -68,6 +68,9 @@ impl Browser {
                 &format!("--user-data-dir={}", profile.path().display()),
                 "about:blank",
             ])
+            // Chromium makes its singleton socket's directory in the temporary directory,
+            // outside the profile: in the profile, it goes with it.
+            .env("TMPDIR", profile.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
