@@ -159,9 +159,10 @@ reads_row
 PASSING_CALL_US=$(usec_per_call fcall)
 READ_REDIS_US=$(python3 -c "print(f'{$LAST_REDIS_US / 500:.1f}')")
 READ_SERVICE_US=$(python3 -c "print(f'{$LAST_SERVICE_US / 500:.1f}')")
-# Of the function's Redis time per read, the share of the commands it calls (their own
-# commandstats: a command called from a function counts there too; the service sends none
-# of its own for reads by bib) and so of the rest: the Lua code and its calls into Redis.
+# The Redis time per read in function calls (timing_passings_planned, timing_passings for
+# the few the service leaves to Lua), and in commands: those the functions call (a command
+# called from a function counts in its own commandstats too) and the service's own HMGETs
+# (which ids are new, the entries). What the functions take beyond their commands is Lua.
 read -r READ_FUNCTION_US READ_COMMANDS_US < <(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO commandstats | tr -d '\r' |
   awk -F'[:,=]' -v n=$((LAST_REQUESTS * 500)) '
     $1 == "cmdstat_fcall" { f = $5 } $1 ~ /^cmdstat_/ && $1 != "cmdstat_fcall" { c += $5 }
@@ -174,16 +175,24 @@ read -r READ_FUNCTION_US READ_COMMANDS_US < <(redis-cli -h 127.0.0.1 -p "$REDIS_
 # wrote every competitor's entry.)
 scenario "POST /api/v1/passings again (most kept)" passings ""
 reads_row
+# The same once more with the rules applied by the library in Redis (PLANNED_READS=false, as
+# before the service decided reads itself): compare with the row above, where most are kept.
+start_service service-library-rules PLANNED_READS=false
+BASE=$STARTED_BASE SERVICE_PID=$STARTED_PID \
+  scenario "POST /api/v1/passings again, rules in Lua" passings ""
+reads_row
+kill "$STARTED_PID" 2>/dev/null || true
 # The floor under that: the Redis commands the passings function sends for reads at a split,
 # in a script with no logic around them, for calls of READS_PER_CALL random loaded
-# competitors as the service makes them (store/writes.rs). Per call: which ids are new (the
+# competitors as the service makes them (store/passings.rs). Per call: which ids are new (the
 # real hash), the raw reads stored, the competitors' times index entries (store/timing.lua,
 # INDEX; the race's default checkpoints name it); per read, the append to the competitor's
 # reads. A read that changes a time also reads the record and writes the time and three rank
 # entries, and the call the changed entries. Writes go to copies under bench:, so the data
 # stay as loaded. Redis CPU per read, round trips included.
 echo "==> redis-benchmark EVALSHA: a chip read's commands alone" >&2
-READS_PER_CALL=$(sed -n 's/^const READS_PER_CALL: usize = \([0-9]*\);/\1/p' service/src/store/writes.rs)
+READS_PER_CALL=$(sed -n 's/^const READS_PER_CALL: usize = \([0-9]*\);/\1/p' service/src/store/passings.rs)
+[ -n "$READS_PER_CALL" ] || { echo "bench: no READS_PER_CALL in service/src/store/passings.rs" >&2; exit 1; }
 RAW='{"bib":"000000000001","checkpoint":"split1","id":"w1-1-1","received_at":"2026-11-30T00:00:00.000Z","source":"bench","time":"10:00:00.000"}'
 CALL_COMMANDS="local ids, raw = {}, {}
   for i = 1, #ARGV do
@@ -353,9 +362,9 @@ if [ -n "$WRITECOST" ]; then
 fi
 echo "  create through the service (FCALL timing_put):         $SERVICE_PUT_US us"
 echo "  manual time through the service (FCALL timing_times):  $SERVICE_TIMES_US us (redis-benchmark: $TIMES_US us)"
-echo "  a call of up to $READS_PER_CALL chip reads (FCALL timing_passings): $PASSING_CALL_US us"
+echo "  a function call of up to $READS_PER_CALL chip reads (FCALL timing_passings_planned, a few timing_passings): $PASSING_CALL_US us"
 for n in "${notes[@]}"; do echo "($n)"; done
 echo "Redis CPU (INFO cpu) per chip read: $READ_REDIS_US us, per non-pipelined SET: ${CPU_US[SET]} us; service CPU per chip read: $READ_SERVICE_US us"
-echo "  in the function per read: $READ_FUNCTION_US us, of which the commands it calls $READ_COMMANDS_US us"
+echo "  per read in function calls: $READ_FUNCTION_US us; in commands (those the functions call, and the service's HMGETs): $READ_COMMANDS_US us"
 echo "  a read's commands alone in a script, no logic ($READS_PER_CALL a call): $KEPT_FLOOR_US us kept, $APPLIED_FLOOR_US us changing a time"
 echo "  (chip reads/s can reach SET's ops/s only if a read costs Redis no more than a SET)"

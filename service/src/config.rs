@@ -65,8 +65,8 @@ pub struct Cli {
 
     /// Whether chip-read calls at a split or the finish are decided in this process and only
     /// checked and written by Redis (`true`), or every read is decided by the functions
-    /// library's rules in Redis (`false`: some four times the Redis time per read; kept for
-    /// comparison).
+    /// library's rules in Redis (`false`: half as much Redis time again per read, less of the
+    /// service's; kept for comparison).
     #[arg(long, env = "PLANNED_READS", default_value_t = true, action = clap::ArgAction::Set)]
     pub planned_reads: bool,
 
