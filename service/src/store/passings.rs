@@ -16,7 +16,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
 };
 
 use super::{
@@ -67,12 +70,14 @@ const EARLIER_COUNTS: &str = "an earlier read counts";
 const MANUAL_OVERRIDES: &str = "a manual time overrides the reads";
 
 /// Whether chip-read calls are planned in the service (on unless switched off, to compare),
-/// and how many reads were decided here, and left to the library, since the start.
+/// how many reads were decided here, and left to the library, since the start, and what was
+/// last seen of the entries and gun times.
 #[derive(Debug)]
 pub(super) struct Planning {
     on: AtomicBool,
     planned: AtomicU64,
     left: AtomicU64,
+    seen: Mutex<Seen>,
 }
 
 impl Default for Planning {
@@ -81,6 +86,38 @@ impl Default for Planning {
             on: AtomicBool::new(true),
             planned: AtomicU64::new(0),
             left: AtomicU64::new(0),
+            seen: Mutex::default(),
+        }
+    }
+}
+
+/// At most this many entries are remembered (some 100 bytes each); past it they are
+/// forgotten and read again.
+const MAX_SEEN_ENTRIES: usize = 100_000;
+
+/// The competitors' entries and the waves' gun times as this process last read or wrote
+/// them. A call is planned from them without reading them first, and its ids taken as new:
+/// the library checks all of these before it writes anything, so what changed since (another
+/// process's call, a manual time, a status) costs a second try after reading them, never a
+/// wrong write. That saves every call a round trip, and Redis two lookups per read.
+#[derive(Debug, Default)]
+struct Seen {
+    entries: HashMap<String, String>,
+    guns: HashMap<String, String>,
+}
+
+impl Seen {
+    fn remember(&mut self, bib: &str, entry: Option<String>) {
+        match entry {
+            Some(entry) => {
+                if self.entries.len() >= MAX_SEEN_ENTRIES {
+                    self.entries.clear();
+                }
+                self.entries.insert(bib.to_owned(), entry);
+            }
+            None => {
+                self.entries.remove(bib);
+            }
         }
     }
 }
@@ -101,6 +138,8 @@ struct Plan {
     answers: Vec<Option<Answer>>,
     call: Option<redis::Cmd>,
     left: Vec<usize>,
+    /// (bib, entry) of each competitor decided here, once the call is written.
+    entries: Vec<(String, String)>,
 }
 
 /// One competitor's new reads in a call, decided here.
@@ -325,6 +364,7 @@ fn plan<'a>(
             answers,
             call: None,
             left,
+            entries: Vec::new(),
         };
     }
     let fresh: Vec<usize> = decided
@@ -383,10 +423,22 @@ fn plan<'a>(
         }
     }
     call.arg(&touched);
+    let entries = decided
+        .iter()
+        .map(|d| {
+            let after = if d.new_entry.is_empty() {
+                d.entry
+            } else {
+                &d.new_entry
+            };
+            (d.bib.to_owned(), after.to_owned())
+        })
+        .collect();
     Plan {
         answers,
         call: Some(call),
         left,
+        entries,
     }
 }
 
@@ -507,6 +559,12 @@ impl Store {
                 .left
                 .fetch_add(left.len() as u64, Ordering::Relaxed);
             let left_reads: Vec<&Read> = left.iter().map(|&k| reads[k]).collect();
+            self.forget_entries(left_reads.iter().filter_map(|r| {
+                r.bib
+                    .as_ref()
+                    .map(Bib::as_str)
+                    .or_else(|| holders.get(r.chip.as_deref()?).map(String::as_str))
+            }));
             let decided = self.library_call(&left_reads, at).await?;
             for (&k, answer) in left.iter().zip(decided) {
                 answers[k] = Some(answer);
@@ -522,7 +580,8 @@ impl Store {
 
     /// A call planned here, its writes made by `timing_passings_planned` (the plan's `call`
     /// taken); `None` when planning is off, or what the plan was made from changed before the
-    /// library ran it.
+    /// library ran it twice. The first try plans from what was seen before (see [`Seen`]);
+    /// if that was not so, the second reads it all first.
     async fn planned_call(
         &self,
         reads: &[&Read],
@@ -539,65 +598,27 @@ impl Store {
                 (None, None) => None,
             })
             .collect();
-        let mut distinct: Vec<&str> = Vec::new();
-        for &bib in bibs.iter().flatten() {
-            if !distinct.contains(&bib) {
-                distinct.push(bib);
-            }
-        }
-        let ids: Vec<&str> = reads.iter().map(|r| r.id.as_str()).collect();
-        let mut pipe = redis::pipe();
-        pipe.cmd("HMGET").arg(keys::PASSINGS).arg(&ids);
-        if !distinct.is_empty() {
-            pipe.cmd("HMGET")
-                .arg(keys::times_index(&self.race.checkpoints))
-                .arg(&distinct);
-        }
-        let mut replies: Vec<Vec<Option<String>>> = self.bulk.query(&pipe).await?;
-        let entries: HashMap<String, String> = match replies.get_mut(1) {
-            Some(found) => distinct
-                .iter()
-                .zip(std::mem::take(found))
-                .filter_map(|(bib, entry)| Some(((*bib).to_owned(), entry?)))
-                .collect(),
-            None => HashMap::new(),
-        };
-        // The gun times of the entries' waves, if any (one more round trip).
-        let checkpoints = self.race.checkpoints.len();
-        let mut waves: Vec<&str> = Vec::new();
-        for text in entries.values() {
-            let wave = Entry::parse(text, checkpoints).and_then(|e| e.record?.wave);
-            if let Some(wave) = wave.filter(|wave| !waves.contains(wave)) {
-                waves.push(wave);
-            }
-        }
-        let mut guns = HashMap::new();
-        if !waves.is_empty() {
-            let mut pipe = redis::pipe();
-            pipe.cmd("HMGET").arg(keys::WAVES).arg(&waves);
-            let (found,): (Vec<Option<String>>,) = self.bulk.query(&pipe).await?;
-            for (wave, gun) in waves.iter().zip(found) {
-                if let Some(gun) = gun {
-                    guns.insert((*wave).to_owned(), gun);
-                }
-            }
-        }
-        let received = replies
-            .first()
-            .map(|found| found.iter().map(Option::is_some).collect())
-            .unwrap_or_default();
-        let known = Known {
-            received,
-            entries,
-            guns,
-        };
-        let mut plan = plan(&self.race, reads, &bibs, &known);
-        if let Some(call) = plan.call.take() {
+        for fresh in [false, true] {
+            let known = self.known(reads, &bibs, fresh).await?;
+            let mut plan = plan(&self.race, reads, &bibs, &known);
+            let Some(call) = plan.call.take() else {
+                return Ok(Some(plan));
+            };
             let reply = self.fcall_command_on(&self.bulk, call).await?;
             let reply: String = redis::from_redis_value(reply).map_err(parse_err)?;
             match reply.as_str() {
-                "ok" => {}
-                "changed" => return Ok(None),
+                "ok" => {
+                    let mut seen = self
+                        .planning
+                        .seen
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    for (bib, entry) in plan.entries.drain(..) {
+                        seen.remember(&bib, Some(entry));
+                    }
+                    return Ok(Some(plan));
+                }
+                "changed" => {}
                 other => {
                     return Err(parse_err(format!(
                         "timing_passings_planned answered `{other}`"
@@ -605,7 +626,135 @@ impl Store {
                 }
             }
         }
-        Ok(Some(plan))
+        Ok(None)
+    }
+
+    /// What a call of `reads` is planned from: whether their ids were received before, the
+    /// entries of competitors `bibs` and the gun times of their waves. Read from Redis when
+    /// `fresh`, else taken from what was seen (the ids as new; what was never seen is read).
+    async fn known(
+        &self,
+        reads: &[&Read],
+        bibs: &[Option<&str>],
+        fresh: bool,
+    ) -> Result<Known, StoreError> {
+        let mut entries = HashMap::new();
+        let mut unseen: Vec<&str> = Vec::new();
+        {
+            let seen = self
+                .planning
+                .seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for &bib in bibs.iter().flatten() {
+                if entries.contains_key(bib) || unseen.contains(&bib) {
+                    continue;
+                }
+                match seen.entries.get(bib).filter(|_| !fresh) {
+                    Some(entry) => {
+                        entries.insert(bib.to_owned(), entry.clone());
+                    }
+                    None => unseen.push(bib),
+                }
+            }
+        }
+        let mut pipe = redis::pipe();
+        if fresh {
+            let ids: Vec<&str> = reads.iter().map(|r| r.id.as_str()).collect();
+            pipe.cmd("HMGET").arg(keys::PASSINGS).arg(&ids);
+        }
+        if !unseen.is_empty() {
+            pipe.cmd("HMGET")
+                .arg(keys::times_index(&self.race.checkpoints))
+                .arg(&unseen);
+        }
+        let mut replies: Vec<Vec<Option<String>>> = if fresh || !unseen.is_empty() {
+            self.bulk.query(&pipe).await?
+        } else {
+            Vec::new()
+        };
+        let received = if fresh && !replies.is_empty() {
+            replies.remove(0).iter().map(Option::is_some).collect()
+        } else {
+            vec![false; reads.len()]
+        };
+        if let Some(found) = replies.pop() {
+            let mut seen = self
+                .planning
+                .seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (bib, entry) in unseen.iter().zip(found) {
+                seen.remember(bib, entry.clone());
+                if let Some(entry) = entry {
+                    entries.insert((*bib).to_owned(), entry);
+                }
+            }
+        }
+        // The gun times of the entries' waves, if any: remembered, or read.
+        let checkpoints = self.race.checkpoints.len();
+        let mut guns = HashMap::new();
+        let mut unread: Vec<&str> = Vec::new();
+        {
+            let seen = self
+                .planning
+                .seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for text in entries.values() {
+                let Some(wave) = Entry::parse(text, checkpoints).and_then(|e| e.record?.wave)
+                else {
+                    continue;
+                };
+                if guns.contains_key(wave) || unread.contains(&wave) {
+                    continue;
+                }
+                match seen.guns.get(wave).filter(|_| !fresh) {
+                    Some(gun) => {
+                        guns.insert(wave.to_owned(), gun.clone());
+                    }
+                    None => unread.push(wave),
+                }
+            }
+        }
+        if !unread.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.cmd("HMGET").arg(keys::WAVES).arg(&unread);
+            let (found,): (Vec<Option<String>>,) = self.bulk.query(&pipe).await?;
+            let mut seen = self
+                .planning
+                .seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (wave, gun) in unread.iter().zip(found) {
+                match gun {
+                    Some(gun) => {
+                        seen.guns.insert((*wave).to_owned(), gun.clone());
+                        guns.insert((*wave).to_owned(), gun);
+                    }
+                    None => {
+                        seen.guns.remove(*wave);
+                    }
+                }
+            }
+        }
+        Ok(Known {
+            received,
+            entries,
+            guns,
+        })
+    }
+
+    /// Forgets the entries of competitors `bibs` (the library changes them as it decides).
+    fn forget_entries<'b>(&self, bibs: impl Iterator<Item = &'b str>) {
+        let mut seen = self
+            .planning
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for bib in bibs {
+            seen.entries.remove(bib);
+        }
     }
 
     /// A call decided by the library's rules (`timing_passings`).
