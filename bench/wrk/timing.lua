@@ -8,9 +8,10 @@
 --   paced    the same, each connection waiting <third argument> ms between requests (a fixed
 --            load below saturation, where a latency figure is the service's, not a queue's)
 --   notmodified GET /api/v1/results?limit=50 with `If-None-Match: <third argument>` (304s)
---   passings POST /api/v1/passings, batches of 500 split1 reads of random bibs (unique ids,
---            times of day spread over three hours: a bib's first read and any earlier one
---            are applied and re-rank it, later ones are kept)
+--   passings POST /api/v1/passings, batches of 500 split1 reads of random bibs (ids unique
+--            across runs too: the run's start second is in them; times of day spread over
+--            three hours: a bib's first read and any earlier one are applied and re-rank it,
+--            later ones are kept)
 -- `done` prints one machine-readable line: RESULT requests req/s p50_ms p99_ms non2xx errors.
 
 local threads = {}
@@ -20,7 +21,7 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local scenario, competitors, counter, etag, pace = "results", 10000, 0, nil, 0
+local scenario, competitors, counter, etag, pace, run = "results", 10000, 0, nil, 0, 0
 local json = { ["Content-Type"] = "application/json" }
 
 function init(args)
@@ -29,6 +30,9 @@ function init(args)
   etag = args[3]
   if scenario == "paced" then pace = tonumber(args[3]) end
   math.randomseed(os.time() * 100 + tid)
+  -- (A run restarts `counter`: without this, a second run's reads would repeat the first's ids
+  -- and be answered as duplicates.)
+  run = os.time()
 end
 
 local function random_bib()
@@ -61,8 +65,8 @@ function request()
     local reads = {}
     for i = 1, 500 do
       reads[i] = string.format(
-        '{"id":"w%d-%d-%d","checkpoint":"split1","bib":"%s","time":"%s","source":"bench"}',
-        tid, counter, i, random_bib(), random_time())
+        '{"id":"w%d-%d-%d-%d","checkpoint":"split1","bib":"%s","time":"%s","source":"bench"}',
+        run, tid, counter, i, random_bib(), random_time())
     end
     return wrk.format("POST", "/api/v1/passings", json,
       '{"passings":[' .. table.concat(reads, ",") .. ']}')

@@ -1,18 +1,17 @@
 //! Chip-read batches, applied in calls of up to [`READS_PER_CALL`] reads, each one atomic step
 //! of the functions library.
 //!
-//! A call of reads at a split or the finish whose competitors all have a times index entry
-//! (`index`) is planned here: the service reads what the rules need (which ids are new and the
-//! entries in one pipelined round trip, the gun times of their waves in another), applies the rules as the
-//! library's `apply_later_reads` does, and sends `timing_passings_planned` the writes that
-//! follow, which the library makes only if what was read is still so. Everything else (start
-//! reads, unknown bibs and chips, a competitor read the long way) and a call whose data
-//! changed in between go to `timing_passings`, which applies the rules in Lua. Why: Redis has
-//! one thread for every client, and deciding in Lua cost it some 70,000 instructions per read
-//! the rules keep and 160,000 per read that changes a time, most of it the interpreter rather
-//! than the commands; planned, 34,000 and 76,000 (callgrind), and a third less Redis CPU per
-//! read on the same reads, for 4-6 µs more of the service's, which scales out (see the
-//! service README).
+//! The reads at a split or the finish of competitors with a times index entry (`index`) are
+//! decided here: from what the rules need as this process last saw it (the entries and the
+//! gun times of their waves, see [`Seen`]; the ids taken as new), the service applies the rules
+//! as the library's `apply_later_reads` does and sends `timing_passings_planned` the writes
+//! that follow, which the library makes only if all of that is still so; else the service
+//! reads it and tries once more. The rest of a call (start reads, unknown bibs and chips,
+//! competitors whose entry does not say enough) and a call that changed under both tries go
+//! to `timing_passings`, which applies the rules in Lua. Why: Redis has one thread for every
+//! client, and deciding in Lua cost it some 70,000 instructions per read the rules keep and
+//! 160,000 per read that changes a time, most of it the interpreter rather than the
+//! commands (callgrind; see the service README for what planned calls cost).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -528,9 +527,14 @@ impl Store {
         // One call after the other, not pipelined: Redis runs a client's pipelined commands
         // back to back, so a pipeline of the batch's calls held every results read for the
         // whole batch; one at a time, a read waits for one call at most.
+        // Ids are taken as new until a call finds otherwise: then the batch was sent before
+        // (in part, say by a second reader), and its other calls read them first.
+        let mut ids_new = true;
         for call in &calls {
             let call_reads: Vec<&Read> = call.iter().map(|&index| &reads[index]).collect();
-            let answers = self.apply_call(&call_reads, &holders, &at).await?;
+            let answers = self
+                .apply_call(&call_reads, &holders, &at, &mut ids_new)
+                .await?;
             for (&index, answer) in call.iter().zip(answers) {
                 out[index] = answer;
             }
@@ -545,8 +549,9 @@ impl Store {
         reads: &[&Read],
         holders: &HashMap<&str, String>,
         at: &str,
+        ids_new: &mut bool,
     ) -> Result<Vec<Answer>, StoreError> {
-        let (mut answers, left) = match self.planned_call(reads, holders).await? {
+        let (mut answers, left) = match self.planned_call(reads, holders, ids_new).await? {
             Some(Plan { answers, left, .. }) => (answers, left),
             None => (vec![None; reads.len()], (0..reads.len()).collect()),
         };
@@ -580,12 +585,14 @@ impl Store {
 
     /// A call planned here, its writes made by `timing_passings_planned` (the plan's `call`
     /// taken); `None` when planning is off, or what the plan was made from changed before the
-    /// library ran it twice. The first try plans from what was seen before (see [`Seen`]);
-    /// if that was not so, the second reads it all first.
+    /// library ran it twice. The first try plans from what was seen before (see [`Seen`]),
+    /// with the ids taken as new if `ids_new`; if that was not so, the second reads it all
+    /// first (and `ids_new` is cleared: the batch has reads Redis had).
     async fn planned_call(
         &self,
         reads: &[&Read],
         holders: &HashMap<&str, String>,
+        ids_new: &mut bool,
     ) -> Result<Option<Plan>, StoreError> {
         if !self.planning.on.load(Ordering::Relaxed) {
             return Ok(None);
@@ -598,8 +605,12 @@ impl Store {
                 (None, None) => None,
             })
             .collect();
-        for fresh in [false, true] {
+        let tries: &[bool] = if *ids_new { &[false, true] } else { &[true] };
+        for &fresh in tries {
             let known = self.known(reads, &bibs, fresh).await?;
+            if fresh && known.received.iter().any(|&received| received) {
+                *ids_new = false;
+            }
             let mut plan = plan(&self.race, reads, &bibs, &known);
             let Some(call) = plan.call.take() else {
                 return Ok(Some(plan));
