@@ -334,9 +334,9 @@ fn plan<'a>(
     let mut left = Vec::new();
     // New reads by competitor, in order of first appearance (the library's order).
     let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut ids: HashSet<&str> = HashSet::new();
     for (k, read) in reads.iter().enumerate() {
-        if known.received[k] || !seen.insert(&read.id) {
+        if known.received[k] || !ids.insert(&read.id) {
             answers[k] = Some(("duplicate".into(), DUPLICATE.into()));
             continue;
         }
@@ -351,8 +351,14 @@ fn plan<'a>(
     }
     let mut decided = Vec::new();
     for (bib, group) in &groups {
+        // (A start read derives everything again: the library's apply_reads.)
         let at_start = group.iter().any(|&k| reads[k].checkpoint == 0);
-        match decide(race, reads, bib, group, known).filter(|_| !at_start) {
+        let decision = if at_start {
+            None
+        } else {
+            decide(race, reads, bib, group, known)
+        };
+        match decision {
             Some(competitor) => decided.push(competitor),
             None => left.extend(group),
         }
