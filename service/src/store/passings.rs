@@ -16,7 +16,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{
-        Mutex, PoisonError,
+        Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
@@ -90,6 +90,14 @@ impl Default for Planning {
     }
 }
 
+impl Planning {
+    /// What was seen (a panic elsewhere while it was held leaves it as consistent as ever:
+    /// every value in it is checked before use).
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// At most this many entries are remembered (some 100 bytes each); past it they are
 /// forgotten and read again.
 const MAX_SEEN_ENTRIES: usize = 100_000;
@@ -106,19 +114,43 @@ struct Seen {
 }
 
 impl Seen {
-    fn remember(&mut self, bib: &str, entry: Option<String>) {
-        match entry {
-            Some(entry) => {
-                if self.entries.len() >= MAX_SEEN_ENTRIES {
-                    self.entries.clear();
+    /// Remembers `value` of `name` in `map` (one of this one's), or forgets it if `None`.
+    fn remember(map: &mut HashMap<String, String>, name: &str, value: Option<String>) {
+        match value {
+            Some(value) => {
+                if map.len() >= MAX_SEEN_ENTRIES {
+                    map.clear();
                 }
-                self.entries.insert(bib.to_owned(), entry);
+                map.insert(name.to_owned(), value);
             }
             None => {
-                self.entries.remove(bib);
+                map.remove(name);
             }
         }
     }
+}
+
+/// Of `names` (repeats counted once), copies into `found` the values `remembered` holds,
+/// unless `fresh`, and returns the others: those to read.
+fn take_remembered<'n>(
+    names: impl IntoIterator<Item = &'n str>,
+    remembered: &HashMap<String, String>,
+    fresh: bool,
+    found: &mut HashMap<String, String>,
+) -> Vec<&'n str> {
+    let mut unread = Vec::new();
+    for name in names {
+        if found.contains_key(name) || unread.contains(&name) {
+            continue;
+        }
+        match remembered.get(name).filter(|_| !fresh) {
+            Some(value) => {
+                found.insert(name.to_owned(), value.clone());
+            }
+            None => unread.push(name),
+        }
+    }
+    unread
 }
 
 /// What the service read for a call before planning it.
@@ -625,13 +657,9 @@ impl Store {
             let reply: String = redis::from_redis_value(reply).map_err(parse_err)?;
             match reply.as_str() {
                 "ok" => {
-                    let mut seen = self
-                        .planning
-                        .seen
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
+                    let mut seen = self.planning.seen();
                     for (bib, entry) in plan.entries.drain(..) {
-                        seen.remember(&bib, Some(entry));
+                        Seen::remember(&mut seen.entries, &bib, Some(entry));
                     }
                     return Ok(Some(plan));
                 }
@@ -656,25 +684,12 @@ impl Store {
         fresh: bool,
     ) -> Result<Known, StoreError> {
         let mut entries = HashMap::new();
-        let mut unseen: Vec<&str> = Vec::new();
-        {
-            let seen = self
-                .planning
-                .seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for &bib in bibs.iter().flatten() {
-                if entries.contains_key(bib) || unseen.contains(&bib) {
-                    continue;
-                }
-                match seen.entries.get(bib).filter(|_| !fresh) {
-                    Some(entry) => {
-                        entries.insert(bib.to_owned(), entry.clone());
-                    }
-                    None => unseen.push(bib),
-                }
-            }
-        }
+        let unseen = take_remembered(
+            bibs.iter().flatten().copied(),
+            &self.planning.seen().entries,
+            fresh,
+            &mut entries,
+        );
         let mut pipe = redis::pipe();
         if fresh {
             let ids: Vec<&str> = reads.iter().map(|r| r.id.as_str()).collect();
@@ -696,13 +711,9 @@ impl Store {
             vec![false; reads.len()]
         };
         if let Some(found) = replies.pop() {
-            let mut seen = self
-                .planning
-                .seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut seen = self.planning.seen();
             for (bib, entry) in unseen.iter().zip(found) {
-                seen.remember(bib, entry.clone());
+                Seen::remember(&mut seen.entries, bib, entry.clone());
                 if let Some(entry) = entry {
                     entries.insert((*bib).to_owned(), entry);
                 }
@@ -711,47 +722,19 @@ impl Store {
         // The gun times of the entries' waves, if any: remembered, or read.
         let checkpoints = self.race.checkpoints.len();
         let mut guns = HashMap::new();
-        let mut unread: Vec<&str> = Vec::new();
-        {
-            let seen = self
-                .planning
-                .seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for text in entries.values() {
-                let Some(wave) = Entry::parse(text, checkpoints).and_then(|e| e.record?.wave)
-                else {
-                    continue;
-                };
-                if guns.contains_key(wave) || unread.contains(&wave) {
-                    continue;
-                }
-                match seen.guns.get(wave).filter(|_| !fresh) {
-                    Some(gun) => {
-                        guns.insert(wave.to_owned(), gun.clone());
-                    }
-                    None => unread.push(wave),
-                }
-            }
-        }
+        let waves = entries
+            .values()
+            .filter_map(|text| Entry::parse(text, checkpoints).and_then(|e| e.record?.wave));
+        let unread = take_remembered(waves, &self.planning.seen().guns, fresh, &mut guns);
         if !unread.is_empty() {
             let mut pipe = redis::pipe();
             pipe.cmd("HMGET").arg(keys::WAVES).arg(&unread);
             let (found,): (Vec<Option<String>>,) = self.bulk.query(&pipe).await?;
-            let mut seen = self
-                .planning
-                .seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut seen = self.planning.seen();
             for (wave, gun) in unread.iter().zip(found) {
-                match gun {
-                    Some(gun) => {
-                        seen.guns.insert((*wave).to_owned(), gun.clone());
-                        guns.insert((*wave).to_owned(), gun);
-                    }
-                    None => {
-                        seen.guns.remove(*wave);
-                    }
+                Seen::remember(&mut seen.guns, wave, gun.clone());
+                if let Some(gun) = gun {
+                    guns.insert((*wave).to_owned(), gun);
                 }
             }
         }
@@ -764,11 +747,7 @@ impl Store {
 
     /// Forgets the entries of competitors `bibs` (the library changes them as it decides).
     fn forget_entries<'b>(&self, bibs: impl Iterator<Item = &'b str>) {
-        let mut seen = self
-            .planning
-            .seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut seen = self.planning.seen();
         for bib in bibs {
             seen.entries.remove(bib);
         }
