@@ -1245,8 +1245,8 @@ async fn redis_contents(app: &TestApp) -> std::collections::BTreeMap<String, Val
 /// writes no entry, the rest imported; some with manual times) gets 30 batches of 20 or 40 reads:
 /// at every checkpoint, by bib and by chip, unknown bibs and chips, ids repeated from earlier
 /// batches and within a batch. Between batches, the writes that drop entries or change what
-/// the rules read: manual times set and cleared, statuses, a wave's gun time, a category, an
-/// unmatched read assigned. Both services get the same requests; the answers are compared
+/// the rules read: manual times set and cleared, statuses, the waves' gun times, a category,
+/// an unmatched read assigned. Both services get the same requests; the answers are compared
 /// after every batch and all of Redis after each quarter.
 #[tokio::test]
 async fn the_rules_applied_in_the_service_and_in_redis_agree() {
@@ -1406,6 +1406,16 @@ async fn the_rules_applied_in_the_service_and_in_redis_agree() {
                     },
                 };
                 assert!(code < 500, "change {change} answered {code}");
+            }
+        }
+        if batch % 5 == 4 {
+            // Wave A's gun a few seconds later: what a service remembered of it is stale.
+            let gun = time(32_400_000 + 1_000 * batch);
+            for app in apps {
+                assert_eq!(
+                    app.put("/api/v1/waves/A", json!({ "start": gun })).await.0,
+                    200
+                );
             }
         }
         if batch % 8 == 7 || batch == 29 {
