@@ -15,7 +15,8 @@ use crate::{
     race::{BEFORE_MS, Race},
 };
 
-/// The library's source for `race`: the `#!lua` line, the generated tables `K` and `R`, then
+/// The library's source for `race`: the `#!lua` line, the generated tables `K` and `R` (the
+/// race's own: its checkpoints, the name of its times index, the read rules), then
 /// `timing.lua`.
 pub(super) fn library_source(race: &Race) -> String {
     let checkpoints: Vec<String> = race
@@ -25,9 +26,10 @@ pub(super) fn library_source(race: &Race) -> String {
         .collect();
     let min_times: Vec<String> = race.rules.min_time_ms.iter().map(u64::to_string).collect();
     format!(
-        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  start_window = {},\n  min_time = {{ {} }},\n  day = {},\n  before = {},\n}}\n{}",
+        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  times_index = {},\n  start_window = {},\n  min_time = {{ {} }},\n  day = {},\n  before = {},\n}}\n{}",
         keys::lua_prelude(),
         checkpoints.join(", "),
+        keys::lua_string(&keys::times_index(&race.checkpoints)),
         race.rules.start_window_ms,
         min_times.join(", "),
         DAY_MS,

@@ -123,7 +123,8 @@ pub fn manual(bib: &str) -> String {
 }
 
 /// The times index of a race with `checkpoints` (`times_index:<checkpoints joined by ,>`):
-/// a change of the checkpoints leaves the old entries behind, under another name.
+/// a change of the checkpoints leaves the old entries behind, under another name. (The
+/// library gets it whole, in its race table: `functions::library_source`.)
 pub fn times_index(checkpoints: &[String]) -> String {
     format!("{TIMES_INDEX}{}", checkpoints.join(","))
 }
@@ -181,7 +182,6 @@ pub fn lua_prelude() -> String {
         ("lags", LAGS),
         ("manual", MANUAL),
         ("reads", READS),
-        ("times_index", TIMES_INDEX),
         ("passings", PASSINGS),
         ("unmatched", UNMATCHED),
         ("chips", CHIPS),

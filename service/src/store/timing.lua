@@ -236,10 +236,9 @@ end
 -- competitor's times, manual times, status, gender, category or wave deletes theirs
 -- (forget), so an entry, when there is one, is exact, and a competitor without one (new,
 -- changed since, or written before the index existed) is read the long way once. The
--- checkpoints are in the key's name: an entry never outlives a change of the race's
--- checkpoints.
-local INDEX = K.times_index .. CPS[1]
-for i = 2, N do INDEX = INDEX .. ',' .. CPS[i] end
+-- checkpoints are in the key's name (keys::times_index): an entry never outlives a change
+-- of the race's checkpoints.
+local INDEX = R.times_index
 local W = 8
 local NO_TIME = '--------'
 local STATUS_CODE = { DNF = 'F', DSQ = 'Q', DNS = 'S' }
@@ -1121,9 +1120,10 @@ end
 
 -- passings_planned: a chip-read call whose rules the service applied itself
 -- (store/passings.rs): reads at a split or the finish of competitors with an index entry,
--- as apply_later_reads would apply them, from what the service read first: which ids are
--- new, the chips' holders, the competitors' entries and their waves' gun times. Checks that
--- all of these are still as read and, if so, makes the writes the service worked out: the raw
+-- as apply_later_reads would apply them, from what the service had of them: which ids are
+-- new, the chips' holders, the competitors' entries and their waves' gun times (remembered
+-- from earlier calls, or read). Checks that all of these are so and, if they are, makes the
+-- writes the service worked out: the raw
 -- reads, each competitor's appended reads, the changed times and rank entries, the new
 -- entries, and the change announced (the service sends the keys and scores; Lua decides
 -- nothing, which is what made chip reads cost Redis several times a SET). Answers 'ok', or
