@@ -196,13 +196,12 @@ pub struct Store {
     bulk: Arc<Connection>,
     /// The functions library's source for this race.
     library: Arc<str>,
-    /// The race's last checkpoint, whose rank sets the listing by gender or category reads.
-    finish: Arc<str>,
     /// Results rows kept between pages (see `results`).
     rows: Arc<std::sync::Mutex<results::RowCache>>,
     /// Whole rankings kept while they do not change (see `rankings`).
     rankings: Arc<std::sync::Mutex<rankings::Rankings>>,
-    /// The race: its checkpoints and read rules (see `passings`).
+    /// The race: its checkpoints and read rules (see `passings`), and its last checkpoint,
+    /// whose rank sets the listing by gender or category reads.
     race: Arc<Race>,
     /// Whether chip-read calls are planned in the service (see `passings`).
     planning: Arc<passings::Planning>,
@@ -220,7 +219,6 @@ impl Store {
             conn: Arc::new(Connection::new(redis_url)?),
             bulk: Arc::new(Connection::new(redis_url)?),
             library: Arc::from(functions::library_source(&race)),
-            finish: Arc::from(race.finish()),
             rows: Arc::default(),
             rankings: Arc::default(),
             race,
@@ -353,7 +351,7 @@ impl Store {
                 scopes.iter().map(|&scope| keys::untimed(scope)).collect(),
                 scopes
                     .iter()
-                    .map(|&scope| keys::rank(&self.finish, scope, false))
+                    .map(|&scope| keys::rank(self.race.finish(), scope, false))
                     .collect(),
             ]
         };
