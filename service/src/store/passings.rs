@@ -174,6 +174,8 @@ struct Plan {
     left: Vec<usize>,
     /// (bib, entry) of each competitor decided here, once the call is written.
     entries: Vec<(String, String)>,
+    /// How many new reads were decided here.
+    decided: usize,
 }
 
 /// One competitor's new reads in a call, decided here.
@@ -405,6 +407,7 @@ fn plan<'a>(
             call: None,
             left,
             entries: Vec::new(),
+            decided: 0,
         };
     }
     let fresh: Vec<usize> = decided
@@ -479,16 +482,8 @@ fn plan<'a>(
         call: Some(call),
         left,
         entries,
+        decided: fresh.len(),
     }
-}
-
-/// How many of a plan's answers say duplicate.
-fn duplicates(answers: &[Option<Answer>]) -> usize {
-    answers
-        .iter()
-        .flatten()
-        .filter(|(outcome, _)| outcome == "duplicate")
-        .count()
 }
 
 impl Store {
@@ -516,7 +511,7 @@ impl Store {
         }
         let mut pipe = redis::pipe();
         pipe.cmd("HMGET").arg(keys::CHIPS).arg(chips);
-        let (found,): (Vec<Option<String>>,) = self.conn.query(&pipe).await?;
+        let (found,): (Vec<Option<String>>,) = self.bulk.query(&pipe).await?;
         Ok(chips
             .iter()
             .zip(found)
@@ -533,17 +528,22 @@ impl Store {
     pub async fn ingest(&self, reads: &[Read]) -> Result<Vec<Answer>, StoreError> {
         let chips: Vec<&str> = reads.iter().filter_map(|r| r.chip.as_deref()).collect();
         let holders = self.chip_holders(&chips).await?;
-        // Group by competitor (or by unknown chip), in order of first appearance.
+        // Each read's competitor (`None` for a chip nobody has), then the reads grouped by
+        // competitor (or by unknown chip), in order of first appearance.
+        let bibs: Vec<Option<&str>> = reads
+            .iter()
+            .map(|read| match (&read.bib, &read.chip) {
+                (Some(bib), _) => Some(bib.as_str()),
+                (None, Some(chip)) => holders.get(chip.as_str()).map(String::as_str),
+                (None, None) => None,
+            })
+            .collect();
         let mut groups: Vec<Vec<usize>> = Vec::new();
-        let mut group_of: HashMap<String, usize> = HashMap::new();
+        let mut group_of: HashMap<(Option<&str>, Option<&str>), usize> = HashMap::new();
         for (index, read) in reads.iter().enumerate() {
-            let key = match (&read.bib, &read.chip) {
-                (Some(bib), _) => bib.as_str().to_owned(),
-                (None, Some(chip)) => holders
-                    .get(chip.as_str())
-                    .cloned()
-                    .unwrap_or_else(|| format!("\0{chip}")),
-                (None, None) => String::new(),
+            let key = match bibs[index] {
+                Some(bib) => (Some(bib), None),
+                None => (None, read.chip.as_deref()),
             };
             let group = *group_of.entry(key).or_insert_with(|| {
                 groups.push(Vec::new());
@@ -573,8 +573,9 @@ impl Store {
         let mut ids_new = true;
         for call in &calls {
             let call_reads: Vec<&Read> = call.iter().map(|&index| &reads[index]).collect();
+            let call_bibs: Vec<Option<&str>> = call.iter().map(|&index| bibs[index]).collect();
             let answers = self
-                .apply_call(&call_reads, &holders, &at, &mut ids_new)
+                .apply_call(&call_reads, &call_bibs, &at, &mut ids_new)
                 .await?;
             for (&index, answer) in call.iter().zip(answers) {
                 out[index] = answer;
@@ -583,34 +584,28 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies a call's reads: those decided here (see [`plan`]) with one library call that
-    /// checks and writes, then the rest with one that decides.
+    /// Applies a call's reads (of competitors `bibs`, see [`plan`]): those decided here with
+    /// one library call that checks and writes, then the rest with one that decides.
     async fn apply_call(
         &self,
         reads: &[&Read],
-        holders: &HashMap<&str, String>,
+        bibs: &[Option<&str>],
         at: &str,
         ids_new: &mut bool,
     ) -> Result<Vec<Answer>, StoreError> {
-        let (mut answers, left) = match self.planned_call(reads, holders, ids_new).await? {
-            Some(Plan { answers, left, .. }) => (answers, left),
-            None => (vec![None; reads.len()], (0..reads.len()).collect()),
+        let (mut answers, left, decided) = match self.planned_call(reads, bibs, ids_new).await? {
+            Some(plan) => (plan.answers, plan.left, plan.decided),
+            None => (vec![None; reads.len()], (0..reads.len()).collect(), 0),
         };
-        let planned = reads.len() - left.len() - duplicates(&answers);
         self.planning
             .planned
-            .fetch_add(planned as u64, Ordering::Relaxed);
+            .fetch_add(decided as u64, Ordering::Relaxed);
         if !left.is_empty() {
             self.planning
                 .left
                 .fetch_add(left.len() as u64, Ordering::Relaxed);
             let left_reads: Vec<&Read> = left.iter().map(|&k| reads[k]).collect();
-            self.forget_entries(left_reads.iter().filter_map(|r| {
-                r.bib
-                    .as_ref()
-                    .map(Bib::as_str)
-                    .or_else(|| holders.get(r.chip.as_deref()?).map(String::as_str))
-            }));
+            self.forget_entries(left.iter().filter_map(|&k| bibs[k]));
             let decided = self.library_call(&left_reads, at).await?;
             for (&k, answer) in left.iter().zip(decided) {
                 answers[k] = Some(answer);
@@ -632,27 +627,19 @@ impl Store {
     async fn planned_call(
         &self,
         reads: &[&Read],
-        holders: &HashMap<&str, String>,
+        bibs: &[Option<&str>],
         ids_new: &mut bool,
     ) -> Result<Option<Plan>, StoreError> {
         if !self.planning.on.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        let bibs: Vec<Option<&str>> = reads
-            .iter()
-            .map(|read| match (&read.bib, &read.chip) {
-                (Some(bib), _) => Some(bib.as_str()),
-                (None, Some(chip)) => holders.get(chip.as_str()).map(String::as_str),
-                (None, None) => None,
-            })
-            .collect();
         let tries: &[bool] = if *ids_new { &[false, true] } else { &[true] };
         for &fresh in tries {
-            let known = self.known(reads, &bibs, fresh).await?;
+            let known = self.known(reads, bibs, fresh).await?;
             if fresh && known.received.iter().any(|&received| received) {
                 *ids_new = false;
             }
-            let mut plan = plan(&self.race, reads, &bibs, &known);
+            let mut plan = plan(&self.race, reads, bibs, &known);
             let Some(call) = plan.call.take() else {
                 return Ok(Some(plan));
             };
