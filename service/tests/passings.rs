@@ -5,7 +5,7 @@
 //! first read at least 1 minute after the start.
 
 use serde_json::{Value, json};
-use timing_service::{AppState, auth::Credentials, model::format_ms, race::Race};
+use timing_service::{AppState, auth::Credentials, model::format_ms, race::Race, store::Store};
 
 use crate::common::{
     Redis, TestApp, assert_error, command_calls, long_way_calls, spawn_app_on, spawn_app_with,
@@ -21,6 +21,17 @@ fn race() -> Race {
 
 async fn app() -> TestApp {
     spawn_app_with(race(), None).await
+}
+
+/// The service deciding chip reads itself (`planned`) or leaving every read to the library's
+/// rules (`PLANNED_READS=false`), and its store (whose counts say which way reads went).
+async fn app_planning(planned: bool) -> (TestApp, Store) {
+    let redis = Redis::start();
+    let state = AppState::new(&redis.url(), race(), None)
+        .expect("state")
+        .with_planned_reads(planned);
+    let store = state.store.clone();
+    (spawn_app_on(redis, state).await, store)
 }
 
 /// Creates competitor `bib` (male, men30) in `wave` with `chip`.
@@ -892,11 +903,7 @@ async fn later_batches_read_the_times_index_in_the_library_too() {
 }
 
 async fn times_index_scenario(planned: bool) {
-    let redis = Redis::start();
-    let state = AppState::new(&redis.url(), race(), None)
-        .expect("state")
-        .with_planned_reads(planned);
-    let app = spawn_app_on(redis, state).await;
+    let (app, _) = app_planning(planned).await;
     runner(&app, "301", None, None).await;
     let read = |id: &str, checkpoint: &str, time: &str| by_bib(id, checkpoint, "301", time);
     // A start read derives everything again (no entry); the next batch reads the long way
@@ -1250,15 +1257,8 @@ async fn redis_contents(app: &TestApp) -> std::collections::BTreeMap<String, Val
 /// after every batch and all of Redis after each quarter.
 #[tokio::test]
 async fn the_rules_applied_in_the_service_and_in_redis_agree() {
-    let redis = Redis::start();
-    let state = AppState::new(&redis.url(), race(), None).expect("state");
-    let store = state.store.clone();
-    let planned = spawn_app_on(redis, state).await;
-    let redis = Redis::start();
-    let state = AppState::new(&redis.url(), race(), None)
-        .expect("state")
-        .with_planned_reads(false);
-    let library = spawn_app_on(redis, state).await;
+    let (planned, store) = app_planning(true).await;
+    let (library, _) = app_planning(false).await;
     let apps = [&planned, &library];
     let mut dice = Dice(0x9E37_79B9_7F4A_7C15);
     let runners = 30;
