@@ -162,7 +162,8 @@ READ_SERVICE_US=$(python3 -c "print(f'{$LAST_SERVICE_US / 500:.1f}')")
 # The Redis time per read in function calls (timing_passings_planned, timing_passings for
 # the few the service leaves to Lua), and in commands: those the functions call (a command
 # called from a function counts in its own commandstats too) and the service's own HMGETs
-# (which ids are new, the entries). What the functions take beyond their commands is Lua.
+# (the chips' holders; the entries it has not seen, and on a second try the ids too). What
+# the functions take beyond their commands is Lua.
 read -r READ_FUNCTION_US READ_COMMANDS_US < <(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO commandstats | tr -d '\r' |
   awk -F'[:,=]' -v n=$((LAST_REQUESTS * 500)) '
     $1 == "cmdstat_fcall" { f = $5 } $1 ~ /^cmdstat_/ && $1 != "cmdstat_fcall" { c += $5 }

@@ -156,7 +156,7 @@ fn take_remembered<'n>(
     unread
 }
 
-/// What the service read for a call before planning it.
+/// What a call is planned from: remembered (see [`Seen`]) or read just before.
 struct Known {
     /// Per read of the call, whether its id was received before.
     received: Vec<bool>,
