@@ -5,7 +5,13 @@
 //! first read at least 1 minute after the start.
 
 use serde_json::{Value, json};
-use timing_service::{AppState, auth::Credentials, model::format_ms, race::Race, store::Store};
+use timing_service::{
+    AppState,
+    auth::Credentials,
+    model::format_ms,
+    race::Race,
+    store::{Scope, Store, keys},
+};
 
 use crate::common::{
     Redis, TestApp, assert_error, command_calls, long_way_calls, spawn_app_on, spawn_app_with,
@@ -1452,8 +1458,9 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
         .get_multiplexed_async_connection()
         .await
         .expect("redis connection");
-    let index = "times_index:start,split1,split2,finish";
-    let entry: String = conn.hget(index, "601").await.expect("entry");
+    let index = keys::times_index(&race().checkpoints);
+    let (times, rank) = (keys::times("601"), keys::rank("split1", Scope::All, false));
+    let entry: String = conn.hget(&index, "601").await.expect("entry");
     let new_entry = format!("{}{}", &entry[..8], "36000000") + &entry[16..];
     // One read by chip at split1, 10:00:00.000, applied: the call as the service builds it.
     let call = |id: &str, entry: &str, gun: &str, holder: &str| {
@@ -1464,12 +1471,12 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
         call.arg("A").arg(gun).arg("CHIP601").arg(holder);
         call.arg("601").arg(entry).arg(&new_entry).arg(1);
         call.arg(format!("2 36000000 {id}"));
-        call.arg(&["race:601", "1", "36000000", "split1"]);
-        call.arg(&["rank:split1:all", "1", "3570000", "601"]);
+        call.arg(&times).arg(&["1", "36000000", "split1"]);
+        call.arg(&rank).arg(&["1", "3570000", "601"]);
         call.arg(&["all", "gender:male"]);
         call
     };
-    let gun: String = conn.hget("waves", "A").await.expect("gun");
+    let gun: String = conn.hget(keys::WAVES, "A").await.expect("gun");
     assert_eq!(gun, "32400000");
     let stale = [
         call("x1", "not the entry", &gun, "601"),
@@ -1481,13 +1488,13 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
         assert_eq!(answer, "changed", "stale call {n}");
     }
     // An id another call stored meanwhile.
-    let _: () = conn.hset("passings", "x0", "{}").await.expect("HSET");
+    let _: () = conn.hset(keys::PASSINGS, "x0", "{}").await.expect("HSET");
     let answer: String = call("x0", &entry, &gun, "601")
         .query_async(&mut conn)
         .await
         .expect("FCALL");
     assert_eq!(answer, "changed");
-    let stored: bool = conn.hexists("passings", "x1").await.expect("HEXISTS");
+    let stored: bool = conn.hexists(keys::PASSINGS, "x1").await.expect("HEXISTS");
     assert!(!stored, "a stale call stored its read");
     assert_eq!(time_at(&app, "601", "split1").await.0, None);
 
@@ -1501,10 +1508,10 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
         time_at(&app, "601", "split1").await.0.as_deref(),
         Some("10:00:00.000")
     );
-    let written: String = conn.hget(index, "601").await.expect("entry");
+    let written: String = conn.hget(&index, "601").await.expect("entry");
     assert_eq!(written, new_entry);
-    let reads: Vec<String> = conn.lrange("reads:601", 0, -1).await.expect("reads");
+    let reads: Vec<String> = conn.lrange(keys::reads("601"), 0, -1).await.expect("reads");
     assert_eq!(reads, ["2 36000000 x1"]);
-    let score: f64 = conn.zscore("rank:split1:all", "601").await.expect("rank");
+    let score: f64 = conn.zscore(&rank, "601").await.expect("rank");
     assert_eq!(score, 3_570_000.0);
 }
