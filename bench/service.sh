@@ -104,19 +104,24 @@ scenario() { # label scenario ceiling [etag]
   local out cpu0 svc0
   cpu0=$(redis_cpu); svc0=$(service_cpu)
   out=$(timeout 120 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/wrk/timing.lua "$BASE" -- "$2" "$COMPETITORS" ${4:+"$4"} | grep '^RESULT')
-  read -r _ requests rps p50 p99 non2xx errors <<<"$out"
+  read -r _ requests rps p50 p99 non2xx errors applied <<<"$out"
   LAST_REDIS_US=$(per "$cpu0" "$(redis_cpu)" "$requests")
   LAST_SERVICE_US=$(per "$svc0" "$(service_cpu)" "$requests")
   row "$1" "$rps" "$p50" "$p99" "$non2xx" "$errors" "$3" "$LAST_REDIS_US" "$LAST_SERVICE_US"
-  LAST_RPS=$rps LAST_REQUESTS=$requests
+  LAST_RPS=$rps LAST_REQUESTS=$requests LAST_APPLIED=${applied:-0}
   if [ "$2" = create ]; then CREATE_RPS=$rps; fi
 }
 
-# The row under a chip-read scenario: its reads per second (500 a request) against SET's ops/s.
-reads_row() {
-  local reads=$((LAST_RPS * 500))
-  rows+=("$(printf '%-44s %10s %8s %8s %8s %8s' "  = chip reads ingested per second" "$reads" "-" "-" "-" \
-    "$(python3 -c "print(f'{$reads / ${RB[SET]}:.2f}')")")")
+# The row under a chip-read scenario: its reads per second (500 a request) against SET's ops/s;
+# the share of its reads that changed a time, and its Redis CPU per read, are kept for the
+# summary (READ_ROWS: name, share, us per read, x SET).
+READ_ROWS=()
+reads_row() { # name
+  local reads=$((LAST_RPS * 500)) ratio
+  ratio=$(python3 -c "print(f'{$reads / ${RB[SET]}:.2f}')")
+  rows+=("$(printf '%-44s %10s %8s %8s %8s %8s' "  = chip reads ingested per second" "$reads" "-" "-" "-" "$ratio")")
+  READ_ROWS+=("$1" "$(python3 -c "print(f'{$LAST_APPLIED / ($LAST_REQUESTS * 500):.3f}')")" \
+    "$(python3 -c "print(f'{$LAST_REDIS_US / 500:.1f}')")" "$ratio")
 }
 
 # Redis time per call of a command, from INFO commandstats since the last CONFIG RESETSTAT.
@@ -155,7 +160,7 @@ SERVICE_TIMES_US=$(usec_per_call fcall)
 # read than one round trip per key).
 reset_stats
 scenario "POST /api/v1/passings (500 reads per batch)" passings ""
-reads_row
+reads_row "first row"
 PASSING_CALL_US=$(usec_per_call fcall)
 READ_REDIS_US=$(python3 -c "print(f'{$LAST_REDIS_US / 500:.1f}')")
 READ_SERVICE_US=$(python3 -c "print(f'{$LAST_SERVICE_US / 500:.1f}')")
@@ -175,57 +180,83 @@ read -r READ_FUNCTION_US READ_COMMANDS_US < <(redis-cli -h 127.0.0.1 -p "$REDIS_
 # two rows. (No read goes the long way, store/timing.lua's INDEX: load.py's manual times
 # wrote every competitor's entry.)
 scenario "POST /api/v1/passings again (most kept)" passings ""
-reads_row
+reads_row "again"
 # The same once more with the rules applied by the library in Redis (PLANNED_READS=false, as
 # before the service decided reads itself): compare with the row above, where most are kept.
 start_service service-library-rules PLANNED_READS=false
 BASE=$STARTED_BASE SERVICE_PID=$STARTED_PID \
   scenario "POST /api/v1/passings again, rules in Lua" passings ""
-reads_row
+reads_row "rules in Lua"
 kill "$STARTED_PID" 2>/dev/null || true
-# The floor under that: the Redis commands the passings function sends for reads at a split,
-# in a script with no logic around them, for calls of READS_PER_CALL random loaded
-# competitors as the service makes them (store/passings.rs). Per call: which ids are new (the
-# real hash), the raw reads stored, the competitors' times index entries (store/timing.lua,
-# INDEX; the race's default checkpoints name it); per read, the append to the competitor's
-# reads. A read that changes a time also reads the record and writes the time and three rank
-# entries, and the call the changed entries. Writes go to copies under bench:, so the data
-# stay as loaded. Redis CPU per read, round trips included.
-echo "==> redis-benchmark EVALSHA: a chip read's commands alone" >&2
+# The floor under that: a script that makes nothing but the writes a chip read at a split
+# requires (issue 11: the raw read stored and listed for its competitor; for a read that
+# changes a time, the time, the times index entry and the three rank entries, and the change
+# announced), with the arguments it cannot do without (per read its id, raw JSON, bib and
+# list entry; per changed time the new entry, the time and the ranking score), grouped as
+# the service groups them (one HMGET, HSET or ZADD per hash or sorted set and call, one RPUSH
+# and race ZADD per competitor), for calls of READS_PER_CALL random loaded competitors. No
+# checks and no rules: what any Redis Function doing this work costs. Arguments are unique
+# per read, as real reads are (__rand_int__ in them). Writes go to copies under bench:, so
+# the data stay as loaded. Redis CPU per read, round trips included.
+echo "==> redis-benchmark EVALSHA: a chip read's writes alone" >&2
 READS_PER_CALL=$(sed -n 's/^const READS_PER_CALL: usize = \([0-9]*\);/\1/p' service/src/store/passings.rs)
 [ -n "$READS_PER_CALL" ] || { echo "bench: no READS_PER_CALL in service/src/store/passings.rs" >&2; exit 1; }
-RAW='{"bib":"000000000001","checkpoint":"split1","id":"w1-1-1","received_at":"2026-11-30T00:00:00.000Z","source":"bench","time":"10:00:00.000"}'
-CALL_COMMANDS="local ids, raw = {}, {}
-  for i = 1, #ARGV do
-    ids[i] = 'bench-' .. ARGV[i]
-    raw[2 * i - 1], raw[2 * i] = ids[i], '$RAW'
+WRITES_ALONE="local n = $READS_PER_CALL
+local changed = (#ARGV - 4 * n) / 3
+local ids, bibs, raw = {}, {}, {}
+for k = 1, n do
+  local p = 4 * k - 3
+  ids[k], bibs[k] = ARGV[p], ARGV[p + 2]
+  raw[2 * k - 1], raw[2 * k] = ARGV[p], ARGV[p + 1]
+end
+redis.call('HMGET', 'passings', unpack(ids))
+redis.call('HMGET', 'times_index:start,split1,split2,finish', unpack(bibs))
+redis.call('HSET', 'bench:passings', unpack(raw))
+for k = 1, n do redis.call('RPUSH', 'bench:reads:' .. bibs[k], ARGV[4 * k]) end
+if changed > 0 then
+  local gender = { [0] = 'bench:rank:split1:gender:0', 'bench:rank:split1:gender:1', 'bench:rank:split1:gender:2' }
+  local category = {}
+  for c = 0, 7 do category[c] = 'bench:rank:split1:category:' .. c end
+  local index, sets, order = {}, {}, {}
+  local function add(key, score, bib)
+    local set = sets[key]
+    if not set then set = {}; sets[key] = set; order[#order + 1] = key end
+    set[#set + 1] = score
+    set[#set + 1] = bib
   end
-  redis.call('HMGET', 'passings', unpack(ids))
-  redis.call('HSET', 'bench:passings', unpack(raw))
-  redis.call('HMGET', 'times_index:start,split1,split2,finish', unpack(ARGV))"
-EACH_READ="for i = 1, #ARGV do local b = ARGV[i]
-    redis.call('RPUSH', 'bench:reads:' .. b, '2 36000000 bench-read')"
-KEPT_READ="$CALL_COMMANDS
-  $EACH_READ"
-APPLIED_READ="$CALL_COMMANDS
-  redis.call('HSET', 'bench:index', unpack(raw))
-  $EACH_READ
-    redis.call('HMGET', 'competitor:' .. b, 'gender', 'category', 'country', 'wave', 'chip')
-    redis.call('ZADD', 'bench:race:' .. b, 36000000, 'split1')
-    redis.call('ZADD', 'bench:rank:split1:all', 3600000, b)
-    redis.call('ZADD', 'bench:rank:split1:gender', 3600000, b)
-    redis.call('ZADD', 'bench:rank:split1:category', 3600000, b)"
-read_floor() { # script body: prints Redis CPU us per read
-  local sha cpu0
-  sha=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" SCRIPT LOAD "$1 end return 1")
+  for k = 1, changed do
+    local p, bib = 4 * n + 3 * k - 2, bibs[k]
+    index[2 * k - 1], index[2 * k] = bib, ARGV[p]
+    redis.call('ZADD', 'bench:race:' .. bib, ARGV[p + 1], 'split1')
+    local number = tonumber(bib)
+    add('bench:rank:split1:all', ARGV[p + 2], bib)
+    add(gender[number % 3], ARGV[p + 2], bib)
+    add(category[number % 8], ARGV[p + 2], bib)
+  end
+  redis.call('HSET', 'bench:index', unpack(index))
+  for _, key in ipairs(order) do redis.call('ZADD', key, unpack(sets[key])) end
+  redis.call('HSET', 'bench:live', 'all', '1', 'gender:0', '1', 'category:0', '1')
+  redis.call('PUBLISH', 'bench:changes', '1 all gender:0 category:0')
+end
+return 1"
+WRITES_ALONE_SHA=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" SCRIPT LOAD "$WRITES_ALONE")
+writes_alone() { # changed reads per call: prints Redis CPU us per read
+  local args=() cpu0 k
+  for k in $(seq "$READS_PER_CALL"); do
+    args+=("bench-__rand_int__"
+      "{\"bib\":\"__rand_int__\",\"checkpoint\":\"split1\",\"id\":\"bench-__rand_int__\",\"received_at\":\"2026-11-30T00:00:00.000Z\",\"source\":\"bench\",\"time\":\"10:00:00.000\"}"
+      "__rand_int__" "2 36000000 bench-__rand_int__")
+  done
+  for k in $(seq "$1"); do
+    args+=("32400000--------__rand_int__36000000--------000-$(printf '\037')male$(printf '\037')men20$(printf '\037')" __rand_int__ __rand_int__)
+  done
   cpu0=$(redis_cpu)
-  # shellcheck disable=SC2046 # READS_PER_CALL words: as many random bibs
   timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 8000 -r "$COMPETITORS" \
-    EVALSHA "$sha" 0 $(printf '__rand_int__ %.0s' $(seq "$READS_PER_CALL")) >/dev/null
+    EVALSHA "$WRITES_ALONE_SHA" 0 "${args[@]}" >/dev/null
   per "$cpu0" "$(redis_cpu)" $((8000 * READS_PER_CALL))
 }
-KEPT_FLOOR_US=$(read_floor "$KEPT_READ")
-APPLIED_FLOOR_US=$(read_floor "$APPLIED_READ")
+KEPT_FLOOR_US=$(writes_alone 0)
+APPLIED_FLOOR_US=$(writes_alone "$READS_PER_CALL")
 
 # The results page while reads are being ingested: at a steady INGEST_RATE batches of 500 per
 # second (bench/ingest.py; default 2, 1,000 reads/s, several big races' finish mats at their
@@ -367,5 +398,12 @@ echo "  a function call of up to $READS_PER_CALL chip reads (FCALL timing_passin
 for n in "${notes[@]}"; do echo "($n)"; done
 echo "Redis CPU (INFO cpu) per chip read: $READ_REDIS_US us, per non-pipelined SET: ${CPU_US[SET]} us; service CPU per chip read: $READ_SERVICE_US us"
 echo "  per read in function calls: $READ_FUNCTION_US us; in commands (those the functions call, and the service's HMGETs): $READ_COMMANDS_US us"
-echo "  a read's commands alone in a script, no logic ($READS_PER_CALL a call): $KEPT_FLOOR_US us kept, $APPLIED_FLOOR_US us changing a time"
-echo "  (chip reads/s can reach SET's ops/s only if a read costs Redis no more than a SET)"
+echo "  a read's writes alone in a script (no checks, no rules; $READS_PER_CALL a call): $KEPT_FLOOR_US us kept, $APPLIED_FLOOR_US us changing a time"
+echo "  (chip reads/s can reach SET's ops/s only if a read costs Redis no more than a SET; per row, the"
+echo "   writes alone at that row's share of reads changing a time, and the most that allows:)"
+for ((i = 0; i < ${#READ_ROWS[@]}; i += 4)); do
+  python3 -c "
+share, us, floor = ${READ_ROWS[i + 1]}, ${READ_ROWS[i + 2]}, (1 - ${READ_ROWS[i + 1]}) * $KEPT_FLOOR_US + ${READ_ROWS[i + 1]} * $APPLIED_FLOOR_US
+print(f'  {\"${READ_ROWS[i]}\":<13} {share * 100:4.1f}% changing a time: Redis {us} us per read, the writes alone {floor:.1f} us,'
+      f' so at most {${CPU_US[SET]} / floor:.2f} x SET (measured: ${READ_ROWS[i + 3]})')"
+done
