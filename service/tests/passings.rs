@@ -1478,8 +1478,13 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
     };
     let gun: String = conn.hget(keys::WAVES, "A").await.expect("gun");
     assert_eq!(gun, "32400000");
+    // A competitor whose entry is not as planned: answered with the entry as it is.
+    let answer: Vec<Option<String>> = call("x1", "not the entry", &gun, "601")
+        .query_async(&mut conn)
+        .await
+        .expect("FCALL");
+    assert_eq!(answer, [Some("601".to_owned()), Some(entry.clone())]);
     let stale = [
-        call("x1", "not the entry", &gun, "601"),
         call("x1", &entry, "32400001", "601"),
         call("x1", &entry, &gun, "602"),
     ];
@@ -1514,4 +1519,135 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
     assert_eq!(reads, ["2 36000000 x1"]);
     let score: f64 = conn.zscore(&rank, "601").await.expect("rank");
     assert_eq!(score, 3_570_000.0);
+}
+
+/// A planned call in which one competitor's entry changed since it was planned writes the
+/// others' reads and answers that competitor with its entry as it is, for the service to
+/// decide that competitor's reads again.
+#[tokio::test]
+async fn a_planned_call_writes_the_competitors_whose_entry_is_as_planned() {
+    use redis::AsyncCommands;
+    let app = app().await;
+    for bib in ["701", "702"] {
+        runner(&app, bib, None, None).await;
+        app.set_time(bib, "start", "09:00:00.000").await;
+    }
+    let client = redis::Client::open(app.redis.url()).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let index = keys::times_index(&race().checkpoints);
+    let rank = keys::rank("split1", Scope::All, false);
+    let mut entries = Vec::new();
+    for bib in ["701", "702"] {
+        let entry: String = conn.hget(&index, bib).await.expect("entry");
+        entries.push(entry);
+    }
+    let new_entry = |entry: &str| format!("{}{}", &entry[..8], "36000000") + &entry[16..];
+    let rank_before: Option<f64> = conn.zscore(&rank, "702").await.expect("rank");
+    // One applied read each at split1, 10:00:00.000; 702 planned from an entry that is not
+    // its own any more.
+    let mut call = redis::cmd("FCALL");
+    call.arg("timing_passings_planned").arg(0);
+    call.arg(&["2", "0", "0", "2", "3", "1"]);
+    for id in ["y1", "y2"] {
+        call.arg(id).arg(format!(r#"{{"id":"{id}"}}"#));
+    }
+    call.arg("701")
+        .arg(&entries[0])
+        .arg(new_entry(&entries[0]))
+        .arg(1);
+    call.arg("2 36000000 y1");
+    call.arg("702")
+        .arg("an older entry")
+        .arg(new_entry(&entries[1]))
+        .arg(1);
+    call.arg("2 36000000 y2");
+    call.arg(keys::times("701"))
+        .arg(&["1", "36000000", "split1"]);
+    call.arg(keys::times("702"))
+        .arg(&["1", "36000000", "split1"]);
+    call.arg(&rank)
+        .arg(&["2", "3600000", "701", "3600000", "702"]);
+    call.arg("all");
+    let answer: Vec<Option<String>> = call.query_async(&mut conn).await.expect("FCALL");
+    assert_eq!(answer, [Some("702".to_owned()), Some(entries[1].clone())]);
+    // 701 written whole; nothing of 702.
+    assert_eq!(
+        time_at(&app, "701", "split1").await.0.as_deref(),
+        Some("10:00:00.000")
+    );
+    let written: String = conn.hget(&index, "701").await.expect("entry");
+    assert_eq!(written, new_entry(&entries[0]));
+    assert!(
+        conn.hexists::<_, _, bool>(keys::PASSINGS, "y1")
+            .await
+            .expect("HEXISTS")
+    );
+    assert!(
+        !conn
+            .hexists::<_, _, bool>(keys::PASSINGS, "y2")
+            .await
+            .expect("HEXISTS")
+    );
+    let reads: Vec<String> = conn.lrange(keys::reads("702"), 0, -1).await.expect("reads");
+    assert!(reads.is_empty(), "702's reads: {reads:?}");
+    assert_eq!(time_at(&app, "702", "split1").await.0, None);
+    let ranked: Option<f64> = conn.zscore(&rank, "702").await.expect("rank");
+    assert_eq!(ranked, rank_before);
+    let ranked: f64 = conn.zscore(&rank, "701").await.expect("rank");
+    assert_eq!(ranked, 3_600_000.0);
+    let unchanged: String = conn.hget(&index, "702").await.expect("entry");
+    assert_eq!(unchanged, entries[1]);
+}
+
+/// A batch planned partly from an entry this process no longer has right (a manual time
+/// changed it since): the call writes the others' reads, and the stale competitor's reads
+/// are decided again from the entry the call answered, in a second planned call, without
+/// reading anything first or leaving them to the library.
+#[tokio::test]
+async fn reads_of_a_competitor_changed_meanwhile_are_decided_again_from_its_entry() {
+    let (app, store) = app_planning(true).await;
+    for bib in ["801", "802"] {
+        runner(&app, bib, None, None).await;
+        app.set_time(bib, "start", "09:00:00.000").await;
+    }
+    let first = vec![
+        by_bib("d1", "split1", "801", "10:00:00.000"),
+        by_bib("d2", "split1", "802", "10:00:00.000"),
+    ];
+    assert_eq!(
+        upload(&app, first).await,
+        outcomes(&[("d1", "applied"), ("d2", "applied")])
+    );
+    // 802's split1 time set by hand: its entry (manual there now) is not what the service
+    // remembers of it.
+    app.set_time("802", "split1", "10:05:00.000").await;
+    let (planned, left) = store.reads_decided();
+    let (hmgets, fcalls) = (
+        command_calls(&app, "hmget").await,
+        command_calls(&app, "fcall").await,
+    );
+    let second = vec![
+        by_bib("e1", "split1", "801", "09:59:00.000"),
+        by_bib("e2", "split1", "802", "09:59:00.000"),
+    ];
+    assert_eq!(
+        upload(&app, second).await,
+        outcomes(&[("e1", "applied"), ("e2", "kept")])
+    );
+    assert_eq!(store.reads_decided(), (planned + 2, left));
+    // Two planned calls, each checking the ids and the entries in Redis; the service read
+    // nothing itself.
+    assert_eq!(command_calls(&app, "fcall").await, fcalls + 2);
+    assert_eq!(command_calls(&app, "hmget").await, hmgets + 4);
+    assert_eq!(
+        time_at(&app, "801", "split1").await.0.as_deref(),
+        Some("09:59:00.000")
+    );
+    assert_eq!(
+        time_at(&app, "802", "split1").await.0.as_deref(),
+        Some("10:05:00.000")
+    );
 }

@@ -101,6 +101,11 @@ impl Planning {
     }
 }
 
+/// At most this many planned calls decide one call's reads: the first, and those for
+/// competitors whose entry another call changed meanwhile; reads still undecided after them
+/// go to the library.
+const PLANNED_ROUNDS: usize = 3;
+
 /// At most this many entries are remembered (some 100 bytes each); past it they are
 /// forgotten and read again.
 const MAX_SEEN_ENTRIES: usize = 100_000;
@@ -174,8 +179,43 @@ struct Plan {
     left: Vec<usize>,
     /// (bib, entry) of each competitor decided here, once the call is written.
     entries: Vec<(String, String)>,
+    /// The reads of each competitor decided here, by bib.
+    reads_of: Vec<(String, Vec<usize>)>,
     /// How many new reads were decided here.
     decided: usize,
+    /// Reads of competitors whose entry was not as planned: the call wrote the others, and
+    /// these are to be decided again (their answers are `None`).
+    stale: Vec<usize>,
+}
+
+impl Plan {
+    /// The call was written but for the competitors `stale` names (bib, entry as it is: the
+    /// library's answer): their reads go to `stale`, unanswered, and what Redis holds of
+    /// them is remembered; the others' new entries are remembered.
+    fn written_but(&mut self, stale: &[Option<String>], seen: &mut Seen) {
+        let mut stale_bibs = HashSet::new();
+        for pair in stale.chunks(2) {
+            if let [Some(bib), entry] = pair {
+                Seen::remember(&mut seen.entries, bib, entry.clone());
+                stale_bibs.insert(bib.as_str());
+            }
+        }
+        for (bib, entry) in self.entries.drain(..) {
+            if !stale_bibs.contains(bib.as_str()) {
+                Seen::remember(&mut seen.entries, &bib, Some(entry));
+            }
+        }
+        for (bib, reads) in &self.reads_of {
+            if stale_bibs.contains(bib.as_str()) {
+                for &k in reads {
+                    self.answers[k] = None;
+                    self.stale.push(k);
+                }
+            }
+        }
+        self.decided -= self.stale.len();
+        self.stale.sort_unstable();
+    }
 }
 
 /// One competitor's new reads in a call, decided here.
@@ -407,12 +447,24 @@ fn plan<'a>(
             call: None,
             left,
             entries: Vec::new(),
+            reads_of: Vec::new(),
             decided: 0,
+            stale: Vec::new(),
         };
     }
+    // (Grouped by competitor, in competitor order: the library relies on it.)
     let fresh: Vec<usize> = decided
         .iter()
         .flat_map(|d| d.answers.iter().map(|(k, _)| *k))
+        .collect();
+    let reads_of = decided
+        .iter()
+        .map(|d| {
+            (
+                d.bib.to_owned(),
+                d.answers.iter().map(|(k, _)| *k).collect(),
+            )
+        })
         .collect();
     let chips: Vec<(&str, &str)> = fresh
         .iter()
@@ -482,7 +534,9 @@ fn plan<'a>(
         call: Some(call),
         left,
         entries,
+        reads_of,
         decided: fresh.len(),
+        stale: Vec::new(),
     }
 }
 
@@ -585,7 +639,9 @@ impl Store {
     }
 
     /// Applies a call's reads (of competitors `bibs`, see [`plan`]): those decided here with
-    /// one library call that checks and writes, then the rest with one that decides.
+    /// one library call that checks and writes (again for competitors whose entry changed
+    /// meanwhile, from their entry as the call found it, up to [`PLANNED_ROUNDS`] calls), then
+    /// the rest with one that decides.
     async fn apply_call(
         &self,
         reads: &[&Read],
@@ -593,13 +649,35 @@ impl Store {
         at: &str,
         ids_new: &mut bool,
     ) -> Result<Vec<Answer>, StoreError> {
-        let (mut answers, left, decided) = match self.planned_call(reads, bibs, ids_new).await? {
-            Some(plan) => (plan.answers, plan.left, plan.decided),
-            None => (vec![None; reads.len()], (0..reads.len()).collect(), 0),
-        };
-        self.planning
-            .planned
-            .fetch_add(decided as u64, Ordering::Relaxed);
+        let mut answers = vec![None; reads.len()];
+        let mut left = Vec::new();
+        // Positions in `reads` still to decide.
+        let mut pending: Vec<usize> = (0..reads.len()).collect();
+        for _ in 0..PLANNED_ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            let round_reads: Vec<&Read> = pending.iter().map(|&k| reads[k]).collect();
+            let round_bibs: Vec<Option<&str>> = pending.iter().map(|&k| bibs[k]).collect();
+            let Some(plan) = self
+                .planned_call(&round_reads, &round_bibs, ids_new)
+                .await?
+            else {
+                break;
+            };
+            self.planning
+                .planned
+                .fetch_add(plan.decided as u64, Ordering::Relaxed);
+            for (j, answer) in plan.answers.into_iter().enumerate() {
+                if answer.is_some() {
+                    answers[pending[j]] = answer;
+                }
+            }
+            left.extend(plan.left.iter().map(|&j| pending[j]));
+            pending = plan.stale.iter().map(|&j| pending[j]).collect();
+        }
+        left.append(&mut pending);
+        left.sort_unstable();
         if !left.is_empty() {
             self.planning
                 .left
@@ -644,6 +722,12 @@ impl Store {
                 return Ok(Some(plan));
             };
             let reply = self.fcall_command_on(&self.bulk, call).await?;
+            if let redis::Value::Array(_) = reply {
+                let stale: Vec<Option<String>> =
+                    redis::from_redis_value(reply).map_err(parse_err)?;
+                plan.written_but(&stale, &mut self.planning.seen());
+                return Ok(Some(plan));
+            }
             let reply: String = redis::from_redis_value(reply).map_err(parse_err)?;
             match reply.as_str() {
                 "ok" => {

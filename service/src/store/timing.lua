@@ -1126,13 +1126,38 @@ end
 -- writes the service worked out: the raw
 -- reads, each competitor's appended reads, the changed times and rank entries, the new
 -- entries, and the change announced (the service sends the keys and scores; Lua decides
--- nothing, which is what made chip reads cost Redis several times a SET). Answers 'ok', or
--- 'changed' having written nothing, and the service sends the reads to `passings`.
+-- nothing, which is what made chip reads cost Redis several times a SET). Answers 'ok';
+-- 'changed' having written nothing when an id, gun time or chip holder was not as sent;
+-- and when only some competitors' entries were not, writes the others (a batch is atomic
+-- per competitor) and answers those competitors' bibs and entries as they are, bib, entry,
+-- bib, entry ... (nil for none), for the service to decide their reads again: with
+-- several calls in flight, one often changes a competitor another was planned from, and
+-- sending the whole call again cost Redis the call twice.
 -- Args: counts of new reads, waves, chips, competitors, sorted-set writes and scopes; then
--- per new read its id and raw JSON; per wave its name and gun time as read; per chip its
--- chip and holder; per competitor the bib, the entry as read, the new entry ('' unchanged),
--- a count k and k entries of its reads list; per sorted set its key, a count m and m score,
--- member pairs; then the scope names to touch.
+-- per new read its id and raw JSON, grouped by competitor in competitor order; per wave its
+-- name and gun time as read; per chip its chip and holder; per competitor the bib, the
+-- entry as read, the new entry ('' unchanged), a count k and k entries of its reads list
+-- (its k reads); per sorted set its key, a count m and m score, member pairs (a member is a
+-- bib, or in the key `race:<bib>` a checkpoint); then the scope names to touch.
+local RACE_PREFIX = K.times
+
+-- The score, member pairs of one sorted set's writes in a, from p, m of them, without those
+-- of competitors in `stale` (bib -> true; a `race:<bib>` key is theirs whole).
+local function fresh_pairs(a, key, p, m, stale)
+  if string.find(key, RACE_PREFIX, 1, true) == 1 then
+    if stale[string.sub(key, #RACE_PREFIX + 1)] then return {} end
+    return { unpack(a, p, p + 2 * m - 1) }
+  end
+  local out = {}
+  for q = p, p + 2 * m - 2, 2 do
+    if not stale[a[q + 1]] then
+      out[#out + 1] = a[q]
+      out[#out + 1] = a[q + 1]
+    end
+  end
+  return out
+end
+
 local function passings_planned(_, a)
   local nr, nw, nh, nc, nz, ns =
     COUNT[a[1]], COUNT[a[2]], COUNT[a[3]], COUNT[a[4]], COUNT[a[5]], COUNT[a[6]]
@@ -1154,29 +1179,56 @@ local function passings_planned(_, a)
     p = p + 4 + listed[m]
   end
   local entries = redis.call('HMGET', INDEX, unpack(bibs))
+  -- Competitors whose entry is not as sent: bib -> true, and their bibs and entries.
+  local stale, answer
   for m = 1, nc do
-    if entries[m] ~= a[at[m] + 1] then return 'changed' end
+    if entries[m] ~= a[at[m] + 1] then
+      if not stale then stale, answer = {}, {} end
+      stale[bibs[m]] = true
+      answer[#answer + 1] = bibs[m]
+      answer[#answer + 1] = entries[m]
+    end
   end
-  redis.call('HSET', K.passings, unpack(a, raw_at, raw_at + 2 * nr - 1))
+  if answer and #answer == 2 * nc then return answer end
+  if not stale then
+    redis.call('HSET', K.passings, unpack(a, raw_at, raw_at + 2 * nr - 1))
+  else
+    -- (The raw reads are in competitor order, listed[m] of competitor m.)
+    local raw, r = {}, raw_at
+    for m = 1, nc do
+      if not stale[bibs[m]] then
+        for q = r, r + 2 * listed[m] - 1 do raw[#raw + 1] = a[q] end
+      end
+      r = r + 2 * listed[m]
+    end
+    redis.call('HSET', K.passings, unpack(raw))
+  end
   local index = {}
   for m = 1, nc do
     local j = at[m]
-    redis.call('RPUSH', K.reads .. a[j], unpack(a, j + 4, j + 3 + listed[m]))
-    if a[j + 2] ~= '' then
-      index[#index + 1] = a[j]
-      index[#index + 1] = a[j + 2]
+    if not (stale and stale[a[j]]) then
+      redis.call('RPUSH', K.reads .. a[j], unpack(a, j + 4, j + 3 + listed[m]))
+      if a[j + 2] ~= '' then
+        index[#index + 1] = a[j]
+        index[#index + 1] = a[j + 2]
+      end
     end
   end
   if #index > 0 then redis.call('HSET', INDEX, unpack(index)) end
   for _ = 1, nz do
     local m = COUNT[a[p + 1]]
-    redis.call('ZADD', a[p], unpack(a, p + 2, p + 1 + 2 * m))
+    if not stale then
+      redis.call('ZADD', a[p], unpack(a, p + 2, p + 1 + 2 * m))
+    else
+      local pairs = fresh_pairs(a, a[p], p + 2, m, stale)
+      if #pairs > 0 then redis.call('ZADD', a[p], unpack(pairs)) end
+    end
     p = p + 2 + 2 * m
   end
   local names = {}
   for k = 1, ns do names[k] = a[p + k - 1] end
   touch_names(names)
-  return 'ok'
+  return answer or 'ok'
 end
 
 -- assign: args id, bib, actor, at, checkpoint index, ms. An unmatched read is given to a
