@@ -112,16 +112,34 @@ scenario() { # label scenario ceiling [etag]
   if [ "$2" = create ]; then CREATE_RPS=$rps; fi
 }
 
-# The row under a chip-read scenario: its reads per second (500 a request) against SET's ops/s;
-# the share of its reads that changed a time, and its Redis CPU per read, are kept for the
-# summary (READ_ROWS: name, share, us per read, x SET).
+# SET's ops/s and Redis CPU per SET now (100,000 non-pipelined, as the ceiling rows): this
+# machine's speed drifts by up to a half from one minute to the next (redis-benchmark's GET
+# ran at 82,000-123,000 ops/s in one session's runs), so a chip-read row is compared with
+# SET measured just before and after it, not with the ceiling rows of minutes earlier.
+set_now() { # prints: ops/s, µs of Redis CPU per SET
+  local cpu0 rps
+  cpu0=$(redis_cpu)
+  rps=$(timeout 60 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 100000 -t set --csv |
+    awk -F, '$1 == "\"SET\"" { gsub(/"/, "", $2); print $2 }')
+  echo "${rps%.*} $(per "$cpu0" "$(redis_cpu)" 100000)"
+}
+
+# A chip-read scenario between two SET measurements, and the row under it: its reads per
+# second (500 a request) against SET's ops/s (the mean of the two); the share of its reads
+# that changed a time, its Redis CPU per read and SET's are kept for the summary (READ_ROWS:
+# name, share, µs per read, x SET, µs per SET, SET's ops/s before and after).
 READ_ROWS=()
-reads_row() { # name
-  local reads=$((LAST_RPS * 500)) ratio
-  ratio=$(python3 -c "print(f'{$reads / ${RB[SET]}:.2f}')")
+passings_scenario() { # name label
+  local before before_us after after_us reads ratio
+  read -r before before_us < <(set_now)
+  scenario "$2" passings ""
+  read -r after after_us < <(set_now)
+  reads=$((LAST_RPS * 500))
+  ratio=$(python3 -c "print(f'{$reads * 2 / ($before + $after):.2f}')")
   rows+=("$(printf '%-44s %10s %8s %8s %8s %8s' "  = chip reads ingested per second" "$reads" "-" "-" "-" "$ratio")")
   READ_ROWS+=("$1" "$(python3 -c "print(f'{$LAST_APPLIED / ($LAST_REQUESTS * 500):.3f}')")" \
-    "$(python3 -c "print(f'{$LAST_REDIS_US / 500:.1f}')")" "$ratio")
+    "$(python3 -c "print(f'{$LAST_REDIS_US / 500:.1f}')")" "$ratio" \
+    "$(python3 -c "print(f'{($before_us + $after_us) / 2:.1f}')")" "$before" "$after")
 }
 
 # Redis time per call of a command, from INFO commandstats since the last CONFIG RESETSTAT.
@@ -159,8 +177,7 @@ SERVICE_TIMES_US=$(usec_per_call fcall)
 # beside redis-benchmark's non-pipelined SET (target >= 1x: a batch must cost Redis less per
 # read than one round trip per key).
 reset_stats
-scenario "POST /api/v1/passings (500 reads per batch)" passings ""
-reads_row "first row"
+passings_scenario "first row" "POST /api/v1/passings (500 reads per batch)"
 PASSING_CALL_US=$(usec_per_call fcall)
 READ_REDIS_US=$(python3 -c "print(f'{$LAST_REDIS_US / 500:.1f}')")
 READ_SERVICE_US=$(python3 -c "print(f'{$LAST_SERVICE_US / 500:.1f}')")
@@ -179,14 +196,12 @@ read -r READ_FUNCTION_US READ_COMMANDS_US < <(redis-cli -h 127.0.0.1 -p "$REDIS_
 # sees one applied read per runner and crossing and several kept or duplicate: between the
 # two rows. (No read goes the long way, store/timing.lua's INDEX: load.py's manual times
 # wrote every competitor's entry.)
-scenario "POST /api/v1/passings again (most kept)" passings ""
-reads_row "again"
+passings_scenario "again" "POST /api/v1/passings again (most kept)"
 # The same once more with the rules applied by the library in Redis (PLANNED_READS=false, as
 # before the service decided reads itself): compare with the row above, where most are kept.
 start_service service-library-rules PLANNED_READS=false
 BASE=$STARTED_BASE SERVICE_PID=$STARTED_PID \
-  scenario "POST /api/v1/passings again, rules in Lua" passings ""
-reads_row "rules in Lua"
+  passings_scenario "rules in Lua" "POST /api/v1/passings again, rules in Lua"
 kill "$STARTED_PID" 2>/dev/null || true
 # The floor under that: a script that makes nothing but the writes a chip read at a split
 # requires (issue 11: the raw read stored and listed for its competitor; for a read that
@@ -255,6 +270,7 @@ writes_alone() { # changed reads per call: prints Redis CPU us per read
     EVALSHA "$WRITES_ALONE_SHA" 0 "${args[@]}" >/dev/null
   per "$cpu0" "$(redis_cpu)" $((8000 * READS_PER_CALL))
 }
+read -r _ FLOOR_SET_US < <(set_now)
 KEPT_FLOOR_US=$(writes_alone 0)
 APPLIED_FLOOR_US=$(writes_alone "$READS_PER_CALL")
 
@@ -378,7 +394,8 @@ for r in "${rows[@]}"; do echo "$r"; done
 for r in "${imports[@]}"; do echo "$r"; done
 echo "long poll: $held waiters held; one write answered $answered of them 200, the first ${write_to_first} ms, half within ${write_to_median} ms, the last ${write_to_last} ms after the write; service RSS $((rss_idle / 1024)) MB idle, $((rss_held / 1024)) MB holding them"
 echo "service peak RSS (VmHWM): $((hwm / 1024)) MB (current VmRSS $((rss / 1024)) MB)"
-echo "(x redis = req/s divided by redis-benchmark's GET for reads, SET for writes and chip reads/s;"
+echo "(x redis = req/s divided by redis-benchmark's GET for reads, SET for writes, and for chip reads/s
+ SET measured just before and after the row;"
 echo " targets: single-key reads >= 0.33, 304: >= 0.3, results page: >= 0.1, chip reads >= 1,"
 echo " the random page row reads a kept ranking, the one from Redis a ranking that is not kept;"
 echo " results p99 < 10 ms also while ingesting)"
@@ -398,12 +415,14 @@ echo "  a function call of up to $READS_PER_CALL chip reads (FCALL timing_passin
 for n in "${notes[@]}"; do echo "($n)"; done
 echo "Redis CPU (INFO cpu) per chip read: $READ_REDIS_US us, per non-pipelined SET: ${CPU_US[SET]} us; service CPU per chip read: $READ_SERVICE_US us"
 echo "  per read in function calls: $READ_FUNCTION_US us; in commands (those the functions call, and the service's HMGETs): $READ_COMMANDS_US us"
-echo "  a read's writes alone in a script (no checks, no rules; $READS_PER_CALL a call): $KEPT_FLOOR_US us kept, $APPLIED_FLOOR_US us changing a time"
-echo "  (chip reads/s can reach SET's ops/s only if a read costs Redis no more than a SET; per row, the"
-echo "   writes alone at that row's share of reads changing a time, and the most that allows:)"
-for ((i = 0; i < ${#READ_ROWS[@]}; i += 4)); do
+echo "  a read's writes alone in a script (no checks, no rules; $READS_PER_CALL a call): $KEPT_FLOOR_US us kept, $APPLIED_FLOOR_US us changing a time (a SET just before: $FLOOR_SET_US us)"
+echo "  (chip reads/s can reach SET's ops/s only if a read costs Redis no more than a SET; per row: SET"
+echo "   just before and after it, the writes alone at its share of reads changing a time, and the"
+echo "   most that allows, against the SET measured beside the writes alone:)"
+for ((i = 0; i < ${#READ_ROWS[@]}; i += 7)); do
   python3 -c "
-share, us, floor = ${READ_ROWS[i + 1]}, ${READ_ROWS[i + 2]}, (1 - ${READ_ROWS[i + 1]}) * $KEPT_FLOOR_US + ${READ_ROWS[i + 1]} * $APPLIED_FLOOR_US
-print(f'  {\"${READ_ROWS[i]}\":<13} {share * 100:4.1f}% changing a time: Redis {us} us per read, the writes alone {floor:.1f} us,'
-      f' so at most {${CPU_US[SET]} / floor:.2f} x SET (measured: ${READ_ROWS[i + 3]})')"
+share, us, set_us = ${READ_ROWS[i + 1]}, ${READ_ROWS[i + 2]}, ${READ_ROWS[i + 4]}
+floor = (1 - share) * $KEPT_FLOOR_US + share * $APPLIED_FLOOR_US
+print(f'  {\"${READ_ROWS[i]}\":<13} SET ${READ_ROWS[i + 5]} and ${READ_ROWS[i + 6]} ops/s at {set_us} us; {share * 100:4.1f}% changing a time:'
+      f' Redis {us} us per read, the writes alone {floor:.1f} us, so at most {$FLOOR_SET_US / floor:.2f} x SET (measured: ${READ_ROWS[i + 3]})')"
 done
