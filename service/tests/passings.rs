@@ -1651,3 +1651,96 @@ async fn reads_of_a_competitor_changed_meanwhile_are_decided_again_from_its_entr
         Some("10:05:00.000")
     );
 }
+
+/// Two processes deciding reads in the service post overlapping batches at once (each call
+/// planned from entries the other keeps changing, so planned calls find entries changed and
+/// are written in part, decided again, or left to the library), while a third process on a
+/// Redis of its own gets the same batches one after the other with the rules in Lua. The
+/// rules depend on the reads, not on their order: both end with the same times, rankings,
+/// stored reads and lists of reads (a list's order is the order received, so compared as a
+/// set).
+#[tokio::test]
+async fn processes_deciding_reads_at_once_end_as_the_library_does() {
+    let (one, store) = app_planning(true).await;
+    let two = one
+        .peer_with(|url, token| {
+            AppState::new(url, race(), token)
+                .expect("state")
+                .with_planned_reads(true)
+        })
+        .await;
+    let (library, _) = app_planning(false).await;
+    let runners = 12u64;
+    let time = |ms: u64| format_ms(ms, '.');
+    for app in [&one, &library] {
+        wave(app, "A", "09:00:00.000").await;
+        for n in 1..=runners {
+            runner(app, &n.to_string(), (n % 2 == 0).then_some("A"), None).await;
+            if n % 3 != 0 {
+                app.set_time(&n.to_string(), "start", &time(32_400_000 + n * 1_000))
+                    .await;
+            }
+        }
+    }
+    let mut dice = Dice(0x2545_F491_4F6C_DD1D);
+    let batches: Vec<Vec<Value>> = (0..16)
+        .map(|batch| {
+            (0..30)
+                .map(|i| {
+                    let checkpoint = ["split1", "split2", "finish"][dice.below(3) as usize];
+                    let bib = (1 + dice.below(runners)).to_string();
+                    let ms = 34_200_000 + dice.below(3_600_000) + 900_000 * (dice.below(3));
+                    by_bib(&format!("p{batch}-{i}"), checkpoint, &bib, &time(ms))
+                })
+                .collect()
+        })
+        .collect();
+    let post = |base: String, batches: Vec<Vec<Value>>| async move {
+        let client = reqwest::Client::new();
+        for reads in batches {
+            let response = client
+                .post(format!("{base}/api/v1/passings"))
+                .json(&json!({ "passings": reads }))
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(response.status(), 200);
+        }
+    };
+    let (even, odd): (Vec<_>, Vec<_>) = batches
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(k, _)| k % 2 == 0);
+    let strip = |list: Vec<(usize, Vec<Value>)>| list.into_iter().map(|(_, b)| b).collect();
+    tokio::join!(
+        post(one.base.clone(), strip(even)),
+        post(two.base.clone(), strip(odd))
+    );
+    for reads in batches {
+        upload(&library, reads).await;
+    }
+    let derived = |contents: std::collections::BTreeMap<String, Value>| {
+        contents
+            .into_iter()
+            .filter(|(key, _)| {
+                ["race:", "rank:", "gunrank:", "reads:", "passings"]
+                    .iter()
+                    .any(|prefix| key.starts_with(prefix))
+            })
+            .map(|(key, value)| match (key.starts_with("reads:"), value) {
+                (true, Value::Array(mut reads)) => {
+                    reads.sort_by_key(Value::to_string);
+                    (key, Value::Array(reads))
+                }
+                (_, value) => (key, value),
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        derived(redis_contents(&one).await),
+        derived(redis_contents(&library).await)
+    );
+    let (here, _) = store.reads_decided();
+    assert!(here > 0, "no read was decided in the service");
+}

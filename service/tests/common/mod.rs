@@ -276,8 +276,14 @@ pub async fn spawn_app_on_with(redis: Redis, state: AppState, options: ServeOpti
 impl TestApp {
     /// Starts another service process on this app's Redis, with the default race.
     pub async fn peer(&self) -> Peer {
-        let state =
-            AppState::new(&self.redis.url(), Race::default(), self.token.clone()).expect("state");
+        self.peer_with(|url, token| AppState::new(url, Race::default(), token).expect("state"))
+            .await
+    }
+
+    /// Starts another service process on this app's Redis, with the state `state` makes of
+    /// the Redis URL and this app's token.
+    pub async fn peer_with(&self, state: impl FnOnce(&str, Option<String>) -> AppState) -> Peer {
+        let state = state(&self.redis.url(), self.token.clone());
         let (base, server) = serve_state(state, ServeOptions::default()).await;
         Peer { base, server }
     }
