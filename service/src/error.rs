@@ -188,24 +188,44 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        crate::json::reject_duplicate_keys(&bytes)
+            .and_then(|()| serde_json::from_slice(&bytes))
+            .map(JsonBody)
+            .map_err(json_error)
+    }
+}
+
+/// The bytes of a JSON body (the media type checked as [`JsonBody`] checks it), for a route
+/// that parses them itself into types that borrow from them; [`json_error`] says what went
+/// wrong as [`JsonBody`] does.
+#[derive(Debug)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S> FromRequest<S> for JsonBytes
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
             let text = String::from_utf8_lossy(content_type.as_bytes());
             if !crate::json::is_json_media_type(&text) {
                 return Err(ApiError::UnsupportedMediaType(text.into_owned()));
             }
         }
-        let bytes = Bytes::from_request(req, state).await?;
-        crate::json::reject_duplicate_keys(&bytes)
-            .and_then(|()| serde_json::from_slice(&bytes))
-            .map(JsonBody)
-            .map_err(|err| {
-                use serde_json::error::Category;
-                match err.classify() {
-                    Category::Data => ApiError::Unprocessable(format!("invalid body: {err}")),
-                    Category::Syntax | Category::Eof | Category::Io => {
-                        ApiError::BadRequest(format!("malformed JSON: {err}"))
-                    }
-                }
-            })
+        Ok(Self(Bytes::from_request(req, state).await?))
+    }
+}
+
+/// A JSON body's parse error: 400 for its syntax, 422 for its content.
+pub fn json_error(err: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Data => ApiError::Unprocessable(format!("invalid body: {err}")),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::BadRequest(format!("malformed JSON: {err}"))
+        }
     }
 }

@@ -10,11 +10,14 @@
 //!   note=json` is not JSON.
 //! - **Duplicate keys** (RFC 8259 §4 says names SHOULD be unique; parsers disagree which value
 //!   wins): an object with a repeated key, at any depth, is refused before the body is
-//!   interpreted, so no route silently keeps the last value.
+//!   interpreted, so no route silently keeps the last value. The chip-read batch, the one
+//!   large body, is parsed once by its own types, which refuse repeats themselves with
+//!   [`Key`], [`UniqueKeys`] and [`UniqueValue`].
 
 use std::{borrow::Cow, collections::HashSet, fmt};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 /// Whether a `Content-Type` value declares a JSON body.
 pub fn is_json_media_type(content_type: &str) -> bool {
@@ -39,7 +42,7 @@ pub fn reject_duplicate_keys(body: &[u8]) -> Result<(), serde_json::Error> {
 
 /// Walks any JSON value, failing on the first object with a repeated key.
 #[derive(Clone, Copy)]
-struct UniqueKeys;
+pub struct UniqueKeys;
 
 impl<'de> DeserializeSeed<'de> for UniqueKeys {
     type Value = ();
@@ -111,7 +114,7 @@ impl<'de> Visitor<'de> for UniqueKeys {
 const SMALL_OBJECT: usize = 16;
 
 /// An object key, borrowed from the document unless it has escapes.
-struct Key;
+pub struct Key;
 
 impl<'de> DeserializeSeed<'de> for Key {
     type Value = Cow<'de, str>;
@@ -134,6 +137,67 @@ impl<'de> Visitor<'de> for Key {
 
     fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
         Ok(Cow::Owned(key.to_owned()))
+    }
+}
+
+/// Any JSON value as a [`Value`], failing on an object with a repeated key as
+/// [`reject_duplicate_keys`] does: for a body parsed in one pass by types of its own (the
+/// chip-read batch, whose reads may hold anything).
+#[derive(Clone, Copy)]
+pub struct UniqueValue;
+
+impl<'de> DeserializeSeed<'de> for UniqueValue {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            if object.contains_key(key.as_ref()) {
+                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+            }
+            let value = map.next_value_seed(self)?;
+            object.insert(key.into_owned(), value);
+        }
+        Ok(Value::Object(object))
     }
 }
 

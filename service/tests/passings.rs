@@ -4,6 +4,7 @@
 //! default rules: at the start the last read within 30 minutes of the gun, elsewhere the
 //! first read at least 1 minute after the start.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 use timing_service::{
     AppState,
@@ -689,6 +690,101 @@ async fn bad_batches_and_bad_reads() {
         "unknown wave `Z`",
     );
     assert_eq!(app.get("/api/v1/competitors/602").await.0, 404);
+}
+
+/// The batch is parsed in one pass by its own types: what a read holds instead of a string,
+/// or instead of an object, is named in its reason; texts with escapes are read as text;
+/// a repeated key anywhere refuses the whole batch, as in every other body.
+#[tokio::test]
+async fn reads_of_every_shape_are_answered_one_by_one() {
+    let app = app().await;
+    runner(&app, "601", None, None).await;
+    let body = r#"{"passings": [
+        42,
+        ["a"],
+        {"id": "typed", "checkpoint": "finish", "bib": "601", "time": 36000000},
+        {"id": "nested", "checkpoint": "finish", "bib": "601", "time": "10:00:00.000", "source": {"mat": 1}},
+        {"id": "extra", "checkpoint": "finish", "bib": "601", "time": "10:00:00.000", "zz": 1, "mat": [1]},
+        {"id": "esc\u0061ped", "checkpoint": "fin\u0069sh", "bib": 601, "time": "10:00:00.000", "source": "mat \"1\""}
+    ]}"#;
+    let answer = app
+        .send(
+            app.request(Method::POST, "/api/v1/passings")
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    let reasons: Vec<(String, String, String)> = answer.1["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or_default().to_owned(),
+                r["outcome"].as_str().unwrap_or_default().to_owned(),
+                r["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("", "rejected", "a read must be an object, got 42"),
+        ("", "rejected", r#"a read must be an object, got ["a"]"#),
+        ("typed", "rejected", "`time` must be a string, got 36000000"),
+        (
+            "nested",
+            "rejected",
+            r#"`source` must be a string, got {"mat":1}"#,
+        ),
+        (
+            "extra",
+            "rejected",
+            "unknown field `mat`; a read has id, checkpoint, bib or chip, time, source",
+        ),
+        ("escaped", "applied", ""),
+    ];
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned()))
+        .collect();
+    assert_eq!(reasons, expected);
+    let listed = app.get("/api/v1/competitors/601/passings").await.1;
+    assert_eq!(listed["passings"][0]["source"], r#"mat "1""#);
+    assert_eq!(listed["passings"][0]["checkpoint"], "finish");
+    // Repeated keys: in a read, in what a read holds, in an unknown field, and the batch's own.
+    for body in [
+        r#"{"passings": [{"id": "a", "id": "b", "checkpoint": "finish", "bib": "601", "time": "10:00:00.000"}]}"#,
+        r#"{"passings": [{"id": "a", "checkpoint": "finish", "bib": "601", "time": "10:00:00.000", "source": {"k": 1, "k": 2}}]}"#,
+        r#"{"passings": [{"id": "a", "checkpoint": "finish", "bib": "601", "time": "10:00:00.000", "x": 1, "x": 2}]}"#,
+        r#"{"passings": [{"id": "a", "checkpoint": "finish", "bib": "601", "time": "10:00:00.000", "x": {"k": 1, "k": 2}}]}"#,
+        r#"{"passings": [], "passings": []}"#,
+    ] {
+        let answer = app
+            .send(
+                app.request(Method::POST, "/api/v1/passings")
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_error(&answer, 422, "duplicate key");
+    }
+    assert_eq!(
+        app.get("/api/v1/competitors/601/passings").await.1["passings"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    // Not JSON at all, and trailing bytes after it.
+    for body in [r#"{"passings": [}"#, r#"{"passings": []} x"#] {
+        let answer = app
+            .send(
+                app.request(Method::POST, "/api/v1/passings")
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_error(&answer, 400, "malformed JSON");
+    }
 }
 
 /// Two timers with their own named tokens: the audit trail tells them apart; the single
