@@ -5,10 +5,12 @@
 //! decided here: from what the rules need as this process last saw it (the entries and the
 //! gun times of their waves, see [`Seen`]; the ids taken as new), the service applies the rules
 //! as the library's `apply_later_reads` does and sends `timing_passings_planned` the writes
-//! that follow, which the library makes only if all of that is still so; else the service
-//! reads it and tries once more. The rest of a call (start reads, unknown bibs and chips,
-//! competitors whose entry does not say enough) and a call that changed under both tries go
-//! to `timing_passings`, which applies the rules in Lua. Why: Redis has one thread for every
+//! that follow, which the library makes for each competitor whose entry is still as planned
+//! (answering the others' entries, whose reads are decided again from them), and for none if
+//! an id, gun time or chip holder changed (then the service reads them and tries once more).
+//! The rest of a call (start reads, unknown bibs and chips, competitors whose entry does not
+//! say enough) and reads still undecided after [`PLANNED_ROUNDS`] go to `timing_passings`,
+//! which applies the rules in Lua. Why: Redis has one thread for every
 //! client, and deciding in Lua cost it some 70,000 instructions per read the rules keep and
 //! 160,000 per read that changes a time, most of it the interpreter rather than the
 //! commands (callgrind; see the service README for what planned calls cost).
@@ -214,7 +216,7 @@ impl Plan {
                 }
             }
         }
-        self.decided -= self.stale.len();
+        self.decided = self.decided.saturating_sub(self.stale.len());
         self.stale.sort_unstable();
     }
 }
