@@ -99,6 +99,12 @@ fn outcomes(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Asserts the competitor's time of day at `checkpoint` (`None`: unset).
+async fn assert_time(app: &TestApp, bib: &str, checkpoint: &str, expected: Option<&str>) {
+    let time = time_at(app, bib, checkpoint).await.0;
+    assert_eq!(time.as_deref(), expected, "{bib} at {checkpoint}");
+}
+
 /// The competitor's time of day at `checkpoint` (`None` when unset) and whether it is manual.
 async fn time_at(app: &TestApp, bib: &str, checkpoint: &str) -> (Option<String>, bool, Value) {
     let (status, view) = app.get(&format!("/api/v1/competitors/{bib}/times")).await;
@@ -161,17 +167,11 @@ async fn warm_up_reads_before_the_gun_are_ignored_and_the_last_start_read_counts
             ("s4", "applied")
         ])
     );
-    assert_eq!(
-        time_at(&app, "101", "start").await.0.as_deref(),
-        Some("09:00:41.000")
-    );
+    assert_time(&app, "101", "start", Some("09:00:41.000")).await;
     // Forty minutes after the gun is outside the 30-minute start window: ignored.
     let late = upload(&app, vec![by_bib("s5", "start", "101", "09:40:00.000")]).await;
     assert_eq!(late, outcomes(&[("s5", "ignored")]));
-    assert_eq!(
-        time_at(&app, "101", "start").await.0.as_deref(),
-        Some("09:00:41.000")
-    );
+    assert_time(&app, "101", "start", Some("09:00:41.000")).await;
 }
 
 /// The finish mat lies beside the start: runner 102 is seen there at 09:00:35 as they start
@@ -306,10 +306,7 @@ async fn a_manual_override_and_its_removal() {
     )
     .await;
     app.set_time("106", "finish", "10:29:50.000").await;
-    assert_eq!(
-        time_at(&app, "106", "finish").await.0.as_deref(),
-        Some("10:29:50.000")
-    );
+    assert_time(&app, "106", "finish", Some("10:29:50.000")).await;
     assert!(time_at(&app, "106", "finish").await.1, "manual");
     assert_eq!(
         upload(&app, vec![by_bib("r3", "finish", "106", "10:28:00.000")]).await,
@@ -496,10 +493,7 @@ async fn an_unmatched_chip_then_assigned() {
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["outcome"], "applied");
-    assert_eq!(
-        time_at(&app, "401", "finish").await.0.as_deref(),
-        Some("10:50:00.000")
-    );
+    assert_time(&app, "401", "finish", Some("10:50:00.000")).await;
     assert_eq!(
         app.get("/api/v1/passings?unmatched=true").await.1["total"],
         0
@@ -580,10 +574,7 @@ async fn reads_of_dns_and_dsq_competitors_are_kept_without_effect() {
     assert_eq!(statuses, [("503", "DNF"), ("502", "DSQ"), ("501", "DNS")]);
     // Back in the race (the DNS was a mistake): the kept start read now counts.
     app.set_status("501", Value::Null).await;
-    assert_eq!(
-        time_at(&app, "501", "start").await.0.as_deref(),
-        Some("10:00:00.000")
-    );
+    assert_time(&app, "501", "start", Some("10:00:00.000")).await;
 }
 
 /// Bad input: a malformed batch is refused whole (4xx, nothing stored); a wrong read is
@@ -692,6 +683,16 @@ async fn bad_batches_and_bad_reads() {
     assert_eq!(app.get("/api/v1/competitors/602").await.0, 404);
 }
 
+/// Posts `body` to `/api/v1/passings` as it is (JSON no serializer would write).
+async fn post_raw(app: &TestApp, body: &'static str) -> (u16, Value) {
+    app.send(
+        app.request(Method::POST, "/api/v1/passings")
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await
+}
+
 /// The batch is parsed in one pass by its own types: what a read holds instead of a string,
 /// or instead of an object, is named in its reason; texts with escapes are read as text;
 /// a repeated key anywhere refuses the whole batch, as in every other body.
@@ -707,13 +708,7 @@ async fn reads_of_every_shape_are_answered_one_by_one() {
         {"id": "extra", "checkpoint": "finish", "bib": "601", "time": "10:00:00.000", "zz": 1, "mat": [1]},
         {"id": "esc\u0061ped", "checkpoint": "fin\u0069sh", "bib": 601, "time": "10:00:00.000", "source": "mat \"1\""}
     ]}"#;
-    let answer = app
-        .send(
-            app.request(Method::POST, "/api/v1/passings")
-                .header("content-type", "application/json")
-                .body(body),
-        )
-        .await;
+    let answer = post_raw(&app, body).await;
     assert_eq!(answer.0, 200, "{}", answer.1);
     let reasons: Vec<(String, String, String)> = answer.1["results"]
         .as_array()
@@ -759,13 +754,7 @@ async fn reads_of_every_shape_are_answered_one_by_one() {
         r#"{"passings": [{"id": "a", "checkpoint": "finish", "bib": "601", "time": "10:00:00.000", "x": {"k": 1, "k": 2}}]}"#,
         r#"{"passings": [], "passings": []}"#,
     ] {
-        let answer = app
-            .send(
-                app.request(Method::POST, "/api/v1/passings")
-                    .header("content-type", "application/json")
-                    .body(body),
-            )
-            .await;
+        let answer = post_raw(&app, body).await;
         assert_error(&answer, 422, "duplicate key");
     }
     assert_eq!(
@@ -776,13 +765,7 @@ async fn reads_of_every_shape_are_answered_one_by_one() {
     );
     // Not JSON at all, and trailing bytes after it.
     for body in [r#"{"passings": [}"#, r#"{"passings": []} x"#] {
-        let answer = app
-            .send(
-                app.request(Method::POST, "/api/v1/passings")
-                    .header("content-type", "application/json")
-                    .body(body),
-            )
-            .await;
+        let answer = post_raw(&app, body).await;
         assert_error(&answer, 400, "malformed JSON");
     }
 }
@@ -1052,19 +1035,13 @@ async fn times_index_scenario(planned: bool) {
         upload(&app, vec![read("c3", "finish", "10:37:00.000")]).await,
         outcomes(&[("c3", "kept")])
     );
-    assert_eq!(
-        time_at(&app, "301", "finish").await.0.as_deref(),
-        Some("10:40:00.000")
-    );
+    assert_time(&app, "301", "finish", Some("10:40:00.000")).await;
     // Cleared: the first read at the finish counts again, and a later one is kept.
     assert_eq!(
         app.delete("/api/v1/competitors/301/times/finish").await.0,
         204
     );
-    assert_eq!(
-        time_at(&app, "301", "finish").await.0.as_deref(),
-        Some("10:37:00.000")
-    );
+    assert_time(&app, "301", "finish", Some("10:37:00.000")).await;
     let before = long_way_calls(&app).await;
     assert_eq!(
         upload(&app, vec![read("c4", "finish", "10:37:30.000")]).await,
@@ -1084,10 +1061,7 @@ async fn times_index_scenario(planned: bool) {
         app.delete("/api/v1/competitors/301/times/split2").await.0,
         204
     );
-    assert_eq!(
-        time_at(&app, "301", "split2").await.0.as_deref(),
-        Some("10:25:00.000")
-    );
+    assert_time(&app, "301", "split2", Some("10:25:00.000")).await;
 
     // DNS: a read is kept without effect; back in the race, it counts, and an earlier one
     // after it is applied.
@@ -1101,15 +1075,9 @@ async fn times_index_scenario(planned: bool) {
         outcomes(&[("d1", "kept")])
     );
     assert_eq!(long_way_calls(&app).await, before);
-    assert_eq!(
-        time_at(&app, "301", "split2").await.0.as_deref(),
-        Some("10:25:00.000")
-    );
+    assert_time(&app, "301", "split2", Some("10:25:00.000")).await;
     app.set_status("301", Value::Null).await;
-    assert_eq!(
-        time_at(&app, "301", "split2").await.0.as_deref(),
-        Some("10:24:00.000")
-    );
+    assert_time(&app, "301", "split2", Some("10:24:00.000")).await;
     // The status dropped the entry: a kept read writes it again from the long way, without
     // the record (which that read did not need); the next read that changes a time reads the
     // record and adds it, and the one after that needs no record read.
@@ -1136,10 +1104,7 @@ async fn times_index_scenario(planned: bool) {
         outcomes(&[("e1", "applied")])
     );
     assert_eq!(time_at(&app, "301", "start").await.0, None);
-    assert_eq!(
-        time_at(&app, "301", "finish").await.0.as_deref(),
-        Some("10:45:00.000")
-    );
+    assert_time(&app, "301", "finish", Some("10:45:00.000")).await;
 }
 
 /// A start list imported: each new competitor gets the times index entry of one with no
@@ -1179,18 +1144,9 @@ async fn an_imported_start_list_needs_no_long_way() {
         ])
     );
     assert_eq!(long_way_calls(&app).await, before);
-    assert_eq!(
-        time_at(&app, "401", "split1").await.0.as_deref(),
-        Some("10:20:00.000")
-    );
-    assert_eq!(
-        time_at(&app, "401", "finish").await.0.as_deref(),
-        Some("10:41:00.000")
-    );
-    assert_eq!(
-        time_at(&app, "402", "finish").await.0.as_deref(),
-        Some("10:40:00.000")
-    );
+    assert_time(&app, "401", "split1", Some("10:20:00.000")).await;
+    assert_time(&app, "401", "finish", Some("10:41:00.000")).await;
+    assert_time(&app, "402", "finish", Some("10:40:00.000")).await;
 }
 
 /// A competitor's times index entry holds their gender, category and wave, which place them
@@ -1605,10 +1561,7 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
         .await
         .expect("FCALL");
     assert_eq!(answer, "ok");
-    assert_eq!(
-        time_at(&app, "601", "split1").await.0.as_deref(),
-        Some("10:00:00.000")
-    );
+    assert_time(&app, "601", "split1", Some("10:00:00.000")).await;
     let written: String = conn.hget(&index, "601").await.expect("entry");
     assert_eq!(written, new_entry);
     let reads: Vec<String> = conn.lrange(keys::reads("601"), 0, -1).await.expect("reads");
@@ -1670,10 +1623,7 @@ async fn a_planned_call_writes_the_competitors_whose_entry_is_as_planned() {
     let answer: Vec<Option<String>> = call.query_async(&mut conn).await.expect("FCALL");
     assert_eq!(answer, [Some("702".to_owned()), Some(entries[1].clone())]);
     // 701 written whole; nothing of 702.
-    assert_eq!(
-        time_at(&app, "701", "split1").await.0.as_deref(),
-        Some("10:00:00.000")
-    );
+    assert_time(&app, "701", "split1", Some("10:00:00.000")).await;
     let written: String = conn.hget(&index, "701").await.expect("entry");
     assert_eq!(written, new_entry(&entries[0]));
     assert!(
@@ -1738,14 +1688,8 @@ async fn reads_of_a_competitor_changed_meanwhile_are_decided_again_from_its_entr
     // nothing itself.
     assert_eq!(command_calls(&app, "fcall").await, fcalls + 2);
     assert_eq!(command_calls(&app, "hmget").await, hmgets + 4);
-    assert_eq!(
-        time_at(&app, "801", "split1").await.0.as_deref(),
-        Some("09:59:00.000")
-    );
-    assert_eq!(
-        time_at(&app, "802", "split1").await.0.as_deref(),
-        Some("10:05:00.000")
-    );
+    assert_time(&app, "801", "split1", Some("09:59:00.000")).await;
+    assert_time(&app, "802", "split1", Some("10:05:00.000")).await;
 }
 
 /// Two processes deciding reads in the service post overlapping batches at once (each call
