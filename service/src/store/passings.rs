@@ -180,10 +180,8 @@ struct Plan {
     answers: Vec<Option<Answer>>,
     call: Option<redis::Cmd>,
     left: Vec<usize>,
-    /// (bib, entry) of each competitor decided here, once the call is written.
-    entries: Vec<(String, String)>,
-    /// The reads of each competitor decided here, by bib.
-    reads_of: Vec<(String, Vec<usize>)>,
+    /// Each competitor decided here: bib, entry once the call is written, and their reads.
+    competitors: Vec<(String, String, Vec<usize>)>,
     /// How many new reads were decided here.
     decided: usize,
     /// Reads of competitors whose entry was not as planned: the call wrote the others, and
@@ -192,9 +190,9 @@ struct Plan {
 }
 
 impl Plan {
-    /// The call was written but for the competitors `stale` names (bib, entry as it is: the
-    /// library's answer): their reads go to `stale`, unanswered, and what Redis holds of
-    /// them is remembered; the others' new entries are remembered.
+    /// The call was written but for the competitors `stale` names (bib, entry as it is, the
+    /// library's answer; none when it answered `ok`): the others' new entries are remembered,
+    /// and so is what Redis holds of the stale ones, whose reads go to `stale`, unanswered.
     fn written_but(&mut self, stale: &[Option<String>], seen: &mut Seen) {
         let mut stale_bibs = HashSet::new();
         for pair in stale.chunks(2) {
@@ -203,17 +201,14 @@ impl Plan {
                 stale_bibs.insert(bib.as_str());
             }
         }
-        for (bib, entry) in self.entries.drain(..) {
-            if !stale_bibs.contains(bib.as_str()) {
-                Seen::remember(&mut seen.entries, &bib, Some(entry));
-            }
-        }
-        for (bib, reads) in &self.reads_of {
+        for (bib, entry, reads) in self.competitors.drain(..) {
             if stale_bibs.contains(bib.as_str()) {
-                for &k in reads {
+                for k in reads {
                     self.answers[k] = None;
                     self.stale.push(k);
                 }
+            } else {
+                Seen::remember(&mut seen.entries, &bib, Some(entry));
             }
         }
         self.decided = self.decided.saturating_sub(self.stale.len());
@@ -449,8 +444,7 @@ fn plan<'a>(
             answers,
             call: None,
             left,
-            entries: Vec::new(),
-            reads_of: Vec::new(),
+            competitors: Vec::new(),
             decided: 0,
             stale: Vec::new(),
         };
@@ -460,13 +454,16 @@ fn plan<'a>(
         .iter()
         .flat_map(|d| d.answers.iter().map(|(k, _)| *k))
         .collect();
-    let reads_of = decided
+    let competitors = decided
         .iter()
         .map(|d| {
-            (
-                d.bib.to_owned(),
-                d.answers.iter().map(|(k, _)| *k).collect(),
-            )
+            let after = if d.new_entry.is_empty() {
+                d.entry
+            } else {
+                &d.new_entry
+            };
+            let reads = d.answers.iter().map(|(k, _)| *k).collect();
+            (d.bib.to_owned(), after.to_owned(), reads)
         })
         .collect();
     let chips: Vec<(&str, &str)> = fresh
@@ -521,23 +518,11 @@ fn plan<'a>(
         }
     }
     call.arg(&touched);
-    let entries = decided
-        .iter()
-        .map(|d| {
-            let after = if d.new_entry.is_empty() {
-                d.entry
-            } else {
-                &d.new_entry
-            };
-            (d.bib.to_owned(), after.to_owned())
-        })
-        .collect();
     Plan {
         answers,
         call: Some(call),
         left,
-        entries,
-        reads_of,
+        competitors,
         decided: fresh.len(),
         stale: Vec::new(),
     }
@@ -725,28 +710,23 @@ impl Store {
                 return Ok(Some(plan));
             };
             let reply = self.fcall_command_on(&self.bulk, call).await?;
-            if let redis::Value::Array(_) = reply {
-                let stale: Vec<Option<String>> =
-                    redis::from_redis_value(reply).map_err(parse_err)?;
-                plan.written_but(&stale, &mut self.planning.seen());
-                return Ok(Some(plan));
-            }
-            let reply: String = redis::from_redis_value(reply).map_err(parse_err)?;
-            match reply.as_str() {
-                "ok" => {
-                    let mut seen = self.planning.seen();
-                    for (bib, entry) in plan.entries.drain(..) {
-                        Seen::remember(&mut seen.entries, &bib, Some(entry));
+            // The stale competitors' bibs and entries; none when all was written.
+            let stale: Vec<Option<String>> = if let redis::Value::Array(_) = reply {
+                redis::from_redis_value(reply).map_err(parse_err)?
+            } else {
+                let answer: String = redis::from_redis_value(reply).map_err(parse_err)?;
+                match answer.as_str() {
+                    "ok" => Vec::new(),
+                    "changed" => continue,
+                    other => {
+                        return Err(parse_err(format!(
+                            "timing_passings_planned answered `{other}`"
+                        )));
                     }
-                    return Ok(Some(plan));
                 }
-                "changed" => {}
-                other => {
-                    return Err(parse_err(format!(
-                        "timing_passings_planned answered `{other}`"
-                    )));
-                }
-            }
+            };
+            plan.written_but(&stale, &mut self.planning.seen());
+            return Ok(Some(plan));
         }
         Ok(None)
     }
