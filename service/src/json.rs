@@ -97,7 +97,7 @@ impl<'de> Visitor<'de> for UniqueKeys {
                 many.contains(&key)
             };
             if repeated {
-                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+                return Err(repeated_key(&key));
             }
             map.next_value_seed(self)?;
             if many.is_empty() {
@@ -108,6 +108,11 @@ impl<'de> Visitor<'de> for UniqueKeys {
         }
         Ok(())
     }
+}
+
+/// The error of an object whose key `key` is repeated, the same in every body.
+pub fn repeated_key<E: de::Error>(key: &str) -> E {
+    E::custom(format_args!("duplicate key `{key}`"))
 }
 
 /// Keys an object has before [`UniqueKeys`] looks them up in a set rather than a list.
@@ -192,7 +197,7 @@ impl<'de> Visitor<'de> for UniqueValue {
         let mut object = Map::new();
         while let Some(key) = map.next_key_seed(Key)? {
             if object.contains_key(key.as_ref()) {
-                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+                return Err(repeated_key(&key));
             }
             let value = map.next_value_seed(self)?;
             object.insert(key.into_owned(), value);

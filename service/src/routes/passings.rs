@@ -77,14 +77,7 @@ fn read(
             return Err((None, format!("a read must be an object, got {value}")));
         }
     };
-    let text = |name: &str| -> Result<Option<&str>, String> {
-        match fields.get(name) {
-            Field::Absent | Field::Null => Ok(None),
-            Field::Text(s) => Ok(Some(s)),
-            Field::Other(other) => Err(format!("`{name}` must be a string, got {other}")),
-        }
-    };
-    let id = match text("id") {
+    let id = match fields.id.text("id") {
         Ok(Some(id)) if valid_code(id) => id.to_owned(),
         Ok(Some(id)) => {
             return Err((
@@ -104,29 +97,33 @@ fn read(
             "unknown field `{unknown}`; a read has id, checkpoint, bib or chip, time, source"
         )));
     }
-    let checkpoint = text("checkpoint")
+    let checkpoint = fields
+        .checkpoint
+        .text("checkpoint")
         .map_err(&fail)?
         .ok_or_else(|| fail("missing `checkpoint`".into()))?;
     let index = state
         .race
         .checkpoint_index(checkpoint)
         .map_err(|e| fail(e.0))?;
-    let time = text("time")
+    let time = fields
+        .time
+        .text("time")
         .map_err(&fail)?
         .ok_or_else(|| fail("missing `time`".into()))?;
     let ms = parse_time_of_day(time).map_err(|e| fail(e.0))?;
-    let bib = match fields.get("bib") {
+    let bib = match &fields.bib {
         Field::Absent | Field::Null => None,
         Field::Text(text) => Some(Bib::parse(text).map_err(|e| fail(e.0))?),
         Field::Other(value) => Some(Bib::from_json(value).map_err(|e| fail(e.0))?),
     };
-    let chip = text("chip").map_err(&fail)?;
+    let chip = fields.chip.text("chip").map_err(&fail)?;
     if let Some(chip) = chip.filter(|c| !valid_code(c)) {
         return Err(fail(format!(
             "invalid chip `{chip}`: expected 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `:` or `-`"
         )));
     }
-    let source = text("source").map_err(&fail)?;
+    let source = fields.source.text("source").map_err(&fail)?;
     if source.is_some_and(|s| s.chars().count() > 64) {
         return Err(fail("`source` is longer than 64 characters".into()));
     }

@@ -12,7 +12,7 @@ use serde::{
 };
 use serde_json::Value;
 
-use crate::json::{Key, UniqueKeys, UniqueValue};
+use crate::json::{Key, UniqueKeys, UniqueValue, repeated_key};
 
 /// The body of `POST /api/v1/passings`, parsed in one pass: the reads' texts are borrowed
 /// from the body where they have no escapes, and repeated keys are refused here as
@@ -41,7 +41,7 @@ impl<'de> Visitor<'de> for BatchVisitor {
         let mut passings = None;
         while let Some(key) = map.next_key_seed(Key)? {
             match key.as_ref() {
-                "passings" if passings.is_some() => return Err(repeated(&key)),
+                "passings" if passings.is_some() => return Err(repeated_key(&key)),
                 "passings" => passings = Some(map.next_value()?),
                 other => return Err(de::Error::unknown_field(other, &["passings"])),
             }
@@ -49,10 +49,6 @@ impl<'de> Visitor<'de> for BatchVisitor {
         let passings = passings.ok_or_else(|| de::Error::missing_field("passings"))?;
         Ok(Batch { passings })
     }
-}
-
-fn repeated<E: de::Error>(key: &str) -> E {
-    E::custom(format_args!("duplicate key `{key}`"))
 }
 
 /// One read as sent: its fields, or what it was instead of an object.
@@ -68,29 +64,14 @@ pub(super) enum ReadInput<'a> {
 /// A read's fields as sent.
 #[derive(Default)]
 pub(super) struct ReadFields<'a> {
-    id: Field<'a>,
-    checkpoint: Field<'a>,
-    bib: Field<'a>,
-    chip: Field<'a>,
-    time: Field<'a>,
-    source: Field<'a>,
+    pub id: Field<'a>,
+    pub checkpoint: Field<'a>,
+    pub bib: Field<'a>,
+    pub chip: Field<'a>,
+    pub time: Field<'a>,
+    pub source: Field<'a>,
     /// The names of fields a read does not have.
     pub unknown: Vec<Cow<'a, str>>,
-}
-
-impl<'a> ReadFields<'a> {
-    /// The field `name` (one of a read's).
-    pub fn get(&self, name: &str) -> &Field<'a> {
-        match name {
-            "id" => &self.id,
-            "checkpoint" => &self.checkpoint,
-            "bib" => &self.bib,
-            "chip" => &self.chip,
-            "time" => &self.time,
-            "source" => &self.source,
-            _ => &Field::Absent,
-        }
-    }
 }
 
 /// One field of a read as sent.
@@ -102,6 +83,41 @@ pub(super) enum Field<'a> {
     Text(Cow<'a, str>),
     /// Anything but a string or null.
     Other(Value),
+}
+
+impl Field<'_> {
+    /// The field as text: `None` when absent or null; why not when it is something else
+    /// (`name` is the field's).
+    pub fn text(&self, name: &str) -> Result<Option<&str>, String> {
+        match self {
+            Field::Absent | Field::Null => Ok(None),
+            Field::Text(text) => Ok(Some(text)),
+            Field::Other(other) => Err(format!("`{name}` must be a string, got {other}")),
+        }
+    }
+}
+
+/// The visits of what a read or a field was instead of what it should be, kept whole as a
+/// [`Value`] (built, repeated keys refused, by [`UniqueValue`]) for the reason given, in
+/// `$wrap`.
+macro_rules! visit_as_value {
+    ($de:lifetime, $wrap:path) => {
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            UniqueValue.visit_bool(v).map($wrap)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            UniqueValue.visit_i64(v).map($wrap)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            UniqueValue.visit_u64(v).map($wrap)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            UniqueValue.visit_f64(v).map($wrap)
+        }
+        fn visit_seq<A: SeqAccess<$de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            UniqueValue.visit_seq(seq).map($wrap)
+        }
+    };
 }
 
 impl<'de> Deserialize<'de> for ReadInput<'de> {
@@ -131,7 +147,7 @@ impl<'de> Visitor<'de> for ReadVisitor {
                 "source" => &mut fields.source,
                 _ => {
                     if fields.unknown.contains(&key) {
-                        return Err(repeated(&key));
+                        return Err(repeated_key(&key));
                     }
                     map.next_value_seed(UniqueKeys)?;
                     fields.unknown.push(key);
@@ -139,33 +155,19 @@ impl<'de> Visitor<'de> for ReadVisitor {
                 }
             };
             if !matches!(field, Field::Absent) {
-                return Err(repeated(&key));
+                return Err(repeated_key(&key));
             }
             *field = map.next_value_seed(FieldVisitor)?;
         }
         Ok(ReadInput::Fields(fields))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        UniqueValue.visit_seq(seq).map(ReadInput::NotAnObject)
+    visit_as_value!('de, ReadInput::NotAnObject);
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        UniqueValue.visit_str(v).map(ReadInput::NotAnObject)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(ReadInput::NotAnObject(Value::Bool(v)))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(ReadInput::NotAnObject(Value::from(v)))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(ReadInput::NotAnObject(Value::from(v)))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(ReadInput::NotAnObject(Value::from(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(ReadInput::NotAnObject(Value::String(v.to_owned())))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(ReadInput::NotAnObject(Value::Null))
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        UniqueValue.visit_unit().map(ReadInput::NotAnObject)
     }
 }
 
@@ -195,21 +197,7 @@ impl<'de> Visitor<'de> for FieldVisitor {
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(Field::Null)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Field::Other(Value::Bool(v)))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Field::Other(Value::from(v)))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Field::Other(Value::from(v)))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Field::Other(Value::from(v)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        UniqueValue.visit_seq(seq).map(Field::Other)
-    }
+    visit_as_value!('de, Field::Other);
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         UniqueValue.visit_map(map).map(Field::Other)
     }
