@@ -87,17 +87,23 @@ redis_cpu() {
 }
 service_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$SERVICE_PID/stat"; }
 per() { python3 -c "print(f'{($2 - $1) * 1e6 / $3:.1f}')"; } # before after count: µs each
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# One non-pipelined redis-benchmark test (its arguments, -c CONNECTIONS added): prints its
+# requests/s (whole), p50 and p99 ms. (A test named by its command line, JSON arguments with
+# commas included, is not escaped in the CSV: the figures are the last seven fields.)
+rb_csv() {
+  timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" --csv "$@" |
+    tail -n +2 | tr -d '"' | awk -F, '{printf "%d %s %s\n", $(NF-6), $(NF-3), $(NF-1)}'
+}
 
 echo "==> redis-benchmark -c $CONNECTIONS -t set,get (non-pipelined)" >&2
 declare -A RB CPU_US
-for test in set get; do
+for test in SET GET; do
   cpu0=$(redis_cpu)
-  while IFS=, read -r name rps avg min p50 p95 p99 max; do
-    name=${name//\"/}; rps=${rps//\"/}; p50=${p50//\"/}; p99=${p99//\"/}
-    case "$name" in SET|GET) RB[$name]=$rps; line=("redis-benchmark $name (ceiling)" "${rps%.*}" "$p50" "$p99") ;; esac
-  done < <(timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 300000 -t "$test" --csv)
-  CPU_US[${test^^}]=$(per "$cpu0" "$(redis_cpu)" 300000)
-  row "${line[@]}" 0 0 "" "${CPU_US[${test^^}]}"
+  read -r rps p50 p99 < <(rb_csv -n 300000 -t "${test,,}")
+  RB[$test]=$rps
+  CPU_US[$test]=$(per "$cpu0" "$(redis_cpu)" 300000)
+  row "redis-benchmark $test (ceiling)" "$rps" "$p50" "$p99" 0 0 "" "${CPU_US[$test]}"
 done
 
 scenario() { # label scenario ceiling [etag]
@@ -119,9 +125,8 @@ scenario() { # label scenario ceiling [etag]
 set_now() { # prints: ops/s, µs of Redis CPU per SET
   local cpu0 rps
   cpu0=$(redis_cpu)
-  rps=$(timeout 60 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 100000 -t set --csv |
-    awk -F, '$1 == "\"SET\"" { gsub(/"/, "", $2); print $2 }')
-  echo "${rps%.*} $(per "$cpu0" "$(redis_cpu)" 100000)"
+  read -r rps _ < <(rb_csv -n 100000 -t set)
+  echo "$rps $(per "$cpu0" "$(redis_cpu)" 100000)"
 }
 
 # A chip-read scenario between two SET measurements, and the row under it: its reads per
@@ -179,7 +184,7 @@ SERVICE_TIMES_US=$(usec_per_call fcall)
 reset_stats
 passings_scenario "first row" "POST /api/v1/passings (500 reads per batch)"
 PASSING_CALL_US=$(usec_per_call fcall)
-READ_REDIS_US=$(python3 -c "print(f'{$LAST_REDIS_US / 500:.1f}')")
+READ_REDIS_US=${READ_ROWS[2]}
 READ_SERVICE_US=$(python3 -c "print(f'{$LAST_SERVICE_US / 500:.1f}')")
 # The Redis time per read in function calls (timing_passings_planned, timing_passings for
 # the few the service leaves to Lua), and in commands: those the functions call (a command
@@ -282,9 +287,8 @@ for _ in 1 2 3; do
   FLOOR_KEPT+=("$(python3 -c "print(f'{$set_us / $kept_us:.3f}')")")
   FLOOR_APPLIED+=("$(python3 -c "print(f'{$set_us / $applied_us:.3f}')")")
 done
-median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
-KEPT_IN_SETS=$(median3 "${FLOOR_KEPT[@]}")
-APPLIED_IN_SETS=$(median3 "${FLOOR_APPLIED[@]}")
+KEPT_IN_SETS=$(median "${FLOOR_KEPT[@]}")
+APPLIED_IN_SETS=$(median "${FLOOR_APPLIED[@]}")
 
 # The results page while reads are being ingested: at a steady INGEST_RATE batches of 500 per
 # second (bench/ingest.py; default 2, 1,000 reads/s, several big races' finish mats at their
@@ -318,9 +322,10 @@ wait "$INGEST_PID" || true
 create_command new
 NEW_CREATE=("${CREATE[@]}")
 create_ceiling_now() { # prints creates/s
+  local rps
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n 4 FLUSHDB >/dev/null
-  timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" --dbnum 4 -c "$CONNECTIONS" -n 100000 \
-    -r 1000000000 --csv "${NEW_CREATE[@]}" | tail -n +2 | tr -d '"' | awk -F, '{printf "%d\n", $(NF-6)}'
+  read -r rps _ < <(rb_csv --dbnum 4 -n 100000 -r 1000000000 "${NEW_CREATE[@]}")
+  echo "$rps"
 }
 CREATE_CEILING_BEFORE=$(create_ceiling_now)
 reset_stats
@@ -336,14 +341,10 @@ redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n 4 FLUSHDB >/dev/null
 # the same way in database 2, from empty): its Redis time per create beside the function's.
 echo "==> redis-benchmark FCALL timing_times / timing_put, EVALSHA of the old script" >&2
 rb_script() { # label database range command...
-  local label=$1 db=$2 range=$3; shift 3
-  # The test name (the command line, JSON arguments with commas included) is not escaped in
-  # the CSV: the figures are the last seven fields.
-  while read -r rps p50 p99; do
-    LAST_RPS=${rps%.*}
-    row "$label" "${rps%.*}" "$p50" "$p99" 0 0 "${RB[SET]}"
-  done < <(timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" --dbnum "$db" -c "$CONNECTIONS" \
-    -n 100000 -r "$range" --csv "$@" | tail -n +2 | tr -d '"' | awk -F, '{print $(NF-6), $(NF-3), $(NF-1)}')
+  local label=$1 db=$2 range=$3 rps p50 p99; shift 3
+  read -r rps p50 p99 < <(rb_csv --dbnum "$db" -n 100000 -r "$range" "$@")
+  LAST_RPS=$rps
+  row "$label" "$rps" "$p50" "$p99" 0 0 "${RB[SET]}"
 }
 reset_stats
 rb_script "redis-benchmark FCALL timing_times (ceiling)" 0 "$COMPETITORS" \
@@ -370,7 +371,6 @@ for round in $(seq 1 "$ROUNDS"); do
   # The table keeps the first round's two rows.
   if [ "$round" = 1 ]; then CREATE_CEILING=$LAST_RPS; kept=${#rows[@]}; else rows=("${rows[@]:0:$kept}"); fi
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 OLD_US=$(median "${OLD_RUNS[@]}")
 PUT_US=$(median "${PUT_RUNS[@]}")
 # The same creates counted in instructions by callgrind (bench/write_cost.sh), unless
