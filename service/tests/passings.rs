@@ -1511,19 +1511,19 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
         .await
         .expect("redis connection");
     let index = keys::times_index(&race().checkpoints);
-    let (times, rank) = (keys::times("601"), keys::rank("split1", Scope::All, false));
+    let rank = keys::rank("split1", Scope::All, false);
     let entry: String = conn.hget(&index, "601").await.expect("entry");
     let new_entry = format!("{}{}", &entry[..8], "36000000") + &entry[16..];
     // One read by chip at split1, 10:00:00.000, applied: the call as the service builds it.
     let call = |id: &str, entry: &str, gun: &str, holder: &str| {
         let mut call = redis::cmd("FCALL");
         call.arg("timing_passings_planned").arg(0);
-        call.arg(&["1", "1", "1", "1", "2", "2"]);
+        call.arg(&["1", "1", "1", "1", "1", "2"]);
         call.arg(id).arg(format!(r#"{{"id":"{id}"}}"#));
         call.arg("A").arg(gun).arg("CHIP601").arg(holder);
         call.arg("601").arg(entry).arg(&new_entry).arg(1);
         call.arg(format!("2 36000000 {id}"));
-        call.arg(&times).arg(&["1", "36000000", "split1"]);
+        call.arg(&["1", "36000000", "split1"]);
         call.arg(&rank).arg(&["1", "3570000", "601"]);
         call.arg(&["all", "gender:male"]);
         call
@@ -1599,7 +1599,7 @@ async fn a_planned_call_writes_the_competitors_whose_entry_is_as_planned() {
     // its own any more.
     let mut call = redis::cmd("FCALL");
     call.arg("timing_passings_planned").arg(0);
-    call.arg(&["2", "0", "0", "2", "3", "1"]);
+    call.arg(&["2", "0", "0", "2", "1", "1"]);
     for id in ["y1", "y2"] {
         call.arg(id).arg(format!(r#"{{"id":"{id}"}}"#));
     }
@@ -1607,16 +1607,12 @@ async fn a_planned_call_writes_the_competitors_whose_entry_is_as_planned() {
         .arg(&entries[0])
         .arg(new_entry(&entries[0]))
         .arg(1);
-    call.arg("2 36000000 y1");
+    call.arg("2 36000000 y1").arg(&["1", "36000000", "split1"]);
     call.arg("702")
         .arg("an older entry")
         .arg(new_entry(&entries[1]))
         .arg(1);
-    call.arg("2 36000000 y2");
-    call.arg(keys::times("701"))
-        .arg(&["1", "36000000", "split1"]);
-    call.arg(keys::times("702"))
-        .arg(&["1", "36000000", "split1"]);
+    call.arg("2 36000000 y2").arg(&["1", "36000000", "split1"]);
     call.arg(&rank)
         .arg(&["2", "3600000", "701", "3600000", "702"]);
     call.arg("all");

@@ -228,8 +228,11 @@ struct Decided<'a> {
     answers: Vec<(usize, Answer)>,
     /// The wave whose gun time the decision used, with that time as read.
     wave: Option<(&'a str, &'a str)>,
-    /// (key, score, member) of each sorted-set write.
-    writes: Vec<(String, String, String)>,
+    /// The changed times, (time of day, checkpoint) for `race:<bib>`: present when
+    /// `new_entry` is.
+    times: Vec<(String, String)>,
+    /// (key, score, member) of each rank write: the member is the bib.
+    ranks: Vec<(String, String, String)>,
     /// Scopes whose rankings change.
     scopes: Vec<Scope<'a>>,
 }
@@ -247,7 +250,7 @@ fn elapsed(from: u64, to: u64) -> i64 {
     (to as i64 - from as i64).rem_euclid(DAY_MS as i64)
 }
 
-/// The sorted-set writes of a call, grouped by key in order of first use (one `ZADD` each).
+/// The rank writes of a call, grouped by key in order of first use (one `ZADD` each).
 #[derive(Default)]
 struct SortedSetWrites {
     order: Vec<String>,
@@ -296,7 +299,8 @@ fn decide<'a>(
             .collect(),
         answers: Vec::with_capacity(group.len()),
         wave: None,
-        writes: Vec::new(),
+        times: Vec::new(),
+        ranks: Vec::new(),
         scopes: Vec::new(),
     };
     if let Some(status @ (Status::Dns | Status::Dsq)) = entry.status {
@@ -375,18 +379,16 @@ fn decide<'a>(
     decided.scopes.extend(record.category.map(Scope::Category));
     for &(i, ms) in &changes {
         let checkpoint = &race.checkpoints[i];
-        decided
-            .writes
-            .push((keys::times(bib), ms.to_string(), checkpoint.clone()));
+        decided.times.push((ms.to_string(), checkpoint.clone()));
         for &scope in &decided.scopes {
             let net = elapsed(reference, ms).to_string();
             decided
-                .writes
+                .ranks
                 .push((keys::rank(checkpoint, scope, false), net, bib.to_owned()));
             if let Some(gun) = gun {
                 let gun = elapsed(gun, ms).to_string();
                 decided
-                    .writes
+                    .ranks
                     .push((keys::rank(checkpoint, scope, true), gun, bib.to_owned()));
             }
         }
@@ -483,7 +485,7 @@ fn plan<'a>(
                 touched.push(name);
             }
         }
-        for (key, score, member) in competitor.writes.drain(..) {
+        for (key, score, member) in competitor.ranks.drain(..) {
             writes.add(key, score, member);
         }
         for (k, answer) in competitor.answers.drain(..) {
@@ -509,6 +511,12 @@ fn plan<'a>(
             .arg(&competitor.new_entry)
             .arg(competitor.listed.len())
             .arg(&competitor.listed);
+        if !competitor.new_entry.is_empty() {
+            call.arg(competitor.times.len());
+            for (ms, checkpoint) in &competitor.times {
+                call.arg(ms).arg(checkpoint);
+            }
+        }
     }
     for key in &writes.order {
         let members = &writes.members[key];

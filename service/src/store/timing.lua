@@ -1133,21 +1133,16 @@ end
 -- bib, entry ... (nil for none), for the service to decide their reads again: with
 -- several calls in flight, one often changes a competitor another was planned from, and
 -- sending the whole call again cost Redis the call twice.
--- Args: counts of new reads, waves, chips, competitors, sorted-set writes and scopes; then
--- per new read its id and raw JSON, grouped by competitor in competitor order; per wave its
--- name and gun time as read; per chip its chip and holder; per competitor the bib, the
--- entry as read, the new entry ('' unchanged), a count k and k entries of its reads list
--- (its k reads); per sorted set its key, a count m and m score, member pairs (a member is a
--- bib, or in the key `race:<bib>` a checkpoint); then the scope names to touch.
-local RACE_PREFIX = K.times
+-- Args: counts of new reads, waves, chips, competitors, rank sets and scopes; then per new
+-- read its id and raw JSON, grouped by competitor in competitor order; per wave its name and
+-- gun time as read; per chip its chip and holder; per competitor the bib, the entry as read,
+-- the new entry ('' unchanged), a count k and k entries of its reads list (its k reads), and
+-- with a new entry a count q and q time, checkpoint pairs of its changed times; per rank set
+-- its key, a count m and m score, bib pairs; then the scope names to touch.
 
--- The score, member pairs of one sorted set's writes in a, from p, m of them, without those
--- of competitors in `stale` (bib -> true; a `race:<bib>` key is theirs whole).
-local function fresh_pairs(a, key, p, m, stale)
-  if string.find(key, RACE_PREFIX, 1, true) == 1 then
-    if stale[string.sub(key, #RACE_PREFIX + 1)] then return {} end
-    return { unpack(a, p, p + 2 * m - 1) }
-  end
+-- The score, bib pairs of one rank set's writes in a, from p, m of them, without those of
+-- competitors in `stale` (bib -> true).
+local function fresh_pairs(a, p, m, stale)
   local out = {}
   for q = p, p + 2 * m - 2, 2 do
     if not stale[a[q + 1]] then
@@ -1173,10 +1168,16 @@ local function passings_planned(_, a)
     return 'changed'
   end
   p = p + 2 * (nw + nh)
-  local bibs, at, listed = {}, {}, {}
+  -- Per competitor: bib, where its arguments start, its count of reads, and where its
+  -- changed times start (nil without).
+  local bibs, at, listed, times_at = {}, {}, {}, {}
   for m = 1, nc do
     bibs[m], at[m], listed[m] = a[p], p, COUNT[a[p + 3]]
     p = p + 4 + listed[m]
+    if a[at[m] + 2] ~= '' then
+      times_at[m] = p
+      p = p + 1 + 2 * COUNT[a[p]]
+    end
   end
   local entries = redis.call('HMGET', INDEX, unpack(bibs))
   -- Competitors whose entry is not as sent: bib -> true, and their bibs and entries.
@@ -1205,11 +1206,13 @@ local function passings_planned(_, a)
   end
   local index = {}
   for m = 1, nc do
-    local j = at[m]
-    if not (stale and stale[a[j]]) then
-      redis.call('RPUSH', K.reads .. a[j], unpack(a, j + 4, j + 3 + listed[m]))
-      if a[j + 2] ~= '' then
-        index[#index + 1] = a[j]
+    local j, bib = at[m], bibs[m]
+    if not (stale and stale[bib]) then
+      redis.call('RPUSH', K.reads .. bib, unpack(a, j + 4, j + 3 + listed[m]))
+      local t = times_at[m]
+      if t then
+        redis.call('ZADD', K.times .. bib, unpack(a, t + 1, t + 2 * COUNT[a[t]]))
+        index[#index + 1] = bib
         index[#index + 1] = a[j + 2]
       end
     end
@@ -1220,7 +1223,7 @@ local function passings_planned(_, a)
     if not stale then
       redis.call('ZADD', a[p], unpack(a, p + 2, p + 1 + 2 * m))
     else
-      local pairs = fresh_pairs(a, a[p], p + 2, m, stale)
+      local pairs = fresh_pairs(a, p + 2, m, stale)
       if #pairs > 0 then redis.call('ZADD', a[p], unpack(pairs)) end
     end
     p = p + 2 + 2 * m
