@@ -19,6 +19,23 @@ pub(super) struct Record<'a> {
     pub wave: Option<&'a str>,
 }
 
+impl<'a> Record<'a> {
+    /// What the entry `text` of a race with `checkpoints` checkpoints says of the record, read
+    /// alone (to find the competitor's wave without parsing their times): after the fixed
+    /// part, a separator, then gender, category and wave between further separators (the
+    /// library reads them so, without checking the first).
+    pub fn of(text: &'a str, checkpoints: usize) -> Option<Self> {
+        let fixed = WIDTH * checkpoints + checkpoints + 1;
+        let mut fields = text.get(fixed + 1..)?.splitn(3, SEP);
+        let present = |v: &'a str| (!v.is_empty()).then_some(v);
+        Some(Record {
+            gender: present(fields.next()?),
+            category: present(fields.next()?),
+            wave: present(fields.next()?),
+        })
+    }
+}
+
 /// An entry, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Entry<'a> {
@@ -62,23 +79,12 @@ impl<'a> Entry<'a> {
             b'S' => Some(Status::Dns),
             _ => None,
         };
-        // After the fixed part: a separator, then gender, category and wave between further
-        // separators (the library reads them so, without checking the first).
-        let record = text.get(fixed + 1..).and_then(|rest| {
-            let mut fields = rest.splitn(3, SEP);
-            let present = |v: &'a str| (!v.is_empty()).then_some(v);
-            Some(Record {
-                gender: present(fields.next()?),
-                category: present(fields.next()?),
-                wave: present(fields.next()?),
-            })
-        });
         Some(Self {
             text,
             times,
             manual,
             status,
-            record,
+            record: Record::of(text, checkpoints),
         })
     }
 

@@ -27,7 +27,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use super::{
     Scope, Store, StoreError,
     functions::{fcall_command, now_rfc3339},
-    index::Entry,
+    index::{Entry, Record},
     keys, parse_err,
 };
 use crate::{
@@ -789,7 +789,7 @@ impl Store {
         let mut guns = HashMap::new();
         let waves = entries
             .values()
-            .filter_map(|text| Entry::parse(text, checkpoints).and_then(|e| e.record?.wave));
+            .filter_map(|text| Record::of(text, checkpoints)?.wave);
         let unread = take_remembered(waves, &self.planning.seen().guns, fresh, &mut guns);
         if !unread.is_empty() {
             let mut pipe = redis::pipe();
