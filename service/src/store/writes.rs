@@ -1,5 +1,6 @@
-//! Every write but chip reads (`passings`): one `FCALL` of the `timing` library per change, which changes the data, the derived times, the rankings and the audit entry in one
-//! atomic step. `actor` is the name of the credential that made the change.
+//! Every write but chip reads (`passings`): one `FCALL` of the `timing` library per change,
+//! which changes the data, the derived times, the rankings and the audit entry in one atomic
+//! step. `actor` is the name of the credential that made the change.
 
 use redis::Value;
 
