@@ -11,7 +11,7 @@ use timing_service::{
     auth::Credentials,
     model::format_ms,
     race::Race,
-    store::{Scope, Store, keys},
+    store::{PLANNED_LAYOUT, Scope, Store, keys},
 };
 
 use crate::common::{
@@ -1518,7 +1518,8 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
     let call = |id: &str, entry: &str, gun: &str, holder: &str| {
         let mut call = redis::cmd("FCALL");
         call.arg("timing_passings_planned").arg(0);
-        call.arg(&["1", "1", "1", "1", "1", "2"]);
+        call.arg(PLANNED_LAYOUT)
+            .arg(&["1", "1", "1", "1", "1", "2"]);
         call.arg(id).arg(format!(r#"{{"id":"{id}"}}"#));
         call.arg("A").arg(gun).arg("CHIP601").arg(holder);
         call.arg("601").arg(entry).arg(&new_entry).arg(1);
@@ -1544,6 +1545,19 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
         let answer: String = stale.query_async(&mut conn).await.expect("FCALL");
         assert_eq!(answer, "changed", "stale call {n}");
     }
+    // A call of another layout (another version of the service) is refused, not misread.
+    let refused: redis::RedisResult<redis::Value> = redis::cmd("FCALL")
+        .arg("timing_passings_planned")
+        .arg(0)
+        .arg(&["1", "1", "1", "1", "1", "2"])
+        .query_async(&mut conn)
+        .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("arguments of layout 1")),
+        "{refused:?}"
+    );
     // An id another call stored meanwhile.
     let _: () = conn.hset(keys::PASSINGS, "x0", "{}").await.expect("HSET");
     let answer: String = call("x0", &entry, &gun, "601")
@@ -1599,7 +1613,8 @@ async fn a_planned_call_writes_the_competitors_whose_entry_is_as_planned() {
     // its own any more.
     let mut call = redis::cmd("FCALL");
     call.arg("timing_passings_planned").arg(0);
-    call.arg(&["2", "0", "0", "2", "1", "1"]);
+    call.arg(PLANNED_LAYOUT)
+        .arg(&["2", "0", "0", "2", "1", "1"]);
     for id in ["y1", "y2"] {
         call.arg(id).arg(format!(r#"{{"id":"{id}"}}"#));
     }

@@ -16,7 +16,8 @@ use crate::{
 };
 
 /// The library's source for `race`: the `#!lua` line, the generated tables `K` and `R` (the
-/// race's own: its checkpoints, the name of its times index, the read rules), then
+/// race's own: its checkpoints, the name of its times index, the read rules; and the layout of
+/// the planned chip-read call's arguments), then
 /// `timing.lua`.
 pub(super) fn library_source(race: &Race) -> String {
     let checkpoints: Vec<String> = race
@@ -26,7 +27,7 @@ pub(super) fn library_source(race: &Race) -> String {
         .collect();
     let min_times: Vec<String> = race.rules.min_time_ms.iter().map(u64::to_string).collect();
     format!(
-        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  times_index = {},\n  start_window = {},\n  min_time = {{ {} }},\n  day = {},\n  before = {},\n}}\n{}",
+        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  times_index = {},\n  start_window = {},\n  min_time = {{ {} }},\n  day = {},\n  before = {},\n  planned_layout = {},\n}}\n{}",
         keys::lua_prelude(),
         checkpoints.join(", "),
         keys::lua_string(&keys::times_index(&race.checkpoints)),
@@ -34,6 +35,7 @@ pub(super) fn library_source(race: &Race) -> String {
         min_times.join(", "),
         DAY_MS,
         BEFORE_MS,
+        keys::lua_string(super::PLANNED_LAYOUT),
         include_str!("timing.lua"),
     )
 }

@@ -48,7 +48,7 @@ use self::connection::Connection;
 pub use self::{
     connection::OP_TIMEOUT,
     import::{ImportCounts, ImportRecord},
-    passings::Read,
+    passings::{PLANNED_LAYOUT, Read},
     rankings::DEFAULT_KEPT_RANKING_ROWS,
     results::{OUT, PageQuery, RankedEntry, UNTIMED},
     timing::{AuditPage, CompetitorTimes, Wave},

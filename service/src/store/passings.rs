@@ -104,6 +104,12 @@ impl Planning {
     }
 }
 
+/// The layout of `timing_passings_planned`'s arguments, sent first and checked by the
+/// library (which gets it in its race table, `functions::library_source`): while a deploy
+/// runs two versions of the service on one Redis, a call of another layout is refused, not
+/// misread. Change it with the layout.
+pub const PLANNED_LAYOUT: &str = "planned-3";
+
 /// At most this many planned calls decide one call's reads: the first, and those for
 /// competitors whose entry another call changed meanwhile; reads still undecided after them
 /// go to the library.
@@ -493,7 +499,8 @@ fn plan<'a>(
         }
     }
     let mut call = fcall_command("timing_passings_planned");
-    call.arg(fresh.len())
+    call.arg(PLANNED_LAYOUT)
+        .arg(fresh.len())
         .arg(waves.len())
         .arg(chips.len())
         .arg(decided.len())

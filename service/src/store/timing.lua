@@ -1133,12 +1133,13 @@ end
 -- bib, entry ... (nil for none), for the service to decide their reads again: with
 -- several calls in flight, one often changes a competitor another was planned from, and
 -- sending the whole call again cost Redis the call twice.
--- Args: counts of new reads, waves, chips, competitors, rank sets and scopes; then per new
--- read its id and raw JSON, grouped by competitor in competitor order; per wave its name and
--- gun time as read; per chip its chip and holder; per competitor the bib, the entry as read,
--- the new entry ('' unchanged), a count k and k entries of its reads list (its k reads), and
--- with a new entry a count q and q time, checkpoint pairs of its changed times; per rank set
--- its key, a count m and m score, bib pairs; then the scope names to touch.
+-- Args: the layout (R.planned_layout: a call of another version of the service is refused,
+-- not misread); counts of new reads, waves, chips, competitors, rank sets and scopes; then
+-- per new read its id and raw JSON, grouped by competitor in competitor order; per wave its
+-- name and gun time as read; per chip its chip and holder; per competitor the bib, the entry
+-- as read, the new entry ('' unchanged), a count k and k entries of its reads list (its k
+-- reads), and with a new entry a count q and q time, checkpoint pairs of its changed times;
+-- per rank set its key, a count m and m score, bib pairs; then the scope names to touch.
 
 -- The score, bib pairs of one rank set's writes in a, from p, m of them, without those of
 -- competitors in `stale` (bib -> true).
@@ -1154,9 +1155,13 @@ local function fresh_pairs(a, p, m, stale)
 end
 
 local function passings_planned(_, a)
+  if a[1] ~= R.planned_layout then
+    return redis.error_reply('timing_passings_planned: arguments of layout ' .. tostring(a[1]) ..
+      ', this library reads ' .. R.planned_layout .. ' (two versions of the service on one Redis)')
+  end
   local nr, nw, nh, nc, nz, ns =
-    COUNT[a[1]], COUNT[a[2]], COUNT[a[3]], COUNT[a[4]], COUNT[a[5]], COUNT[a[6]]
-  local raw_at = 7
+    COUNT[a[2]], COUNT[a[3]], COUNT[a[4]], COUNT[a[5]], COUNT[a[6]], COUNT[a[7]]
+  local raw_at = 8
   local p = raw_at + 2 * nr
   local ids = {}
   for k = 1, nr do ids[k] = a[raw_at + 2 * k - 2] end
