@@ -34,7 +34,7 @@ function init(args)
   if scenario == "paced" then pace = tonumber(args[3]) end
   math.randomseed(os.time() * 100 + tid)
   -- (A run restarts `counter`: without this, a second run's reads would repeat the first's ids
-  -- and be answered as duplicates.)
+  -- and be answered as duplicates, and its creates the first's bibs and be answered 409.)
   run = os.time()
   -- Passings count their applied reads (the share of reads that change a time is what a
   -- read costs Redis, service.sh). Only there: wrk copies every body into Lua when a
@@ -64,8 +64,8 @@ function request()
   if scenario == "create" then
     counter = counter + 1
     local body = string.format(
-      '{"bib":"w%d-%d","first_name":"Bench","last_name":"Runner","gender":"male","country":"FI","category":"men20"}',
-      tid, counter)
+      '{"bib":"w%d-%d-%d","first_name":"Bench","last_name":"Runner","gender":"male","country":"FI","category":"men20"}',
+      run % 100000, tid, counter)
     return wrk.format("POST", "/api/v1/competitors", json, body)
   elseif scenario == "settime" then
     return wrk.format("PUT", "/api/v1/competitors/" .. random_bib() .. "/times/finish", json,
