@@ -174,7 +174,7 @@ pub struct ApiQuery<T>(pub T);
 
 /// A JSON body: syntax errors answer 400, content errors 422, naming serde's problem and
 /// position; an object with a repeated key is refused (422) on every route
-/// ([`crate::json::reject_duplicate_keys`]). A request without a `Content-Type` is read as
+/// ([`crate::json::unique_value`]). A request without a `Content-Type` is read as
 /// JSON (the legacy curl scripts do not always send one); a declared type that is not JSON
 /// ([`crate::json::is_json_media_type`]) is refused with 415.
 #[derive(Debug)]
@@ -189,10 +189,15 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
-        crate::json::reject_duplicate_keys(&bytes)
-            .and_then(|()| serde_json::from_slice(&bytes))
-            .map(JsonBody)
-            .map_err(json_error)
+        // One pass over the body into a value (refusing repeated keys), then the value into
+        // `T`; only when that fails is the body parsed again, for the error's line and column.
+        let value = crate::json::unique_value(&bytes).map_err(json_error)?;
+        match serde_json::from_value(value) {
+            Ok(body) => Ok(JsonBody(body)),
+            Err(_) => serde_json::from_slice(&bytes)
+                .map(JsonBody)
+                .map_err(json_error),
+        }
     }
 }
 

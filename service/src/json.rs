@@ -9,10 +9,10 @@
 //!   exchanged between systems is UTF-8); other parameters are ignored. `text/plain;
 //!   note=json` is not JSON.
 //! - **Duplicate keys** (RFC 8259 §4 says names SHOULD be unique; parsers disagree which value
-//!   wins): an object with a repeated key, at any depth, is refused before the body is
-//!   interpreted, so no route silently keeps the last value. The chip-read batch, the one
-//!   large body, is parsed once by its own types, which refuse repeats themselves with
-//!   [`Key`], [`UniqueKeys`] and [`UniqueValue`].
+//!   wins): an object with a repeated key, at any depth, is refused as the body is read
+//!   ([`unique_value`]), before it is interpreted, so no route silently keeps the last value.
+//!   The chip-read batch, the one large body, is parsed once by its own types, which refuse
+//!   repeats themselves with [`Key`], [`UniqueKeys`] and [`UniqueValue`].
 
 use std::{borrow::Cow, collections::HashSet, fmt};
 
@@ -32,12 +32,13 @@ pub fn is_json_media_type(content_type: &str) -> bool {
     json_syntax && utf8
 }
 
-/// Refuses a JSON document with a repeated key in any object. Syntax errors are reported as
-/// they are by `serde_json` (the caller parses the document again into its own type).
-pub fn reject_duplicate_keys(body: &[u8]) -> Result<(), serde_json::Error> {
+/// A JSON document as a [`Value`], refusing a repeated key in any object ([`UniqueValue`]):
+/// one pass over the body, which the caller turns into its own type (`serde_json::from_value`).
+pub fn unique_value(body: &[u8]) -> Result<Value, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    UniqueKeys.deserialize(&mut deserializer)?;
-    deserializer.end()
+    let value = UniqueValue.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
 }
 
 /// Walks any JSON value, failing on the first object with a repeated key.
@@ -145,9 +146,9 @@ impl<'de> Visitor<'de> for Key {
     }
 }
 
-/// Any JSON value as a [`Value`], failing on an object with a repeated key as
-/// [`reject_duplicate_keys`] does: for a body parsed in one pass by types of its own (the
-/// chip-read batch, whose reads may hold anything).
+/// Any JSON value as a [`Value`], failing on an object with a repeated key: every body
+/// ([`unique_value`]), and the values inside the chip-read batch, whose reads may hold
+/// anything.
 #[derive(Clone, Copy)]
 pub struct UniqueValue;
 
@@ -241,22 +242,22 @@ mod tests {
 
     #[test]
     fn duplicate_keys_at_any_depth() {
-        assert!(reject_duplicate_keys(br#"{"a": 1, "b": {"a": 2}, "c": [{"a": 3}]}"#).is_ok());
-        assert!(reject_duplicate_keys(br#"[1, "x", null, true, 1.5, -3]"#).is_ok());
+        assert!(unique_value(br#"{"a": 1, "b": {"a": 2}, "c": [{"a": 3}]}"#).is_ok());
+        assert!(unique_value(br#"[1, "x", null, true, 1.5, -3]"#).is_ok());
         for (body, key) in [
             (r#"{"a": 1, "a": 2}"#, "a"),
             (r#"{"x": {"b": 1, "b": 1}}"#, "b"),
             (r#"[{"c": 1, "c": 2}]"#, "c"),
             (r#"{"\u0064": 1, "d": 2}"#, "d"),
         ] {
-            let err = reject_duplicate_keys(body.as_bytes()).err();
+            let err = unique_value(body.as_bytes()).err();
             assert!(
                 err.as_ref()
                     .is_some_and(|e| e.to_string().contains(&format!("duplicate key `{key}`"))),
                 "{body}: {err:?}"
             );
         }
-        assert!(reject_duplicate_keys(b"{\"a\": 1").is_err());
+        assert!(unique_value(b"{\"a\": 1").is_err());
     }
 
     /// Objects past the size where keys are kept in a set: each repeat is found wherever
@@ -266,10 +267,10 @@ mod tests {
         for size in [SMALL_OBJECT - 1, SMALL_OBJECT, SMALL_OBJECT + 1, 100] {
             let keys: Vec<String> = (0..size).map(|k| format!("\"k{k}\": {k}")).collect();
             let body = format!("{{{}}}", keys.join(", "));
-            assert!(reject_duplicate_keys(body.as_bytes()).is_ok(), "{body}");
+            assert!(unique_value(body.as_bytes()).is_ok(), "{body}");
             for repeat in [0, size / 2, size - 1] {
                 let body = format!("{{{}, \"k{repeat}\": 0}}", keys.join(", "));
-                let err = reject_duplicate_keys(body.as_bytes()).err();
+                let err = unique_value(body.as_bytes()).err();
                 assert!(
                     err.as_ref().is_some_and(|e| e
                         .to_string()

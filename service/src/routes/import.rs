@@ -367,8 +367,8 @@ fn read_csv(race: &Race, body: &[u8], ignore_unknown: bool) -> Result<Sheet, Vec
 
 /// Reads a JSON array of competitor objects.
 fn read_json(race: &Race, body: &[u8], ignore_unknown: bool) -> Result<Sheet, ApiError> {
-    let items: Vec<Value> = crate::json::reject_duplicate_keys(body)
-        .and_then(|()| serde_json::from_slice(body))
+    let items: Vec<Value> = crate::json::unique_value(body)
+        .and_then(serde_json::from_value)
         .map_err(|err| match err.classify() {
             serde_json::error::Category::Data => ApiError::Unprocessable(format!(
                 "invalid body: {err}; expected an array of competitor objects"
