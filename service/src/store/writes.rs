@@ -3,6 +3,7 @@
 //! step. `actor` is the name of the credential that made the change.
 
 use redis::Value;
+use serde::{Serialize, Serializer, ser::SerializeMap};
 
 use super::{
     Outcome, PutMode, Store, StoreError, connection::Connection, functions::now_rfc3339, parse_err,
@@ -26,6 +27,78 @@ fn outcome(reply: Value) -> Result<Outcome, StoreError> {
             _ => return Err(parse_err(format!("the timing library answered `{other}`"))),
         },
     })
+}
+
+/// A competitor's results row as the library stores it. (Keys sorted as the service's
+/// release build wrote them before, from a `serde_json` map: its `preserve_order` feature is
+/// on only in a build of the whole workspace.)
+#[derive(Serialize)]
+struct ResultsRow<'a> {
+    category: Option<&'a str>,
+    country: Option<&'a str>,
+    first_name: Option<&'a str>,
+    gender: Option<&'a str>,
+    last_name: Option<&'a str>,
+}
+
+impl<'a> ResultsRow<'a> {
+    fn of(fields: &[&'a (String, String)]) -> Self {
+        let get = |field: &str| {
+            fields
+                .iter()
+                .find(|(name, _)| name == field)
+                .map(|(_, value)| value.as_str())
+        };
+        Self {
+            category: get("category"),
+            country: get("country"),
+            first_name: get("first_name"),
+            gender: get("gender"),
+            last_name: get("last_name"),
+        }
+    }
+}
+
+/// The audit entry of a created competitor (`crate::routes::audit` reads it back).
+#[derive(Serialize)]
+struct CreatedEntry<'a> {
+    at: &'a str,
+    actor: &'a str,
+    action: &'static str,
+    bib: &'a str,
+    before: Option<()>,
+    after: SortedRecord<'a>,
+}
+
+/// A record's fields as a JSON object, keys sorted (as [`ResultsRow`]'s).
+struct SortedRecord<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> SortedRecord<'a> {
+    fn of(fields: &[&'a (String, String)]) -> Self {
+        let mut sorted: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        sorted.sort_unstable_by_key(|&(name, _)| name);
+        Self(sorted)
+    }
+}
+
+impl Serialize for SortedRecord<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+/// JSON text written straight from borrowed values (no `serde_json::Value` built): this is on
+/// the path of every create.
+fn json_text(value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|err| StoreError::Internal(format!("encoding JSON: {err}")))
 }
 
 impl Store {
@@ -62,33 +135,16 @@ impl Store {
         let (row_json, created_entry) = if mode == PutMode::Patch {
             (String::new(), String::new())
         } else {
-            let get = |field: &str| {
-                fields
-                    .iter()
-                    .find(|(name, _)| name == field)
-                    .map(|(_, value)| value.as_str())
-            };
-            let row = serde_json::json!({
-                "first_name": get("first_name"),
-                "last_name": get("last_name"),
-                "gender": get("gender"),
-                "category": get("category"),
-                "country": get("country"),
-            });
-            let record: serde_json::Map<String, serde_json::Value> = fields
-                .iter()
-                .map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str())))
-                .collect();
-            let text = |s: &str| serde_json::Value::from(s).to_string();
             (
-                row.to_string(),
-                format!(
-                    r#"{{"at":{},"actor":{},"action":"competitor.created","bib":{},"before":null,"after":{}}}"#,
-                    text(&at),
-                    text(actor),
-                    text(bib.as_str()),
-                    serde_json::Value::Object(record),
-                ),
+                json_text(&ResultsRow::of(&fields))?,
+                json_text(&CreatedEntry {
+                    at: &at,
+                    actor,
+                    action: "competitor.created",
+                    bib: bib.as_str(),
+                    before: None,
+                    after: SortedRecord::of(&fields),
+                })?,
             )
         };
         let mut args = vec![
