@@ -184,27 +184,39 @@ impl ListFilter<'_> {
     }
 }
 
-/// The Redis store; cheap to clone.
+/// The Redis store; cheap to clone: its clones share one [`Shared`] (every request clones
+/// the service's state, and one reference count to change is cheaper than one a part).
 #[derive(Clone)]
-pub struct Store {
-    conn: Arc<Connection>,
+pub struct Store(Arc<Shared>);
+
+/// What the clones of a [`Store`] share: its connections, caches and settings.
+pub struct Shared {
+    conn: Connection,
     /// A second connection for bulk work (chip-read batches, imports, whole rankings read to
     /// be kept): requests on one
     /// multiplexed connection are answered in order, so a results page queued behind a batch's
     /// calls would wait for all of them; on its own connection it waits at most for the call
     /// Redis is running.
-    bulk: Arc<Connection>,
+    bulk: Connection,
     /// The functions library's source for this race.
     library: Arc<str>,
     /// Results rows kept between pages (see `results`).
-    rows: Arc<std::sync::Mutex<results::RowCache>>,
+    rows: std::sync::Mutex<results::RowCache>,
     /// Whole rankings kept while they do not change (see `rankings`).
-    rankings: Arc<std::sync::Mutex<rankings::Rankings>>,
+    rankings: std::sync::Mutex<rankings::Rankings>,
     /// The race: its checkpoints and read rules (see `passings`), and its last checkpoint,
     /// whose rank sets the listing by gender or category reads.
     race: Arc<Race>,
     /// Whether chip-read calls are planned in the service (see `passings`).
-    planning: Arc<passings::Planning>,
+    planning: passings::Planning,
+}
+
+impl std::ops::Deref for Store {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 fn parse_err(err: impl std::fmt::Display) -> StoreError {
@@ -215,15 +227,15 @@ impl Store {
     /// Creates the store without connecting: the first request connects, so the service starts
     /// (and answers `/health`) while Redis is still coming up.
     pub fn new(redis_url: &str, race: Arc<Race>) -> Result<Self, redis::RedisError> {
-        Ok(Self {
-            conn: Arc::new(Connection::new(redis_url)?),
-            bulk: Arc::new(Connection::new(redis_url)?),
+        Ok(Self(Arc::new(Shared {
+            conn: Connection::new(redis_url)?,
+            bulk: Connection::new(redis_url)?,
             library: Arc::from(functions::library_source(&race)),
-            rows: Arc::default(),
-            rankings: Arc::default(),
+            rows: std::sync::Mutex::default(),
+            rankings: std::sync::Mutex::default(),
             race,
-            planning: Arc::default(),
-        })
+            planning: passings::Planning::default(),
+        })))
     }
 
     /// Answers when Redis answers `PING`.
