@@ -52,7 +52,10 @@ impl<'de> Visitor<'de> for BatchVisitor {
 }
 
 /// One read as sent: its fields, or what it was instead of an object.
-#[expect(
+// (`allow`, not `expect`: the lint fires only in a build of the whole workspace, where
+// serde_json's `preserve_order`, which the AWS SDK turns on, makes a `Value`, and so each of
+// the six fields, larger.)
+#[allow(
     clippy::large_enum_variant,
     reason = "nearly every read is the large variant: boxing it would allocate once per read"
 )]
