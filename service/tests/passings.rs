@@ -1659,6 +1659,45 @@ async fn a_planned_call_writes_the_competitors_whose_entry_is_as_planned() {
     assert_eq!(unchanged, entries[1]);
 }
 
+/// A planned call whose counts pass the library's table of counts (0 to 255) is read the
+/// same: 300 reads kept for one competitor, all stored and listed.
+#[tokio::test]
+async fn a_planned_call_with_counts_past_the_table_is_read_whole() {
+    use redis::AsyncCommands;
+    let app = app().await;
+    runner(&app, "703", None, None).await;
+    app.set_time("703", "start", "09:00:00.000").await;
+    let client = redis::Client::open(app.redis.url()).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let index = keys::times_index(&race().checkpoints);
+    let entry: String = conn.hget(&index, "703").await.expect("entry");
+    let ids: Vec<String> = (0..300).map(|n| format!("z{n}")).collect();
+    let mut call = redis::cmd("FCALL");
+    call.arg("timing_passings_planned").arg(0);
+    call.arg(PLANNED_LAYOUT)
+        .arg(&["300", "0", "0", "1", "0", "0"]);
+    for id in &ids {
+        call.arg(id).arg(format!(r#"{{"id":"{id}"}}"#));
+    }
+    // The competitor, its entry as read, no new entry, and its 300 reads listed.
+    call.arg("703").arg(&entry).arg("").arg(300);
+    for id in &ids {
+        call.arg(format!("2 36000000 {id}"));
+    }
+    let answer: String = call.query_async(&mut conn).await.expect("FCALL");
+    assert_eq!(answer, "ok");
+    let stored: usize = conn.hlen(keys::PASSINGS).await.expect("HLEN");
+    assert_eq!(stored, 300);
+    let listed: Vec<String> = conn.lrange(keys::reads("703"), 0, -1).await.expect("reads");
+    assert_eq!(listed.len(), 300);
+    assert_eq!(listed.last().map(String::as_str), Some("2 36000000 z299"));
+    let unchanged: String = conn.hget(&index, "703").await.expect("entry");
+    assert_eq!(unchanged, entry);
+}
+
 /// A batch planned partly from an entry this process no longer has right (a manual time
 /// changed it since): the call writes the others' reads, and the stale competitor's reads
 /// are decided again from the entry the call answered, in a second planned call, without

@@ -32,9 +32,17 @@ for i = 1, N do POS[CPS[i]] = i end
 local CP_INDEX = {}
 for i = 1, N do CP_INDEX['' .. i] = i end
 -- Counts in passings_planned's arguments -> number (tonumber runs glibc's strtod twice, some
--- 1,700 instructions; a call has a few per read).
+-- 1,700 instructions; a call has a few per read). Up to 255: a call of 25 reads needs no
+-- more, and a larger table is paid by every call of every function: all libraries share
+-- one Lua state, whose collector Redis steps every 50 calls, and it grows with the heap
+-- (0 to 1,000 was a quarter of the Lua heap after loading; without it a create costs Redis
+-- some 500 instructions less, medians of three paired runs of bench/write_cost.sh). A larger
+-- count is read by tonumber.
 local COUNT = {}
-for i = 0, 1000 do COUNT['' .. i] = i end
+for i = 0, 255 do COUNT['' .. i] = i end
+local function count(s)
+  return COUNT[s] or tonumber(s)
+end
 -- Key names are built once per scope value, not per call: the memo functions below fill their
 -- tables on first use, and the tables live as long as the library (no setmetatable in a
 -- Functions library). Their keys are gender, category and country values and scope names, so
@@ -1160,7 +1168,7 @@ local function passings_planned(_, a)
       ', this library reads ' .. R.planned_layout .. ' (two versions of the service on one Redis)')
   end
   local nr, nw, nh, nc, nz, ns =
-    COUNT[a[2]], COUNT[a[3]], COUNT[a[4]], COUNT[a[5]], COUNT[a[6]], COUNT[a[7]]
+    count(a[2]), count(a[3]), count(a[4]), count(a[5]), count(a[6]), count(a[7])
   local raw_at = 8
   local p = raw_at + 2 * nr
   local ids = {}
@@ -1177,11 +1185,11 @@ local function passings_planned(_, a)
   -- changed times start (nil without).
   local bibs, at, listed, times_at = {}, {}, {}, {}
   for m = 1, nc do
-    bibs[m], at[m], listed[m] = a[p], p, COUNT[a[p + 3]]
+    bibs[m], at[m], listed[m] = a[p], p, count(a[p + 3])
     p = p + 4 + listed[m]
     if a[at[m] + 2] ~= '' then
       times_at[m] = p
-      p = p + 1 + 2 * COUNT[a[p]]
+      p = p + 1 + 2 * count(a[p])
     end
   end
   local entries = redis.call('HMGET', INDEX, unpack(bibs))
@@ -1216,7 +1224,7 @@ local function passings_planned(_, a)
       redis.call('RPUSH', K.reads .. bib, unpack(a, j + 4, j + 3 + listed[m]))
       local t = times_at[m]
       if t then
-        redis.call('ZADD', K.times .. bib, unpack(a, t + 1, t + 2 * COUNT[a[t]]))
+        redis.call('ZADD', K.times .. bib, unpack(a, t + 1, t + 2 * count(a[t])))
         index[#index + 1] = bib
         index[#index + 1] = a[j + 2]
       end
@@ -1224,7 +1232,7 @@ local function passings_planned(_, a)
   end
   if #index > 0 then redis.call('HSET', INDEX, unpack(index)) end
   for _ = 1, nz do
-    local m = COUNT[a[p + 1]]
+    local m = count(a[p + 1])
     if not stale then
       redis.call('ZADD', a[p], unpack(a, p + 2, p + 1 + 2 * m))
     else
