@@ -1224,11 +1224,7 @@ impl Dice {
 /// left out, and the sets they score are compared by their order.
 async fn redis_contents(app: &TestApp) -> std::collections::BTreeMap<String, Value> {
     use redis::AsyncCommands;
-    let client = redis::Client::open(app.redis.url()).expect("redis client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let mut conn = app.redis.connection().await;
     let without = |text: &str, field: &str| {
         let mut value: Value = serde_json::from_str(text).expect("JSON");
         value.as_object_mut().expect("object").remove(field);
@@ -1505,11 +1501,7 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
     wave(&app, "A", "09:00:00.000").await;
     runner(&app, "601", Some("A"), Some("CHIP601")).await;
     app.set_time("601", "start", "09:00:30.000").await;
-    let client = redis::Client::open(app.redis.url()).expect("redis client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let mut conn = app.redis.connection().await;
     let index = keys::times_index(&race().checkpoints);
     let rank = keys::rank("split1", Scope::All, false);
     let entry: String = conn.hget(&index, "601").await.expect("entry");
@@ -1595,11 +1587,7 @@ async fn a_planned_call_writes_the_competitors_whose_entry_is_as_planned() {
         runner(&app, bib, None, None).await;
         app.set_time(bib, "start", "09:00:00.000").await;
     }
-    let client = redis::Client::open(app.redis.url()).expect("redis client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let mut conn = app.redis.connection().await;
     let index = keys::times_index(&race().checkpoints);
     let rank = keys::rank("split1", Scope::All, false);
     let mut entries = Vec::new();
@@ -1667,11 +1655,7 @@ async fn a_planned_call_with_counts_past_the_table_is_read_whole() {
     let app = app().await;
     runner(&app, "703", None, None).await;
     app.set_time("703", "start", "09:00:00.000").await;
-    let client = redis::Client::open(app.redis.url()).expect("redis client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let mut conn = app.redis.connection().await;
     let index = keys::times_index(&race().checkpoints);
     let entry: String = conn.hget(&index, "703").await.expect("entry");
     let ids: Vec<String> = (0..300).map(|n| format!("z{n}")).collect();

@@ -168,6 +168,15 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// A connection of the test's own, to look at or change what the service stored.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("redis client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
 }
 
 impl Drop for Redis {
@@ -416,11 +425,7 @@ pub async fn command_calls(app: &TestApp, command: &str) -> u64 {
 
 /// [`command_calls`] of several commands, from one `INFO commandstats`.
 pub async fn commands_calls(app: &TestApp, commands: &[&str]) -> Vec<u64> {
-    let client = redis::Client::open(app.redis.url()).expect("redis client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let mut conn = app.redis.connection().await;
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(&mut conn)
