@@ -15,20 +15,24 @@
 //! competitor who moved between blocks twice or not at all (take the final export after the
 //! last write).
 
+use std::borrow::Cow;
+
 use axum::{
     body::{Body, Bytes},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
 use futures::StreamExt;
-use serde::Deserialize;
 
 use crate::{
     error::ApiError,
     live,
     model::format_ms,
     state::AppState,
-    store::{Competitor, ListFilter, OwnedScope, PageQuery, RankedEntry, Scope, Store, StoreError},
+    store::{
+        Competitor, ListFilter, OwnedScope, PageQuery, RankedEntry, ResultsRow, Scope, Store,
+        StoreError,
+    },
 };
 
 /// Rows read and written per block.
@@ -83,35 +87,26 @@ where
     Bytes::from(writer.into_inner().unwrap_or_default())
 }
 
-/// The fields of a results row's stored JSON.
-#[derive(Debug, Default, Deserialize)]
-struct RowFields {
-    first_name: Option<String>,
-    last_name: Option<String>,
-    gender: Option<String>,
-    category: Option<String>,
-    country: Option<String>,
-}
-
 /// A results row as CSV cells; `by_gun`: the ranking is by gun time (so `elapsed_ms` is the
 /// gun time and `other_ms` the net time).
 fn result_record(entry: &RankedEntry, by_gun: bool) -> [String; 14] {
-    let fields: RowFields = entry
+    let fields: ResultsRow<'_> = entry
         .row_json
         .as_deref()
         .and_then(|json| serde_json::from_str(json).ok())
         .unwrap_or_default();
+    let text = |field: Option<Cow<'_, str>>| field.map(Cow::into_owned).unwrap_or_default();
     let number = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
     let time = |n: Option<u64>| n.map(|ms| format_ms(ms, '.')).unwrap_or_default();
     let (gun, net) = entry.gun_and_net(by_gun);
     [
         number(entry.rank),
         entry.bib.clone(),
-        fields.first_name.unwrap_or_default(),
-        fields.last_name.unwrap_or_default(),
-        fields.gender.unwrap_or_default(),
-        fields.category.unwrap_or_default(),
-        fields.country.unwrap_or_default(),
+        text(fields.first_name),
+        text(fields.last_name),
+        text(fields.gender),
+        text(fields.category),
+        text(fields.country),
         time(entry.elapsed_ms),
         number(entry.elapsed_ms),
         time(gun),

@@ -50,7 +50,7 @@ pub use self::{
     import::{ImportCounts, ImportRecord},
     passings::{PLANNED_LAYOUT, Read},
     rankings::DEFAULT_KEPT_RANKING_ROWS,
-    results::{OUT, PageQuery, RankedEntry, UNTIMED},
+    results::{OUT, PageQuery, RankedEntry, ResultsRow, UNTIMED},
     timing::{AuditPage, CompetitorTimes, Wave},
     versions::{Change, Subscription},
     writes::Assigned,

@@ -32,6 +32,7 @@
 //! ([`Store::results_at`], `rankings`): its pages are then sliced from memory.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     sync::{Arc, LazyLock},
 };
@@ -155,6 +156,38 @@ pub struct PageQuery<'a> {
     pub offset: u64,
     /// Rows wanted at most.
     pub limit: u64,
+}
+
+/// A competitor's fields in a results row, as `competitor_rows` holds them (JSON): written by
+/// a create or an import here (`writes`), by the library's `row_of` otherwise, and copied into
+/// results pages unparsed (`crate::routes::results`) or read by the CSV export. Absent fields
+/// are null. (The order of the fields is the one the README and the export use.)
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ResultsRow<'a> {
+    pub first_name: Option<Cow<'a, str>>,
+    pub last_name: Option<Cow<'a, str>>,
+    pub gender: Option<Cow<'a, str>>,
+    pub category: Option<Cow<'a, str>>,
+    pub country: Option<Cow<'a, str>>,
+}
+
+impl<'a> ResultsRow<'a> {
+    /// The row of a record's fields (name, value), borrowed from them.
+    pub fn of(fields: &[&'a (String, String)]) -> Self {
+        let get = |field: &str| {
+            fields
+                .iter()
+                .find(|(name, _)| name == field)
+                .map(|(_, value)| Cow::Borrowed(value.as_str()))
+        };
+        Self {
+            first_name: get("first_name"),
+            last_name: get("last_name"),
+            gender: get("gender"),
+            category: get("category"),
+            country: get("country"),
+        }
+    }
 }
 
 /// One row of a ranking page, before formatting.

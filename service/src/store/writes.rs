@@ -3,10 +3,13 @@
 //! step. `actor` is the name of the credential that made the change.
 
 use redis::Value;
-use serde::{Serialize, Serializer, ser::SerializeMap};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 
 use super::{
-    Outcome, PutMode, Store, StoreError, connection::Connection, functions::now_rfc3339, parse_err,
+    Outcome, PutMode, ResultsRow, Store, StoreError, connection::Connection,
+    functions::now_rfc3339, parse_err,
 };
 use crate::{
     model::{Bib, Status},
@@ -29,37 +32,8 @@ fn outcome(reply: Value) -> Result<Outcome, StoreError> {
     })
 }
 
-/// A competitor's results row as the library stores it. (Keys sorted as the service's
-/// release build wrote them before, from a `serde_json` map: its `preserve_order` feature is
-/// on only in a build of the whole workspace.)
-#[derive(Serialize)]
-struct ResultsRow<'a> {
-    category: Option<&'a str>,
-    country: Option<&'a str>,
-    first_name: Option<&'a str>,
-    gender: Option<&'a str>,
-    last_name: Option<&'a str>,
-}
-
-impl<'a> ResultsRow<'a> {
-    fn of(fields: &[&'a (String, String)]) -> Self {
-        let get = |field: &str| {
-            fields
-                .iter()
-                .find(|(name, _)| name == field)
-                .map(|(_, value)| value.as_str())
-        };
-        Self {
-            category: get("category"),
-            country: get("country"),
-            first_name: get("first_name"),
-            gender: get("gender"),
-            last_name: get("last_name"),
-        }
-    }
-}
-
-/// The audit entry of a created competitor (`crate::routes::audit` reads it back).
+/// The audit entry of a created competitor (`crate::routes::audit` reads it back): `after`
+/// is the record, its keys sorted.
 #[derive(Serialize)]
 struct CreatedEntry<'a> {
     at: &'a str,
@@ -67,31 +41,7 @@ struct CreatedEntry<'a> {
     action: &'static str,
     bib: &'a str,
     before: Option<()>,
-    after: SortedRecord<'a>,
-}
-
-/// A record's fields as a JSON object, keys sorted (as [`ResultsRow`]'s).
-struct SortedRecord<'a>(Vec<(&'a str, &'a str)>);
-
-impl<'a> SortedRecord<'a> {
-    fn of(fields: &[&'a (String, String)]) -> Self {
-        let mut sorted: Vec<(&str, &str)> = fields
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        sorted.sort_unstable_by_key(|&(name, _)| name);
-        Self(sorted)
-    }
-}
-
-impl Serialize for SortedRecord<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, value) in &self.0 {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
+    after: BTreeMap<&'a str, &'a str>,
 }
 
 /// JSON text written straight from borrowed values (no `serde_json::Value` built): this is on
@@ -143,7 +93,10 @@ impl Store {
                     action: "competitor.created",
                     bib: bib.as_str(),
                     before: None,
-                    after: SortedRecord::of(&fields),
+                    after: fields
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_str()))
+                        .collect(),
                 })?,
             )
         };
