@@ -12,9 +12,9 @@
 //!   wins): an object with a repeated key, at any depth, is refused as the body is read
 //!   ([`unique_value`]), before it is interpreted, so no route silently keeps the last value.
 //!   The chip-read batch, the one large body, is parsed once by its own types, which refuse
-//!   repeats themselves with [`Key`], [`UniqueKeys`] and [`UniqueValue`].
+//!   repeats themselves with [`Key`] and [`UniqueValue`].
 
-use std::{borrow::Cow, collections::HashSet, fmt};
+use std::{borrow::Cow, fmt};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -41,83 +41,10 @@ pub fn unique_value(body: &[u8]) -> Result<Value, serde_json::Error> {
     Ok(value)
 }
 
-/// Walks any JSON value, failing on the first object with a repeated key.
-#[derive(Clone, Copy)]
-pub struct UniqueKeys;
-
-impl<'de> DeserializeSeed<'de> for UniqueKeys {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for UniqueKeys {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(self)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // The keys seen, borrowed from the body where they have no escapes: a list while the
-        // object is small (most are: a chip read has five keys, and a batch has 1,000 reads),
-        // a set beyond that, so a huge object is not searched key by key.
-        let mut few: Vec<Cow<'de, str>> = Vec::new();
-        let mut many: HashSet<Cow<'de, str>> = HashSet::new();
-        while let Some(key) = map.next_key_seed(Key)? {
-            let repeated = if many.is_empty() && few.len() < SMALL_OBJECT {
-                few.contains(&key)
-            } else {
-                many.extend(few.drain(..));
-                many.contains(&key)
-            };
-            if repeated {
-                return Err(repeated_key(&key));
-            }
-            map.next_value_seed(self)?;
-            if many.is_empty() {
-                few.push(key);
-            } else {
-                many.insert(key);
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The error of an object whose key `key` is repeated, the same in every body.
 pub fn repeated_key<E: de::Error>(key: &str) -> E {
     E::custom(format_args!("duplicate key `{key}`"))
 }
-
-/// Keys an object has before [`UniqueKeys`] looks them up in a set rather than a list.
-const SMALL_OBJECT: usize = 16;
 
 /// An object key, borrowed from the document unless it has escapes.
 pub struct Key;
@@ -260,11 +187,10 @@ mod tests {
         assert!(unique_value(b"{\"a\": 1").is_err());
     }
 
-    /// Objects past the size where keys are kept in a set: each repeat is found wherever
-    /// it falls, before, at and after the change.
+    /// Large objects: each repeat is found wherever it falls.
     #[test]
     fn duplicate_keys_in_large_objects() {
-        for size in [SMALL_OBJECT - 1, SMALL_OBJECT, SMALL_OBJECT + 1, 100] {
+        for size in [15, 16, 17, 100] {
             let keys: Vec<String> = (0..size).map(|k| format!("\"k{k}\": {k}")).collect();
             let body = format!("{{{}}}", keys.join(", "));
             assert!(unique_value(body.as_bytes()).is_ok(), "{body}");

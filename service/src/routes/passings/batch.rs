@@ -12,7 +12,7 @@ use serde::{
 };
 use serde_json::Value;
 
-use crate::json::{Key, UniqueKeys, UniqueValue, repeated_key};
+use crate::json::{Key, UniqueValue, repeated_key};
 
 /// The body of `POST /api/v1/passings`, parsed in one pass: the reads' texts are borrowed
 /// from the body where they have no escapes, and repeated keys are refused here as
@@ -152,7 +152,8 @@ impl<'de> Visitor<'de> for ReadVisitor {
                     if fields.unknown.contains(&key) {
                         return Err(repeated_key(&key));
                     }
-                    map.next_value_seed(UniqueKeys)?;
+                    // (Its value only for repeated keys: the read is rejected.)
+                    map.next_value_seed(UniqueValue)?;
                     fields.unknown.push(key);
                     continue;
                 }
