@@ -1,6 +1,6 @@
 # Sourced by the benchmark scripts (bash, `set -euo pipefail`): a work directory and the
 # processes a script starts (it appends their ids to `pids`), both removed when it exits,
-# and free loopback ports.
+# free loopback ports, and a bounded wait for a process to come up.
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -30,4 +30,14 @@ create_command() { # old SHA | new
     new) CREATE=(FCALL timing_put 0 "n__rand_int__" 0 create bench "$AT" "$row" "$entry"
            "${fields[@]}") ;;
   esac
+}
+
+wait_for() { # seconds description command...: polls the command every 0.1 s until it succeeds
+  local seconds=$1 what=$2; shift 2
+  for _ in $(seq 1 $((seconds * 10))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench: $what did not come up within $seconds s" >&2
+  exit 1
 }

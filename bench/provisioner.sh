@@ -48,15 +48,6 @@ python3 -c 'import boto3' 2>/dev/null || { echo "bench: python3 lacks boto3 (pip
 
 log() { echo "==> $*" >&2; }
 
-wait_for() { # description, url
-  for _ in $(seq 1 200); do
-    if curl -fsS -m 2 -o /dev/null "$2" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "bench: $1 did not answer on $2 within 20 s" >&2
-  exit 1
-}
-
 # --- the AWS CLI ------------------------------------------------------------------------
 if command -v aws >/dev/null; then
   AWS=$(command -v aws)
@@ -90,14 +81,14 @@ MOTO=http://127.0.0.1:$MOTO_PORT
 MOTO_IAM_LOAD_MANAGED_POLICIES=true MOTO_ECS_SERVICE_RUNNING=1 \
   moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$work/moto.log" 2>&1 &
 pids+=($!)
-wait_for moto_server "$MOTO/moto-api/data.json"
+wait_for 20 moto_server curl -fsS -m 2 -o /dev/null "$MOTO/moto-api/data.json"
 
 PROXY_PORT=$(free_port)
 PROXY=http://127.0.0.1:$PROXY_PORT
 python3 "$ROOT/bench/delay_proxy.py" --listen-port "$PROXY_PORT" --upstream "$MOTO" \
   --delay-ms "$DELAY_MS" 2>"$work/proxy.log" &
 pids+=($!)
-wait_for "delay proxy" "$PROXY/__proxy/stats"
+wait_for 20 "delay proxy" curl -fsS -m 2 -o /dev/null "$PROXY/__proxy/stats"
 log "moto on $MOTO, delay proxy on $PROXY (+$DELAY_MS ms per request)"
 
 REGION=eu-north-1

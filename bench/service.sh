@@ -40,20 +40,10 @@ BIN="$CARGO_TARGET_DIR/release/timing-service"
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-wait_for() { # description, command...
-  local what=$1; shift
-  for _ in $(seq 1 100); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  echo "bench: $what did not come up within 10 s" >&2
-  exit 1
-}
-
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
 pids+=($!)
-wait_for redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
+wait_for 10 redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
 
 # Starts a service process on a free port against the Redis, with more environment if given;
 # sets STARTED_BASE and STARTED_PID.
@@ -66,7 +56,7 @@ start_service() { # name [VAR=value ...]
   STARTED_PID=$!
   pids+=("$STARTED_PID")
   STARTED_BASE="http://127.0.0.1:$port"
-  wait_for "$name" python3 -c "import urllib.request; urllib.request.urlopen('$STARTED_BASE/ready', timeout=1)"
+  wait_for 10 "$name" python3 -c "import urllib.request; urllib.request.urlopen('$STARTED_BASE/ready', timeout=1)"
 }
 start_service service
 BASE=$STARTED_BASE SERVICE_PID=$STARTED_PID

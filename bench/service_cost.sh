@@ -21,10 +21,9 @@ LISTEN_ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" RUST_LOG
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.out" \
   "$BIN" 2>"$work/service.log" &
 pid=$!; pids+=("$pid")
-for _ in $(seq 1 240); do
-  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/ready', timeout=1)" 2>/dev/null; then break; fi
-  sleep 0.25
-done
+# (Under valgrind the service takes seconds to start.)
+wait_for 60 "the service under callgrind" \
+  python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/ready', timeout=1)"
 creates() { # count name: creates `count` competitors, fails on any answer but 201
   timeout 600 python3 - "$port" "$1" "$2" <<'EOF'
 import http.client, sys, threading
