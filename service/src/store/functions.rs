@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use redis::Value;
 
-use super::{Store, StoreError, connection::Connection, keys, lane::LaneGuard};
+use super::{Store, StoreError, connection::Connection, keys};
 use crate::{
     model::DAY_MS,
     race::{BEFORE_MS, Race},
@@ -100,26 +100,6 @@ impl Store {
             }
         })
         .await
-    }
-
-    /// Runs `pipe`, FCALLs, on the chip-read lane; when the library is missing, loads it and
-    /// runs `pipe` again. Not for a transaction: its other commands run though an FCALL in it
-    /// fails (see `passings`).
-    pub(super) async fn fcall_pipe_on_lane<T: redis::FromRedisValue>(
-        &self,
-        lane: &mut LaneGuard<'_>,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        match lane.query(pipe).await {
-            Err(err) if is_function_missing(&err) => {
-                tracing::warn!("redis lacks the timing functions (restarted?); loading them");
-                let mut load = redis::pipe();
-                load.add_command(load_command(&self.library));
-                let _: Vec<String> = lane.query(&load).await?;
-                lane.query(pipe).await
-            }
-            other => other,
-        }
     }
 
     /// One `FCALL <function> 0 <args>`.

@@ -63,10 +63,9 @@ pub struct Read {
 /// At most this many reads are decided in one planned call (a competitor's reads are never
 /// split): one round trip reads what they are planned from, one writes them in a transaction.
 /// Calls go one at a time on the lane, so their round trips are paid per call, and Redis
-/// parses and runs a call's writes in some 4-7 µs a read: a call of 500 (a whole batch of the
-/// benchmark) holds results reads for 2-4 ms at most (see the service README for what calls
-/// of 25, 100 and 500 ingested).
-const READS_PER_CALL: usize = 500;
+/// parses and runs a call's writes in some 5-6 µs a read: a call of 250 holds results reads
+/// for some 1.4 ms (see the service README for what calls of 25, 100, 250 and 500 ingested).
+const READS_PER_CALL: usize = 250;
 
 /// At most this many reads go to the library in one function call (`timing_passings`): Lua
 /// decides a read in 70,000 to 160,000 instructions, so its calls stay short, since a results
@@ -551,19 +550,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies a call's reads (of competitors `bibs`, see [`plan`]) on the chip-read lane:
-    /// those decided here in one transaction, then the rest with one library call that
-    /// decides them.
+    /// Applies a call's reads (of competitors `bibs`, see [`plan`]): those decided here in one
+    /// transaction on the chip-read lane, then the rest in library calls that decide them, on
+    /// the bulk connection (they check what they read themselves, and calls of several batches
+    /// go there one after the other without waiting for each other's round trips).
     async fn apply_call(
         &self,
         reads: &[&Read],
         bibs: &[Option<&str>],
         at: &str,
     ) -> Result<Vec<Answer>, StoreError> {
-        let mut lane = self.lane.lock().await;
         let mut answers = vec![None; reads.len()];
-        let (left, watching) = match self.planned_call(&mut lane, reads, bibs).await? {
-            Some((plan, watching)) => {
+        let left = match self.planned_call(reads, bibs).await? {
+            Some(plan) => {
                 self.planning
                     .planned
                     .fetch_add(plan.decided as u64, Ordering::Relaxed);
@@ -572,9 +571,9 @@ impl Store {
                         answers[k] = answer;
                     }
                 }
-                (plan.left, watching)
+                plan.left
             }
-            None => ((0..reads.len()).collect(), false),
+            None => (0..reads.len()).collect(),
         };
         if !left.is_empty() {
             self.planning
@@ -582,13 +581,11 @@ impl Store {
                 .fetch_add(left.len() as u64, Ordering::Relaxed);
             for call in calls_of(reads, bibs, &left, LIBRARY_READS_PER_CALL) {
                 let call_reads: Vec<&Read> = call.iter().map(|&k| reads[k]).collect();
-                let decided = self.library_call(&mut lane, &call_reads, at).await?;
+                let decided = self.library_call(&call_reads, at).await?;
                 for (&k, answer) in call.iter().zip(decided) {
                     answers[k] = Some(answer);
                 }
             }
-        } else if watching {
-            let _: () = lane.query(&unwatch()).await?;
         }
         answers
             .into_iter()
@@ -598,31 +595,33 @@ impl Store {
             .collect()
     }
 
-    /// A call planned here and its transaction run, with whether the lane still watches (a
-    /// plan without writes); `None` when planning is off, the call has nothing to plan, a
-    /// chip changed holder since the batch read it, or Redis ran none of [`PLANNED_ROUNDS`]
-    /// transactions (another client kept changing what they were planned from).
+    /// A call planned here and its transaction run on the lane; `None` when planning is off,
+    /// the call has nothing to plan, a chip changed holder since the batch read it, or Redis
+    /// ran none of [`PLANNED_ROUNDS`] transactions (another client kept changing what they
+    /// were planned from). (A plan without writes leaves the lane watching: the next call's
+    /// read ends that first.)
     async fn planned_call(
         &self,
-        lane: &mut LaneGuard<'_>,
         reads: &[&Read],
         bibs: &[Option<&str>],
-    ) -> Result<Option<(Plan, bool)>, StoreError> {
+    ) -> Result<Option<Plan>, StoreError> {
         // (Start reads and reads of nobody are the library's: nothing to read for them.)
         let plannable = |(read, bib): (&&Read, &Option<&str>)| read.checkpoint > 0 && bib.is_some();
         if !self.planning.on.load(Ordering::Relaxed) || !reads.iter().zip(bibs).any(plannable) {
             return Ok(None);
         }
+        let mut lane = self.lane.lock().await;
+        let lane = &mut lane;
         for _ in 0..PLANNED_ROUNDS {
             let Some(known) = self.watched(lane, reads, bibs).await? else {
                 return Ok(None);
             };
             let mut plan = plan(&self.race, reads, bibs, &known);
             let Some(writes) = plan.writes.take() else {
-                return Ok(Some((plan, true)));
+                return Ok(Some(plan));
             };
             match lane.query::<Option<Vec<Value>>>(&writes).await {
-                Ok(Some(_)) => return Ok(Some((plan, false))),
+                Ok(Some(_)) => return Ok(Some(plan)),
                 Ok(None) => {
                     self.planning.aborted.fetch_add(1, Ordering::Relaxed);
                 }
@@ -631,8 +630,8 @@ impl Store {
                     // undone by a failed command): load the library and announce.
                     let mut touch = redis::pipe();
                     touch.add_command(touch_command(&plan.touched));
-                    let _: Vec<Value> = self.fcall_pipe_on_lane(lane, &touch).await?;
-                    return Ok(Some((plan, false)));
+                    self.fcall_pipe_on(&self.bulk, &touch).await?;
+                    return Ok(Some(plan));
                 }
                 Err(err) => return Err(err),
             }
@@ -641,10 +640,10 @@ impl Store {
     }
 
     /// What a call of `reads` (of competitors `bibs`) is planned from, read on the lane after
-    /// `WATCH` of the keys it comes from: whether the ids were received before, the
+    /// `WATCH` of the keys it comes from (and `UNWATCH` of what the lane watched before): whether the ids were received before, the
     /// competitors' entries and the chips' holders in one round trip, the gun times of the
-    /// entries' waves (if any) in a second. `None`
-    /// (no longer watching) when a chip's holder is not `bibs`' (the library reads them).
+    /// entries' waves (if any) in a second. `None` when a chip's holder is not `bibs`' (the
+    /// library reads them).
     async fn watched(
         &self,
         lane: &mut LaneGuard<'_>,
@@ -665,8 +664,9 @@ impl Store {
             .zip(bibs)
             .filter_map(|(read, bib)| Some((read.chip.as_deref()?, *bib)))
             .collect();
-        let mut pipe = redis::pipe();
-        pipe.cmd("WATCH")
+        let mut pipe = unwatch();
+        pipe.ignore()
+            .cmd("WATCH")
             .arg(keys::PASSINGS)
             .arg(&index)
             .arg(keys::WAVES)
@@ -702,7 +702,6 @@ impl Store {
                 .zip(&holders)
                 .any(|((_, bib), holder)| *bib != holder.as_deref())
             {
-                let _: () = lane.query(&unwatch()).await?;
                 return Ok(None);
             }
         }
@@ -734,14 +733,8 @@ impl Store {
         }))
     }
 
-    /// A call decided by the library's rules (`timing_passings`), on the lane (and ending
-    /// any `WATCH` of a call planned before it).
-    async fn library_call(
-        &self,
-        lane: &mut LaneGuard<'_>,
-        reads: &[&Read],
-        at: &str,
-    ) -> Result<Vec<Answer>, StoreError> {
+    /// A call decided by the library's rules (`timing_passings`).
+    async fn library_call(&self, reads: &[&Read], at: &str) -> Result<Vec<Answer>, StoreError> {
         let mut command = fcall_command("timing_passings");
         command.arg("").arg(at);
         for read in reads {
@@ -754,9 +747,8 @@ impl Store {
                 .arg(read.chip.as_deref().unwrap_or(""))
                 .arg(&read.raw);
         }
-        let mut pipe = unwatch();
-        pipe.ignore().add_command(command);
-        let (flat,): (Vec<String>,) = self.fcall_pipe_on_lane(lane, &pipe).await?;
+        let reply = self.fcall_command_on(&self.bulk, command).await?;
+        let flat: Vec<String> = redis::from_redis_value(reply).map_err(parse_err)?;
         let mut answers = Vec::with_capacity(reads.len());
         for pair in flat.chunks(2) {
             if let [outcome, reason] = pair {
@@ -774,7 +766,7 @@ impl Store {
     }
 }
 
-/// `UNWATCH`, alone in a pipeline.
+/// A pipeline that starts with `UNWATCH`.
 fn unwatch() -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.cmd("UNWATCH");
