@@ -19,26 +19,6 @@ use super::StoreError;
 /// Upper bound of one store operation, connection included.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A Redis error as the store reports it: unavailable (503) when Redis cannot be reached or
-/// did not answer, else internal (500).
-pub(super) fn store_error(err: redis::RedisError) -> StoreError {
-    if err.is_io_error()
-        || err.is_timeout()
-        || err.is_connection_dropped()
-        || err.is_connection_refusal()
-        || err.is_unrecoverable_error()
-    {
-        StoreError::Unavailable(err.to_string())
-    } else {
-        StoreError::Internal(err.to_string())
-    }
-}
-
-/// An operation that got no answer within [`OP_TIMEOUT`].
-pub(super) fn no_answer() -> StoreError {
-    StoreError::Unavailable(format!("no answer within {} ms", OP_TIMEOUT.as_millis()))
-}
-
 #[derive(Clone)]
 struct Generation {
     number: u64,
@@ -117,11 +97,23 @@ impl Connection {
                 if err.is_timeout() {
                     self.renew(number);
                 }
-                Err(store_error(err))
+                if err.is_io_error()
+                    || err.is_timeout()
+                    || err.is_connection_dropped()
+                    || err.is_connection_refusal()
+                    || err.is_unrecoverable_error()
+                {
+                    Err(StoreError::Unavailable(err.to_string()))
+                } else {
+                    Err(StoreError::Internal(err.to_string()))
+                }
             }
             Err(_) => {
                 self.renew(number);
-                Err(no_answer())
+                Err(StoreError::Unavailable(format!(
+                    "no answer within {} ms",
+                    OP_TIMEOUT.as_millis()
+                )))
             }
         }
     }

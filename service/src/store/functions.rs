@@ -16,7 +16,9 @@ use crate::{
 };
 
 /// The library's source for `race`: the `#!lua` line, the generated tables `K` and `R` (the
-/// race's own: its checkpoints, the name of its times index, the read rules), then `timing.lua`.
+/// race's own: its checkpoints, the name of its times index, the read rules; and the layout of
+/// the planned chip-read call's arguments), then
+/// `timing.lua`.
 pub(super) fn library_source(race: &Race) -> String {
     let checkpoints: Vec<String> = race
         .checkpoints
@@ -25,7 +27,7 @@ pub(super) fn library_source(race: &Race) -> String {
         .collect();
     let min_times: Vec<String> = race.rules.min_time_ms.iter().map(u64::to_string).collect();
     format!(
-        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  times_index = {},\n  start_window = {},\n  min_time = {{ {} }},\n  day = {},\n  before = {},\n}}\n{}",
+        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  times_index = {},\n  start_window = {},\n  min_time = {{ {} }},\n  day = {},\n  before = {},\n  planned_layout = {},\n}}\n{}",
         keys::lua_prelude(),
         checkpoints.join(", "),
         keys::lua_string(&keys::times_index(&race.checkpoints)),
@@ -33,6 +35,7 @@ pub(super) fn library_source(race: &Race) -> String {
         min_times.join(", "),
         DAY_MS,
         BEFORE_MS,
+        keys::lua_string(super::PLANNED_LAYOUT),
         include_str!("timing.lua"),
     )
 }
@@ -53,16 +56,8 @@ pub(super) fn fcall_command(function: &str) -> redis::Cmd {
 
 /// When Redis says the library is not there.
 fn function_missing(err: &redis::RedisError) -> bool {
-    err.to_string().contains(FUNCTION_MISSING)
+    err.to_string().contains("Function not found")
 }
-
-/// Whether the store's error is Redis saying the library is not there.
-pub(super) fn is_function_missing(err: &StoreError) -> bool {
-    matches!(err, StoreError::Internal(message) if message.contains(FUNCTION_MISSING))
-}
-
-/// What Redis answers an `FCALL` of a function it does not have.
-const FUNCTION_MISSING: &str = "Function not found";
 
 /// The audit time of a change: now, RFC 3339 UTC with milliseconds.
 pub(super) fn now_rfc3339() -> String {

@@ -7,8 +7,7 @@
 //! - `writes`: every write, one atomic function call each (record, raw reads, manual and
 //!   derived times, rankings and the audit entry change together);
 //! - `passings`: chip-read batches, in calls planned in the service from the times index
-//!   entries (`index`) where the rules allow and written in one transaction on a connection
-//!   of their own (`lane`), else decided by the library;
+//!   entries (`index`) where the rules allow, else decided by the library;
 //! - `timing`: reading waves, raw reads, a competitor's times and the audit trail;
 //! - `results`: reading a ranking page;
 //! - `rankings`: whole rankings kept in memory while they do not change, read whole once
@@ -35,7 +34,6 @@ mod results;
 mod import;
 // Chip-read batches: the times index entries read in the service, and calls planned from them.
 mod index;
-mod lane;
 mod passings;
 mod splits;
 mod timing;
@@ -50,7 +48,7 @@ use self::connection::Connection;
 pub use self::{
     connection::OP_TIMEOUT,
     import::{ImportCounts, ImportRecord},
-    passings::Read,
+    passings::{PLANNED_LAYOUT, Read},
     rankings::DEFAULT_KEPT_RANKING_ROWS,
     results::{OUT, PageQuery, RankedEntry, ResultsRow, UNTIMED},
     timing::{AuditPage, CompetitorTimes, Wave},
@@ -200,8 +198,6 @@ pub struct Shared {
     /// calls would wait for all of them; on its own connection it waits at most for the call
     /// Redis is running.
     bulk: Connection,
-    /// The connection chip-read calls run on, one at a time (see `lane`).
-    lane: lane::Lane,
     /// The functions library's source for this race.
     library: Arc<str>,
     /// Results rows kept between pages (see `results`).
@@ -234,7 +230,6 @@ impl Store {
         Ok(Self(Arc::new(Shared {
             conn: Connection::new(redis_url)?,
             bulk: Connection::new(redis_url)?,
-            lane: lane::Lane::new(redis::Client::open(redis_url)?),
             library: Arc::from(functions::library_source(&race)),
             rows: std::sync::Mutex::default(),
             rankings: std::sync::Mutex::default(),

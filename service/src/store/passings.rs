@@ -1,42 +1,34 @@
 //! Chip-read batches, applied in calls of up to [`READS_PER_CALL`] reads, each one atomic step
-//! in Redis for each of its competitors.
+//! of the functions library.
 //!
 //! The reads at a split or the finish of competitors with a times index entry (`index`) are
-//! decided here, as the library's `apply_later_reads` decides them, and written with plain
-//! commands in one `MULTI`/`EXEC` on the chip-read lane (`lane`): a call reads, under `WATCH`,
-//! whether its ids are new, its competitors' entries, the waves' gun times and its chips'
-//! holders; decides its reads from them; and sends the writes that follow (the raw reads, each
-//! competitor's appended reads, the changed times, rank entries and entries, and the change
-//! announced). If anything it read changed before the `EXEC`, Redis runs none of it, and the
-//! call is read and decided again (at most [`PLANNED_ROUNDS`] times). The rest of a call
-//! (start reads, unknown bibs and chips, competitors whose entry does not say enough, and
-//! reads still undecided after the rounds) goes to `timing_passings`, which applies the rules
-//! in Lua.
-//!
-//! Why: Redis has one thread for every client. Deciding in Lua cost it some 70,000
-//! instructions per read the rules keep and 160,000 per read that changes a time; deciding here
-//! and having a function check and write cost some 32,000 a read, two thirds of them the
-//! function's own (its arguments made Lua strings, each `redis.call`, the interpreter, the
-//! collector); plain commands in a transaction cost a fraction of that (callgrind; see the
-//! service README).
+//! decided here: from what the rules need as this process last saw it (the entries and the
+//! gun times of their waves, see [`Seen`]; the ids taken as new), the service applies the rules
+//! as the library's `apply_later_reads` does and sends `timing_passings_planned` the writes
+//! that follow, which the library makes for each competitor whose entry is still as planned
+//! (answering the others' entries, whose reads are decided again from them), and for none if
+//! an id, gun time or chip holder changed (then the service reads them and tries once more).
+//! The rest of a call (start reads, unknown bibs and chips, competitors whose entry does not
+//! say enough) and reads still undecided after [`PLANNED_ROUNDS`] go to `timing_passings`,
+//! which applies the rules in Lua. Why: Redis has one thread for every
+//! client, and deciding in Lua cost it some 70,000 instructions per read the rules keep and
+//! 160,000 per read that changes a time, most of it the interpreter rather than the
+//! commands (callgrind; see the service README for what planned calls cost).
 
-use std::{
-    borrow::Borrow,
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+use std::sync::{
+    Mutex, MutexGuard, PoisonError,
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 // (foldhash's seeded hasher, not SipHash: a call hashes each read's id and bib several times,
 // and SipHash took 8% of the service's instructions per read, callgrind.)
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use redis::Value;
 
 use super::{
     Scope, Store, StoreError,
-    functions::{fcall_command, is_function_missing, now_rfc3339},
+    functions::{fcall_command, now_rfc3339},
     index::{Entry, Record},
-    keys,
-    lane::LaneGuard,
-    parse_err,
+    keys, parse_err,
 };
 use crate::{
     model::{Bib, DAY_MS, Status},
@@ -60,19 +52,19 @@ pub struct Read {
     pub raw: String,
 }
 
-/// At most this many reads are decided in one planned call (a competitor's reads are never
-/// split): one round trip reads what they are planned from, one writes them in a transaction.
-/// Calls go one at a time on the lane, so their round trips are paid per call, and Redis
-/// parses and runs a call's writes in some 5-6 µs a read: a call of 250 holds results reads
-/// for some 1.4 ms (see the service README for what calls of 25, 100, 250 and 500 ingested).
-const READS_PER_CALL: usize = 250;
-
-/// At most this many reads go to the library in one function call (`timing_passings`): Lua
-/// decides a read in 70,000 to 160,000 instructions, so its calls stay short, since a results
-/// read waits for the call Redis is running. Measured with every read decided in Lua
-/// (`bench/service.sh`'s rows while ingesting 1,000 reads/s, 10,000 competitors): calls of 50
-/// reads, some 2.6 ms each, gave pages a p99 of 31 ms; of 25, 19-22 ms; of 10, 15-17 ms.
-const LIBRARY_READS_PER_CALL: usize = 25;
+/// At most this many reads go to Redis in one atomic call (a competitor's reads are never
+/// split), one call at a time: a results page waits at most for the call Redis is running in
+/// each of its round trips. Measured before the times index (`bench/service.sh`'s rows while
+/// ingesting 1,000 reads/s, 10,000 competitors): calls of 50 reads, some 2.6 ms each, gave
+/// pages a p99 of 31 ms; of 25, 19-22 ms; of 10, 15-17 ms. With the index a call of 25 costs
+/// Redis 0.55-0.75 ms, and pages kept a p99 of 6.3-9.6 ms in three runs (calls of 10: 5.8-8.5
+/// ms in two); it ingests 30,000-40,000 reads/s against 27,000 in calls of 10 (fewer round
+/// trips; in instructions per read a call of 25 saves only 6%: callgrind 83,700 against
+/// 89,300, and 81,300 in calls of 50). With the calls planned here, a call of 25 costs Redis
+/// some 0.3-0.37 ms; calls of 50 (0.54 ms) ingested about as much (0.55 of `SET` against
+/// 0.51-0.68 in five runs with 25) and brought the pages' p99 while ingesting flat out to
+/// 9.7 ms (3.9-7.7 with 25).
+const READS_PER_CALL: usize = 25;
 
 /// A read's outcome and its reason, as the API answers them.
 type Answer = (String, String);
@@ -83,14 +75,14 @@ const EARLIER_COUNTS: &str = "an earlier read counts";
 const MANUAL_OVERRIDES: &str = "a manual time overrides the reads";
 
 /// Whether chip-read calls are planned in the service (on unless switched off, to compare),
-/// and since the start: how many reads were decided here, and left to the library; how many
-/// planned transactions Redis did not run because what they were planned from changed.
+/// how many reads were decided here, and left to the library, since the start, and what was
+/// last seen of the entries and gun times.
 #[derive(Debug)]
 pub(super) struct Planning {
     on: AtomicBool,
     planned: AtomicU64,
     left: AtomicU64,
-    aborted: AtomicU64,
+    seen: Mutex<Seen>,
 }
 
 impl Default for Planning {
@@ -99,47 +91,149 @@ impl Default for Planning {
             on: AtomicBool::new(true),
             planned: AtomicU64::new(0),
             left: AtomicU64::new(0),
-            aborted: AtomicU64::new(0),
+            seen: Mutex::default(),
         }
     }
 }
 
-/// At most this many times a call's reads are read and decided here: again when another
-/// client changed what the last try read before its transaction ran; reads still undecided
-/// after them go to the library.
+impl Planning {
+    /// What was seen (a panic elsewhere while it was held leaves it as consistent as ever:
+    /// every value in it is checked before use).
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The layout of `timing_passings_planned`'s arguments, sent first and checked by the
+/// library (which gets it in its race table, `functions::library_source`): while a deploy
+/// runs two versions of the service on one Redis, a call of another layout is refused, not
+/// misread. Change it with the layout.
+pub const PLANNED_LAYOUT: &str = "planned-3";
+
+/// At most this many planned calls decide one call's reads: the first, and those for
+/// competitors whose entry another call changed meanwhile; reads still undecided after them
+/// go to the library.
 const PLANNED_ROUNDS: usize = 3;
 
-/// What a call is planned from, read under `WATCH`.
+/// At most this many entries are remembered (some 100 bytes each); past it they are
+/// forgotten and read again.
+const MAX_SEEN_ENTRIES: usize = 100_000;
+
+/// The competitors' entries and the waves' gun times as this process last read or wrote
+/// them. A call is planned from them without reading them first, and its ids taken as new:
+/// the library checks all of these before it writes anything, so what changed since (another
+/// process's call, a manual time, a status) costs a second try after reading them, never a
+/// wrong write. That saves every call a round trip, and Redis two lookups per read.
+#[derive(Debug, Default)]
+struct Seen {
+    entries: HashMap<String, String>,
+    guns: HashMap<String, String>,
+}
+
+impl Seen {
+    /// Remembers `value` of `name` in `map` (one of this one's), or forgets it if `None`.
+    fn remember(map: &mut HashMap<String, String>, name: &str, value: Option<String>) {
+        match value {
+            Some(value) => {
+                if map.len() >= MAX_SEEN_ENTRIES {
+                    map.clear();
+                }
+                map.insert(name.to_owned(), value);
+            }
+            None => {
+                map.remove(name);
+            }
+        }
+    }
+}
+
+/// Of `names` (repeats counted once), copies into `found` the values `remembered` holds,
+/// unless `fresh`, and returns the others: those to read.
+fn take_remembered<'n>(
+    names: impl IntoIterator<Item = &'n str>,
+    remembered: &HashMap<String, String>,
+    fresh: bool,
+    found: &mut HashMap<String, String>,
+) -> Vec<&'n str> {
+    let mut unread = Vec::new();
+    for name in names {
+        if found.contains_key(name) || unread.contains(&name) {
+            continue;
+        }
+        match remembered.get(name).filter(|_| !fresh) {
+            Some(value) => {
+                found.insert(name.to_owned(), value.clone());
+            }
+            None => unread.push(name),
+        }
+    }
+    unread
+}
+
+/// What a call is planned from: remembered (see [`Seen`]) or read just before.
 struct Known {
     /// Per read of the call, whether its id was received before.
     received: Vec<bool>,
-    /// Bib -> times index entry, for the call's competitors that have one.
+    /// Bib -> times index entry, for the call's competitors.
     entries: HashMap<String, String>,
     /// Wave -> gun time, as stored.
     guns: HashMap<String, String>,
 }
 
-/// A call planned: the answers of the reads decided here, the transaction that makes their
+/// A call planned: the answers of the reads decided here, the library call that makes their
 /// writes (none when there are none), and the reads left to the library.
 struct Plan {
     answers: Vec<Option<Answer>>,
-    writes: Option<redis::Pipeline>,
+    call: Option<redis::Cmd>,
     left: Vec<usize>,
+    /// Each competitor decided here: bib, entry once the call is written, and their reads.
+    competitors: Vec<(String, String, Vec<usize>)>,
     /// How many new reads were decided here.
     decided: usize,
-    /// The scopes whose rankings the writes change (announced by the transaction).
-    touched: Vec<String>,
+    /// Reads of competitors whose entry was not as planned: the call wrote the others, and
+    /// these are to be decided again (their answers are `None`).
+    stale: Vec<usize>,
+}
+
+impl Plan {
+    /// The call was written but for the competitors `stale` names (bib, entry as it is, the
+    /// library's answer; none when it answered `ok`): the others' new entries are remembered,
+    /// and so is what Redis holds of the stale ones, whose reads go to `stale`, unanswered.
+    fn written_but(&mut self, stale: &[Option<String>], seen: &mut Seen) {
+        let mut stale_bibs = HashSet::new();
+        for pair in stale.chunks(2) {
+            if let [Some(bib), entry] = pair {
+                Seen::remember(&mut seen.entries, bib, entry.clone());
+                stale_bibs.insert(bib.as_str());
+            }
+        }
+        for (bib, entry, reads) in self.competitors.drain(..) {
+            if stale_bibs.contains(bib.as_str()) {
+                for k in reads {
+                    self.answers[k] = None;
+                    self.stale.push(k);
+                }
+            } else {
+                Seen::remember(&mut seen.entries, &bib, Some(entry));
+            }
+        }
+        self.decided = self.decided.saturating_sub(self.stale.len());
+        self.stale.sort_unstable();
+    }
 }
 
 /// One competitor's new reads in a call, decided here.
 struct Decided<'a> {
     bib: &'a str,
-    /// Their entry as it becomes ('' when unchanged).
+    /// Their entry as read, and as it becomes ('' when unchanged).
+    entry: &'a str,
     new_entry: String,
     /// Their reads as their list of reads holds them.
     listed: Vec<String>,
     /// (read, answer) per read.
     answers: Vec<(usize, Answer)>,
+    /// The wave whose gun time the decision used, with that time as read.
+    wave: Option<(&'a str, &'a str)>,
     /// The changed times, (time of day, checkpoint) for `race:<bib>`: present when
     /// `new_entry` is.
     times: Vec<(String, String)>,
@@ -196,6 +290,7 @@ fn decide<'a>(
     let entry = Entry::parse(text, checkpoints)?;
     let mut decided = Decided {
         bib,
+        entry: text,
         new_entry: String::new(),
         listed: group
             .iter()
@@ -209,6 +304,7 @@ fn decide<'a>(
             })
             .collect(),
         answers: Vec::with_capacity(group.len()),
+        wave: None,
         times: Vec::new(),
         ranks: Vec::new(),
         scopes: Vec::new(),
@@ -226,7 +322,11 @@ fn decide<'a>(
     }
     let record = entry.record.as_ref();
     let gun = match record.and_then(|r| r.wave) {
-        Some(wave) => Some(known.guns.get(wave)?.parse::<u64>().ok()?),
+        Some(wave) => {
+            let (name, gun) = known.guns.get_key_value(wave)?;
+            decided.wave = Some((name, gun));
+            Some(gun.parse::<u64>().ok()?)
+        }
         None => None,
     };
     if entry.times[0].is_none() && record.is_none() {
@@ -302,11 +402,11 @@ fn decide<'a>(
     decided.new_entry = entry.with_times(&changes);
     Some(decided)
 }
-
 /// Plans a call of `reads` (by bib, or by a chip whose holder `bibs` gives; `None` for a chip
 /// nobody has) from what was read: duplicates are answered, each competitor's new reads are
 /// decided here where [`decide`] can, and the rest are left to the library. The writes go in
-/// one transaction; sorted sets written for several competitors get one `ZADD` each.
+/// one `timing_passings_planned` call (its arguments are described in `timing.lua`); sorted
+/// sets written for several competitors get one `ZADD` each.
 fn plan<'a>(
     race: &'a Race,
     reads: &[&'a Read],
@@ -316,25 +416,21 @@ fn plan<'a>(
     let mut answers = vec![None; reads.len()];
     let mut left = Vec::new();
     // New reads by competitor, in order of first appearance (the library's order).
-    // (A map from bib to group, not a search of the groups: a call has up to
-    // READS_PER_CALL competitors.)
     let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-    let mut group_of: HashMap<&str, usize> = HashMap::with_capacity(reads.len());
-    let mut ids: HashSet<&str> = HashSet::with_capacity(reads.len());
+    let mut ids: HashSet<&str> = HashSet::new();
     for (k, read) in reads.iter().enumerate() {
         if known.received[k] || !ids.insert(&read.id) {
             answers[k] = Some(("duplicate".into(), DUPLICATE.into()));
             continue;
         }
-        let Some(bib) = bibs[k] else {
-            left.push(k);
-            continue;
-        };
-        let group = *group_of.entry(bib).or_insert_with(|| {
-            groups.push((bib, Vec::new()));
-            groups.len() - 1
-        });
-        groups[group].1.push(k);
+        match (
+            bibs[k],
+            groups.iter_mut().find(|(bib, _)| Some(*bib) == bibs[k]),
+        ) {
+            (Some(_), Some((_, group))) => group.push(k),
+            (Some(bib), None) => groups.push((bib, vec![k])),
+            (None, _) => left.push(k),
+        }
     }
     let mut decided = Vec::new();
     for (bib, group) in &groups {
@@ -351,46 +447,43 @@ fn plan<'a>(
         }
     }
     left.sort_unstable();
+    if decided.is_empty() {
+        return Plan {
+            answers,
+            call: None,
+            left,
+            competitors: Vec::new(),
+            decided: 0,
+            stale: Vec::new(),
+        };
+    }
+    // (Grouped by competitor, in competitor order: the library relies on it.)
     let fresh: Vec<usize> = decided
         .iter()
         .flat_map(|d| d.answers.iter().map(|(k, _)| *k))
         .collect();
-    if fresh.is_empty() {
-        return Plan {
-            answers,
-            writes: None,
-            left,
-            decided: 0,
-            touched: Vec::new(),
-        };
-    }
-    let mut writes = redis::pipe();
-    writes.atomic();
-    let mut raw = redis::cmd("HSET");
-    raw.arg(keys::PASSINGS);
-    for &k in &fresh {
-        raw.arg(&reads[k].id).arg(&reads[k].raw);
-    }
-    writes.add_command(raw);
-    let mut entries = redis::cmd("HSET");
-    entries.arg(keys::times_index(&race.checkpoints));
-    let mut entries_changed = false;
+    let competitors = decided
+        .iter()
+        .map(|d| {
+            let after = if d.new_entry.is_empty() {
+                d.entry
+            } else {
+                &d.new_entry
+            };
+            let reads = d.answers.iter().map(|(k, _)| *k).collect();
+            (d.bib.to_owned(), after.to_owned(), reads)
+        })
+        .collect();
+    let chips: Vec<(&str, &str)> = fresh
+        .iter()
+        .filter_map(|&k| Some((reads[k].chip.as_deref()?, bibs[k]?)))
+        .collect();
+    let mut waves: Vec<(&str, &str)> = Vec::new();
     let mut touched: Vec<String> = Vec::new();
-    let mut ranks = SortedSetWrites::default();
+    let mut writes = SortedSetWrites::default();
     for competitor in &mut decided {
-        writes
-            .cmd("RPUSH")
-            .arg(keys::reads(competitor.bib))
-            .arg(&competitor.listed);
-        if !competitor.new_entry.is_empty() {
-            let mut times = redis::cmd("ZADD");
-            times.arg(keys::times(competitor.bib));
-            for (ms, checkpoint) in &competitor.times {
-                times.arg(ms).arg(checkpoint);
-            }
-            writes.add_command(times);
-            entries.arg(competitor.bib).arg(&competitor.new_entry);
-            entries_changed = true;
+        if let Some(wave) = competitor.wave.filter(|wave| !waves.contains(wave)) {
+            waves.push(wave);
         }
         for scope in &competitor.scopes {
             let name = keys::scope_suffix(*scope);
@@ -399,78 +492,55 @@ fn plan<'a>(
             }
         }
         for (key, score, member) in competitor.ranks.drain(..) {
-            ranks.add(key, score, member);
+            writes.add(key, score, member);
         }
         for (k, answer) in competitor.answers.drain(..) {
             answers[k] = Some(answer);
         }
     }
-    if entries_changed {
-        writes.add_command(entries);
+    let mut call = fcall_command("timing_passings_planned");
+    call.arg(PLANNED_LAYOUT)
+        .arg(fresh.len())
+        .arg(waves.len())
+        .arg(chips.len())
+        .arg(decided.len())
+        .arg(writes.order.len())
+        .arg(touched.len());
+    for &k in &fresh {
+        call.arg(&reads[k].id).arg(&reads[k].raw);
     }
-    for key in &ranks.order {
-        let mut zadd = redis::cmd("ZADD");
-        zadd.arg(key);
-        for (score, member) in &ranks.members[key] {
-            zadd.arg(score).arg(member);
+    for (name, value) in waves.iter().chain(&chips) {
+        call.arg(*name).arg(*value);
+    }
+    for competitor in &decided {
+        call.arg(competitor.bib)
+            .arg(competitor.entry)
+            .arg(&competitor.new_entry)
+            .arg(competitor.listed.len())
+            .arg(&competitor.listed);
+        if !competitor.new_entry.is_empty() {
+            call.arg(competitor.times.len());
+            for (ms, checkpoint) in &competitor.times {
+                call.arg(ms).arg(checkpoint);
+            }
         }
-        writes.add_command(zadd);
     }
-    if !touched.is_empty() {
-        writes.add_command(touch_command(&touched));
+    for key in &writes.order {
+        let members = &writes.members[key];
+        call.arg(key).arg(members.len());
+        for (score, member) in members {
+            call.arg(score).arg(member);
+        }
     }
+    call.arg(&touched);
     Plan {
         answers,
-        writes: Some(writes),
+        call: Some(call),
         left,
+        competitors,
         decided: fresh.len(),
-        touched,
+        stale: Vec::new(),
     }
-}
-
-/// The call that bumps the versions of the scopes `names` and announces the change (in the
-/// library: the next number of the change counter is read and written in one step there).
-fn touch_command(names: &[String]) -> redis::Cmd {
-    let mut touch = fcall_command("timing_touch_planned");
-    touch.arg(names);
-    touch
-}
-
-/// `those` (indexes into `reads`, of competitors `bibs`) in calls of at most `limit` reads,
-/// grouped by competitor (or by unknown chip) in order of first appearance: a competitor's
-/// reads are never split, so each call is atomic for each of its competitors.
-fn calls_of<R: Borrow<Read>>(
-    reads: &[R],
-    bibs: &[Option<&str>],
-    those: &[usize],
-    limit: usize,
-) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut group_of: HashMap<(Option<&str>, Option<&str>), usize> = HashMap::new();
-    for &index in those {
-        let key = match bibs[index] {
-            Some(bib) => (Some(bib), None),
-            None => (None, reads[index].borrow().chip.as_deref()),
-        };
-        let group = *group_of.entry(key).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[group].push(index);
-    }
-    let mut calls: Vec<Vec<usize>> = vec![Vec::new()];
-    for group in groups {
-        if calls
-            .last()
-            .is_some_and(|call| !call.is_empty() && call.len() + group.len() > limit)
-        {
-            calls.push(Vec::new());
-        }
-        if let Some(call) = calls.last_mut() {
-            call.extend(group);
-        }
-    }
-    calls
 }
 
 impl Store {
@@ -486,12 +556,6 @@ impl Store {
             self.planning.planned.load(Ordering::Relaxed),
             self.planning.left.load(Ordering::Relaxed),
         )
-    }
-
-    /// Planned transactions that Redis did not run since the start, because another client
-    /// changed what they were planned from first (their reads were decided again).
-    pub fn planned_aborted(&self) -> u64 {
-        self.planning.aborted.load(Ordering::Relaxed)
     }
 
     /// The competitors `chips` belong to (one `HMGET`); a chip nobody has is left out.
@@ -516,9 +580,8 @@ impl Store {
     ///
     /// Chips are resolved first (one `HMGET`) so that the reads of one competitor, by bib or
     /// by chip, go to Redis in the same atomic call; calls of up to [`READS_PER_CALL`] reads
-    /// go one after the other. (A planned call reads the chips' holders again under `WATCH`,
-    /// and the library reads them itself, so a chip reassigned in between still lands on its
-    /// current holder.)
+    /// go one after the other. (The library checks the chips again itself, so a chip
+    /// reassigned in between still lands on its current holder.)
     pub async fn ingest(&self, reads: &[Read]) -> Result<Vec<Answer>, StoreError> {
         let chips: Vec<&str> = reads.iter().filter_map(|r| r.chip.as_deref()).collect();
         let holders = self.chip_holders(&chips).await?;
@@ -532,17 +595,45 @@ impl Store {
                 (None, None) => None,
             })
             .collect();
-        let all: Vec<usize> = (0..reads.len()).collect();
-        let calls = calls_of(reads, &bibs, &all, READS_PER_CALL);
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut group_of: HashMap<(Option<&str>, Option<&str>), usize> = HashMap::new();
+        for (index, read) in reads.iter().enumerate() {
+            let key = match bibs[index] {
+                Some(bib) => (Some(bib), None),
+                None => (None, read.chip.as_deref()),
+            };
+            let group = *group_of.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[group].push(index);
+        }
+        let mut calls: Vec<Vec<usize>> = vec![Vec::new()];
+        for group in groups {
+            if calls
+                .last()
+                .is_some_and(|call| !call.is_empty() && call.len() + group.len() > READS_PER_CALL)
+            {
+                calls.push(Vec::new());
+            }
+            if let Some(call) = calls.last_mut() {
+                call.extend(group);
+            }
+        }
         let at = now_rfc3339();
         let mut out = vec![(String::new(), String::new()); reads.len()];
         // One call after the other, not pipelined: Redis runs a client's pipelined commands
         // back to back, so a pipeline of the batch's calls held every results read for the
         // whole batch; one at a time, a read waits for one call at most.
+        // Ids are taken as new until a call finds otherwise: then the batch was sent before
+        // (in part, say by a second reader), and its other calls read them first.
+        let mut ids_new = true;
         for call in &calls {
             let call_reads: Vec<&Read> = call.iter().map(|&index| &reads[index]).collect();
             let call_bibs: Vec<Option<&str>> = call.iter().map(|&index| bibs[index]).collect();
-            let answers = self.apply_call(&call_reads, &call_bibs, &at).await?;
+            let answers = self
+                .apply_call(&call_reads, &call_bibs, &at, &mut ids_new)
+                .await?;
             for (&index, answer) in call.iter().zip(answers) {
                 out[index] = answer;
             }
@@ -550,41 +641,55 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies a call's reads (of competitors `bibs`, see [`plan`]): those decided here in one
-    /// transaction on the chip-read lane, then the rest in library calls that decide them, on
-    /// the bulk connection (they check what they read themselves, and calls of several batches
-    /// go there one after the other without waiting for each other's round trips).
+    /// Applies a call's reads (of competitors `bibs`, see [`plan`]): those decided here with
+    /// one library call that checks and writes (again for competitors whose entry changed
+    /// meanwhile, from their entry as the call found it, up to [`PLANNED_ROUNDS`] calls), then
+    /// the rest with one that decides.
     async fn apply_call(
         &self,
         reads: &[&Read],
         bibs: &[Option<&str>],
         at: &str,
+        ids_new: &mut bool,
     ) -> Result<Vec<Answer>, StoreError> {
         let mut answers = vec![None; reads.len()];
-        let left = match self.planned_call(reads, bibs).await? {
-            Some(plan) => {
-                self.planning
-                    .planned
-                    .fetch_add(plan.decided as u64, Ordering::Relaxed);
-                for (k, answer) in plan.answers.into_iter().enumerate() {
-                    if answer.is_some() {
-                        answers[k] = answer;
-                    }
-                }
-                plan.left
+        let mut left = Vec::new();
+        // Positions in `reads` still to decide.
+        let mut pending: Vec<usize> = (0..reads.len()).collect();
+        for _ in 0..PLANNED_ROUNDS {
+            if pending.is_empty() {
+                break;
             }
-            None => (0..reads.len()).collect(),
-        };
+            let round_reads: Vec<&Read> = pending.iter().map(|&k| reads[k]).collect();
+            let round_bibs: Vec<Option<&str>> = pending.iter().map(|&k| bibs[k]).collect();
+            let Some(plan) = self
+                .planned_call(&round_reads, &round_bibs, ids_new)
+                .await?
+            else {
+                break;
+            };
+            self.planning
+                .planned
+                .fetch_add(plan.decided as u64, Ordering::Relaxed);
+            for (j, answer) in plan.answers.into_iter().enumerate() {
+                if answer.is_some() {
+                    answers[pending[j]] = answer;
+                }
+            }
+            left.extend(plan.left.iter().map(|&j| pending[j]));
+            pending = plan.stale.iter().map(|&j| pending[j]).collect();
+        }
+        left.append(&mut pending);
+        left.sort_unstable();
         if !left.is_empty() {
             self.planning
                 .left
                 .fetch_add(left.len() as u64, Ordering::Relaxed);
-            for call in calls_of(reads, bibs, &left, LIBRARY_READS_PER_CALL) {
-                let call_reads: Vec<&Read> = call.iter().map(|&k| reads[k]).collect();
-                let decided = self.library_call(&call_reads, at).await?;
-                for (&k, answer) in call.iter().zip(decided) {
-                    answers[k] = Some(answer);
-                }
+            let left_reads: Vec<&Read> = left.iter().map(|&k| reads[k]).collect();
+            self.forget_entries(left.iter().filter_map(|&k| bibs[k]));
+            let decided = self.library_call(&left_reads, at).await?;
+            for (&k, answer) in left.iter().zip(decided) {
+                answers[k] = Some(answer);
             }
         }
         answers
@@ -595,142 +700,129 @@ impl Store {
             .collect()
     }
 
-    /// A call planned here and its transaction run on the lane; `None` when planning is off,
-    /// the call has nothing to plan, a chip changed holder since the batch read it, or Redis
-    /// ran none of [`PLANNED_ROUNDS`] transactions (another client kept changing what they
-    /// were planned from). (A plan without writes leaves the lane watching: the next call's
-    /// read ends that first.)
+    /// A call planned here, its writes made by `timing_passings_planned` (the plan's `call`
+    /// taken); `None` when planning is off, or what the plan was made from changed before the
+    /// library ran it twice. The first try plans from what was seen before (see [`Seen`]),
+    /// with the ids taken as new if `ids_new`; if that was not so, the second reads it all
+    /// first (and `ids_new` is cleared: the batch has reads Redis had).
     async fn planned_call(
         &self,
         reads: &[&Read],
         bibs: &[Option<&str>],
+        ids_new: &mut bool,
     ) -> Result<Option<Plan>, StoreError> {
-        // (Start reads and reads of nobody are the library's: nothing to read for them.)
-        let plannable = |(read, bib): (&&Read, &Option<&str>)| read.checkpoint > 0 && bib.is_some();
-        if !self.planning.on.load(Ordering::Relaxed) || !reads.iter().zip(bibs).any(plannable) {
+        if !self.planning.on.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        let mut lane = self.lane.lock().await;
-        let lane = &mut lane;
-        for _ in 0..PLANNED_ROUNDS {
-            let Some(known) = self.watched(lane, reads, bibs).await? else {
-                return Ok(None);
-            };
+        let tries: &[bool] = if *ids_new { &[false, true] } else { &[true] };
+        for &fresh in tries {
+            let known = self.known(reads, bibs, fresh).await?;
+            if fresh && known.received.iter().any(|&received| received) {
+                *ids_new = false;
+            }
             let mut plan = plan(&self.race, reads, bibs, &known);
-            let Some(writes) = plan.writes.take() else {
+            let Some(call) = plan.call.take() else {
                 return Ok(Some(plan));
             };
-            match lane.query::<Option<Vec<Value>>>(&writes).await {
-                Ok(Some(_)) => return Ok(Some(plan)),
-                Ok(None) => {
-                    self.planning.aborted.fetch_add(1, Ordering::Relaxed);
+            let reply = self.fcall_command_on(&self.bulk, call).await?;
+            // The stale competitors' bibs and entries; none when all was written.
+            let stale: Vec<Option<String>> = if let redis::Value::Array(_) = reply {
+                redis::from_redis_value(reply).map_err(parse_err)?
+            } else {
+                let answer: String = redis::from_redis_value(reply).map_err(parse_err)?;
+                match answer.as_str() {
+                    "ok" => Vec::new(),
+                    "changed" => continue,
+                    other => {
+                        return Err(parse_err(format!(
+                            "timing_passings_planned answered `{other}`"
+                        )));
+                    }
                 }
-                Err(err) if is_function_missing(&err) => {
-                    // The transaction ran but for its announcement (a transaction is not
-                    // undone by a failed command): load the library and announce.
-                    let mut touch = redis::pipe();
-                    touch.add_command(touch_command(&plan.touched));
-                    self.fcall_pipe_on(&self.bulk, &touch).await?;
-                    return Ok(Some(plan));
-                }
-                Err(err) => return Err(err),
-            }
+            };
+            plan.written_but(&stale, &mut self.planning.seen());
+            return Ok(Some(plan));
         }
         Ok(None)
     }
 
-    /// What a call of `reads` (of competitors `bibs`) is planned from, read on the lane after
-    /// `WATCH` of the keys it comes from (and `UNWATCH` of what the lane watched before): whether the ids were received before, the
-    /// competitors' entries and the chips' holders in one round trip, the gun times of the
-    /// entries' waves (if any) in a second. `None` when a chip's holder is not `bibs`' (the
-    /// library reads them).
-    async fn watched(
+    /// What a call of `reads` is planned from: whether their ids were received before, the
+    /// entries of competitors `bibs` and the gun times of their waves. Read from Redis when
+    /// `fresh`, else taken from what was seen (the ids as new; what was never seen is read).
+    async fn known(
         &self,
-        lane: &mut LaneGuard<'_>,
         reads: &[&Read],
         bibs: &[Option<&str>],
-    ) -> Result<Option<Known>, StoreError> {
-        let index = keys::times_index(&self.race.checkpoints);
-        let ids: Vec<&str> = reads.iter().map(|r| r.id.as_str()).collect();
-        let mut competitors: Vec<&str> = Vec::new();
-        let mut listed: HashSet<&str> = HashSet::with_capacity(bibs.len());
-        for &bib in bibs.iter().flatten() {
-            if listed.insert(bib) {
-                competitors.push(bib);
-            }
-        }
-        let chips: Vec<(&str, Option<&str>)> = reads
-            .iter()
-            .zip(bibs)
-            .filter_map(|(read, bib)| Some((read.chip.as_deref()?, *bib)))
-            .collect();
-        let mut pipe = unwatch();
-        pipe.ignore()
-            .cmd("WATCH")
-            .arg(keys::PASSINGS)
-            .arg(&index)
-            .arg(keys::WAVES)
-            .arg(keys::CHIPS)
-            .ignore();
-        pipe.cmd("HMGET").arg(keys::PASSINGS).arg(&ids);
-        if !competitors.is_empty() {
-            pipe.cmd("HMGET").arg(&index).arg(&competitors);
-        }
-        if !chips.is_empty() {
-            pipe.cmd("HMGET")
-                .arg(keys::CHIPS)
-                .arg(chips.iter().map(|(chip, _)| *chip).collect::<Vec<_>>());
-        }
-        let replies: Vec<Value> = lane.query(&pipe).await?;
-        let mut replies = replies.into_iter();
-        let mut next = || replies.next().ok_or_else(|| parse_err("too few replies"));
-        let received: Vec<Option<Value>> = redis::from_redis_value(next()?).map_err(parse_err)?;
+        fresh: bool,
+    ) -> Result<Known, StoreError> {
         let mut entries = HashMap::new();
-        if !competitors.is_empty() {
-            let found: Vec<Option<String>> = redis::from_redis_value(next()?).map_err(parse_err)?;
-            for (bib, entry) in competitors.iter().zip(found) {
+        let unseen = take_remembered(
+            bibs.iter().flatten().copied(),
+            &self.planning.seen().entries,
+            fresh,
+            &mut entries,
+        );
+        let mut pipe = redis::pipe();
+        if fresh {
+            let ids: Vec<&str> = reads.iter().map(|r| r.id.as_str()).collect();
+            pipe.cmd("HMGET").arg(keys::PASSINGS).arg(&ids);
+        }
+        if !unseen.is_empty() {
+            pipe.cmd("HMGET")
+                .arg(keys::times_index(&self.race.checkpoints))
+                .arg(&unseen);
+        }
+        let mut replies: Vec<Vec<Option<String>>> = if fresh || !unseen.is_empty() {
+            self.bulk.query(&pipe).await?
+        } else {
+            Vec::new()
+        };
+        let received = if fresh && !replies.is_empty() {
+            replies.remove(0).iter().map(Option::is_some).collect()
+        } else {
+            vec![false; reads.len()]
+        };
+        if let Some(found) = replies.pop() {
+            let mut seen = self.planning.seen();
+            for (bib, entry) in unseen.iter().zip(found) {
+                Seen::remember(&mut seen.entries, bib, entry.clone());
                 if let Some(entry) = entry {
                     entries.insert((*bib).to_owned(), entry);
                 }
             }
         }
-        if !chips.is_empty() {
-            let holders: Vec<Option<String>> =
-                redis::from_redis_value(next()?).map_err(parse_err)?;
-            if chips
-                .iter()
-                .zip(&holders)
-                .any(|((_, bib), holder)| *bib != holder.as_deref())
-            {
-                return Ok(None);
-            }
-        }
-        // The gun times of the entries' waves, if any, in a second round trip (still watched).
+        // The gun times of the entries' waves, if any: remembered, or read.
         let checkpoints = self.race.checkpoints.len();
-        let mut waves: Vec<&str> = Vec::new();
-        for entry in entries.values() {
-            if let Some(wave) = Record::of(entry, checkpoints).and_then(|record| record.wave)
-                && !waves.contains(&wave)
-            {
-                waves.push(wave);
-            }
-        }
         let mut guns = HashMap::new();
-        if !waves.is_empty() {
+        let waves = entries
+            .values()
+            .filter_map(|text| Record::of(text, checkpoints)?.wave);
+        let unread = take_remembered(waves, &self.planning.seen().guns, fresh, &mut guns);
+        if !unread.is_empty() {
             let mut pipe = redis::pipe();
-            pipe.cmd("HMGET").arg(keys::WAVES).arg(&waves);
-            let (found,): (Vec<Option<String>>,) = lane.query(&pipe).await?;
-            for (wave, gun) in waves.iter().zip(found) {
+            pipe.cmd("HMGET").arg(keys::WAVES).arg(&unread);
+            let (found,): (Vec<Option<String>>,) = self.bulk.query(&pipe).await?;
+            let mut seen = self.planning.seen();
+            for (wave, gun) in unread.iter().zip(found) {
+                Seen::remember(&mut seen.guns, wave, gun.clone());
                 if let Some(gun) = gun {
                     guns.insert((*wave).to_owned(), gun);
                 }
             }
         }
-        Ok(Some(Known {
-            received: received.iter().map(Option::is_some).collect(),
+        Ok(Known {
+            received,
             entries,
             guns,
-        }))
+        })
+    }
+
+    /// Forgets the entries of competitors `bibs` (the library changes them as it decides).
+    fn forget_entries<'b>(&self, bibs: impl Iterator<Item = &'b str>) {
+        let mut seen = self.planning.seen();
+        for bib in bibs {
+            seen.entries.remove(bib);
+        }
     }
 
     /// A call decided by the library's rules (`timing_passings`).
@@ -764,11 +856,4 @@ impl Store {
         }
         Ok(answers)
     }
-}
-
-/// A pipeline that starts with `UNWATCH`.
-fn unwatch() -> redis::Pipeline {
-    let mut pipe = redis::pipe();
-    pipe.cmd("UNWATCH");
-    pipe
 }

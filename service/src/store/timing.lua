@@ -31,6 +31,18 @@ for i = 1, N do POS[CPS[i]] = i end
 -- Checkpoint index as passings' arguments give it ('1', '2', ...) -> number, without tonumber.
 local CP_INDEX = {}
 for i = 1, N do CP_INDEX['' .. i] = i end
+-- Counts in passings_planned's arguments -> number (tonumber runs glibc's strtod twice, some
+-- 1,700 instructions; a call has a few per read). Up to 255: a call of 25 reads needs no
+-- more, and a larger table is paid by every call of every function: all libraries share
+-- one Lua state, whose collector Redis steps every 50 calls, and it grows with the heap
+-- (0 to 1,000 was a quarter of the Lua heap after loading; without it a create costs Redis
+-- some 500 instructions less, medians of three paired runs of bench/write_cost.sh). A larger
+-- count is read by tonumber.
+local COUNT = {}
+for i = 0, 255 do COUNT['' .. i] = i end
+local function count(s)
+  return COUNT[s] or tonumber(s)
+end
 -- Key names are built once per scope value, not per call: the memo functions below fill their
 -- tables on first use, and the tables live as long as the library (no setmetatable in a
 -- Functions library). Their keys are gender, category and country values and scope names, so
@@ -1101,12 +1113,138 @@ local function passings(_, a)
   return flat
 end
 
--- touch_planned: args the scope names a chip-read call planned in the service changed. The
--- call's writes are plain commands in one MULTI/EXEC (store/passings.rs), with this the one
--- function call among them: the versions need the next number of the counter, which a
--- transaction's commands cannot pass to each other.
-local function touch_planned(_, a)
-  touch_names(a)
+-- Whether the n fields of hash `key` named at a[p], a[p + 2], ... still hold the value that
+-- follows each name (passings_planned).
+local function still(key, a, p, n)
+  if n == 0 then return true end
+  local names = {}
+  for m = 1, n do names[m] = a[p + 2 * m - 2] end
+  local now = redis.call('HMGET', key, unpack(names))
+  for m = 1, n do
+    if now[m] ~= a[p + 2 * m - 1] then return false end
+  end
+  return true
+end
+
+-- passings_planned: a chip-read call whose rules the service applied itself
+-- (store/passings.rs): reads at a split or the finish of competitors with an index entry,
+-- as apply_later_reads would apply them, from what the service had of them: which ids are
+-- new, the chips' holders, the competitors' entries and their waves' gun times (remembered
+-- from earlier calls, or read). Checks that all of these are so and, if they are, makes the
+-- writes the service worked out: the raw
+-- reads, each competitor's appended reads, the changed times and rank entries, the new
+-- entries, and the change announced (the service sends the keys and scores; Lua decides
+-- nothing, which is what made chip reads cost Redis several times a SET). Answers 'ok';
+-- 'changed' having written nothing when an id, gun time or chip holder was not as sent;
+-- and when only some competitors' entries were not, writes the others (a batch is atomic
+-- per competitor) and answers those competitors' bibs and entries as they are, bib, entry,
+-- bib, entry ... (nil for none), for the service to decide their reads again: with
+-- several calls in flight, one often changes a competitor another was planned from, and
+-- sending the whole call again cost Redis the call twice.
+-- Args: the layout (R.planned_layout: a call of another version of the service is refused,
+-- not misread); counts of new reads, waves, chips, competitors, rank sets and scopes; then
+-- per new read its id and raw JSON, grouped by competitor in competitor order; per wave its
+-- name and gun time as read; per chip its chip and holder; per competitor the bib, the entry
+-- as read, the new entry ('' unchanged), a count k and k entries of its reads list (its k
+-- reads), and with a new entry a count q and q time, checkpoint pairs of its changed times;
+-- per rank set its key, a count m and m score, bib pairs; then the scope names to touch.
+
+-- The score, bib pairs of one rank set's writes in a, from p, m of them, without those of
+-- competitors in `stale` (bib -> true).
+local function fresh_pairs(a, p, m, stale)
+  local out = {}
+  for q = p, p + 2 * m - 2, 2 do
+    if not stale[a[q + 1]] then
+      out[#out + 1] = a[q]
+      out[#out + 1] = a[q + 1]
+    end
+  end
+  return out
+end
+
+local function passings_planned(_, a)
+  if a[1] ~= R.planned_layout then
+    return redis.error_reply('timing_passings_planned: arguments of layout ' .. tostring(a[1]) ..
+      ', this library reads ' .. R.planned_layout .. ' (two versions of the service on one Redis)')
+  end
+  local nr, nw, nh, nc, nz, ns =
+    count(a[2]), count(a[3]), count(a[4]), count(a[5]), count(a[6]), count(a[7])
+  local raw_at = 8
+  local p = raw_at + 2 * nr
+  local ids = {}
+  for k = 1, nr do ids[k] = a[raw_at + 2 * k - 2] end
+  local known = redis.call('HMGET', K.passings, unpack(ids))
+  for k = 1, nr do
+    if known[k] then return 'changed' end
+  end
+  if not still(K.waves, a, p, nw) or not still(K.chips, a, p + 2 * nw, nh) then
+    return 'changed'
+  end
+  p = p + 2 * (nw + nh)
+  -- Per competitor: bib, where its arguments start, its count of reads, and where its
+  -- changed times start (nil without).
+  local bibs, at, listed, times_at = {}, {}, {}, {}
+  for m = 1, nc do
+    bibs[m], at[m], listed[m] = a[p], p, count(a[p + 3])
+    p = p + 4 + listed[m]
+    if a[at[m] + 2] ~= '' then
+      times_at[m] = p
+      p = p + 1 + 2 * count(a[p])
+    end
+  end
+  local entries = redis.call('HMGET', INDEX, unpack(bibs))
+  -- Competitors whose entry is not as sent: bib -> true, and their bibs and entries.
+  local stale, answer
+  for m = 1, nc do
+    if entries[m] ~= a[at[m] + 1] then
+      if not stale then stale, answer = {}, {} end
+      stale[bibs[m]] = true
+      answer[#answer + 1] = bibs[m]
+      answer[#answer + 1] = entries[m]
+    end
+  end
+  if answer and #answer == 2 * nc then return answer end
+  if not stale then
+    redis.call('HSET', K.passings, unpack(a, raw_at, raw_at + 2 * nr - 1))
+  else
+    -- (The raw reads are in competitor order, listed[m] of competitor m.)
+    local raw, r = {}, raw_at
+    for m = 1, nc do
+      if not stale[bibs[m]] then
+        for q = r, r + 2 * listed[m] - 1 do raw[#raw + 1] = a[q] end
+      end
+      r = r + 2 * listed[m]
+    end
+    redis.call('HSET', K.passings, unpack(raw))
+  end
+  local index = {}
+  for m = 1, nc do
+    local j, bib = at[m], bibs[m]
+    if not (stale and stale[bib]) then
+      redis.call('RPUSH', K.reads .. bib, unpack(a, j + 4, j + 3 + listed[m]))
+      local t = times_at[m]
+      if t then
+        redis.call('ZADD', K.times .. bib, unpack(a, t + 1, t + 2 * count(a[t])))
+        index[#index + 1] = bib
+        index[#index + 1] = a[j + 2]
+      end
+    end
+  end
+  if #index > 0 then redis.call('HSET', INDEX, unpack(index)) end
+  for _ = 1, nz do
+    local m = count(a[p + 1])
+    if not stale then
+      redis.call('ZADD', a[p], unpack(a, p + 2, p + 1 + 2 * m))
+    else
+      local pairs = fresh_pairs(a, p + 2, m, stale)
+      if #pairs > 0 then redis.call('ZADD', a[p], unpack(pairs)) end
+    end
+    p = p + 2 + 2 * m
+  end
+  local names = {}
+  for k = 1, ns do names[k] = a[p + k - 1] end
+  touch_names(names)
+  return answer or 'ok'
 end
 
 -- assign: args id, bib, actor, at, checkpoint index, ms. An unmatched read is given to a
@@ -1229,6 +1367,6 @@ redis.register_function('timing_status', entry(status))
 redis.register_function('timing_wave_set', entry(wave_set))
 redis.register_function('timing_wave_delete', entry(wave_delete))
 redis.register_function('timing_passings', entry(passings))
-redis.register_function('timing_touch_planned', entry(touch_planned))
+redis.register_function('timing_passings_planned', entry(passings_planned))
 redis.register_function('timing_assign', entry(assign))
 redis.register_function('timing_import', entry(import))
