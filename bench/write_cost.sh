@@ -17,10 +17,8 @@ cd "$(dirname "$0")/.."
 SOURCE_PORT=$1 PREFILL=${2:-100000} CALLS=${3:-2000}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-up() { # port
-  for _ in $(seq 1 600); do [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0; sleep 0.25; done
-  echo "write_cost: redis on $1 did not come up" >&2; exit 1
-}
+# (Redis under valgrind takes seconds to start, and longer to load the prefilled data.)
+up() { wait_for 150 "redis on port $1" redis-cli -p "$1" ping; } # port
 redis-cli -p "$SOURCE_PORT" FUNCTION LIST LIBRARYNAME timing WITHCODE | sed -n '/^library_code$/,$p' | tail -n +2 >"$work/library.lua"
 grep -q '^#!lua name=timing' "$work/library.lua" || { echo "write_cost: no timing library on port $SOURCE_PORT" >&2; exit 1; }
 

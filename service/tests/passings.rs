@@ -1489,6 +1489,26 @@ async fn the_rules_applied_in_the_service_and_in_redis_agree() {
     );
 }
 
+/// `FCALL timing_passings_planned` as the service starts it: the layout, the call's counts (new
+/// reads, waves, chips, competitors, rank sets, scopes), then per new read its id and raw JSON.
+fn planned_call(counts: [&str; 6], ids: &[&str]) -> redis::Cmd {
+    let mut call = redis::cmd("FCALL");
+    call.arg("timing_passings_planned")
+        .arg(0)
+        .arg(PLANNED_LAYOUT)
+        .arg(&counts);
+    for id in ids {
+        call.arg(*id).arg(format!(r#"{{"id":"{id}"}}"#));
+    }
+    call
+}
+
+/// A times index entry with its split1 time set to 10:00:00.000 (36,000,000 ms; the entry's
+/// second 8-character field).
+fn with_split1_at_ten(entry: &str) -> String {
+    format!("{}36000000{}", &entry[..8], &entry[16..])
+}
+
 /// `timing_passings_planned` writes only what the service planned from data still as it read
 /// them: between the service's reads and the call, another call may have stored the same id,
 /// changed the competitor's entry, a wave's gun time or a chip's holder. Each is answered
@@ -1505,14 +1525,10 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
     let index = keys::times_index(&race().checkpoints);
     let rank = keys::rank("split1", Scope::All, false);
     let entry: String = conn.hget(&index, "601").await.expect("entry");
-    let new_entry = format!("{}{}", &entry[..8], "36000000") + &entry[16..];
+    let new_entry = with_split1_at_ten(&entry);
     // One read by chip at split1, 10:00:00.000, applied: the call as the service builds it.
     let call = |id: &str, entry: &str, gun: &str, holder: &str| {
-        let mut call = redis::cmd("FCALL");
-        call.arg("timing_passings_planned").arg(0);
-        call.arg(PLANNED_LAYOUT)
-            .arg(&["1", "1", "1", "1", "1", "2"]);
-        call.arg(id).arg(format!(r#"{{"id":"{id}"}}"#));
+        let mut call = planned_call(["1", "1", "1", "1", "1", "2"], &[id]);
         call.arg("A").arg(gun).arg("CHIP601").arg(holder);
         call.arg("601").arg(entry).arg(&new_entry).arg(1);
         call.arg(format!("2 36000000 {id}"));
@@ -1595,25 +1611,18 @@ async fn a_planned_call_writes_the_competitors_whose_entry_is_as_planned() {
         let entry: String = conn.hget(&index, bib).await.expect("entry");
         entries.push(entry);
     }
-    let new_entry = |entry: &str| format!("{}{}", &entry[..8], "36000000") + &entry[16..];
     let rank_before: Option<f64> = conn.zscore(&rank, "702").await.expect("rank");
     // One applied read each at split1, 10:00:00.000; 702 planned from an entry that is not
     // its own any more.
-    let mut call = redis::cmd("FCALL");
-    call.arg("timing_passings_planned").arg(0);
-    call.arg(PLANNED_LAYOUT)
-        .arg(&["2", "0", "0", "2", "1", "1"]);
-    for id in ["y1", "y2"] {
-        call.arg(id).arg(format!(r#"{{"id":"{id}"}}"#));
-    }
+    let mut call = planned_call(["2", "0", "0", "2", "1", "1"], &["y1", "y2"]);
     call.arg("701")
         .arg(&entries[0])
-        .arg(new_entry(&entries[0]))
+        .arg(with_split1_at_ten(&entries[0]))
         .arg(1);
     call.arg("2 36000000 y1").arg(&["1", "36000000", "split1"]);
     call.arg("702")
         .arg("an older entry")
-        .arg(new_entry(&entries[1]))
+        .arg(with_split1_at_ten(&entries[1]))
         .arg(1);
     call.arg("2 36000000 y2").arg(&["1", "36000000", "split1"]);
     call.arg(&rank)
@@ -1624,7 +1633,7 @@ async fn a_planned_call_writes_the_competitors_whose_entry_is_as_planned() {
     // 701 written whole; nothing of 702.
     assert_time(&app, "701", "split1", Some("10:00:00.000")).await;
     let written: String = conn.hget(&index, "701").await.expect("entry");
-    assert_eq!(written, new_entry(&entries[0]));
+    assert_eq!(written, with_split1_at_ten(&entries[0]));
     assert!(
         conn.hexists::<_, _, bool>(keys::PASSINGS, "y1")
             .await
@@ -1659,13 +1668,8 @@ async fn a_planned_call_with_counts_past_the_table_is_read_whole() {
     let index = keys::times_index(&race().checkpoints);
     let entry: String = conn.hget(&index, "703").await.expect("entry");
     let ids: Vec<String> = (0..300).map(|n| format!("z{n}")).collect();
-    let mut call = redis::cmd("FCALL");
-    call.arg("timing_passings_planned").arg(0);
-    call.arg(PLANNED_LAYOUT)
-        .arg(&["300", "0", "0", "1", "0", "0"]);
-    for id in &ids {
-        call.arg(id).arg(format!(r#"{{"id":"{id}"}}"#));
-    }
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut call = planned_call(["300", "0", "0", "1", "0", "0"], &id_refs);
     // The competitor, its entry as read, no new entry, and its 300 reads listed.
     call.arg("703").arg(&entry).arg("").arg(300);
     for id in &ids {

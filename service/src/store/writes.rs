@@ -2,9 +2,9 @@
 //! which changes the data, the derived times, the rankings and the audit entry in one atomic
 //! step. `actor` is the name of the credential that made the change.
 
-use redis::Value;
 use std::collections::BTreeMap;
 
+use redis::Value;
 use serde::Serialize;
 
 use super::{
