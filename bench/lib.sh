@@ -14,11 +14,24 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The service's Functions library on the Redis at port PORT is timing_<version>, and each of
+# its functions' names ends in _<version> (service/src/store/functions.rs). Sets FN_SUFFIX to
+# that `_<version>`; exits unless exactly one version is loaded.
+function_suffix() { # port
+  local names
+  names=$(redis-cli -h 127.0.0.1 -p "$1" FUNCTION LIST LIBRARYNAME 'timing_*' | grep -E '^timing_[0-9a-f]{12}$' || true)
+  if [ "$(printf '%s' "$names" | grep -c .)" != 1 ]; then
+    echo "bench: expected one version of the timing library on port $1, found: ${names:-none}" >&2
+    exit 1
+  fi
+  FN_SUFFIX=${names#timing}
+}
+
 # The create service.sh and write_cost.sh measure straight on Redis, as redis-benchmark
 # arguments for a fresh bib per call (its __rand_int__): `create_command old SHA`, the EVAL
 # script of before issue 11 (bench/baseline/mutate.lua, loaded under SHA); `create_command
-# new`, the library's timing_put with the results row and audit entry as the service sends
-# them (store/writes.rs). Sets CREATE.
+# new SUFFIX`, the library's timing_put (its name ending in SUFFIX, see function_suffix) with
+# the results row and audit entry as the service sends them (store/writes.rs). Sets CREATE.
 AT=2026-11-30T00:00:00.000Z
 create_command() { # old SHA | new
   local fields=(first_name Bench last_name Script gender male country FI category men20)
@@ -27,7 +40,7 @@ create_command() { # old SHA | new
   case $1 in
     old) CREATE=(EVALSHA "$2" 0 put "o__rand_int__" 0 4 start split1 split2 finish create
            bib "o__rand_int__" "${fields[@]}") ;;
-    new) CREATE=(FCALL timing_put 0 "n__rand_int__" 0 create bench "$AT" "$row" "$entry"
+    new) CREATE=(FCALL "timing_put$2" 0 "n__rand_int__" 0 create bench "$AT" "$row" "$entry"
            "${fields[@]}") ;;
   esac
 }

@@ -312,7 +312,8 @@ wait "$INGEST_PID" || true
 # drifts by up to a half between minutes. ROUNDS runs of the route, each between two
 # ceilings (ceiling, route, ceiling, route, ..., ceiling); the ratio is their median, since
 # one run said 0.58 and the next 0.78 with the same binary.
-create_command new
+function_suffix "$REDIS_PORT"
+create_command new "$FN_SUFFIX"
 NEW_CREATE=("${CREATE[@]}")
 create_ceiling_now() { # prints creates/s
   local rps
@@ -345,7 +346,7 @@ rb_script() { # label database range command...
 }
 reset_stats
 rb_script "redis-benchmark FCALL timing_times (ceiling)" 0 "$COMPETITORS" \
-  FCALL timing_times 0 __rand_int__ bench "$AT" finish 39600000
+  FCALL "timing_times$FN_SUFFIX" 0 __rand_int__ bench "$AT" finish 39600000
 TIMES_CEILING=$LAST_RPS
 TIMES_US=$(usec_per_call fcall)
 # The create, before (the EVAL script, database 2) and after (the function, database 3),

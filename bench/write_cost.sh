@@ -19,8 +19,9 @@ SOURCE_PORT=$1 PREFILL=${2:-100000} CALLS=${3:-2000}
 . bench/lib.sh
 # (Redis under valgrind takes seconds to start, and longer to load the prefilled data.)
 up() { wait_for 150 "redis on port $1" redis-cli -p "$1" ping; } # port
-redis-cli -p "$SOURCE_PORT" FUNCTION LIST LIBRARYNAME timing WITHCODE | sed -n '/^library_code$/,$p' | tail -n +2 >"$work/library.lua"
-grep -q '^#!lua name=timing' "$work/library.lua" || { echo "write_cost: no timing library on port $SOURCE_PORT" >&2; exit 1; }
+function_suffix "$SOURCE_PORT"
+redis-cli -p "$SOURCE_PORT" FUNCTION LIST LIBRARYNAME "timing$FN_SUFFIX" WITHCODE | sed -n '/^library_code$/,$p' | tail -n +2 >"$work/library.lua"
+grep -q '^#!lua name=timing_' "$work/library.lua" || { echo "write_cost: no timing library on port $SOURCE_PORT" >&2; exit 1; }
 
 load() { # variant port: loads the script or library, sets CMD (see create_command, lib.sh)
   case $1 in
@@ -31,7 +32,7 @@ load() { # variant port: loads the script or library, sets CMD (see create_comma
       TOP=evalShaCommand ;;
     new)
       redis-cli -p "$2" -x FUNCTION LOAD REPLACE <"$work/library.lua" >/dev/null
-      create_command new
+      create_command new "$FN_SUFFIX"
       TOP=fcallCommand ;;
   esac
   CMD=("${CREATE[@]}")

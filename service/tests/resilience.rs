@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
-use timing_service::race::Race;
+use timing_service::{AppState, race::Race, store::Store};
 
 use crate::common::{TestApp, assert_error, spawn_app, spawn_app_with};
 
@@ -94,6 +94,104 @@ async fn redis_not_answering_then_back() {
         "the service did not recover within 15 s"
     );
     assert_eq!(app.get("/api/v1/competitors/1").await.0, 200);
+}
+
+/// The names of the Functions libraries in Redis, sorted.
+async fn libraries(app: &TestApp) -> Vec<String> {
+    let mut conn = app.redis.connection().await;
+    let listed: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .expect("FUNCTION LIST");
+    let mut names: Vec<String> = listed
+        .into_iter()
+        .map(|mut library| {
+            redis::from_redis_value(library.remove("library_name").expect("library_name"))
+                .expect("a name")
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    names.sort();
+    names
+}
+
+/// The library a store of `race` loads: `timing_<version>` (its functions end in
+/// `_<version>`).
+fn library_of(race: Race) -> String {
+    let store = Store::new("redis://127.0.0.1:1", std::sync::Arc::new(race)).expect("store");
+    format!("timing{}", store.function_name(""))
+}
+
+/// A deploy runs the old and the new service side by side on one Redis (ECS starts the new
+/// task before it stops the old one). Each calls its own Functions library, named by its
+/// version, never the other's: here the versions differ in a read rule, so their libraries
+/// differ too. The new one, starting, deletes the other versions (the old one's, and one from
+/// before libraries had versions) but no other program's library; the old service's next
+/// write loads its own library again and is applied; the new service's writes go on.
+#[tokio::test]
+async fn two_versions_side_by_side_during_a_deploy() {
+    let app = spawn_app().await;
+    // The old service's first write loads its library.
+    app.competitor("1", "male", "men30").await;
+    let old = library_of(Race::default());
+    let mut newer = Race::default();
+    newer.rules.start_window_ms += 60_000;
+    let new = library_of(newer.clone());
+    assert_ne!(old, new);
+    let mut conn = app.redis.connection().await;
+    for library in [
+        "#!lua name=timing\nredis.register_function('timing_put', function() return 'old' end)",
+        "#!lua name=timing_sheets\nredis.register_function('sheets', function() return 1 end)",
+    ] {
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(library)
+            .query_async(&mut conn)
+            .await
+            .expect("FUNCTION LOAD");
+    }
+    assert_eq!(
+        libraries(&app).await,
+        sorted(&[&old, "timing", "timing_sheets"])
+    );
+
+    // The new service starts (as its main does: the library loaded, the others deleted).
+    let state = AppState::new(&app.redis.url(), newer, None).expect("state");
+    state.store.load_functions().await.expect("load");
+    assert_eq!(libraries(&app).await, sorted(&[&new, "timing_sheets"]));
+    let peer = app.peer_with(move |_, _| state).await;
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{}/api/v1/competitors", peer.base))
+        .json(
+            &json!({"bib": "2", "first_name": "First2", "last_name": "Last2",
+            "gender": "male", "country": "Finland", "category": "men30"}),
+        )
+        .send()
+        .await
+        .expect("new service");
+    assert_eq!(created.status(), 201);
+
+    // The old service, still serving: its write loads its library again.
+    app.competitor("3", "male", "men30").await;
+    app.times(
+        "3",
+        json!({"start": "10:00:00.000", "finish": "10:30:00.000"}),
+    )
+    .await;
+    assert_eq!(
+        libraries(&app).await,
+        sorted(&[&old, &new, "timing_sheets"])
+    );
+    // Both wrote to the same race.
+    let (status, listing) = app.get("/api/v1/competitors").await;
+    assert_eq!((status, &listing["total"]), (200, &json!(3)), "{listing}");
 }
 
 /// Unknown routes and methods answer JSON errors.

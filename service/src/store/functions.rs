@@ -1,57 +1,126 @@
-//! The Redis Functions library `timing` (`timing.lua`): built from the source, the key names
+//! The Redis Functions library (`timing.lua`): built from the source, the key names
 //! (`keys::lua_prelude`) and the race (checkpoints, read rules), loaded with
 //! `FUNCTION LOAD REPLACE` when the service starts and again whenever Redis answers that a
 //! function is missing (a Redis restarted without persistence, or a new one behind the same
 //! name), then called with `FCALL`. Helpers and tables are built once per load, not per call as
 //! in an `EVAL` script.
+//!
+//! The library and every function in it are named by the version of their source
+//! (`timing_<version>`, `timing_put_<version>`): a deploy runs the old and the new service
+//! side by side on one Redis (ECS starts the new task before it stops the old), and each must
+//! call its own functions. Under one name, the last to load replaced the other's, whose calls
+//! then went to functions that read their arguments another way. A service that starts deletes
+//! the other versions (the one it replaces, which stays in use until the old task stops, is
+//! loaded again by that task's next call), so Redis holds two at most while a deploy runs, and
+//! one after the next start: every library adds to the one Lua heap all functions share, and
+//! so to the cost of every call (its collector; see the service README).
 
-use std::time::SystemTime;
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use redis::Value;
 
-use super::{Store, StoreError, connection::Connection, keys};
+use super::{Store, StoreError, connection::Connection, keys, parse_err};
 use crate::{
     model::DAY_MS,
     race::{BEFORE_MS, Race},
 };
 
-/// The library's source for `race`: the `#!lua` line, the generated tables `K` and `R` (the
-/// race's own: its checkpoints, the name of its times index, the read rules; and the layout of
-/// the planned chip-read call's arguments), then
-/// `timing.lua`.
-pub(super) fn library_source(race: &Race) -> String {
-    let checkpoints: Vec<String> = race
-        .checkpoints
-        .iter()
-        .map(|c| keys::lua_string(c))
-        .collect();
-    let min_times: Vec<String> = race.rules.min_time_ms.iter().map(u64::to_string).collect();
-    format!(
-        "#!lua name=timing\n{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  times_index = {},\n  start_window = {},\n  min_time = {{ {} }},\n  day = {},\n  before = {},\n  planned_layout = {},\n}}\n{}",
-        keys::lua_prelude(),
-        checkpoints.join(", "),
-        keys::lua_string(&keys::times_index(&race.checkpoints)),
-        race.rules.start_window_ms,
-        min_times.join(", "),
-        DAY_MS,
-        BEFORE_MS,
-        keys::lua_string(super::PLANNED_LAYOUT),
-        include_str!("timing.lua"),
-    )
+/// What every library of the service is named, before its version.
+const NAME: &str = "timing";
+/// How many hex digits of its source's SHA-1 name a version.
+const VERSION_DIGITS: usize = 12;
+
+/// The library built for a race: its name, the suffix of its functions' names, its source.
+pub(super) struct Library {
+    /// `timing_<version>`.
+    name: String,
+    /// `_<version>`.
+    suffix: String,
+    source: Arc<str>,
 }
 
-/// `FUNCTION LOAD REPLACE <library>`.
-fn load_command(library: &str) -> redis::Cmd {
+impl Library {
+    /// The library for `race`: the `#!lua` line and the version's suffix, then the generated
+    /// tables `K` and `R` (the race's own: its checkpoints, the name of its times index, the
+    /// read rules), then `timing.lua`. The version is the SHA-1 of all but the first two lines
+    /// (as `redis::Script` computes it for a script: no hashing of our own), so the same
+    /// source and race give the same name in every process and every build.
+    pub(super) fn for_race(race: &Race) -> Self {
+        let checkpoints: Vec<String> = race
+            .checkpoints
+            .iter()
+            .map(|c| keys::lua_string(c))
+            .collect();
+        let min_times: Vec<String> = race.rules.min_time_ms.iter().map(u64::to_string).collect();
+        let body = format!(
+            "{}-- generated from the race definition\nlocal R = {{\n  checkpoints = {{ {} }},\n  times_index = {},\n  start_window = {},\n  min_time = {{ {} }},\n  day = {},\n  before = {},\n}}\n{}",
+            keys::lua_prelude(),
+            checkpoints.join(", "),
+            keys::lua_string(&keys::times_index(&race.checkpoints)),
+            race.rules.start_window_ms,
+            min_times.join(", "),
+            DAY_MS,
+            BEFORE_MS,
+            include_str!("timing.lua"),
+        );
+        let script = redis::Script::new(&body);
+        let version = &script.get_hash()[..VERSION_DIGITS];
+        let name = format!("{NAME}_{version}");
+        let suffix = format!("_{version}");
+        let source = format!("#!lua name={name}\nlocal VERSION = '{suffix}'\n{body}");
+        Self {
+            name,
+            suffix,
+            source: Arc::from(source),
+        }
+    }
+
+    /// The name `function` has in this library (`timing_put` -> `timing_put_<version>`).
+    pub(super) fn function(&self, function: &str) -> String {
+        format!("{function}{}", self.suffix)
+    }
+
+    /// `FCALL <function of this library> 0`, its arguments to be added.
+    pub(super) fn call(&self, function: &str) -> redis::Cmd {
+        let mut call = redis::cmd("FCALL");
+        call.arg(self.function(function)).arg(0);
+        call
+    }
+}
+
+/// `FUNCTION LOAD REPLACE <source>`.
+fn load_command(source: &str) -> redis::Cmd {
     let mut load = redis::cmd("FUNCTION");
-    load.arg("LOAD").arg("REPLACE").arg(library);
+    load.arg("LOAD").arg("REPLACE").arg(source);
     load
 }
 
-/// `FCALL <function> 0`, its arguments to be added.
-pub(super) fn fcall_command(function: &str) -> redis::Cmd {
-    let mut call = redis::cmd("FCALL");
-    call.arg(function).arg(0);
-    call
+/// Whether `name` is a library of this service (of any version, or from before libraries
+/// had versions), not another program's that happens to start alike.
+fn is_service_library(name: &str) -> bool {
+    name == NAME
+        || name
+            .strip_prefix(NAME)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .is_some_and(|version| {
+                version.len() == VERSION_DIGITS && version.bytes().all(|b| b.is_ascii_hexdigit())
+            })
+}
+
+/// The names of the libraries in a `FUNCTION LIST` reply (a list of maps, or in RESP2 of
+/// flat key, value lists).
+fn library_names(reply: Value) -> Result<Vec<String>, StoreError> {
+    let libraries: Vec<HashMap<String, Value>> =
+        redis::from_redis_value(reply).map_err(parse_err)?;
+    libraries
+        .into_iter()
+        .map(|mut library| {
+            let name = library
+                .remove("library_name")
+                .ok_or_else(|| parse_err("a library without a library_name"))?;
+            redis::from_redis_value(name).map_err(parse_err)
+        })
+        .collect()
 }
 
 /// When Redis says the library is not there.
@@ -65,14 +134,45 @@ pub(super) fn now_rfc3339() -> String {
 }
 
 impl Store {
-    /// Loads (or replaces) the library.
+    /// Loads (or replaces) this version's library, then deletes the service's other
+    /// versions (see the module's doc): when the service starts. (A library a call finds
+    /// missing is loaded again without deleting any: [`Store::fcall_pipe_on`].)
     pub async fn load_functions(&self) -> Result<(), StoreError> {
-        let load = load_command(&self.library);
-        let _: String = self
+        let load = load_command(&self.library.source);
+        let mut list = redis::cmd("FUNCTION");
+        list.arg("LIST").arg("LIBRARYNAME").arg(format!("{NAME}*"));
+        let libraries: Value = self
             .conn
-            .run(|mut conn| async move { load.query_async(&mut conn).await })
+            .run(|mut conn| async move {
+                let _: String = load.query_async(&mut conn).await?;
+                list.query_async(&mut conn).await
+            })
             .await?;
+        let others: Vec<String> = library_names(libraries)?
+            .into_iter()
+            .filter(|name| *name != self.library.name && is_service_library(name))
+            .collect();
+        for other in others {
+            let mut delete = redis::cmd("FUNCTION");
+            delete.arg("DELETE").arg(&other);
+            let deleted: Result<String, StoreError> = self
+                .conn
+                .run(|mut conn| async move { delete.query_async(&mut conn).await })
+                .await;
+            match deleted {
+                Ok(_) => tracing::info!(library = %other, "deleted another version's functions"),
+                // (Deleted meanwhile by another process starting: what was wanted.)
+                Err(StoreError::Internal(message)) if message.contains("Library not found") => {}
+                Err(err) => return Err(err),
+            }
+        }
         Ok(())
+    }
+
+    /// The name of `function` in this service's library (for tests and tools that call it
+    /// directly): `timing_put` -> `timing_put_<version>`.
+    pub fn function_name(&self, function: &str) -> String {
+        self.library.function(function)
     }
 
     /// Runs the FCALLs of `pipe` on `conn` (`self.conn`, or `self.bulk` for bulk writes); when
@@ -83,12 +183,15 @@ impl Store {
         conn: &Connection,
         pipe: &redis::Pipeline,
     ) -> Result<Vec<Value>, StoreError> {
-        let library = self.library.clone();
+        let source = self.library.source.clone();
         conn.run(|mut conn| async move {
             match pipe.query_async::<Vec<Value>>(&mut conn).await {
                 Err(err) if function_missing(&err) => {
-                    tracing::warn!("redis lacks the timing functions (restarted?); loading them");
-                    let _: String = load_command(&library).query_async(&mut conn).await?;
+                    tracing::warn!(
+                        "redis lacks this version's timing functions (restarted, or another \
+                         version started); loading them"
+                    );
+                    let _: String = load_command(&source).query_async(&mut conn).await?;
                     pipe.query_async(&mut conn).await
                 }
                 other => other,
@@ -109,12 +212,12 @@ impl Store {
         function: &str,
         args: &[&str],
     ) -> Result<Value, StoreError> {
-        let mut call = fcall_command(function);
+        let mut call = self.library.call(function);
         call.arg(args);
         self.fcall_command_on(conn, call).await
     }
 
-    /// One FCALL built with [`fcall_command`] (arguments of any type) on `conn`.
+    /// One FCALL built with [`Library::call`] (arguments of any type) on `conn`.
     pub(super) async fn fcall_command_on(
         &self,
         conn: &Connection,
@@ -126,5 +229,47 @@ impl Store {
         replies
             .pop()
             .ok_or_else(|| StoreError::Internal("no reply to an FCALL".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_library_is_named_by_its_source_and_race() {
+        let library = Library::for_race(&Race::default());
+        assert_eq!(library.name, Library::for_race(&Race::default()).name);
+        assert!(is_service_library(&library.name), "{}", library.name);
+        assert!(
+            library
+                .source
+                .starts_with(&format!("#!lua name={}\n", library.name))
+        );
+        assert_eq!(
+            library.function("timing_put"),
+            format!("timing_put_{}", &library.name["timing_".len()..])
+        );
+        let mut other_rules = Race::default();
+        other_rules.rules.start_window_ms += 1;
+        assert_ne!(library.name, Library::for_race(&other_rules).name);
+    }
+
+    #[test]
+    fn only_the_services_libraries_are_deleted_as_other_versions() {
+        for ours in ["timing", "timing_0123456789ab", "timing_ABCDEF012345"] {
+            assert!(is_service_library(ours), "{ours}");
+        }
+        for theirs in [
+            "timing_sheets",
+            "timingx",
+            "timing_0123456789a",
+            "timing_0123456789abc",
+            "timing_0123456789ag",
+            "other",
+            "",
+        ] {
+            assert!(!is_service_library(theirs), "{theirs}");
+        }
     }
 }

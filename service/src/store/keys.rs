@@ -124,7 +124,7 @@ pub fn manual(bib: &str) -> String {
 
 /// The times index of a race with `checkpoints` (`times_index:<checkpoints joined by ,>`):
 /// a change of the checkpoints leaves the old entries behind, under another name. (The
-/// library gets it whole, in its race table: `functions::library_source`.)
+/// library gets it whole, in its race table: `functions::Library::for_race`.)
 pub fn times_index(checkpoints: &[String]) -> String {
     format!("{TIMES_INDEX}{}", checkpoints.join(","))
 }

@@ -48,7 +48,7 @@ use self::connection::Connection;
 pub use self::{
     connection::OP_TIMEOUT,
     import::{ImportCounts, ImportRecord},
-    passings::{PLANNED_LAYOUT, Read},
+    passings::Read,
     rankings::DEFAULT_KEPT_RANKING_ROWS,
     results::{OUT, PageQuery, RankedEntry, ResultsRow, UNTIMED},
     timing::{AuditPage, CompetitorTimes, Wave},
@@ -198,8 +198,8 @@ pub struct Shared {
     /// calls would wait for all of them; on its own connection it waits at most for the call
     /// Redis is running.
     bulk: Connection,
-    /// The functions library's source for this race.
-    library: Arc<str>,
+    /// The functions library of this race and version.
+    library: functions::Library,
     /// Results rows kept between pages (see `results`).
     rows: std::sync::Mutex<results::RowCache>,
     /// Whole rankings kept while they do not change (see `rankings`).
@@ -230,7 +230,7 @@ impl Store {
         Ok(Self(Arc::new(Shared {
             conn: Connection::new(redis_url)?,
             bulk: Connection::new(redis_url)?,
-            library: Arc::from(functions::library_source(&race)),
+            library: functions::Library::for_race(&race),
             rows: std::sync::Mutex::default(),
             rankings: std::sync::Mutex::default(),
             race,

@@ -26,7 +26,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::{
     Scope, Store, StoreError,
-    functions::{fcall_command, now_rfc3339},
+    functions::{Library, now_rfc3339},
     index::{Entry, Record},
     keys, parse_err,
 };
@@ -103,12 +103,6 @@ impl Planning {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
-
-/// The layout of `timing_passings_planned`'s arguments, sent first and checked by the
-/// library (which gets it in its race table, `functions::library_source`): while a deploy
-/// runs two versions of the service on one Redis, a call of another layout is refused, not
-/// misread. Change it with the layout.
-pub const PLANNED_LAYOUT: &str = "planned-3";
 
 /// At most this many planned calls decide one call's reads: the first, and those for
 /// competitors whose entry another call changed meanwhile; reads still undecided after them
@@ -408,6 +402,7 @@ fn decide<'a>(
 /// one `timing_passings_planned` call (its arguments are described in `timing.lua`); sorted
 /// sets written for several competitors get one `ZADD` each.
 fn plan<'a>(
+    library: &Library,
     race: &'a Race,
     reads: &[&'a Read],
     bibs: &[Option<&'a str>],
@@ -498,9 +493,8 @@ fn plan<'a>(
             answers[k] = Some(answer);
         }
     }
-    let mut call = fcall_command("timing_passings_planned");
-    call.arg(PLANNED_LAYOUT)
-        .arg(fresh.len())
+    let mut call = library.call("timing_passings_planned");
+    call.arg(fresh.len())
         .arg(waves.len())
         .arg(chips.len())
         .arg(decided.len())
@@ -720,7 +714,7 @@ impl Store {
             if fresh && known.received.iter().any(|&received| received) {
                 *ids_new = false;
             }
-            let mut plan = plan(&self.race, reads, bibs, &known);
+            let mut plan = plan(&self.library, &self.race, reads, bibs, &known);
             let Some(call) = plan.call.take() else {
                 return Ok(Some(plan));
             };
@@ -827,7 +821,7 @@ impl Store {
 
     /// A call decided by the library's rules (`timing_passings`).
     async fn library_call(&self, reads: &[&Read], at: &str) -> Result<Vec<Answer>, StoreError> {
-        let mut command = fcall_command("timing_passings");
+        let mut command = self.library.call("timing_passings");
         command.arg("").arg(at);
         for read in reads {
             // The library numbers checkpoints from 1.

@@ -2,6 +2,8 @@
 -- keys.rs). Loaded once (FUNCTION LOAD REPLACE) when the store connects and again whenever
 -- Redis answers that a function is missing (a restarted Redis without persistence), so helpers
 -- and tables below are built once per load, not per call (the cost of the former EVAL script).
+-- Named by its version, as are its functions (store/functions.rs: two versions of the service
+-- run side by side during a deploy).
 --
 -- The table K (key names, ranking scores) and the race table R (checkpoints, rules) are
 -- generated from store/keys.rs and the race definition and inserted after the first line.
@@ -1141,8 +1143,7 @@ end
 -- bib, entry ... (nil for none), for the service to decide their reads again: with
 -- several calls in flight, one often changes a competitor another was planned from, and
 -- sending the whole call again cost Redis the call twice.
--- Args: the layout (R.planned_layout: a call of another version of the service is refused,
--- not misread); counts of new reads, waves, chips, competitors, rank sets and scopes; then
+-- Args: counts of new reads, waves, chips, competitors, rank sets and scopes; then
 -- per new read its id and raw JSON, grouped by competitor in competitor order; per wave its
 -- name and gun time as read; per chip its chip and holder; per competitor the bib, the entry
 -- as read, the new entry ('' unchanged), a count k and k entries of its reads list (its k
@@ -1163,13 +1164,9 @@ local function fresh_pairs(a, p, m, stale)
 end
 
 local function passings_planned(_, a)
-  if a[1] ~= R.planned_layout then
-    return redis.error_reply('timing_passings_planned: arguments of layout ' .. tostring(a[1]) ..
-      ', this library reads ' .. R.planned_layout .. ' (two versions of the service on one Redis)')
-  end
   local nr, nw, nh, nc, nz, ns =
-    count(a[2]), count(a[3]), count(a[4]), count(a[5]), count(a[6]), count(a[7])
-  local raw_at = 8
+    count(a[1]), count(a[2]), count(a[3]), count(a[4]), count(a[5]), count(a[6])
+  local raw_at = 7
   local p = raw_at + 2 * nr
   local ids = {}
   for k = 1, nr do ids[k] = a[raw_at + 2 * k - 2] end
@@ -1360,13 +1357,19 @@ local function entry(f)
   end
 end
 
-redis.register_function('timing_put', entry(put))
-redis.register_function('timing_delete', entry(delete))
-redis.register_function('timing_times', entry(times))
-redis.register_function('timing_status', entry(status))
-redis.register_function('timing_wave_set', entry(wave_set))
-redis.register_function('timing_wave_delete', entry(wave_delete))
-redis.register_function('timing_passings', entry(passings))
-redis.register_function('timing_passings_planned', entry(passings_planned))
-redis.register_function('timing_assign', entry(assign))
-redis.register_function('timing_import', entry(import))
+-- Every function's name ends in the library's version (VERSION, '_<version>', generated:
+-- store/functions.rs), so two versions of the service on one Redis call their own.
+local function register(name, f)
+  redis.register_function(name .. VERSION, entry(f))
+end
+
+register('timing_put', put)
+register('timing_delete', delete)
+register('timing_times', times)
+register('timing_status', status)
+register('timing_wave_set', wave_set)
+register('timing_wave_delete', wave_delete)
+register('timing_passings', passings)
+register('timing_passings_planned', passings_planned)
+register('timing_assign', assign)
+register('timing_import', import)
