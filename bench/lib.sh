@@ -40,9 +40,15 @@ create_command() { # old SHA | new
   case $1 in
     old) CREATE=(EVALSHA "$2" 0 put "o__rand_int__" 0 4 start split1 split2 finish create
            bib "o__rand_int__" "${fields[@]}") ;;
-    new) CREATE=(FCALL "timing_put$2" 0 "n__rand_int__" 0 create bench "$AT" "$row" "$entry"
+    new) CREATE=(FCALL "timing_put$2" 0 "n__rand_int__" 0 create "$row" "$entry"
            "${fields[@]}") ;;
   esac
+}
+
+# Whether the Redis on 127.0.0.1 port PORT answers PONG: redis-cli exits 0 on an error reply
+# too, such as LOADING while a Redis reads its dataset.
+redis_ready() { # port
+  [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = PONG ]
 }
 
 wait_for() { # seconds description command...: polls the command every 0.1 s until it succeeds

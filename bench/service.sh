@@ -43,7 +43,7 @@ BIN="$CARGO_TARGET_DIR/release/timing-service"
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
 pids+=($!)
-wait_for 10 redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
+wait_for 10 redis redis_ready "$REDIS_PORT"
 
 # Starts a service process on a free port against the Redis, with more environment if given;
 # sets STARTED_BASE and STARTED_PID.
@@ -377,10 +377,12 @@ PUT_US=$(median "${PUT_RUNS[@]}")
 WRITECOST=""
 if [ "$CALLGRIND" != 0 ] && command -v valgrind >/dev/null; then
   echo "==> callgrind: instructions per create, old script and library (bench/write_cost.sh)" >&2
-  read -r _ OLD_IR PUT_IR < <(timeout 900 bench/write_cost.sh "$REDIS_PORT" 100000 2000)
+  read -r _ OLD_IR PUT_IR < <(timeout 900 bench/write_cost.sh "$REDIS_PORT" 100000 2000) || true
+  [ -n "${PUT_IR:-}" ] || { echo "bench: bench/write_cost.sh counted nothing (its errors above)" >&2; exit 1; }
   WRITECOST="$OLD_IR $PUT_IR"
   echo "==> callgrind: instructions per create in the service (bench/service_cost.sh)" >&2
-  read -r _ SERVICE_IR < <(timeout 900 bench/service_cost.sh "$BIN" "$REDIS_PORT" 2000)
+  read -r _ SERVICE_IR < <(timeout 900 bench/service_cost.sh "$BIN" "$REDIS_PORT" 2000) || true
+  [ -n "${SERVICE_IR:-}" ] || { echo "bench: bench/service_cost.sh counted nothing (its errors above)" >&2; exit 1; }
 fi
 
 # Start-list import (issue 12): 10,000 new bibs, then the same file again (10,000 upserts of

@@ -18,7 +18,7 @@ SOURCE_PORT=$1 PREFILL=${2:-100000} CALLS=${3:-2000}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 # (Redis under valgrind takes seconds to start, and longer to load the prefilled data.)
-up() { wait_for 150 "redis on port $1" redis-cli -p "$1" ping; } # port
+up() { wait_for 150 "redis on port $1" redis_ready "$1"; } # port
 function_suffix "$SOURCE_PORT"
 redis-cli -p "$SOURCE_PORT" FUNCTION LIST LIBRARYNAME "timing$FN_SUFFIX" WITHCODE | sed -n '/^library_code$/,$p' | tail -n +2 >"$work/library.lua"
 grep -q '^#!lua name=timing_' "$work/library.lua" || { echo "write_cost: no timing library on port $SOURCE_PORT" >&2; exit 1; }

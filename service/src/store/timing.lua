@@ -598,18 +598,18 @@ local function times_json(t)
 end
 
 ---------------------------------------------------------------------------------------------
--- put: args bib, order, mode, actor, at, row JSON, created entry JSON, field, value, ... The
--- results row and the audit entry of a create (both JSON) come encoded from the service for
--- every mode but patch (empty then): Redis neither encodes them nor builds the entry. The
--- fields leave out `bib`, the first argument: the record's bib is written from it (an
--- argument costs a call some 870 instructions).
+-- put: args bib, order, mode, row JSON, created entry JSON, then (for every mode but create)
+-- the actor and time of the change, then field, value, ... The results row and the audit
+-- entry of a create (both JSON) come encoded from the service for every mode but patch (empty
+-- then): Redis neither encodes them nor builds the entry, and a create, whose entry carries
+-- its actor and time, is not sent them apart. The fields leave out `bib`, the first argument:
+-- the record's bib is written from it (an argument costs a call some 870 instructions).
 -- mode: create | replace | upsert | patch. Returns ok | created | missing | exists |
 -- no_wave:<name> | chip_taken:<bib>.
-local FIRST_FIELD = 8
-
--- Writes the record's fields from put's arguments; its bib is the first argument.
-local function write_record(ckey, bib, a)
-  redis.call('HSET', ckey, 'bib', bib, unpack(a, FIRST_FIELD))
+-- Writes the record's fields from put's arguments (from a[first]); its bib is the first
+-- argument.
+local function write_record(ckey, bib, a, first)
+  redis.call('HSET', ckey, 'bib', bib, unpack(a, first))
 end
 
 local function row_of(new)
@@ -623,9 +623,9 @@ end
 -- of a start list typed in (and of the benchmark): no table built, key names from the memos,
 -- and no command beyond those writes, since each redis.call costs some 3,000 instructions of
 -- glue besides its command (callgrind, bench/README.md).
-local function create(a, bib, order, ckey)
+local function create(a, bib, order, ckey, first, actor, at)
   local g, cat, co, wave, chip
-  for j = FIRST_FIELD, #a, 2 do
+  for j = first, #a, 2 do
     local f = a[j]
     if f == 'gender' then g = a[j + 1]
     elseif f == 'category' then cat = a[j + 1]
@@ -640,18 +640,18 @@ local function create(a, bib, order, ckey)
     local holder = redis.call('HGET', K.chips, chip)
     if holder and holder ~= bib then return 'chip_taken:' .. holder end
   end
-  local row_json, entry = a[6], a[7]
+  local row_json, entry = a[4], a[5]
   if row_json == '' or entry == '' then
     local new = {}
-    for j = FIRST_FIELD, #a, 2 do new[a[j]] = a[j + 1] end
+    for j = first, #a, 2 do new[a[j]] = a[j + 1] end
     new.bib = bib
     if row_json == '' then row_json = row_of(new) end
     if entry == '' then
-      entry = cjson.encode({ at = a[5], actor = a[4], action = 'competitor.created', bib = bib,
+      entry = cjson.encode({ at = at, actor = actor, action = 'competitor.created', bib = bib,
         before = cjson.null, after = new })
     end
   end
-  write_record(ckey, bib, a)
+  write_record(ckey, bib, a, first)
   redis.call('HSET', K.rows, bib, row_json)
   redis.call('ZADD', LIST_ALL, order, bib)
   local v = seq()
@@ -669,17 +669,19 @@ local function create(a, bib, order, ckey)
 end
 
 local function put(_, a)
-  local bib, order, mode, actor, at = a[1], a[2], a[3], a[4], a[5]
+  local bib, order, mode = a[1], a[2], a[3]
+  local first, actor, at = 6, nil, nil
+  if mode ~= 'create' then first, actor, at = 8, a[6], a[7] end
   local ckey = K.competitor .. bib
   local exists = redis.call('EXISTS', ckey) == 1
   if mode == 'create' and exists then return 'exists' end
   if (mode == 'replace' or mode == 'patch') and not exists then return 'missing' end
-  if not exists then return create(a, bib, order, ckey) end
+  if not exists then return create(a, bib, order, ckey, first, actor, at) end
 
   local old = hash_of(ckey)
   local new = {}
   if mode == 'patch' then for k, v in pairs(old) do new[k] = v end end
-  for j = FIRST_FIELD, #a, 2 do new[a[j]] = a[j + 1] end
+  for j = first, #a, 2 do new[a[j]] = a[j + 1] end
   new.bib = bib
   if new.wave and new.wave ~= old.wave and redis.call('HEXISTS', K.waves, new.wave) == 0 then
     return 'no_wave:' .. new.wave
@@ -688,7 +690,7 @@ local function put(_, a)
     local holder = redis.call('HGET', K.chips, new.chip)
     if holder and holder ~= bib then return 'chip_taken:' .. holder end
   end
-  local row_json = a[6]
+  local row_json = a[4]
   if row_json == '' then row_json = row_of(new) end
 
   if old.gender == new.gender and old.category == new.category and old.wave == new.wave
@@ -704,7 +706,7 @@ local function put(_, a)
     if old.chip and old.chip ~= new.chip then redis.call('HDEL', K.chips, old.chip) end
     if new.chip and new.chip ~= old.chip then redis.call('HSET', K.chips, new.chip, bib) end
     if mode ~= 'patch' then redis.call('DEL', ckey) end
-    write_record(ckey, bib, a)
+    write_record(ckey, bib, a, first)
     redis.call('HSET', K.rows, bib, row_json)
     audit(at, actor, 'competitor.updated', bib, old, new)
     touch_one(scopes(new.gender, new.category), true)
@@ -718,7 +720,7 @@ local function put(_, a)
   local was = of_record(bib, old, status)
   unindex(was, new)
   if mode ~= 'patch' then redis.call('DEL', ckey) end
-  write_record(ckey, bib, a)
+  write_record(ckey, bib, a, first)
   redis.call('HSET', K.rows, bib, row_json)
   redis.call('ZADD', LIST_ALL, order, bib)
   if new.country then redis.call('ZADD', country_list(new.country), seq(), bib) end
