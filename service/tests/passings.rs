@@ -1537,9 +1537,11 @@ async fn a_planned_call_writes_nothing_when_what_it_was_planned_from_changed() {
     let call = |id: &str, entry: &str, gun: &str, holder: &str| {
         let mut call = planned_call(["1", "1", "1", "1", "1", "2"], &[id]);
         call.arg("A").arg(gun).arg("CHIP601").arg(holder);
-        call.arg("601").arg(entry).arg(&new_entry).arg(1);
+        // The competitor, its entry as read, its shape (one read, the entry changes), its
+        // read listed, the new entry and its one changed time.
+        call.arg("601").arg(entry).arg(3);
         call.arg(format!("2 36000000 {id}"));
-        call.arg(&["1", "36000000", "split1"]);
+        call.arg(&new_entry).arg(&["1", "36000000", "split1"]);
         call.arg(&rank).arg(&["1", "3570000", "601"]);
         call.arg(&["all", "gender:male"]);
         call
@@ -1623,16 +1625,15 @@ async fn a_planned_call_writes_the_competitors_whose_entry_is_as_planned() {
     // One applied read each at split1, 10:00:00.000; 702 planned from an entry that is not
     // its own any more.
     let mut call = planned_call(["2", "0", "0", "2", "1", "1"], &["y1", "y2"]);
-    call.arg("701")
-        .arg(&entries[0])
-        .arg(with_split1_at_ten(&entries[0]))
-        .arg(1);
-    call.arg("2 36000000 y1").arg(&["1", "36000000", "split1"]);
+    call.arg("701").arg(&entries[0]).arg(3).arg("2 36000000 y1");
+    call.arg(with_split1_at_ten(&entries[0]))
+        .arg(&["1", "36000000", "split1"]);
     call.arg("702")
         .arg("an older entry")
-        .arg(with_split1_at_ten(&entries[1]))
-        .arg(1);
-    call.arg("2 36000000 y2").arg(&["1", "36000000", "split1"]);
+        .arg(3)
+        .arg("2 36000000 y2");
+    call.arg(with_split1_at_ten(&entries[1]))
+        .arg(&["1", "36000000", "split1"]);
     call.arg(&rank)
         .arg(&["2", "3600000", "701", "3600000", "702"]);
     call.arg("all");
@@ -1678,8 +1679,9 @@ async fn a_planned_call_with_counts_past_the_table_is_read_whole() {
     let ids: Vec<String> = (0..300).map(|n| format!("z{n}")).collect();
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let mut call = planned_call(["300", "0", "0", "1", "0", "0"], &id_refs);
-    // The competitor, its entry as read, no new entry, and its 300 reads listed.
-    call.arg("703").arg(&entry).arg("").arg(300);
+    // The competitor, its entry as read, its shape (300 reads, the entry unchanged), and its
+    // 300 reads listed.
+    call.arg("703").arg(&entry).arg(600);
     for id in &ids {
         call.arg(format!("2 36000000 {id}"));
     }

@@ -507,13 +507,14 @@ fn plan<'a>(
         call.arg(*name).arg(*value);
     }
     for competitor in &decided {
+        // (Its shape: twice its count of reads, plus one when its entry changes.)
+        let changed = !competitor.new_entry.is_empty();
         call.arg(competitor.bib)
             .arg(competitor.entry)
-            .arg(&competitor.new_entry)
-            .arg(competitor.listed.len())
+            .arg(2 * competitor.listed.len() + usize::from(changed))
             .arg(&competitor.listed);
-        if !competitor.new_entry.is_empty() {
-            call.arg(competitor.times.len());
+        if changed {
+            call.arg(&competitor.new_entry).arg(competitor.times.len());
             for (ms, checkpoint) in &competitor.times {
                 call.arg(ms).arg(checkpoint);
             }

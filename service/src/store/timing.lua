@@ -1148,9 +1148,11 @@ end
 -- Args: counts of new reads, waves, chips, competitors, rank sets and scopes; then
 -- per new read its id and raw JSON, grouped by competitor in competitor order; per wave its
 -- name and gun time as read; per chip its chip and holder; per competitor the bib, the entry
--- as read, the new entry ('' unchanged), a count k and k entries of its reads list (its k
--- reads), and with a new entry a count q and q time, checkpoint pairs of its changed times;
--- per rank set its key, a count m and m score, bib pairs; then the scope names to touch.
+-- as read, its shape 2k + c, k entries of its reads list (its k reads), and when c is 1 (its
+-- entry changes) the new entry, a count q and q time, checkpoint pairs of its changed times
+-- (one count for two: most competitors of a call have one read and an unchanged entry, and
+-- an argument costs a call some 870 instructions); per rank set its key, a count m and m
+-- score, bib pairs; then the scope names to touch.
 
 -- The score, bib pairs of one rank set's writes in a, from p, m of them, without those of
 -- competitors in `stale` (bib -> true).
@@ -1180,15 +1182,17 @@ local function passings_planned(_, a)
     return 'changed'
   end
   p = p + 2 * (nw + nh)
-  -- Per competitor: bib, where its arguments start, its count of reads, and where its
-  -- changed times start (nil without).
+  -- Per competitor: bib, where its arguments start, its count of reads, and where its new
+  -- entry and changed times start (nil without).
   local bibs, at, listed, times_at = {}, {}, {}, {}
   for m = 1, nc do
-    bibs[m], at[m], listed[m] = a[p], p, count(a[p + 3])
-    p = p + 4 + listed[m]
-    if a[at[m] + 2] ~= '' then
+    local shape = count(a[p + 2])
+    local changed = shape % 2
+    bibs[m], at[m], listed[m] = a[p], p, (shape - changed) / 2
+    p = p + 3 + listed[m]
+    if changed == 1 then
       times_at[m] = p
-      p = p + 1 + 2 * count(a[p])
+      p = p + 2 + 2 * count(a[p + 1])
     end
   end
   local entries = redis.call('HMGET', INDEX, unpack(bibs))
@@ -1220,12 +1224,12 @@ local function passings_planned(_, a)
   for m = 1, nc do
     local j, bib = at[m], bibs[m]
     if not (stale and stale[bib]) then
-      redis.call('RPUSH', K.reads .. bib, unpack(a, j + 4, j + 3 + listed[m]))
+      redis.call('RPUSH', K.reads .. bib, unpack(a, j + 3, j + 2 + listed[m]))
       local t = times_at[m]
       if t then
-        redis.call('ZADD', K.times .. bib, unpack(a, t + 1, t + 2 * count(a[t])))
+        redis.call('ZADD', K.times .. bib, unpack(a, t + 2, t + 1 + 2 * count(a[t + 1])))
         index[#index + 1] = bib
-        index[#index + 1] = a[j + 2]
+        index[#index + 1] = a[t]
       end
     end
   end
