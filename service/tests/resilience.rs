@@ -194,6 +194,83 @@ async fn two_versions_side_by_side_during_a_deploy() {
     assert_eq!((status, &listing["total"]), (200, &json!(3)), "{listing}");
 }
 
+/// Redis restarted with its data (the provisioner's keeps an append-only file) answers
+/// `LOADING` to everything until it has read all of it: meanwhile reads, writes and `/ready`
+/// answer 503 "unavailable" (a client tries again), not 500, and the same service serves again
+/// once Redis has loaded.
+#[tokio::test]
+async fn redis_loading_its_data_answers_unavailable() {
+    let mut app = spawn_app().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir_name = dir.path().to_str().expect("a UTF-8 path");
+    // A Redis that saves into a directory of the test's (`dir` cannot be changed at run time).
+    app.redis.restart_with(&["--dir", dir_name]);
+    assert!(wait_ready(&app).await, "redis did not come up within 15 s");
+    app.competitor("1", "male", "men30").await;
+    let mut conn = app.redis.connection().await;
+    // 50,000 keys, read back at 100 µs each (Redis's own test setting `key-load-delay`): some
+    // 5 s of loading, with clients served between every KiB read.
+    let _: () = redis::cmd("EVAL")
+        .arg("for i = 1, 50000 do redis.call('SET', 'pad:' .. i, i) end")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("pad keys");
+    let _: () = redis::cmd("SAVE")
+        .query_async(&mut conn)
+        .await
+        .expect("SAVE");
+    drop(conn);
+    app.redis.restart_with(&[
+        "--dir",
+        dir_name,
+        "--key-load-delay",
+        "100",
+        "--loading-process-events-interval-bytes",
+        "1024",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = redis::Client::open(app.redis.url())
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|err| err.to_string());
+        let ping: Result<String, String> = match answer {
+            Ok(mut conn) => redis::cmd("PING")
+                .query_async(&mut conn)
+                .await
+                .map_err(|err| err.to_string()),
+            Err(err) => Err(err),
+        };
+        match ping {
+            Err(err) if err.to_lowercase().contains("loading") => break,
+            Ok(pong) => panic!("redis answered {pong} before it was seen loading"),
+            Err(_) => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redis was not seen loading within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_error(&app.get("/api/v1/competitors/1").await, 503, "unavailable");
+    let answer = app
+        .post(
+            "/api/v1/competitors",
+            json!({"bib": "2", "first_name": "A",
+        "last_name": "B", "gender": "male", "country": "Finland", "category": "men30"}),
+        )
+        .await;
+    assert_error(&answer, 503, "unavailable");
+    assert_error(&app.get("/ready").await, 503, "unavailable");
+    assert!(
+        wait_ready(&app).await,
+        "the service was not ready within 15 s of redis loading"
+    );
+    assert_eq!(app.get("/api/v1/competitors/1").await.0, 200);
+}
+
 /// Unknown routes and methods answer JSON errors.
 #[tokio::test]
 async fn unknown_route_and_method() {

@@ -10,11 +10,27 @@
 use std::{future::Future, sync::RwLock, time::Duration};
 
 use redis::{
-    Client, RedisResult,
+    Client, ErrorKind, RedisError, RedisResult, ServerErrorKind,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 
 use super::StoreError;
+
+/// Whether Redis answered with a state that passes by itself: `LOADING` while it reads its
+/// data after a restart (the provisioner's Redis keeps an append-only file, which it reads
+/// whole before it serves anything), `TRYAGAIN`, `MASTERDOWN` or `CLUSTERDOWN` during a
+/// failover. (For a pipeline, the kind of its first failed command.)
+fn is_passing(err: &RedisError) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ClusterDown
+        )
+    )
+}
 
 /// Upper bound of one store operation, connection included.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -79,12 +95,14 @@ impl Connection {
         }
     }
 
-    /// Runs one operation on the shared connection, bounded by [`OP_TIMEOUT`].
     /// The client, for connections of their own (the change subscription).
     pub(super) fn client(&self) -> &Client {
         &self.client
     }
 
+    /// Runs one operation on the shared connection, bounded by [`OP_TIMEOUT`]. Redis not
+    /// reachable, not answering in time, or in a state that passes (see [`is_passing`]) is
+    /// [`StoreError::Unavailable`] (503: try again); any other failure is an error.
     pub(super) async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
@@ -102,6 +120,7 @@ impl Connection {
                     || err.is_connection_dropped()
                     || err.is_connection_refusal()
                     || err.is_unrecoverable_error()
+                    || is_passing(&err)
                 {
                     Err(StoreError::Unavailable(err.to_string()))
                 } else {

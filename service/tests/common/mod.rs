@@ -42,7 +42,7 @@ pub fn free_port() -> u16 {
         .expect("cannot find a free port")
 }
 
-fn spawn_redis(port: u16) -> Child {
+fn spawn_redis(port: u16, more: &[&str]) -> Child {
     Command::new("redis-server")
         .args([
             "--port",
@@ -54,6 +54,7 @@ fn spawn_redis(port: u16) -> Child {
             "--appendonly",
             "no",
         ])
+        .args(more)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -122,7 +123,7 @@ impl Redis {
     /// someone else's Redis, which must not be used).
     pub fn restart(&mut self) -> bool {
         self.stop();
-        let mut child = spawn_redis(self.port);
+        let mut child = spawn_redis(self.port, &[]);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -137,6 +138,13 @@ impl Redis {
         let _ = child.kill();
         let _ = child.wait();
         false
+    }
+
+    /// Restarts Redis on its port with `more` arguments (a data directory to load, say),
+    /// without waiting for it: for a Redis that is still starting.
+    pub fn restart_with(&mut self, more: &[&str]) {
+        self.stop();
+        self.child = Some(spawn_redis(self.port, more));
     }
 
     /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server: frozen, it keeps its sockets open
