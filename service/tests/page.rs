@@ -5,6 +5,7 @@
 //! reload, a competitor's splits, and a name holding markup shown as text.
 
 use std::{
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -22,7 +23,8 @@ use crate::common::{TestApp, spawn_app_with};
 /// a loaded 2-CPU machine; conditions are normally met within a second).
 const PAGE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A headless chromium with one page, killed on drop.
+/// A headless chromium with one page, killed on drop (all its processes: it runs in a
+/// process group of its own).
 struct Browser {
     child: Child,
     socket: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
@@ -33,12 +35,18 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The whole group: killed alone, the browser process left its renderer and GPU
+        // processes to write to the profile a moment longer, which recreated a directory or
+        // two of it after it was removed, left in the temporary directory by every run.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Chromium's other processes outlive the one killed by a moment and may still write to
-        // the profile, so removing it can fail; `TempDir` gives up on the first failure, and a
-        // profile was left in the temporary directory by every run. Removed here once they
-        // have stopped (bounded: a leftover is untidy, not a failure).
+        // (`TempDir` gives up on the first failure to remove; retried here while the killed
+        // processes go, bounded: a leftover is untidy, not a failure.)
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.profile.path().exists()
             && std::fs::remove_dir_all(self.profile.path()).is_err()
@@ -71,6 +79,7 @@ impl Browser {
             // Chromium makes its singleton socket's directory in the temporary directory,
             // outside the profile: in the profile, it goes with it.
             .env("TMPDIR", profile.path())
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
