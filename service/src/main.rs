@@ -67,6 +67,9 @@ fn healthcheck_main(cli: &Cli) -> ExitCode {
 const LOG_QUEUE_LINES: usize = 4096;
 /// Bytes of log lines written with one system call at most.
 const LOG_BUFFER_BYTES: usize = 64 * 1024;
+/// How often the service deletes other versions' Functions libraries (a deploy's old task
+/// loads its own again until it stops: the deploy is over within minutes).
+const LIBRARY_TIDY_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn init_tracing(format: &str) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -129,10 +132,12 @@ async fn run(cli: Cli) -> ExitCode {
     } else {
         tracing::info!(credentials = ?state.credentials.names(), "writes need one of these tokens");
     }
-    // The functions library is loaded now when Redis is up, else by the first write.
+    // The functions library is loaded now when Redis is up, else by the first write; other
+    // versions' libraries are deleted now and every LIBRARY_TIDY_EVERY (store/functions.rs).
     if let Err(err) = state.store.load_functions().await {
         tracing::warn!(%err, "redis is not answering yet; requests answer 503 until it does");
     }
+    state.store.spawn_library_tidying(LIBRARY_TIDY_EVERY);
     let listener = match tokio::net::TcpListener::bind(cli.listen_addr).await {
         Ok(listener) => listener,
         Err(err) => {

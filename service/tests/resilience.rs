@@ -194,6 +194,35 @@ async fn two_versions_side_by_side_during_a_deploy() {
     assert_eq!((status, &listing["total"]), (200, &json!(3)), "{listing}");
 }
 
+/// After a deploy the old task, which loaded its library again, stops; the new service's
+/// periodic tidying (every 10 minutes in `main`, 50 ms here) deletes that library, and loads
+/// nothing of its own by it.
+#[tokio::test]
+async fn other_versions_left_after_a_deploy_are_deleted_in_time() {
+    let app = spawn_app().await;
+    app.competitor("1", "male", "men30").await;
+    let old = library_of(Race::default());
+    let mut newer = Race::default();
+    newer.rules.start_window_ms += 60_000;
+    let new = library_of(newer.clone());
+    let state = AppState::new(&app.redis.url(), newer, None).expect("state");
+    state.store.load_functions().await.expect("load");
+    // The old service, still serving, loads its library again.
+    app.competitor("2", "male", "men30").await;
+    assert_eq!(libraries(&app).await, sorted(&[&old, &new]));
+    let tidying = state.store.spawn_library_tidying(Duration::from_millis(50));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while libraries(&app).await != [new.clone()] {
+        assert!(
+            Instant::now() < deadline,
+            "the old library is still there after 10 s: {:?}",
+            libraries(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tidying.abort();
+}
+
 /// Redis restarted with its data (the provisioner's keeps an append-only file) answers
 /// `LOADING` to everything until it has read all of it: meanwhile reads, writes and `/ready`
 /// answer 503 "unavailable" (a client tries again), not 500, and the same service serves again

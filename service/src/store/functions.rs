@@ -9,13 +9,18 @@
 //! (`timing_<version>`, `timing_put_<version>`): a deploy runs the old and the new service
 //! side by side on one Redis (ECS starts the new task before it stops the old), and each must
 //! call its own functions. Under one name, the last to load replaced the other's, whose calls
-//! then went to functions that read their arguments another way. A service that starts deletes
-//! the other versions (the one it replaces, which stays in use until the old task stops, is
-//! loaded again by that task's next call), so Redis holds two at most while a deploy runs, and
-//! one after the next start: every library adds to the one Lua heap all functions share, and
-//! so to the cost of every call (its collector; see the service README).
+//! then went to functions that read their arguments another way. A service deletes the other
+//! versions when it starts and every ten minutes after (the one it replaces, still in use
+//! until the old task stops, is loaded again by that task's next call), so Redis holds two
+//! while a deploy runs, and one within ten minutes of its end: every library adds to the one
+//! Lua heap all functions share, and so to the cost of every call (its collector; see the
+//! service README).
 
-use std::{collections::HashMap, sync::Arc, time::SystemTime};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use redis::Value;
 
@@ -139,14 +144,22 @@ impl Store {
     /// missing is loaded again without deleting any: [`Store::fcall_pipe_on`].)
     pub async fn load_functions(&self) -> Result<(), StoreError> {
         let load = load_command(&self.library.source);
+        let _: String = self
+            .conn
+            .run(|mut conn| async move { load.query_async(&mut conn).await })
+            .await?;
+        self.delete_other_versions().await
+    }
+
+    /// Deletes the libraries of the service's other versions (and the unversioned one of
+    /// before), not this one's nor other programs'. A version still serving loads its own
+    /// again on its next call.
+    pub async fn delete_other_versions(&self) -> Result<(), StoreError> {
         let mut list = redis::cmd("FUNCTION");
         list.arg("LIST").arg("LIBRARYNAME").arg(format!("{NAME}*"));
         let libraries: Value = self
             .conn
-            .run(|mut conn| async move {
-                let _: String = load.query_async(&mut conn).await?;
-                list.query_async(&mut conn).await
-            })
+            .run(|mut conn| async move { list.query_async(&mut conn).await })
             .await?;
         let others: Vec<String> = library_names(libraries)?
             .into_iter()
@@ -161,12 +174,31 @@ impl Store {
                 .await;
             match deleted {
                 Ok(_) => tracing::info!(library = %other, "deleted another version's functions"),
-                // (Deleted meanwhile by another process starting: what was wanted.)
+                // (Deleted meanwhile by another process: what was wanted.)
                 Err(StoreError::Internal(message)) if message.contains("Library not found") => {}
                 Err(err) => return Err(err),
             }
         }
         Ok(())
+    }
+
+    /// Deletes the other versions' libraries every `every`, for the life of the process
+    /// (started by `main`): the old task of a deploy loads its library again after the new
+    /// one started, and without this it stayed in Redis (and in its append-only file) until
+    /// the next start, its Lua heap paid for by every call; a service that started while
+    /// Redis was down deleted none. A failed round is logged and tried again next time.
+    pub fn spawn_library_tidying(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut rounds = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                rounds.tick().await;
+                if let Err(err) = store.delete_other_versions().await {
+                    tracing::warn!(%err, "could not delete other versions' functions");
+                }
+            }
+        })
     }
 
     /// The name of `function` in this service's library (for tests and tools that call it
