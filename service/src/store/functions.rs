@@ -140,7 +140,8 @@ pub(super) fn now_rfc3339() -> String {
 
 impl Store {
     /// Loads (or replaces) this version's library, then deletes the service's other
-    /// versions (see the module's doc): when the service starts. (A library a call finds
+    /// versions (see the module's doc): when the service starts. An error is loading's; one
+    /// of deleting is logged (the periodic tidying tries again). (A library a call finds
     /// missing is loaded again without deleting any: [`Store::fcall_pipe_on`].)
     pub async fn load_functions(&self) -> Result<(), StoreError> {
         let load = load_command(&self.library.source);
@@ -148,7 +149,10 @@ impl Store {
             .conn
             .run(|mut conn| async move { load.query_async(&mut conn).await })
             .await?;
-        self.delete_other_versions().await
+        if let Err(err) = self.delete_other_versions().await {
+            tracing::warn!(%err, "could not delete other versions' functions");
+        }
+        Ok(())
     }
 
     /// Deletes the libraries of the service's other versions (and the unversioned one of
