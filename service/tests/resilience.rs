@@ -128,6 +128,19 @@ fn library_of(race: Race) -> String {
     format!("timing{}", store.function_name(""))
 }
 
+/// A deploy's two versions: the old service, whose first write loaded its library; the names
+/// of the old and the new library; and the new version's race (one read rule apart, so their
+/// libraries differ).
+async fn deploy() -> (TestApp, String, String, Race) {
+    let app = spawn_app().await;
+    app.competitor("1", "male", "men30").await;
+    let mut newer = Race::default();
+    newer.rules.start_window_ms += 60_000;
+    let (old, new) = (library_of(Race::default()), library_of(newer.clone()));
+    assert_ne!(old, new);
+    (app, old, new, newer)
+}
+
 /// A deploy runs the old and the new service side by side on one Redis (ECS starts the new
 /// task before it stops the old one). Each calls its own Functions library, named by its
 /// version, never the other's: here the versions differ in a read rule, so their libraries
@@ -136,14 +149,7 @@ fn library_of(race: Race) -> String {
 /// write loads its own library again and is applied; the new service's writes go on.
 #[tokio::test]
 async fn two_versions_side_by_side_during_a_deploy() {
-    let app = spawn_app().await;
-    // The old service's first write loads its library.
-    app.competitor("1", "male", "men30").await;
-    let old = library_of(Race::default());
-    let mut newer = Race::default();
-    newer.rules.start_window_ms += 60_000;
-    let new = library_of(newer.clone());
-    assert_ne!(old, new);
+    let (app, old, new, newer) = deploy().await;
     let mut conn = app.redis.connection().await;
     for library in [
         "#!lua name=timing\nredis.register_function('timing_put', function() return 'old' end)",
@@ -199,12 +205,7 @@ async fn two_versions_side_by_side_during_a_deploy() {
 /// nothing of its own by it.
 #[tokio::test]
 async fn other_versions_left_after_a_deploy_are_deleted_in_time() {
-    let app = spawn_app().await;
-    app.competitor("1", "male", "men30").await;
-    let old = library_of(Race::default());
-    let mut newer = Race::default();
-    newer.rules.start_window_ms += 60_000;
-    let new = library_of(newer.clone());
+    let (app, old, new, newer) = deploy().await;
     let state = AppState::new(&app.redis.url(), newer, None).expect("state");
     state.store.load_functions().await.expect("load");
     // The old service, still serving, loads its library again.
