@@ -16,6 +16,7 @@ use timing_service::{
 
 use crate::common::{
     Redis, TestApp, assert_error, command_calls, long_way_calls, spawn_app_on, spawn_app_with,
+    unconnected_store,
 };
 
 /// The original race definition plus `wave` and `chip`.
@@ -1489,19 +1490,11 @@ async fn the_rules_applied_in_the_service_and_in_redis_agree() {
     );
 }
 
-/// The name of `function` in the library of the tests' race (a store is not connected until
-/// it is used).
-fn function(function: &str) -> String {
-    Store::new("redis://127.0.0.1:1", std::sync::Arc::new(race()))
-        .expect("store")
-        .function_name(function)
-}
-
 /// `FCALL timing_passings_planned` as the service starts it: the call's counts (new reads,
 /// waves, chips, competitors, rank sets, scopes), then per new read its id and raw JSON.
 fn planned_call(counts: [&str; 6], ids: &[&str]) -> redis::Cmd {
     let mut call = redis::cmd("FCALL");
-    call.arg(function("timing_passings_planned"))
+    call.arg(unconnected_store(race()).function_name("timing_passings_planned"))
         .arg(0)
         .arg(&counts);
     for id in ids {

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
-use timing_service::{AppState, race::Race, store::Store};
+use timing_service::{AppState, race::Race};
 
-use crate::common::{TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::common::{TestApp, assert_error, spawn_app, spawn_app_with, unconnected_store};
 
 async fn wait_ready(app: &TestApp) -> bool {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -121,11 +121,9 @@ fn sorted(names: &[&str]) -> Vec<String> {
     names
 }
 
-/// The library a store of `race` loads: `timing_<version>` (its functions end in
-/// `_<version>`).
+/// The library a store of `race` loads: `timing_<version>`.
 fn library_of(race: Race) -> String {
-    let store = Store::new("redis://127.0.0.1:1", std::sync::Arc::new(race)).expect("store");
-    format!("timing{}", store.function_name(""))
+    unconnected_store(race).library_name().to_owned()
 }
 
 /// A deploy's two versions: the old service, whose first write loaded its library; the names

@@ -35,12 +35,10 @@ const NAME: &str = "timing";
 /// How many hex digits of its source's SHA-1 name a version.
 const VERSION_DIGITS: usize = 12;
 
-/// The library built for a race: its name, the suffix of its functions' names, its source.
+/// The library built for a race: its name and its source.
 pub(super) struct Library {
-    /// `timing_<version>`.
+    /// `timing_<version>`; its functions' names end in the part after [`NAME`].
     name: String,
-    /// `_<version>`.
-    suffix: String,
     source: Arc<str>,
 }
 
@@ -71,18 +69,16 @@ impl Library {
         let script = redis::Script::new(&body);
         let version = &script.get_hash()[..VERSION_DIGITS];
         let name = format!("{NAME}_{version}");
-        let suffix = format!("_{version}");
-        let source = format!("#!lua name={name}\nlocal VERSION = '{suffix}'\n{body}");
+        let source = format!("#!lua name={name}\nlocal VERSION = '_{version}'\n{body}");
         Self {
             name,
-            suffix,
             source: Arc::from(source),
         }
     }
 
     /// The name `function` has in this library (`timing_put` -> `timing_put_<version>`).
     pub(super) fn function(&self, function: &str) -> String {
-        format!("{function}{}", self.suffix)
+        format!("{function}{}", &self.name[NAME.len()..])
     }
 
     /// `FCALL <function of this library> 0`, its arguments to be added.
@@ -149,10 +145,15 @@ impl Store {
             .conn
             .run(|mut conn| async move { load.query_async(&mut conn).await })
             .await?;
+        self.tidy_libraries().await;
+        Ok(())
+    }
+
+    /// [`Store::delete_other_versions`], a failure logged (the next round tries again).
+    async fn tidy_libraries(&self) {
         if let Err(err) = self.delete_other_versions().await {
             tracing::warn!(%err, "could not delete other versions' functions");
         }
-        Ok(())
     }
 
     /// Deletes the libraries of the service's other versions (and the unversioned one of
@@ -198,9 +199,7 @@ impl Store {
             rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 rounds.tick().await;
-                if let Err(err) = store.delete_other_versions().await {
-                    tracing::warn!(%err, "could not delete other versions' functions");
-                }
+                store.tidy_libraries().await;
             }
         })
     }
@@ -209,6 +208,11 @@ impl Store {
     /// directly): `timing_put` -> `timing_put_<version>`.
     pub fn function_name(&self, function: &str) -> String {
         self.library.function(function)
+    }
+
+    /// The name of this service's library, `timing_<version>`.
+    pub fn library_name(&self) -> &str {
+        &self.library.name
     }
 
     /// Runs the FCALLs of `pipe` on `conn` (`self.conn`, or `self.bulk` for bulk writes); when

@@ -670,7 +670,7 @@ end
 
 local function put(_, a)
   local bib, order, mode = a[1], a[2], a[3]
-  local first, actor, at = 6, nil, nil
+  local first, actor, at = 6
   if mode ~= 'create' then first, actor, at = 8, a[6], a[7] end
   local ckey = K.competitor .. bib
   local exists = redis.call('EXISTS', ckey) == 1

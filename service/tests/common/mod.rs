@@ -12,7 +12,9 @@ use std::{
 
 use reqwest::Method;
 use serde_json::Value;
-use timing_service::{AppState, ServeOptions, app, live::Live, race::Race, serve_with};
+use timing_service::{
+    AppState, ServeOptions, app, live::Live, race::Race, serve_with, store::Store,
+};
 
 /// A `redis-server` child process, killed on drop.
 pub struct Redis {
@@ -211,6 +213,12 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
     }
+}
+
+/// A store of `race` that never connects (a store connects when first used): the names its
+/// Functions library and functions carry.
+pub fn unconnected_store(race: Race) -> Store {
+    Store::new("redis://127.0.0.1:1", std::sync::Arc::new(race)).expect("store")
 }
 
 /// Starts the service with the original race definition and no token.
