@@ -13,6 +13,7 @@
 //! - `json`: what a JSON request body is (media type, unique keys);
 //! - `state`: what every handler shares (store, race, credentials, long polls);
 //! - `auth`, `layers`: bearer-token check, request log line, time bound, unread bodies;
+//! - `log_output`: the log lines' buffer and the thread that writes it to stderr;
 //! - `server`: the HTTP/1.1 accept loop, its timeouts and connection limit, graceful shutdown;
 //! - `healthcheck`: the `healthcheck` subcommand used as the container health check.
 //!
@@ -26,6 +27,7 @@ pub mod healthcheck;
 pub mod json;
 pub mod layers;
 pub mod live;
+pub mod log_output;
 pub mod model;
 pub mod race;
 pub mod routes;

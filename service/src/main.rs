@@ -9,10 +9,10 @@ use timing_service::{
     auth::Credentials,
     config::{Cli, Command},
     healthcheck,
+    log_output::{self, FlushGuard},
     race::Race,
     serve_with, shutdown_signal,
 };
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than glibc's malloc: under load, glibc's arena locks and free-list
@@ -27,8 +27,14 @@ fn main() -> ExitCode {
     if let Some(Command::Healthcheck) = cli.command {
         return healthcheck_main(&cli);
     }
-    // Kept to the end of `main`: dropping it writes out the log lines still queued.
-    let _log_writer = init_tracing(&cli.log_format);
+    // Kept to the end of `main`: dropping it writes out the log lines still buffered.
+    let _log_writer = match init_tracing(&cli.log_format) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("timing-service: cannot start the log writer thread: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,30 +63,20 @@ fn healthcheck_main(cli: &Cli) -> ExitCode {
     }
 }
 
-/// Logs to stderr from a thread of its own: a request's log line is queued, not written with
-/// a system call of the request's own (one per request was some 5% of a 304's CPU). The
-/// thread writes what is queued with one system call, not one a line: it takes every line
-/// waiting into a buffer, then flushes it (`tracing_appender`'s worker flushes when the queue
-/// is empty). Queued lines wait rather than being dropped when the writer falls behind; the
-/// queue holds [`LOG_QUEUE_LINES`] (its slots are allocated up front: the default 128,000
-/// took 4 MB).
-const LOG_QUEUE_LINES: usize = 4096;
-/// Bytes of log lines written with one system call at most.
-const LOG_BUFFER_BYTES: usize = 64 * 1024;
 /// How often the service deletes other versions' Functions libraries (a deploy's old task
 /// loads its own again until it stops: the deploy is over within minutes).
 const LIBRARY_TIDY_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-fn init_tracing(format: &str) -> WorkerGuard {
+/// Logs to stderr, lines buffered and written by a thread of their own (`log_output`): a
+/// request's log line is not a system call of the request's own (one per request was some 5%
+/// of a 304's CPU).
+fn init_tracing(format: &str) -> std::io::Result<FlushGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .thread_name("timing-service-log")
-        .finish(std::io::BufWriter::with_capacity(
-            LOG_BUFFER_BYTES,
-            std::io::stderr(),
-        ));
+    let (writer, guard) = log_output::buffered(
+        std::io::stderr(),
+        log_output::FLUSH_EVERY,
+        log_output::BUFFER_BYTES,
+    )?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -90,7 +86,7 @@ fn init_tracing(format: &str) -> WorkerGuard {
     } else {
         builder.init();
     }
-    guard
+    Ok(guard)
 }
 
 async fn run(cli: Cli) -> ExitCode {
