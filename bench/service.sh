@@ -10,7 +10,8 @@
 # Usage: bench/service.sh            (DURATION=10s COMPETITORS=10000 CONNECTIONS=16 by default;
 #        ROUNDS=3 runs of the create route between ceilings, and interleaved runs of the create
 #        before/after; CALLGRIND=0 skips the instruction count of bench/write_cost.sh, which
-#        needs valgrind and takes a minute)
+#        needs valgrind and takes a minute; SERVICE_WORKERS=1 tokio worker threads, as in the
+#        service's task, see start_service)
 # Needs: cargo, redis-server, redis-benchmark, wrk, python3.
 # Targets: each single-key route >= 1/3 of redis-benchmark's ops/s; results page p99 < 10 ms
 # with 10,000 competitors; service RSS < 30 MB. Live reads (issue 12): a results page answered
@@ -45,6 +46,14 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$
 pids+=($!)
 wait_for 10 redis redis_ready "$REDIS_PORT"
 
+# The service runs as it does in its task (task-definitions/api.json): 256 CPU units there
+# are a CFS quota of a quarter CPU, std's available_parallelism() reads the quota and answers
+# 1 (a process in a cgroup with cpu.cfs_quota_us 25000 of 100000 on this 2-CPU machine: 1;
+# outside it: 2), so tokio starts one worker thread. Here, with the whole machine in view, it
+# would start two, which on two CPUs shared with Redis and wrk cost the create route some
+# 2 µs of CPU per request more in wake-ups between the two (SERVICE_WORKERS=2 measures that).
+export SERVICE_WORKERS=${SERVICE_WORKERS:-1}
+
 # Starts a service process on a free port against the Redis, with more environment if given;
 # sets STARTED_BASE and STARTED_PID.
 start_service() { # name [VAR=value ...]
@@ -52,7 +61,7 @@ start_service() { # name [VAR=value ...]
   shift
   port=$(free_port)
   env LISTEN_ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-    RUST_LOG="${RUST_LOG:-info}" "$@" "$BIN" 2>"$work/$name.log" &
+    RUST_LOG="${RUST_LOG:-info}" TOKIO_WORKER_THREADS="$SERVICE_WORKERS" "$@" "$BIN" 2>"$work/$name.log" &
   STARTED_PID=$!
   pids+=("$STARTED_PID")
   STARTED_BASE="http://127.0.0.1:$port"
@@ -414,7 +423,7 @@ hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SERVICE_PID/status")
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVICE_PID/status")
 
 echo
-echo "timing-service benchmark: $COMPETITORS competitors ranked, $CONNECTIONS connections, $DURATION per scenario, $(nproc) CPUs"
+echo "timing-service benchmark: $COMPETITORS competitors ranked, $CONNECTIONS connections, $DURATION per scenario, $(nproc) CPUs, $SERVICE_WORKERS service worker thread(s)"
 printf '%-44s %10s %8s %8s %8s %8s %9s %9s\n' "scenario" "req/s" "p50 ms" "p99 ms" "non2xx/err" "x redis" "redis us" "svc us"
 for r in "${rows[@]}"; do echo "$r"; done
 for r in "${imports[@]}"; do echo "$r"; done

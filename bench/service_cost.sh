@@ -17,7 +17,9 @@ BIN=$1 REDIS_PORT=$2 CALLS=${3:-2000}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 port=$(free_port)
+# (One tokio worker, as in the service's task and in service.sh.)
 LISTEN_ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" RUST_LOG=info \
+  TOKIO_WORKER_THREADS="${SERVICE_WORKERS:-1}" \
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.out" \
   "$BIN" 2>"$work/service.log" &
 pid=$!; pids+=("$pid")
