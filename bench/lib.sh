@@ -3,9 +3,11 @@
 # free loopback ports, and a bounded wait for a process to come up.
 work=$(mktemp -d)
 pids=()
+cpu_groups=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for group in "${cpu_groups[@]}"; do rmdir "$group" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -59,4 +61,30 @@ wait_for() { # seconds description command...: polls the command every 0.1 s unt
   done
   echo "bench: $what did not come up within $seconds s" >&2
   exit 1
+}
+
+# A CPU quota group, for a process held to a share of the CPUs as an ECS task's CPU units hold
+# it (256 units: a quarter CPU, 25 ms of each 100 ms period): `cpu_group NAME SHARE` makes one
+# (cgroup v1's cpu controller, or v2 with the cpu controller), removed when the script exits,
+# and sets CPU_GROUP_PROCS to the file a process id is written to to move that process into
+# it, CPU_ROOT_PROCS to the one that moves it back out. Fails where cgroups cannot be written
+# (not root, no cpu controller).
+cpu_group() { # name share
+  local quota dir
+  quota=$(python3 -c "print(int($2 * 100000))")
+  if [ -w /sys/fs/cgroup/cpu/cgroup.procs ]; then
+    dir=/sys/fs/cgroup/cpu/$1
+    mkdir "$dir" 2>/dev/null || return 1
+    cpu_groups+=("$dir")
+    echo 100000 >"$dir/cpu.cfs_period_us" && echo "$quota" >"$dir/cpu.cfs_quota_us" || return 1
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    dir=/sys/fs/cgroup/$1
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || return 1
+    mkdir "$dir" 2>/dev/null || return 1
+    cpu_groups+=("$dir")
+    echo "$quota 100000" >"$dir/cpu.max" || return 1
+  else
+    return 1
+  fi
+  CPU_GROUP_PROCS=$dir/cgroup.procs CPU_ROOT_PROCS=$(dirname "$dir")/cgroup.procs
 }

@@ -11,7 +11,8 @@
 #        ROUNDS=3 runs of the create route between ceilings, and interleaved runs of the create
 #        before/after; CALLGRIND=0 skips the instruction count of bench/write_cost.sh, which
 #        needs valgrind and takes a minute; SERVICE_WORKERS=1 tokio worker threads, as in the
-#        service's task, see start_service)
+#        service's task, see start_service; QUOTA_CPU=0.25, the CPUs Redis and the service
+#        are each held to in the create route's runs as deployed, which need root)
 # Needs: cargo, redis-server, redis-benchmark, wrk, python3.
 # Targets: each single-key route >= 1/3 of redis-benchmark's ops/s; results page p99 < 10 ms
 # with 10,000 competitors; service RSS < 30 MB. Live reads (issue 12): a results page answered
@@ -43,7 +44,8 @@ BIN="$CARGO_TARGET_DIR/release/timing-service"
 
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
-pids+=($!)
+REDIS_PID=$!
+pids+=("$REDIS_PID")
 wait_for 10 redis redis_ready "$REDIS_PORT"
 
 # The service runs as it does in its task (task-definitions/api.json): 256 CPU units there
@@ -314,32 +316,70 @@ INGEST_PID=$!
 scenario "GET /api/v1/results while ingesting flat out" results "${RB[GET]}"
 wait "$INGEST_PID" || true
 
-# Creates last among the routes: each adds a competitor (some 70,000 a run), and the rows
-# above are of a race of COMPETITORS. The route is set beside its function's ceiling measured
-# just before and after it (redis-benchmark, 100,000 creates of fresh bibs in database 4,
-# emptied first): the ceiling rows below come a minute later, and this machine's speed
-# drifts by up to a half between minutes. ROUNDS runs of the route, each between two
-# ceilings (ceiling, route, ceiling, route, ..., ceiling); the ratio is their median, since
-# one run said 0.58 and the next 0.78 with the same binary.
+# Creates, last among the routes. The route is set beside its function's ceiling measured just
+# before and after it (redis-benchmark, 100,000 creates of fresh bibs): the ceiling rows below
+# come a minute later, and this machine's speed drifts by up to a half between minutes.
+# ROUNDS runs of the route, each between two ceilings (ceiling, route, ceiling, ..., ceiling);
+# the ratio is their median, since one run said 0.58 and the next 0.78 with the same binary.
+# Both write into database 4, emptied before each run, through a service process of its own
+# (REDIS_URL ending in /4): a create costs Redis more in a database holding many competitors
+# (its sorted sets are longer), and before the twelfth session the route wrote into the
+# loaded race, 10,000 competitors and every earlier run's creates, while its ceiling started
+# from empty (in a run held to a quarter CPU each, with 150,000 competitors already there:
+# 29-31.5 µs of Redis CPU per create against 23-27 from empty).
 function_suffix "$REDIS_PORT"
 create_command new "$FN_SUFFIX"
 NEW_CREATE=("${CREATE[@]}")
+empty_create_db() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n 4 FLUSHDB >/dev/null; }
 create_ceiling_now() { # prints creates/s
   local rps
-  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n 4 FLUSHDB >/dev/null
+  empty_create_db
   read -r rps _ < <(rb_csv --dbnum 4 -n 100000 -r 1000000000 "${NEW_CREATE[@]}")
   echo "$rps"
+}
+start_service service-creates REDIS_URL="redis://127.0.0.1:$REDIS_PORT/4"
+CREATES_BASE=$STARTED_BASE CREATES_PID=$STARTED_PID
+create_route_now() { # label: one run of the route into the emptied database
+  empty_create_db
+  BASE=$CREATES_BASE SERVICE_PID=$CREATES_PID scenario "$1" create "${RB[SET]}"
 }
 CREATE_CEILINGS=("$(create_ceiling_now)") CREATE_RATIOS=() SERVICE_PUT_RUNS=()
 for round in $(seq 1 "$ROUNDS"); do
   reset_stats
-  scenario "POST /api/v1/competitors (new bib)$([ "$ROUNDS" = 1 ] || echo ", run $round")" create "${RB[SET]}"
+  create_route_now "POST /api/v1/competitors (new bib)$([ "$ROUNDS" = 1 ] || echo ", run $round")"
   SERVICE_PUT_RUNS+=("$(usec_per_call fcall)")
   CREATE_CEILINGS+=("$(create_ceiling_now)")
   CREATE_RATIOS+=("$(python3 -c "print(f'{$CREATE_RPS * 2 / (${CREATE_CEILINGS[-2]} + ${CREATE_CEILINGS[-1]}):.2f}')")")
 done
 SERVICE_PUT_US=$(median "${SERVICE_PUT_RUNS[@]}")
-redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n 4 FLUSHDB >/dev/null
+SHARED_CREATE_RPS=$CREATE_RPS
+
+# The same route on CPUs of their own, as deployed: Redis and the service each held to
+# QUOTA_CPU by a CPU quota group (0.25 by default, the 256 CPU units of
+# task-definitions/api.json and redis.json), wrk outside both. On the two shared CPUs above,
+# wrk and the service take about as much CPU per create as Redis does, so the route is held
+# by the machine, not by Redis; here each side has the share its task has, and the ceiling is
+# the function's with Redis held the same. ROUNDS runs between ceilings, as above. Needs a
+# writable cgroup (root); skipped with a note otherwise.
+QUOTA_CPU=${QUOTA_CPU:-0.25}
+QUOTA_RATIOS=() QUOTA_CEILINGS=() QUOTA_NOTE=""
+if cpu_group timing-bench-redis "$QUOTA_CPU" && REDIS_PROCS=$CPU_GROUP_PROCS &&
+  cpu_group timing-bench-service "$QUOTA_CPU"; then
+  echo "$CREATES_PID" >"$CPU_GROUP_PROCS"
+  echo "$REDIS_PID" >"$REDIS_PROCS"
+  QUOTA_CEILINGS=("$(create_ceiling_now)")
+  for round in $(seq 1 "$ROUNDS"); do
+    create_route_now "POST .../competitors, $QUOTA_CPU CPU each, run $round"
+    QUOTA_CEILINGS+=("$(create_ceiling_now)")
+    QUOTA_RATIOS+=("$(python3 -c "print(f'{$CREATE_RPS * 2 / (${QUOTA_CEILINGS[-2]} + ${QUOTA_CEILINGS[-1]}):.2f}')")")
+  done
+  echo "$REDIS_PID" >"$CPU_ROOT_PROCS"
+else
+  QUOTA_NOTE="not measured: no writable cgroup with a cpu controller (run as root)"
+fi
+kill "$CREATES_PID" 2>/dev/null || true
+CREATE_RPS=$SHARED_CREATE_RPS
+empty_create_db
 
 # The write functions alone, run by redis-benchmark with no HTTP and no service in the way:
 # the most any write route can reach on this Redis. PUT .../times/finish on the loaded bibs
@@ -436,6 +476,11 @@ echo " the random page row reads a kept ranking, the one from Redis a ranking th
 echo " results p99 < 10 ms also while ingesting)"
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 echo "(POST /api/v1/competitors reaches a median $(median "${CREATE_RATIOS[@]}") of its function's own ceiling in Redis measured just before and after each run (runs: ${CREATE_RATIOS[*]}; ceilings: ${CREATE_CEILINGS[*]} creates/s; the last run $(ratio "$CREATE_RPS" "$CREATE_CEILING") of the ceiling row), PUT .../times/finish $(ratio "$SETTIME_RPS" "$TIMES_CEILING"); target >= 0.8)"
+if [ -n "$QUOTA_NOTE" ]; then
+  echo "(POST /api/v1/competitors with Redis and the service each held to $QUOTA_CPU CPU, as in their tasks: $QUOTA_NOTE)"
+else
+  echo "(POST /api/v1/competitors with Redis and the service each held to $QUOTA_CPU CPU by a quota, as in their tasks (wrk outside): a median $(median "${QUOTA_RATIOS[@]}") of the function's ceiling with Redis held the same (runs: ${QUOTA_RATIOS[*]}; ceilings: ${QUOTA_CEILINGS[*]} creates/s); target >= 0.8)"
+fi
 echo "Redis time per call (INFO commandstats usec_per_call; creates: 100,000 fresh bibs per run, redis-benchmark -c $CONNECTIONS, $ROUNDS runs each, interleaved):"
 echo "  create, before (EVALSHA mutate.lua):  median $OLD_US us  (runs: ${OLD_RUNS[*]})"
 echo "  create, after  (FCALL timing_put):    median $PUT_US us  (runs: ${PUT_RUNS[*]})  ($(python3 -c "print(f'{(1 - $PUT_US / $OLD_US) * 100:.0f}')")% less; target >= 33%)"
