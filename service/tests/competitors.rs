@@ -268,6 +268,18 @@ async fn v1_competitor_bad_input_stores_nothing() {
         400,
         "malformed JSON",
     );
+    // JSON that is not an object: serde's own words for what was given.
+    for (body, given) in [
+        ("[1]", "sequence"),
+        ("\"x\"", "string \"x\""),
+        ("7", "integer `7`"),
+    ] {
+        assert_error(
+            &app.send(raw(body, "application/json")).await,
+            422,
+            &format!("invalid body: invalid type: {given}"),
+        );
+    }
     assert_error(
         &app.send(raw("bib=1", "application/x-www-form-urlencoded"))
             .await,

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     auth::Actor,
-    error::{ApiError, ApiPath, ApiQuery, JsonBody},
+    error::{ApiError, ApiPath, ApiQuery, JsonObject},
     live::{self, Freshness},
     model::Bib,
     routes::{
@@ -84,7 +84,7 @@ fn with_path_bib(mut body: Map<String, Value>, bib: &Bib) -> Result<Map<String, 
 async fn create_competitor(
     State(state): State<AppState>,
     actor: Actor,
-    JsonBody(body): JsonBody<Map<String, Value>>,
+    JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, HeaderMap, Json<Value>), ApiError> {
     let valid = state.race.validate_competitor(&body, false)?;
     let fields = valid.fields;
@@ -125,7 +125,7 @@ async fn replace_competitor(
     State(state): State<AppState>,
     actor: Actor,
     ApiPath(bib): ApiPath<String>,
-    JsonBody(body): JsonBody<Map<String, Value>>,
+    JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     update(&state, &actor, &bib, body, PutMode::Replace).await
 }
@@ -135,7 +135,7 @@ async fn patch_competitor(
     State(state): State<AppState>,
     actor: Actor,
     ApiPath(bib): ApiPath<String>,
-    JsonBody(body): JsonBody<Map<String, Value>>,
+    JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     update(&state, &actor, &bib, body, PutMode::Patch).await
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     auth::Actor,
-    error::{ApiError, ApiPath, JsonBody},
+    error::{ApiError, ApiPath, JsonBody, JsonObject},
     model::{Bib, format_ms, parse_time_of_day},
     routes::query::bib_in_path,
     state::AppState,
@@ -46,7 +46,7 @@ fn message(text: String) -> Json<Value> {
 async fn create_competitor(
     State(state): State<AppState>,
     actor: Actor,
-    JsonBody(body): JsonBody<Map<String, Value>>,
+    JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let valid = state.race.validate_competitor(&body, false)?;
     let fields = valid.fields;

@@ -13,11 +13,11 @@ use axum::{
     routing::{get, put},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
     auth::Actor,
-    error::{ApiError, ApiPath, ApiQuery, JsonBody},
+    error::{ApiError, ApiPath, ApiQuery, JsonBody, JsonObject},
     live::{self, Freshness, WaitQuery},
     model::{Bib, Status, elapsed_ms, format_ms, parse_time_of_day},
     routes::query::{bib_in_path, not_found, written},
@@ -177,7 +177,7 @@ async fn set_times(
     State(state): State<AppState>,
     actor: Actor,
     ApiPath(bib): ApiPath<String>,
-    JsonBody(body): JsonBody<Map<String, Value>>,
+    JsonObject(body): JsonObject,
 ) -> Result<StatusCode, ApiError> {
     let bib = bib_in_path(&bib)?;
     if body.is_empty() {
@@ -240,7 +240,7 @@ async fn set_status(
     State(state): State<AppState>,
     actor: Actor,
     ApiPath(bib): ApiPath<String>,
-    JsonBody(mut body): JsonBody<Map<String, Value>>,
+    JsonObject(mut body): JsonObject,
 ) -> Result<StatusCode, ApiError> {
     let bib = bib_in_path(&bib)?;
     let value = body
