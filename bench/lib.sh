@@ -32,7 +32,7 @@ function_suffix() { # port
 # The create service.sh and write_cost.sh measure straight on Redis, as redis-benchmark
 # arguments for a fresh bib per call (its __rand_int__): `create_command old SHA`, the EVAL
 # script of before issue 11 (bench/baseline/mutate.lua, loaded under SHA); `create_command
-# new SUFFIX`, the library's timing_put (its name ending in SUFFIX, see function_suffix) with
+# new SUFFIX`, the library's timing_create (its name ending in SUFFIX, see function_suffix) with
 # the results row and audit entry as the service sends them (store/writes.rs). Sets CREATE.
 AT=2026-11-30T00:00:00.000Z
 create_command() { # old SHA | new
@@ -42,7 +42,7 @@ create_command() { # old SHA | new
   case $1 in
     old) CREATE=(EVALSHA "$2" 0 put "o__rand_int__" 0 4 start split1 split2 finish create
            bib "o__rand_int__" "${fields[@]}") ;;
-    new) CREATE=(FCALL "timing_put$2" 0 "n__rand_int__" 0 create "$row" "$entry"
+    new) CREATE=(FCALL "timing_create$2" 0 "n__rand_int__" 0 "$row" "$entry"
            "${fields[@]}") ;;
   esac
 }

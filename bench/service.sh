@@ -387,7 +387,7 @@ empty_create_db
 # (000000000001 .. N, as load.py names them); creates on fresh bibs in database 3, from
 # empty. Before issue 11 every write was one EVAL script (bench/baseline/mutate.lua, measured
 # the same way in database 2, from empty): its Redis time per create beside the function's.
-echo "==> redis-benchmark FCALL timing_times / timing_put, EVALSHA of the old script" >&2
+echo "==> redis-benchmark FCALL timing_times / timing_create, EVALSHA of the old script" >&2
 rb_script() { # label database range command...
   local label=$1 db=$2 range=$3 rps p50 p99; shift 3
   read -r rps p50 p99 < <(rb_csv --dbnum "$db" -n 100000 -r "$range" "$@")
@@ -414,7 +414,7 @@ for round in $(seq 1 "$ROUNDS"); do
   rb_script "redis-benchmark EVALSHA old mutate.lua create" 2 1000000000 "${OLD_CREATE[@]}"
   OLD_RUNS+=("$(usec_per_call evalsha)")
   reset_stats
-  rb_script "redis-benchmark FCALL timing_put (ceiling)" 3 1000000000 "${NEW_CREATE[@]}"
+  rb_script "redis-benchmark FCALL timing_create (ceiling)" 3 1000000000 "${NEW_CREATE[@]}"
   PUT_RUNS+=("$(usec_per_call fcall)")
   # The table keeps the first round's two rows.
   if [ "$round" = 1 ]; then CREATE_CEILING=$LAST_RPS; kept=${#rows[@]}; else rows=("${rows[@]:0:$kept}"); fi
@@ -484,14 +484,14 @@ else
 fi
 echo "Redis time per call (INFO commandstats usec_per_call; creates: 100,000 fresh bibs per run, redis-benchmark -c $CONNECTIONS, $ROUNDS runs each, interleaved):"
 echo "  create, before (EVALSHA mutate.lua):  median $OLD_US us  (runs: ${OLD_RUNS[*]})"
-echo "  create, after  (FCALL timing_put):    median $PUT_US us  (runs: ${PUT_RUNS[*]})  ($(python3 -c "print(f'{(1 - $PUT_US / $OLD_US) * 100:.0f}')")% less; target >= 33%)"
+echo "  create, after  (FCALL timing_create): median $PUT_US us  (runs: ${PUT_RUNS[*]})  ($(python3 -c "print(f'{(1 - $PUT_US / $OLD_US) * 100:.1f}')")% less; target >= 33%)"
 if [ -n "$WRITECOST" ]; then
   read -r OLD_IR PUT_IR <<<"$WRITECOST"
   echo "  instructions per create (callgrind, 2,000 after 100,000; bench/write_cost.sh):"
-  echo "    before $OLD_IR, after $PUT_IR  ($(python3 -c "print(f'{(1 - $PUT_IR / $OLD_IR) * 100:.0f}')")% less)"
+  echo "    before $OLD_IR, after $PUT_IR  ($(python3 -c "print(f'{(1 - $PUT_IR / $OLD_IR) * 100:.1f}')")% less)"
   echo "  the service's own instructions per create (callgrind, user space: HTTP, JSON, the call, the log line; bench/service_cost.sh): $SERVICE_IR"
 fi
-echo "  create through the service (FCALL timing_put):         $SERVICE_PUT_US us  (median of the route's runs: ${SERVICE_PUT_RUNS[*]})"
+echo "  create through the service (FCALL timing_create):      $SERVICE_PUT_US us  (median of the route's runs: ${SERVICE_PUT_RUNS[*]})"
 echo "  manual time through the service (FCALL timing_times):  $SERVICE_TIMES_US us (redis-benchmark: $TIMES_US us)"
 echo "  a function call of up to $READS_PER_CALL chip reads (FCALL timing_passings_planned, a few timing_passings): $PASSING_CALL_US us"
 for n in "${notes[@]}"; do echo "($n)"; done

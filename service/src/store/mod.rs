@@ -104,12 +104,14 @@ pub enum PutMode {
 }
 
 impl PutMode {
-    fn as_str(self) -> &'static str {
+    /// The library function that writes in this mode, and the mode argument it takes:
+    /// `timing_create` for a create, `timing_put` with its mode for the others.
+    fn function(self) -> (&'static str, Option<&'static str>) {
         match self {
-            Self::Create => "create",
-            Self::Replace => "replace",
-            Self::Upsert => "upsert",
-            Self::Patch => "patch",
+            Self::Create => ("timing_create", None),
+            Self::Replace => ("timing_put", Some("replace")),
+            Self::Upsert => ("timing_put", Some("upsert")),
+            Self::Patch => ("timing_put", Some("patch")),
         }
     }
 }

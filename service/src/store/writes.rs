@@ -100,17 +100,16 @@ impl Store {
                 })?,
             )
         };
-        let mut args = vec![
-            bib.as_str(),
-            &order,
-            mode.as_str(),
-            &row_json,
-            &created_entry,
-        ];
-        // A create's actor and time are in its entry; other modes may change a competitor,
-        // whose audit entry the library builds from what it reads (an argument costs a call
-        // some 870 instructions).
-        if mode != PutMode::Create {
+        // A create is a function of its own (`timing_create`), without put's mode, and its
+        // actor and time are in its entry; the other modes may change a competitor, whose
+        // audit entry the library builds from what it reads (an argument costs a call some
+        // 870 instructions).
+        let (function, mode) = mode.function();
+        let mut args = vec![bib.as_str(), &order];
+        args.extend(mode);
+        args.push(&row_json);
+        args.push(&created_entry);
+        if mode.is_some() {
             args.push(actor);
             args.push(&at);
         }
@@ -120,7 +119,7 @@ impl Store {
             args.push(name);
             args.push(value);
         }
-        outcome(self.fcall_on(conn, "timing_put", &args).await?)
+        outcome(self.fcall_on(conn, function, &args).await?)
     }
 
     /// Deletes a competitor with their times, status and ranking entries (raw reads stay).
