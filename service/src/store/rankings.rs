@@ -11,10 +11,43 @@
 //! changes sooner is never read whole. The rankings kept hold at most a set number of rows
 //! together ([`DEFAULT_KEPT_RANKING_ROWS`] unless configured); the least recently read one is
 //! given up first.
+//!
+//! Also the row of a ranking ([`RankedEntry`]), which pages read from Redis (`results`) and
+//! kept rankings share.
 
 use std::{collections::HashMap, sync::Arc};
 
-use super::results::RankedEntry;
+use crate::model::Status;
+
+/// One row of a ranking page, before formatting.
+#[derive(Debug, Clone)]
+pub struct RankedEntry {
+    /// The competitor.
+    pub bib: String,
+    /// Rank within the scope, `None` when unranked.
+    pub rank: Option<u64>,
+    /// The time ranked by (net or gun), when ranked.
+    pub elapsed_ms: Option<u64>,
+    /// The other time: gun when ranked by net, net when ranked by gun (null without a wave
+    /// gun time).
+    pub other_ms: Option<u64>,
+    /// DNS / DNF / DSQ, if set.
+    pub status: Option<Status>,
+    /// The row fields as a JSON object, as written by `timing.lua`.
+    pub row_json: Option<Arc<str>>,
+}
+
+impl RankedEntry {
+    /// The gun and the net time, from the time ranked by and the other, in a ranking by gun
+    /// time (`by_gun`) or by net time.
+    pub fn gun_and_net(&self, by_gun: bool) -> (Option<u64>, Option<u64>) {
+        if by_gun {
+            (self.elapsed_ms, self.other_ms)
+        } else {
+            (self.other_ms, self.elapsed_ms)
+        }
+    }
+}
 
 /// Rows of all kept rankings together by default (some 110 bytes each besides their row
 /// JSON, which the results rows kept share).

@@ -43,7 +43,7 @@ use super::{
     Scope, Store, StoreError,
     connection::Connection,
     keys,
-    rankings::{self, Decision, Rankings},
+    rankings::{self, Decision, RankedEntry, Rankings},
 };
 use crate::model::Status;
 
@@ -186,36 +186,6 @@ impl<'a> ResultsRow<'a> {
             gender: get("gender"),
             category: get("category"),
             country: get("country"),
-        }
-    }
-}
-
-/// One row of a ranking page, before formatting.
-#[derive(Debug, Clone)]
-pub struct RankedEntry {
-    /// The competitor.
-    pub bib: String,
-    /// Rank within the scope, `None` when unranked.
-    pub rank: Option<u64>,
-    /// The time ranked by (net or gun), when ranked.
-    pub elapsed_ms: Option<u64>,
-    /// The other time: gun when ranked by net, net when ranked by gun (null without a wave
-    /// gun time).
-    pub other_ms: Option<u64>,
-    /// DNS / DNF / DSQ, if set.
-    pub status: Option<Status>,
-    /// The row fields as a JSON object, as written by `timing.lua`.
-    pub row_json: Option<Arc<str>>,
-}
-
-impl RankedEntry {
-    /// The gun and the net time, from the time ranked by and the other, in a ranking by gun
-    /// time (`by_gun`) or by net time.
-    pub fn gun_and_net(&self, by_gun: bool) -> (Option<u64>, Option<u64>) {
-        if by_gun {
-            (self.elapsed_ms, self.other_ms)
-        } else {
-            (self.other_ms, self.elapsed_ms)
         }
     }
 }
