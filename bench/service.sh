@@ -343,15 +343,15 @@ create_route_now() { # label [x redis's divisor, SET's ops/s unless given]: one 
   empty_create_db
   BASE=$CREATES_BASE SERVICE_PID=$CREATES_PID scenario "$1" create "${2-${RB[SET]}}"
 }
-CREATE_CEILINGS=("$(create_ceiling_now)") CREATE_RATIOS=() SERVICE_PUT_RUNS=()
+CREATE_CEILINGS=("$(create_ceiling_now)") CREATE_RATIOS=() SERVICE_CREATE_RUNS=()
 for round in $(seq 1 "$ROUNDS"); do
   reset_stats
   create_route_now "POST /api/v1/competitors (new bib)$([ "$ROUNDS" = 1 ] || echo ", run $round")"
-  SERVICE_PUT_RUNS+=("$(usec_per_call fcall)")
+  SERVICE_CREATE_RUNS+=("$(usec_per_call fcall)")
   CREATE_CEILINGS+=("$(create_ceiling_now)")
   CREATE_RATIOS+=("$(python3 -c "print(f'{$CREATE_RPS * 2 / (${CREATE_CEILINGS[-2]} + ${CREATE_CEILINGS[-1]}):.2f}')")")
 done
-SERVICE_PUT_US=$(median "${SERVICE_PUT_RUNS[@]}")
+SERVICE_CREATE_US=$(median "${SERVICE_CREATE_RUNS[@]}")
 SHARED_CREATE_RPS=$CREATE_RPS
 
 # The same route on CPUs of their own, as deployed: Redis and the service each held to
@@ -406,7 +406,7 @@ TIMES_US=$(usec_per_call fcall)
 SHA=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" SCRIPT LOAD "$(cat bench/baseline/mutate.lua)")
 create_command old "$SHA"
 OLD_CREATE=("${CREATE[@]}")
-OLD_RUNS=() PUT_RUNS=()
+OLD_RUNS=() NEW_RUNS=()
 for round in $(seq 1 "$ROUNDS"); do
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n 2 FLUSHDB >/dev/null
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n 3 FLUSHDB >/dev/null
@@ -415,21 +415,21 @@ for round in $(seq 1 "$ROUNDS"); do
   OLD_RUNS+=("$(usec_per_call evalsha)")
   reset_stats
   rb_script "redis-benchmark FCALL timing_create (ceiling)" 3 1000000000 "${NEW_CREATE[@]}"
-  PUT_RUNS+=("$(usec_per_call fcall)")
+  NEW_RUNS+=("$(usec_per_call fcall)")
   # The table keeps the first round's two rows.
   if [ "$round" = 1 ]; then CREATE_CEILING=$LAST_RPS; kept=${#rows[@]}; else rows=("${rows[@]:0:$kept}"); fi
 done
 OLD_US=$(median "${OLD_RUNS[@]}")
-PUT_US=$(median "${PUT_RUNS[@]}")
+NEW_US=$(median "${NEW_RUNS[@]}")
 # The same creates counted in instructions by callgrind (bench/write_cost.sh), and the
 # service's side of the create route (bench/service_cost.sh), unless CALLGRIND=0 or valgrind
 # is missing.
 WRITECOST=""
 if [ "$CALLGRIND" != 0 ] && command -v valgrind >/dev/null; then
   echo "==> callgrind: instructions per create, old script and library (bench/write_cost.sh)" >&2
-  read -r _ OLD_IR PUT_IR < <(timeout 900 bench/write_cost.sh "$REDIS_PORT" 100000 2000) || true
-  [ -n "${PUT_IR:-}" ] || { echo "bench: bench/write_cost.sh counted nothing (its errors above)" >&2; exit 1; }
-  WRITECOST="$OLD_IR $PUT_IR"
+  read -r _ OLD_IR NEW_IR < <(timeout 900 bench/write_cost.sh "$REDIS_PORT" 100000 2000) || true
+  [ -n "${NEW_IR:-}" ] || { echo "bench: bench/write_cost.sh counted nothing (its errors above)" >&2; exit 1; }
+  WRITECOST="$OLD_IR $NEW_IR"
   echo "==> callgrind: instructions per create in the service (bench/service_cost.sh)" >&2
   read -r _ SERVICE_IR < <(timeout 900 bench/service_cost.sh "$BIN" "$REDIS_PORT" 2000) || true
   [ -n "${SERVICE_IR:-}" ] || { echo "bench: bench/service_cost.sh counted nothing (its errors above)" >&2; exit 1; }
@@ -484,14 +484,14 @@ else
 fi
 echo "Redis time per call (INFO commandstats usec_per_call; creates: 100,000 fresh bibs per run, redis-benchmark -c $CONNECTIONS, $ROUNDS runs each, interleaved):"
 echo "  create, before (EVALSHA mutate.lua):  median $OLD_US us  (runs: ${OLD_RUNS[*]})"
-echo "  create, after  (FCALL timing_create): median $PUT_US us  (runs: ${PUT_RUNS[*]})  ($(python3 -c "print(f'{(1 - $PUT_US / $OLD_US) * 100:.1f}')")% less; target >= 33%)"
+echo "  create, after  (FCALL timing_create): median $NEW_US us  (runs: ${NEW_RUNS[*]})  ($(python3 -c "print(f'{(1 - $NEW_US / $OLD_US) * 100:.1f}')")% less; target >= 33%)"
 if [ -n "$WRITECOST" ]; then
-  read -r OLD_IR PUT_IR <<<"$WRITECOST"
+  read -r OLD_IR NEW_IR <<<"$WRITECOST"
   echo "  instructions per create (callgrind, 2,000 after 100,000; bench/write_cost.sh):"
-  echo "    before $OLD_IR, after $PUT_IR  ($(python3 -c "print(f'{(1 - $PUT_IR / $OLD_IR) * 100:.1f}')")% less)"
+  echo "    before $OLD_IR, after $NEW_IR  ($(python3 -c "print(f'{(1 - $NEW_IR / $OLD_IR) * 100:.1f}')")% less)"
   echo "  the service's own instructions per create (callgrind, user space: HTTP, JSON, the call, the log line; bench/service_cost.sh): $SERVICE_IR"
 fi
-echo "  create through the service (FCALL timing_create):      $SERVICE_PUT_US us  (median of the route's runs: ${SERVICE_PUT_RUNS[*]})"
+echo "  create through the service (FCALL timing_create):      $SERVICE_CREATE_US us  (median of the route's runs: ${SERVICE_CREATE_RUNS[*]})"
 echo "  manual time through the service (FCALL timing_times):  $SERVICE_TIMES_US us (redis-benchmark: $TIMES_US us)"
 echo "  a function call of up to $READS_PER_CALL chip reads (FCALL timing_passings_planned, a few timing_passings): $PASSING_CALL_US us"
 for n in "${notes[@]}"; do echo "($n)"; done

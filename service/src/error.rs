@@ -190,15 +190,21 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
-        // One pass over the body into a value (refusing repeated keys), then the value into
-        // `T`; only when that fails is the body parsed again, for the error's line and column.
-        let value = crate::json::unique_value(&bytes).map_err(json_error)?;
-        match serde_json::from_value(value) {
-            Ok(body) => Ok(JsonBody(body)),
-            Err(_) => serde_json::from_slice(&bytes)
-                .map(JsonBody)
-                .map_err(json_error),
-        }
+        parse_body(&bytes, |value| serde_json::from_value(value).ok()).map(JsonBody)
+    }
+}
+
+/// A body as [`JsonBody`] and [`JsonObject`] read it: one pass into a value (refusing
+/// repeated keys), then `convert` into `T`; only when that fails is the body parsed again as
+/// `T`, for serde's message with what was given, line and column.
+fn parse_body<T: DeserializeOwned>(
+    bytes: &[u8],
+    convert: impl FnOnce(Value) -> Option<T>,
+) -> Result<T, ApiError> {
+    let value = crate::json::unique_value(bytes).map_err(json_error)?;
+    match convert(value) {
+        Some(body) => Ok(body),
+        None => serde_json::from_slice(bytes).map_err(json_error),
     }
 }
 
@@ -217,12 +223,11 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
-        match crate::json::unique_value(&bytes).map_err(json_error)? {
-            Value::Object(map) => Ok(Self(map)),
-            // Not an object: parsed again as a map for serde's message, which names what was
-            // given and where, as `JsonBody<Map<String, Value>>` answers.
-            _ => serde_json::from_slice(&bytes).map(Self).map_err(json_error),
-        }
+        let object = |value| match value {
+            Value::Object(map) => Some(map),
+            _ => None,
+        };
+        parse_body(&bytes, object).map(JsonObject)
     }
 }
 

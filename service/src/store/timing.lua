@@ -624,8 +624,9 @@ end
 -- scope (appended: scored by the call's number), the audit entry, the versions. The hot path
 -- of a start list typed in (and of the benchmark): no table built, key names from the memos,
 -- and no command beyond those writes, since each redis.call costs some 3,000 instructions of
--- glue besides its command (callgrind, bench/README.md).
-local function create(a, bib, order, ckey, first, row_json, entry, actor, at)
+-- glue besides its command (callgrind, bench/README.md). The results row and the audit entry
+-- come encoded from the service: both modes that create (create, put's upsert) send them.
+local function create(a, bib, order, ckey, first, row_json, entry)
   local g, cat, co, wave, chip
   for j = first, #a, 2 do
     local f = a[j]
@@ -641,16 +642,6 @@ local function create(a, bib, order, ckey, first, row_json, entry, actor, at)
   if chip then
     local holder = redis.call('HGET', K.chips, chip)
     if holder and holder ~= bib then return 'chip_taken:' .. holder end
-  end
-  if row_json == '' or entry == '' then
-    local new = {}
-    for j = first, #a, 2 do new[a[j]] = a[j + 1] end
-    new.bib = bib
-    if row_json == '' then row_json = row_of(new) end
-    if entry == '' then
-      entry = cjson.encode({ at = at, actor = actor, action = 'competitor.created', bib = bib,
-        before = cjson.null, after = new })
-    end
   end
   write_record(ckey, bib, a, first)
   redis.call('HSET', K.rows, bib, row_json)
@@ -684,7 +675,7 @@ local function put(_, a)
   local ckey = K.competitor .. bib
   local exists = redis.call('EXISTS', ckey) == 1
   if (mode == 'replace' or mode == 'patch') and not exists then return 'missing' end
-  if not exists then return create(a, bib, order, ckey, first, a[4], a[5], actor, at) end
+  if not exists then return create(a, bib, order, ckey, first, a[4], a[5]) end
 
   local old = hash_of(ckey)
   local new = {}

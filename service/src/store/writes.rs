@@ -104,12 +104,12 @@ impl Store {
         // actor and time are in its entry; the other modes may change a competitor, whose
         // audit entry the library builds from what it reads (an argument costs a call some
         // 870 instructions).
-        let (function, mode) = mode.function();
+        let (function, mode_arg) = mode.function();
         let mut args = vec![bib.as_str(), &order];
-        args.extend(mode);
+        args.extend(mode_arg);
         args.push(&row_json);
         args.push(&created_entry);
-        if mode.is_some() {
+        if mode_arg.is_some() {
             args.push(actor);
             args.push(&at);
         }
