@@ -548,11 +548,13 @@ async fn a_ranking_read_often_is_kept_whole_until_it_changes() {
     let page = |offset: usize| format!("/api/v1/results?offset={offset}&limit=3");
 
     // 12 rows in pages of 3: four page reads at this version (the list above and three
-    // pages) make the fourth page read the ranking whole. The pages after it are sliced from
-    // it, or answered from their rendering (a page read before at this version).
+    // pages) make the fourth page have the ranking read whole, in the background, while that
+    // page is read as before. The pages after it are sliced from it, or answered from their
+    // rendering (a page read before at this version).
     for offset in (0..total).step_by(3) {
         app.get(&page(offset)).await;
     }
+    app.kept_rows(total).await;
     let ranges = command_calls(&app, "zrange").await;
     let gets = command_calls(&app, "hget").await;
     for offset in 0..=total {
@@ -586,6 +588,10 @@ async fn a_ranking_read_often_is_kept_whole_until_it_changes() {
     // Read often again at the new version: kept again, and still the pages read from Redis.
     let (_, whole) = app.get("/api/v1/results?limit=500").await;
     let whole = rows(&whole);
+    for offset in (0..total).step_by(3) {
+        app.get(&page(offset)).await;
+    }
+    app.kept_rows(total).await;
     for _ in 0..2 {
         for offset in 0..=total {
             let (_, body) = app.get(&page(offset)).await;
@@ -598,7 +604,7 @@ async fn a_ranking_read_often_is_kept_whole_until_it_changes() {
     }
 }
 
-/// A ranking longer than one round trip of a whole read (1,000 rows) is kept the same: its
+/// A ranking longer than one round trip of a whole read (250 rows) is kept the same: its
 /// pages, kept, are the rows read from Redis before. (Pages are read at other offsets than
 /// before: a page read again at the same version is answered from its rendering.)
 #[tokio::test]
@@ -640,11 +646,12 @@ async fn a_long_ranking_is_kept_whole_in_several_reads() {
         before.extend(rows(&body));
     }
     assert_eq!(before.len(), 2_500);
-    // Five pages read: the next page read (not one rendered already) reads the ranking whole,
-    // in three round trips, and the others are sliced from it.
+    // Five pages read: the next page read (not one rendered already) has the ranking read
+    // whole in the background, in ten round trips, and the others are sliced from it.
     let shifted = || (250..2_500).step_by(500);
     let (_, body) = app.get(&page(250)).await;
     assert_eq!(rows(&body), before[250..750]);
+    app.kept_rows(2_500).await;
     let ranges = command_calls(&app, "zrange").await;
     for offset in shifted().skip(1) {
         let (_, body) = app.get(&page(offset)).await;

@@ -62,7 +62,7 @@ enum Known {
         reads: u64,
         total: u64,
     },
-    /// Being read whole by one request (the others read their pages meanwhile).
+    /// Being read whole by a task of its own (pages are read from Redis meanwhile).
     Reading,
     /// Read whole at `version`: every row, in ranking order.
     Whole {

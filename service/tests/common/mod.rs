@@ -205,6 +205,8 @@ pub struct TestApp {
     pub token: Option<String>,
     /// The process's long-poll hub (to wait until a long poll is parked).
     pub live: Live,
+    /// The process's store (to wait until a ranking is kept).
+    pub store: Store,
     client: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
 }
@@ -283,13 +285,14 @@ pub async fn spawn_app_on(redis: Redis, state: AppState) -> TestApp {
 /// Starts the service with `state` (built on `redis`) and server limits.
 pub async fn spawn_app_on_with(redis: Redis, state: AppState, options: ServeOptions) -> TestApp {
     let token = state.credentials.first_token().map(str::to_owned);
-    let live = state.live.clone();
+    let (live, store) = (state.live.clone(), state.store.clone());
     let (base, server) = serve_state(state, options).await;
     TestApp {
         base,
         redis,
         token,
         live,
+        store,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -321,6 +324,20 @@ impl TestApp {
                 Instant::now() < deadline,
                 "{} long polls waiting, expected {n}",
                 self.live.waiters()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until this process keeps `n` rows of whole rankings (a ranking is
+    /// read whole in the background after the page read that decided it).
+    pub async fn kept_rows(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.store.kept_ranking_rows() != n {
+            assert!(
+                Instant::now() < deadline,
+                "{} rows of rankings kept, expected {n}",
+                self.store.kept_ranking_rows()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
