@@ -301,6 +301,23 @@ pub async fn spawn_app_on_with(redis: Redis, state: AppState, options: ServeOpti
     }
 }
 
+/// Waits (up to 10 s) until `read` gives `expected`, checking every 10 ms; fails saying what
+/// it gave (`what`) otherwise.
+async fn wait_until(read: impl Fn() -> usize, expected: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = read();
+        if now == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} {what}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 impl TestApp {
     /// Starts another service process on this app's Redis, with the default race.
     pub async fn peer(&self) -> Peer {
@@ -318,29 +335,18 @@ impl TestApp {
 
     /// Waits (up to 10 s) until `n` long polls are parked in this process.
     pub async fn waiters(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.live.waiters() != n {
-            assert!(
-                Instant::now() < deadline,
-                "{} long polls waiting, expected {n}",
-                self.live.waiters()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until(|| self.live.waiters(), n, "long polls waiting").await;
     }
 
     /// Waits (up to 10 s) until this process keeps `n` rows of whole rankings (a ranking is
     /// read whole in the background after the page read that decided it).
     pub async fn kept_rows(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.store.kept_ranking_rows() != n {
-            assert!(
-                Instant::now() < deadline,
-                "{} rows of rankings kept, expected {n}",
-                self.store.kept_ranking_rows()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until(
+            || self.store.kept_ranking_rows(),
+            n,
+            "rows of rankings kept",
+        )
+        .await;
     }
 
     /// Sends a request (JSON body if given, the app's token if set) and returns the status and
