@@ -94,7 +94,7 @@ pub(super) struct Rankings {
 }
 
 /// Rows `offset .. offset + limit` of a whole ranking.
-pub(super) fn slice(entries: &[RankedEntry], offset: u64, limit: u64) -> Vec<RankedEntry> {
+fn slice(entries: &[RankedEntry], offset: u64, limit: u64) -> Vec<RankedEntry> {
     let from = usize::try_from(offset)
         .unwrap_or(usize::MAX)
         .min(entries.len());
