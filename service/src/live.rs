@@ -263,6 +263,13 @@ pub fn etag(version: u64, variant: &str) -> String {
     format!("\"{version}-{variant}\"")
 }
 
+/// Whether the request is conditional (has `If-None-Match`): only then can it be answered 304,
+/// or wait. A read that returns its scope's version with its content answers any other
+/// request without reading the version first.
+pub fn conditional(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::IF_NONE_MATCH)
+}
+
 /// Whether `If-None-Match` lists `etag` (weak comparison, `*` matches anything).
 fn none_match(headers: &HeaderMap, etag: &str) -> bool {
     headers

@@ -81,25 +81,23 @@ async fn get_times(
     ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> Result<Response, ApiError> {
     let bib = bib_in_path(&bib)?;
-    // Any change may be this competitor's: the version of scope `all`.
-    let etag = match state
-        .freshness(&Scope::All.live_name(), "json", &request, query.wait()?)
-        .await?
-    {
-        Freshness::Answer(response) => return Ok(response),
-        Freshness::Read { etag, .. } => etag,
-    };
-    let record = state
-        .store
-        .competitor_times(&bib)
-        .await?
-        .ok_or_else(|| not_found(&bib))?;
+    // Any change may be this competitor's: the version of scope `all`. The read returns the
+    // version its content is at, which is the ETag; a conditional request is first answered
+    // 304 (or waits) on the version alone.
+    let wait = query.wait()?;
+    if live::conditional(&request) {
+        let freshness = state
+            .freshness(&Scope::All.live_name(), "json", &request, wait)
+            .await?;
+        if let Freshness::Answer(response) = freshness {
+            return Ok(response);
+        }
+    }
+    let (version, record) = state.store.competitor_times(&bib).await?;
+    let record = record.ok_or_else(|| not_found(&bib))?;
+    let etag = live::etag(version, "json");
     let times = &record.times;
     let gun = record.gun_ms;
-    let ranks = state
-        .store
-        .split_ranks(&bib, &state.race.checkpoints)
-        .await?;
     let start = state
         .race
         .checkpoints
@@ -111,7 +109,7 @@ async fn get_times(
         .race
         .checkpoints
         .iter()
-        .zip(ranks)
+        .zip(record.ranks.iter().copied())
         .map(|(checkpoint, rank)| {
             let time = times.get(checkpoint).copied();
             let since = |from: Option<u64>| from.zip(time).map(|(f, t)| elapsed_ms(f, t));

@@ -8,12 +8,12 @@
 //!   derived times, rankings and the audit entry change together);
 //! - `passings`: chip-read batches, in calls planned in the service from the times index
 //!   entries (`index`) where the rules allow, else decided by the library;
-//! - `timing`: reading waves, raw reads, a competitor's times and the audit trail;
+//! - `timing`: reading waves, raw reads, a competitor's times with their split ranks (one
+//!   atomic read, a function of the library) and the audit trail;
 //! - `results`: reading a ranking page;
 //! - `rankings`: whole rankings kept in memory while they do not change, read whole once
 //!   their pages are read often enough;
 //! - `import`: writing a start list, new bibs in batches (the library's `timing_import`);
-//! - `splits`: a competitor's rank at each checkpoint;
 //! - `versions`: the scope versions behind ETags and the change channel behind long polls.
 //!
 //! A results page is one pipelined round trip when the service keeps its rows already: `ZCARD`s,
@@ -35,7 +35,6 @@ mod import;
 // Chip-read batches: the times index entries read in the service, and calls planned from them.
 mod index;
 mod passings;
-mod splits;
 mod timing;
 mod versions;
 mod writes;

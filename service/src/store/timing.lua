@@ -1,7 +1,8 @@
--- The timing service's Redis Functions library: every write of the service (see mod.rs and
--- keys.rs). Loaded once (FUNCTION LOAD REPLACE) when the store connects and again whenever
--- Redis answers that a function is missing (a restarted Redis without persistence), so helpers
--- and tables below are built once per load, not per call (the cost of the former EVAL script).
+-- The timing service's Redis Functions library: every write of the service, and the times
+-- route's read (see mod.rs and keys.rs). Loaded once (FUNCTION LOAD REPLACE) when the store
+-- connects and again whenever Redis answers that a function is missing (a restarted Redis
+-- without persistence), so helpers and tables below are built once per load, not per call (the
+-- cost of the former EVAL script).
 -- Named by its version, as are its functions (store/functions.rs: two versions of the service
 -- run side by side during a deploy).
 --
@@ -624,7 +625,7 @@ end
 -- scope (appended: scored by the call's number), the audit entry, the versions. The hot path
 -- of a start list typed in (and of the benchmark): no table built, key names from the memos,
 -- and no command beyond those writes, since each redis.call costs some 3,000 instructions of
--- glue besides its command (callgrind, bench/README.md). The results row and the audit entry
+-- glue besides its command (callgrind, bench/NOTES.md). The results row and the audit entry
 -- come encoded from the service: both modes that create (create, put's upsert) send them.
 local function create(a, bib, order, ckey, first, row_json, entry)
   local g, cat, co, wave, chip
@@ -1354,6 +1355,45 @@ local function import(_, a)
   return skipped
 end
 
+-- The times route's read (`GET /api/v1/competitors/{bib}/times`), in one atomic step and one
+-- round trip: a competitor's times, what they are measured from and their rank in the whole
+-- field at each checkpoint but the start, with the version of scope `all` (the ETag), so the
+-- ranks are those of the times and the version that of both. Returns {version} when the
+-- competitor does not exist, else {version, wave, gun, status, times (flat checkpoint, ms
+-- pairs), the checkpoints with a manual time, ranks (one per checkpoint from the second, false
+-- where there is none)}. Only a checkpoint with a time, of a competitor without a status, is
+-- ranked (`rank` above), so only those cost a ZSCORE and a ZCOUNT; equal times share a rank.
+local RANK_ALL = {}
+for i = 2, N do RANK_ALL[i] = NET[i](K.all) end
+
+local function competitor_times(_, a)
+  local bib = a[1]
+  local version = redis.call('HGET', K.live_version, K.all) or '0'
+  local ckey = K.competitor .. bib
+  -- Every record holds its bib; EXISTS only for one that would not.
+  local record = redis.call('HMGET', ckey, 'bib', 'wave')
+  if not record[1] and redis.call('EXISTS', ckey) == 0 then return { version } end
+  local wave = record[2]
+  local gun = false
+  if wave then gun = redis.call('HGET', K.waves, wave) end
+  local status = redis.call('HGET', K.status, bib)
+  local times = redis.call('ZRANGE', K.times .. bib, 0, -1, 'WITHSCORES')
+  local ranks = {}
+  for i = 2, N do ranks[i - 1] = false end
+  if not status then
+    for j = 1, #times, 2 do
+      local i = POS[times[j]]
+      if i and i > 1 then
+        local score = redis.call('ZSCORE', RANK_ALL[i], bib)
+        if score and tonumber(score) < K.UNTIMED then
+          ranks[i - 1] = redis.call('ZCOUNT', RANK_ALL[i], '-inf', '(' .. score) + 1
+        end
+      end
+    end
+  end
+  return { version, wave, gun, status, times, redis.call('HKEYS', K.manual .. bib), ranks }
+end
+
 -- Every function starts without a number (seq): each call takes its own.
 local function entry(f)
   return function(keys, args)
@@ -1367,6 +1407,9 @@ end
 local function register(name, f)
   redis.register_function(name .. VERSION, entry(f))
 end
+local function register_read(name, f)
+  redis.register_function { function_name = name .. VERSION, callback = f, flags = { 'no-writes' } }
+end
 
 register('timing_create', create_new)
 register('timing_put', put)
@@ -1379,3 +1422,4 @@ register('timing_passings', passings)
 register('timing_passings_planned', passings_planned)
 register('timing_assign', assign)
 register('timing_import', import)
+register_read('timing_competitor_times', competitor_times)

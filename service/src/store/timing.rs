@@ -1,9 +1,11 @@
 //! Reading what the timing model keeps besides records and rankings: waves, raw reads, a
-//! competitor's times with their origin, and the audit trail.
+//! competitor's times with their origin and split ranks, and the audit trail.
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::{Store, StoreError, keys};
+use redis::{FromRedisValue, Value};
+
+use super::{Store, StoreError, keys, parse_err};
 use crate::model::{Bib, Status};
 
 /// A wave and its gun time.
@@ -30,6 +32,9 @@ pub struct CompetitorTimes {
     pub wave: Option<String>,
     /// That wave's gun time, if it has one.
     pub gun_ms: Option<u64>,
+    /// Rank in the whole field (net) at each of the race's checkpoints, in its order: `None`
+    /// without a time there or out of the race. Equal times share a rank.
+    pub ranks: Vec<Option<u64>>,
 }
 
 /// A page of audit entries (JSON objects as stored), newest first.
@@ -74,41 +79,48 @@ impl Store {
             .collect())
     }
 
-    /// A competitor's times and what they come from; `None` when the competitor does not exist.
-    pub async fn competitor_times(&self, bib: &Bib) -> Result<Option<CompetitorTimes>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.exists(keys::competitor(bib.as_str()))
-            .hget(keys::competitor(bib.as_str()), "wave")
-            .zrange_withscores(keys::times(bib.as_str()), 0, -1)
-            .hget(keys::STATUS, bib.as_str())
-            .hkeys(keys::manual(bib.as_str()));
-        type Reply = (
-            bool,
+    /// A competitor's times, what they come from and their rank in the whole field at each of
+    /// the race's checkpoints, with the version of scope `all` they were read at; `None` for
+    /// the times when the competitor does not exist. One atomic read (the library's
+    /// `timing_competitor_times`), so the ranks are those of these times and the version that
+    /// of both.
+    pub async fn competitor_times(
+        &self,
+        bib: &Bib,
+    ) -> Result<(u64, Option<CompetitorTimes>), StoreError> {
+        let reply = self
+            .fcall("timing_competitor_times", &[bib.as_str()])
+            .await?;
+        let mut reply = Vec::<Value>::from_redis_value(reply)
+            .map_err(parse_err)?
+            .into_iter();
+        let version =
+            u64::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+        let times: Vec<Value> = reply.collect();
+        if times.is_empty() {
+            return Ok((version, None));
+        }
+        type Times = (
+            Option<String>,
+            Option<u64>,
             Option<String>,
             Vec<(String, f64)>,
-            Option<String>,
             Vec<String>,
+            Vec<Option<u64>>,
         );
-        let (exists, wave, times, status, manual): Reply = self.conn.query(&pipe).await?;
-        if !exists {
-            return Ok(None);
-        }
-        let gun_ms = match &wave {
-            Some(wave) => {
-                let mut pipe = redis::pipe();
-                pipe.hget(keys::WAVES, wave);
-                let (gun,): (Option<u64>,) = self.conn.query(&pipe).await?;
-                gun
-            }
-            None => None,
-        };
-        Ok(Some(CompetitorTimes {
-            times: times.into_iter().map(|(c, ms)| (c, ms as u64)).collect(),
-            manual,
-            status: status.as_deref().and_then(Status::from_stored),
-            wave,
-            gun_ms,
-        }))
+        let (wave, gun_ms, status, times, manual, ranks): Times =
+            redis::from_redis_value(Value::Array(times)).map_err(parse_err)?;
+        Ok((
+            version,
+            Some(CompetitorTimes {
+                times: times.into_iter().map(|(c, ms)| (c, ms as u64)).collect(),
+                manual,
+                status: status.as_deref().and_then(Status::from_stored),
+                wave,
+                gun_ms,
+                ranks: std::iter::once(None).chain(ranks).collect(),
+            }),
+        ))
     }
 
     /// A competitor's raw reads (JSON as stored), in order received; `None` when the
