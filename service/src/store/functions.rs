@@ -14,7 +14,7 @@
 //! until the old task stops, is loaded again by that task's next call), so Redis holds two
 //! while a deploy runs, and one within ten minutes of its end: every library adds to the one
 //! Lua heap all functions share, and so to the cost of every call (its collector; see the
-//! service README).
+//! benchmark notes, `bench/NOTES.md`).
 
 use std::{
     collections::HashMap,

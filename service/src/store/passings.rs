@@ -13,7 +13,7 @@
 //! which applies the rules in Lua. Why: Redis has one thread for every
 //! client, and deciding in Lua cost it some 70,000 instructions per read the rules keep and
 //! 160,000 per read that changes a time, most of it the interpreter rather than the
-//! commands (callgrind; see the service README for what planned calls cost).
+//! commands (callgrind; `bench/NOTES.md` has what planned calls cost).
 
 use std::sync::{
     Mutex, MutexGuard, PoisonError,
