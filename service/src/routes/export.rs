@@ -30,7 +30,7 @@ use crate::{
     model::format_ms,
     state::AppState,
     store::{
-        Competitor, ListFilter, OwnedScope, PageQuery, RankedEntry, ResultsRow, Scope, Store,
+        Competitor, ListFilter, OwnedScope, RankedEntry, Ranking, ResultsRow, Scope, Store,
         StoreError,
     },
 };
@@ -145,10 +145,8 @@ pub struct OwnedFilter {
 /// What an export lists.
 enum Source {
     Results {
-        checkpoint: String,
         /// Owned by the stream: blocks are read after the handler returned.
-        scope: OwnedScope,
-        by_gun: bool,
+        ranking: Ranking,
         /// The scope's version in the ETag: while the ranking is kept whole at it, blocks are
         /// sliced from it (`Store::results_at`); after a write, read from Redis.
         version: u64,
@@ -171,22 +169,11 @@ impl Source {
         limit: u64,
     ) -> Result<(Bytes, u64), StoreError> {
         match self {
-            Self::Results {
-                checkpoint,
-                scope,
-                by_gun,
-                version,
-            } => {
-                let query = PageQuery {
-                    checkpoint,
-                    scope: scope.scope(),
-                    by_gun: *by_gun,
-                    offset,
-                    limit,
-                };
+            Self::Results { ranking, version } => {
+                let query = ranking.page(offset, limit);
                 let (_, entries) = store.results_at(query, *version).await?;
                 Ok((
-                    csv_block(entries.iter().map(|e| result_record(e, *by_gun))),
+                    csv_block(entries.iter().map(|e| result_record(e, ranking.by_gun))),
                     entries.len() as u64,
                 ))
             }
@@ -310,9 +297,11 @@ pub async fn results(
     version: u64,
 ) -> Result<Response, ApiError> {
     let source = Source::Results {
-        checkpoint: checkpoint.to_owned(),
-        scope: OwnedScope::new(scope),
-        by_gun,
+        ranking: Ranking {
+            checkpoint: checkpoint.to_owned(),
+            scope: OwnedScope::new(scope),
+            by_gun,
+        },
         version,
     };
     let name = format!("results-{checkpoint}");

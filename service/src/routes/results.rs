@@ -30,7 +30,7 @@ use crate::{
         query::{ListingRead, known},
     },
     state::AppState,
-    store::{OwnedScope, PageQuery, RankedEntry, Scope, StoreError},
+    store::{OwnedScope, PageQuery, RankedEntry, Ranking, Scope, StoreError},
 };
 
 /// The results route.
@@ -184,17 +184,16 @@ async fn results(
         .live
         .render_once(key, &etag, || {
             // Owned, for a render that other requests may share after this one is gone.
-            let (state, checkpoint) = (state.clone(), checkpoint.to_owned());
-            let scope = OwnedScope::new(scope);
+            let state = state.clone();
+            let ranking = Ranking {
+                checkpoint: checkpoint.to_owned(),
+                scope: OwnedScope::new(scope),
+                by_gun: by == RankBy::Gun,
+            };
             async move {
-                let query = PageQuery {
-                    checkpoint: &checkpoint,
-                    scope: scope.scope(),
-                    by_gun: by == RankBy::Gun,
-                    offset,
-                    limit,
-                };
-                render(&state, query, version).await.map(Bytes::from)
+                render(&state, ranking.page(offset, limit), version)
+                    .await
+                    .map(Bytes::from)
             }
         })
         .await?;

@@ -49,7 +49,7 @@ pub use self::{
     import::{ImportCounts, ImportRecord},
     passings::Read,
     rankings::{DEFAULT_KEPT_RANKING_ROWS, RankedEntry},
-    results::{OUT, PageQuery, ResultsRow, UNTIMED},
+    results::{OUT, PageQuery, Ranking, ResultsRow, UNTIMED},
     timing::{AuditPage, CompetitorTimes, Wave},
     versions::{Change, Subscription},
     writes::Assigned,

@@ -140,6 +140,41 @@ pub struct PageQuery<'a> {
     pub limit: u64,
 }
 
+/// A ranking (checkpoint, scope, net or gun) owning its names, for work that outlives the
+/// request that asked for it: a page render other requests share, a streamed export's later
+/// blocks, a whole read to keep.
+#[derive(Debug, Clone)]
+pub struct Ranking {
+    /// The checkpoint ranked at.
+    pub checkpoint: String,
+    /// Everyone, or one gender or category.
+    pub scope: OwnedScope,
+    /// Ranked by gun time (else by net time).
+    pub by_gun: bool,
+}
+
+impl Ranking {
+    /// The ranking `query` reads a page of.
+    pub fn of(query: PageQuery<'_>) -> Self {
+        Self {
+            checkpoint: query.checkpoint.to_owned(),
+            scope: OwnedScope::new(query.scope),
+            by_gun: query.by_gun,
+        }
+    }
+
+    /// Its page of at most `limit` rows after the first `offset`.
+    pub fn page(&self, offset: u64, limit: u64) -> PageQuery<'_> {
+        PageQuery {
+            checkpoint: &self.checkpoint,
+            scope: self.scope.scope(),
+            by_gun: self.by_gun,
+            offset,
+            limit,
+        }
+    }
+}
+
 /// A competitor's fields in a results row, as `competitor_rows` holds them (JSON): written by
 /// a create or an import here (`writes`), by the library's `row_of` otherwise, and copied into
 /// results pages unparsed (`crate::routes::results`) or read by the CSV export. Absent fields
@@ -225,17 +260,9 @@ impl Store {
     /// again) when a write changed the scope during the read, or the read failed.
     fn keep_whole_in_background(&self, query: PageQuery<'_>, ranking: String, version: u64) {
         let store = self.clone();
-        let (checkpoint, scope) = (query.checkpoint.to_owned(), OwnedScope::new(query.scope));
-        let by_gun = query.by_gun;
+        let owned = Ranking::of(query);
         tokio::spawn(async move {
-            let query = PageQuery {
-                checkpoint: &checkpoint,
-                scope: scope.scope(),
-                by_gun,
-                offset: 0,
-                limit: 0,
-            };
-            let whole = store.read_whole(query).await;
+            let whole = store.read_whole(owned.page(0, 0)).await;
             let Ok(mut rankings) = store.rankings.lock() else {
                 return;
             };
