@@ -147,14 +147,21 @@ async fn down_follows_the_teardown_order_aws_enforces() {
 
 /// An `up` cut off part-way (the emulator starts failing after some calls) fails with a
 /// clear error; the next `up` converges, and `down` cleans everything up. (A process killed
-/// at every point of `up` and `down` is `faults.rs`.)
+/// at every point of `up` and `down` is `faults.rs`; retries through throttling and errors
+/// that pass are `faults.rs` too.) The cut-off runs make one attempt per call
+/// (`AWS_MAX_ATTEMPTS=1`): through an outage the default ten attempts only wait out their
+/// back-off, about two minutes a run, before the same failure.
 #[tokio::test]
 async fn an_interrupted_up_is_finished_by_the_next_one() {
     let aws = TestAccount::start().await;
     let proxy = &aws.proxy;
     for cut in [8, 20] {
         proxy.fail_after(cut);
-        let failed = aws.provisioner(&["up", "--image", &aws.image]).run().await;
+        let failed = aws
+            .provisioner(&["up", "--image", &aws.image])
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .run()
+            .await;
         assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
         assert!(
             failed.stderr.contains("error:") && failed.stderr.contains("failed"),
@@ -174,7 +181,11 @@ async fn an_interrupted_up_is_finished_by_the_next_one() {
     assert_eq!(proxy.mutating(), Vec::<String>::new());
 
     proxy.fail_after(10);
-    let failed = aws.provisioner(&["down", "--yes"]).run().await;
+    let failed = aws
+        .provisioner(&["down", "--yes"])
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .run()
+        .await;
     assert_eq!(failed.code, 1);
     proxy.heal();
     aws.provisioner(&["down", "--yes"]).expect(0).await;
