@@ -4,7 +4,9 @@
 //! Every change bumps the version of each ranking scope it touches (`all`, `gender:<g>`,
 //! `category:<c>`; see `crate::store::versions`) and publishes it. A read's ETag is that
 //! version (plus the representation), read with one `HGET` before the content: when it equals
-//! the request's `If-None-Match`, the answer is 304 and no row is read.
+//! the request's `If-None-Match`, the answer is 304 and no row is read. (A competitor's times
+//! are read with their version in one atomic call, so only a conditional request reads the
+//! version first: see [`conditional`].)
 //!
 //! Long polling: with `?wait=<duration>` (at most [`MAX_WAIT`], under the 30 s of the gateway in
 //! front of the service) and a matching `If-None-Match`, the request waits until its scope
@@ -318,7 +320,8 @@ pub enum Freshness {
     /// The client's copy is current: answer this (304, or 503 past the waiter limit).
     Answer(Response),
     /// Read the content and answer it with this ETag (the version was read before the content,
-    /// so a change in between gives the next request new content, never a stale 304).
+    /// so a change in between gives the next request new content, never a stale 304; a read
+    /// that returns its own version may send that instead).
     Read {
         /// The ETag to send with the content.
         etag: String,

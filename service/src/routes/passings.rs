@@ -299,7 +299,6 @@ async fn competitor_passings(
         .store
         .competitor_times(&bib)
         .await?
-        .1
         .ok_or_else(|| not_found(&bib))?;
     let mut counted = HashSet::new();
     let passings: Vec<Value> = parse_all(&raw)

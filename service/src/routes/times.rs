@@ -93,9 +93,12 @@ async fn get_times(
             return Ok(response);
         }
     }
-    let (version, record) = state.store.competitor_times(&bib).await?;
-    let record = record.ok_or_else(|| not_found(&bib))?;
-    let etag = live::etag(version, "json");
+    let record = state
+        .store
+        .competitor_times(&bib)
+        .await?
+        .ok_or_else(|| not_found(&bib))?;
+    let etag = live::etag(record.version, "json");
     let times = &record.times;
     let gun = record.gun_ms;
     let start = state
@@ -109,8 +112,9 @@ async fn get_times(
         .race
         .checkpoints
         .iter()
-        .zip(record.ranks.iter().copied())
-        .map(|(checkpoint, rank)| {
+        .enumerate()
+        .map(|(i, checkpoint)| {
+            let rank = record.ranks.get(i).copied().flatten();
             let time = times.get(checkpoint).copied();
             let since = |from: Option<u64>| from.zip(time).map(|(f, t)| elapsed_ms(f, t));
             let (net, gun, leg) = (since(start.or(gun)), since(gun), since(previous));

@@ -158,7 +158,7 @@ pub fn lua_string(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// The Lua table `K` the write script builds every key from, with the same names as above,
+/// The Lua table `K` the Functions library builds every key from, with the same names as above,
 /// and the ranking scores [`UNTIMED`] and [`OUT`].
 pub fn lua_prelude() -> String {
     let mut out = String::from("-- generated from store/keys.rs\nlocal K = {\n");

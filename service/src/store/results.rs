@@ -256,22 +256,23 @@ impl Store {
     }
 
     /// Reads the ranking of `query` whole in a task of its own and keeps it, after
-    /// [`Decision::ReadWhole`] for `ranking` at `version`; gives it up (its pages are counted
-    /// again) when a write changed the scope during the read, or the read failed.
-    fn keep_whole_in_background(&self, query: PageQuery<'_>, ranking: String, version: u64) {
+    /// [`Decision::ReadWhole`] for the ranking named `key` at `version`; gives it up (its
+    /// pages are counted again) when a write changed the scope during the read, or the read
+    /// failed.
+    fn keep_whole_in_background(&self, query: PageQuery<'_>, key: String, version: u64) {
         let store = self.clone();
-        let owned = Ranking::of(query);
+        let ranking = Ranking::of(query);
         tokio::spawn(async move {
-            let whole = store.read_whole(owned.page(0, 0)).await;
+            let whole = store.read_whole(ranking.page(0, 0)).await;
             let Ok(mut rankings) = store.rankings.lock() else {
                 return;
             };
             match whole {
-                Ok(Some((read_at, entries))) => rankings.keep(&ranking, read_at, entries),
-                Ok(None) => rankings.abandon(&ranking, version),
+                Ok(Some((read_at, entries))) => rankings.keep(&key, read_at, entries),
+                Ok(None) => rankings.abandon(&key, version),
                 Err(err) => {
-                    rankings.abandon(&ranking, version);
-                    tracing::warn!(%err, ranking, "could not read a ranking whole to keep it");
+                    rankings.abandon(&key, version);
+                    tracing::warn!(%err, ranking = key, "could not read a ranking whole to keep it");
                 }
             }
         });

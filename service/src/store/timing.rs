@@ -22,6 +22,8 @@ pub struct Wave {
 /// A competitor's times with what they are measured from.
 #[derive(Debug, Clone)]
 pub struct CompetitorTimes {
+    /// The version of scope `all` they were read at (the ETag of the times route).
+    pub version: u64,
     /// (checkpoint, time of day in ms) for every checkpoint with a time.
     pub times: BTreeMap<String, u64>,
     /// The checkpoints whose time is manual (overrides the reads).
@@ -79,26 +81,23 @@ impl Store {
             .collect())
     }
 
-    /// A competitor's times, what they come from and their rank in the whole field at each of
-    /// the race's checkpoints, with the version of scope `all` they were read at; `None` for
-    /// the times when the competitor does not exist. One atomic read (the library's
+    /// A competitor's times, what they come from, their rank in the whole field at each of
+    /// the race's checkpoints and the version of scope `all` they were read at; `None` when
+    /// the competitor does not exist. One atomic read (the library's
     /// `timing_competitor_times`), so the ranks are those of these times and the version that
     /// of both.
-    pub async fn competitor_times(
-        &self,
-        bib: &Bib,
-    ) -> Result<(u64, Option<CompetitorTimes>), StoreError> {
-        let reply = self
-            .fcall("timing_competitor_times", &[bib.as_str()])
-            .await?;
+    pub async fn competitor_times(&self, bib: &Bib) -> Result<Option<CompetitorTimes>, StoreError> {
+        const FUNCTION: &str = "timing_competitor_times";
+        let unexpected = |err: redis::ParsingError| parse_err(format!("{FUNCTION}: {err}"));
+        let reply = self.fcall(FUNCTION, &[bib.as_str()]).await?;
         let mut reply = Vec::<Value>::from_redis_value(reply)
-            .map_err(parse_err)?
+            .map_err(unexpected)?
             .into_iter();
         let version =
-            u64::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+            u64::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(unexpected)?;
         let times: Vec<Value> = reply.collect();
         if times.is_empty() {
-            return Ok((version, None));
+            return Ok(None);
         }
         type Times = (
             Option<String>,
@@ -109,18 +108,16 @@ impl Store {
             Vec<Option<u64>>,
         );
         let (wave, gun_ms, status, times, manual, ranks): Times =
-            redis::from_redis_value(Value::Array(times)).map_err(parse_err)?;
-        Ok((
+            redis::from_redis_value(Value::Array(times)).map_err(unexpected)?;
+        Ok(Some(CompetitorTimes {
             version,
-            Some(CompetitorTimes {
-                times: times.into_iter().map(|(c, ms)| (c, ms as u64)).collect(),
-                manual,
-                status: status.as_deref().and_then(Status::from_stored),
-                wave,
-                gun_ms,
-                ranks: std::iter::once(None).chain(ranks).collect(),
-            }),
-        ))
+            times: times.into_iter().map(|(c, ms)| (c, ms as u64)).collect(),
+            manual,
+            status: status.as_deref().and_then(Status::from_stored),
+            wave,
+            gun_ms,
+            ranks: std::iter::once(None).chain(ranks).collect(),
+        }))
     }
 
     /// A competitor's raw reads (JSON as stored), in order received; `None` when the
