@@ -615,8 +615,7 @@ async fn an_up_cut_off_in_the_gateway_converges_on_the_next_run() {
         }
         let mut up = aws.provisioner(&["up", "--image", &aws.image]);
         if !kill {
-            // One attempt per call: through an outage, retries only wait out their back-off.
-            up = up.env("AWS_MAX_ATTEMPTS", "1");
+            up = up.one_attempt_per_call();
         }
         let cut = up.run().await;
         assert_ne!(cut.code, 0, "{operation}: {}\n{}", cut.stdout, cut.stderr);

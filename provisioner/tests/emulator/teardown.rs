@@ -147,10 +147,8 @@ async fn down_follows_the_teardown_order_aws_enforces() {
 
 /// An `up` cut off part-way (the emulator starts failing after some calls) fails with a
 /// clear error; the next `up` converges, and `down` cleans everything up. (A process killed
-/// at every point of `up` and `down` is `faults.rs`; retries through throttling and errors
-/// that pass are `faults.rs` too.) The cut-off runs make one attempt per call
-/// (`AWS_MAX_ATTEMPTS=1`): through an outage the default ten attempts only wait out their
-/// back-off, about two minutes a run, before the same failure.
+/// at every point of `up` and `down` is `faults.rs`.) The cut-off runs make one attempt per
+/// call: retries would only wait out their back-off.
 #[tokio::test]
 async fn an_interrupted_up_is_finished_by_the_next_one() {
     let aws = TestAccount::start().await;
@@ -159,7 +157,7 @@ async fn an_interrupted_up_is_finished_by_the_next_one() {
         proxy.fail_after(cut);
         let failed = aws
             .provisioner(&["up", "--image", &aws.image])
-            .env("AWS_MAX_ATTEMPTS", "1")
+            .one_attempt_per_call()
             .run()
             .await;
         assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
@@ -183,7 +181,7 @@ async fn an_interrupted_up_is_finished_by_the_next_one() {
     proxy.fail_after(10);
     let failed = aws
         .provisioner(&["down", "--yes"])
-        .env("AWS_MAX_ATTEMPTS", "1")
+        .one_attempt_per_call()
         .run()
         .await;
     assert_eq!(failed.code, 1);

@@ -142,6 +142,13 @@ impl Provisioner {
         self
     }
 
+    /// One attempt per AWS call (`AWS_MAX_ATTEMPTS=1`), for a run cut off by an outage: the
+    /// default ten attempts would only wait out their back-off, about two minutes a run, before
+    /// the same failure. (Retries through throttling and errors that pass are `faults.rs`.)
+    pub fn one_attempt_per_call(self) -> Self {
+        self.env("AWS_MAX_ATTEMPTS", "1")
+    }
+
     /// Leaves out an environment variable (e.g. `AWS_REGION`, to see it missed).
     pub fn without_env(mut self, key: &str) -> Self {
         self.env.retain(|(k, _)| k != key);

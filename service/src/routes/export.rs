@@ -29,10 +29,7 @@ use crate::{
     live,
     model::format_ms,
     state::AppState,
-    store::{
-        Competitor, ListFilter, OwnedScope, RankedEntry, Ranking, ResultsRow, Scope, Store,
-        StoreError,
-    },
+    store::{Competitor, ListFilter, RankedEntry, Ranking, ResultsRow, Scope, Store, StoreError},
 };
 
 /// Rows read and written per block.
@@ -297,11 +294,7 @@ pub async fn results(
     version: u64,
 ) -> Result<Response, ApiError> {
     let source = Source::Results {
-        ranking: Ranking {
-            checkpoint: checkpoint.to_owned(),
-            scope: OwnedScope::new(scope),
-            by_gun,
-        },
+        ranking: Ranking::new(checkpoint, scope, by_gun),
         version,
     };
     let name = format!("results-{checkpoint}");

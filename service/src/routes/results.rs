@@ -30,7 +30,7 @@ use crate::{
         query::{ListingRead, known},
     },
     state::AppState,
-    store::{OwnedScope, PageQuery, RankedEntry, Ranking, Scope, StoreError},
+    store::{PageQuery, RankedEntry, Ranking, Scope, StoreError},
 };
 
 /// The results route.
@@ -185,11 +185,7 @@ async fn results(
         .render_once(key, &etag, || {
             // Owned, for a render that other requests may share after this one is gone.
             let state = state.clone();
-            let ranking = Ranking {
-                checkpoint: checkpoint.to_owned(),
-                scope: OwnedScope::new(scope),
-                by_gun: by == RankBy::Gun,
-            };
+            let ranking = Ranking::new(checkpoint, scope, by == RankBy::Gun);
             async move {
                 render(&state, ranking.page(offset, limit), version)
                     .await

@@ -154,13 +154,18 @@ pub struct Ranking {
 }
 
 impl Ranking {
+    /// The ranking at `checkpoint` of `scope`, by gun time or net.
+    pub fn new(checkpoint: &str, scope: Scope<'_>, by_gun: bool) -> Self {
+        Self {
+            checkpoint: checkpoint.to_owned(),
+            scope: OwnedScope::new(scope),
+            by_gun,
+        }
+    }
+
     /// The ranking `query` reads a page of.
     pub fn of(query: PageQuery<'_>) -> Self {
-        Self {
-            checkpoint: query.checkpoint.to_owned(),
-            scope: OwnedScope::new(query.scope),
-            by_gun: query.by_gun,
-        }
+        Self::new(query.checkpoint, query.scope, query.by_gun)
     }
 
     /// Its page of at most `limit` rows after the first `offset`.

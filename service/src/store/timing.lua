@@ -1358,11 +1358,12 @@ end
 -- The times route's read (`GET /api/v1/competitors/{bib}/times`), in one atomic step and one
 -- round trip: a competitor's times, what they are measured from and their rank in the whole
 -- field at each checkpoint but the start, with the version of scope `all` (the ETag), so the
--- ranks are those of the times and the version that of both. Returns {version} when the
--- competitor does not exist, else {version, wave, gun, status, times (flat checkpoint, ms
--- pairs), the checkpoints with a manual time, ranks (one per checkpoint from the second, false
--- where there is none)}. Only a checkpoint with a time, of a competitor without a status, is
--- ranked (`rank` above), so only those cost a ZSCORE and a ZCOUNT; equal times share a rank.
+-- ranks are those of the times and the version that of both. Returns {version, false} when
+-- the competitor does not exist, else {version, {wave, gun, status, times (flat checkpoint, ms
+-- pairs), the checkpoints with a manual time, ranks (one per checkpoint, false where there is
+-- none: always at the start)}}. Only a checkpoint with a time, of a competitor without a
+-- status, is ranked (`rank` above), so only those cost a ZSCORE and a ZCOUNT; equal times share
+-- a rank.
 local RANK_ALL = {}
 for i = 2, N do RANK_ALL[i] = NET[i](K.all) end
 
@@ -1372,26 +1373,26 @@ local function competitor_times(_, a)
   local ckey = K.competitor .. bib
   -- Every record holds its bib; EXISTS only for one that would not.
   local record = redis.call('HMGET', ckey, 'bib', 'wave')
-  if not record[1] and redis.call('EXISTS', ckey) == 0 then return { version } end
+  if not record[1] and redis.call('EXISTS', ckey) == 0 then return { version, false } end
   local wave = record[2]
   local gun = false
   if wave then gun = redis.call('HGET', K.waves, wave) end
   local status = redis.call('HGET', K.status, bib)
   local times = redis.call('ZRANGE', K.times .. bib, 0, -1, 'WITHSCORES')
   local ranks = {}
-  for i = 2, N do ranks[i - 1] = false end
+  for i = 1, N do ranks[i] = false end
   if not status then
     for j = 1, #times, 2 do
       local i = POS[times[j]]
       if i and i > 1 then
         local score = redis.call('ZSCORE', RANK_ALL[i], bib)
         if score and tonumber(score) < K.UNTIMED then
-          ranks[i - 1] = redis.call('ZCOUNT', RANK_ALL[i], '-inf', '(' .. score) + 1
+          ranks[i] = redis.call('ZCOUNT', RANK_ALL[i], '-inf', '(' .. score) + 1
         end
       end
     end
   end
-  return { version, wave, gun, status, times, redis.call('HKEYS', K.manual .. bib), ranks }
+  return { version, { wave, gun, status, times, redis.call('HKEYS', K.manual .. bib), ranks } }
 end
 
 -- Every function starts without a number (seq): each call takes its own.

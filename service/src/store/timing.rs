@@ -3,8 +3,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use redis::{FromRedisValue, Value};
-
 use super::{Store, StoreError, keys, parse_err};
 use crate::model::{Bib, Status};
 
@@ -88,17 +86,6 @@ impl Store {
     /// of both.
     pub async fn competitor_times(&self, bib: &Bib) -> Result<Option<CompetitorTimes>, StoreError> {
         const FUNCTION: &str = "timing_competitor_times";
-        let unexpected = |err: redis::ParsingError| parse_err(format!("{FUNCTION}: {err}"));
-        let reply = self.fcall(FUNCTION, &[bib.as_str()]).await?;
-        let mut reply = Vec::<Value>::from_redis_value(reply)
-            .map_err(unexpected)?
-            .into_iter();
-        let version =
-            u64::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(unexpected)?;
-        let times: Vec<Value> = reply.collect();
-        if times.is_empty() {
-            return Ok(None);
-        }
         type Times = (
             Option<String>,
             Option<u64>,
@@ -107,8 +94,12 @@ impl Store {
             Vec<String>,
             Vec<Option<u64>>,
         );
-        let (wave, gun_ms, status, times, manual, ranks): Times =
-            redis::from_redis_value(Value::Array(times)).map_err(unexpected)?;
+        let reply = self.fcall(FUNCTION, &[bib.as_str()]).await?;
+        let (version, times): (u64, Option<Times>) = redis::from_redis_value(reply)
+            .map_err(|err| parse_err(format!("{FUNCTION}: {err}")))?;
+        let Some((wave, gun_ms, status, times, manual, ranks)) = times else {
+            return Ok(None);
+        };
         Ok(Some(CompetitorTimes {
             version,
             times: times.into_iter().map(|(c, ms)| (c, ms as u64)).collect(),
@@ -116,7 +107,7 @@ impl Store {
             status: status.as_deref().and_then(Status::from_stored),
             wave,
             gun_ms,
-            ranks: std::iter::once(None).chain(ranks).collect(),
+            ranks,
         }))
     }
 
