@@ -408,6 +408,125 @@ async fn gun_and_net_rankings_with_several_waves() {
     assert_error(&app.get("/api/v1/results?by=chip").await, 400, "");
 }
 
+/// The times route's rank at each checkpoint is the competitor's place in the whole field's
+/// net ranking there, whether the route read them from their times index entry or, without
+/// one, from their keys: runners of two waves with and without a start read (net falls back
+/// to the gun), a runner without wave or start read (no net time, no rank), manual times, a
+/// tie, a DSQ, and a wave's gun time corrected afterwards. Each view is the same once the
+/// entry is gone, and each rank is what the rank set itself gives.
+#[tokio::test]
+async fn the_times_routes_ranks_are_the_rankings_with_or_without_the_index() {
+    use redis::AsyncCommands;
+    let app = app().await;
+    wave(&app, "A", "09:00:00.000").await;
+    wave(&app, "B", "09:10:00.000").await;
+    for (bib, wave) in [
+        ("701", Some("A")),
+        ("702", Some("B")),
+        ("703", Some("B")),
+        ("704", None),
+        ("705", Some("A")),
+        ("706", None),
+    ] {
+        runner(&app, bib, wave, None).await;
+    }
+    upload(
+        &app,
+        vec![
+            by_bib("s1", "start", "701", "09:00:20.000"),
+            by_bib("t1", "split1", "701", "09:20:00.000"),
+            by_bib("f1", "finish", "701", "09:40:00.000"),
+            by_bib("s2", "start", "702", "09:10:05.000"),
+            by_bib("t2", "split1", "702", "09:29:40.000"),
+            by_bib("f2", "finish", "702", "09:49:00.000"),
+            // 703 has no start read: 39:40 from B's gun at split1 and 40:00 at the finish.
+            by_bib("t3", "split1", "703", "09:29:40.000"),
+            by_bib("f3", "finish", "703", "09:50:00.000"),
+            by_bib("s5", "start", "705", "09:00:10.000"),
+            by_bib("f5", "finish", "705", "09:30:00.000"),
+            by_bib("f6", "finish", "706", "09:45:00.000"),
+        ],
+    )
+    .await;
+    // 704 is timed by hand, tying 701 at the finish (39:40).
+    app.times(
+        "704",
+        json!({"start": "09:05:00.000", "finish": "09:44:40.000"}),
+    )
+    .await;
+    app.put("/api/v1/competitors/705/status", json!({"status": "DSQ"}))
+        .await;
+    let checkpoints = race().checkpoints;
+    let index = keys::times_index(&checkpoints);
+    let mut conn = app.redis.connection().await;
+    let mut from_entries = 0;
+    for round in ["as uploaded", "B's gun corrected"] {
+        for bib in ["701", "702", "703", "704", "705", "706"] {
+            let path = format!("/api/v1/competitors/{bib}/times");
+            let (status, view) = app.get(&path).await;
+            assert_eq!(status, 200, "{view}");
+            let ranks: Vec<Value> = (0..checkpoints.len())
+                .map(|i| view["checkpoints"][i]["rank"].clone())
+                .collect();
+            let mut expected = vec![Value::Null];
+            for checkpoint in &checkpoints[1..] {
+                let set = keys::rank(checkpoint, Scope::All, false);
+                let score: Option<f64> = conn.zscore(&set, bib).await.expect("zscore");
+                expected.push(match score {
+                    Some(score) if score < timing_service::store::UNTIMED as f64 => {
+                        let ahead: u64 = conn
+                            .zcount(&set, "-inf", format!("({score}"))
+                            .await
+                            .expect("zcount");
+                        json!(ahead + 1)
+                    }
+                    _ => Value::Null,
+                });
+            }
+            assert_eq!(ranks, expected, "{round}: {bib} {view}");
+            let removed: u64 = conn.hdel(&index, bib).await.expect("hdel");
+            from_entries += removed;
+            assert_eq!(
+                app.get(&path).await.1,
+                view,
+                "{round}: {bib} without its entry"
+            );
+        }
+        assert_eq!(wave(&app, "B", "09:09:00.000").await, 200);
+        // Entries again for the next round: each competitor's next read writes theirs.
+        for bib in ["701", "702", "703", "704", "705", "706"] {
+            upload(
+                &app,
+                vec![by_bib(&format!("k{bib}"), "split2", bib, "09:35:00.000")],
+            )
+            .await;
+        }
+    }
+    // 8 views of 12 were read from an entry: a start read drops the competitor's entry until
+    // their next read (701 and 702 in the first round), a status drops it (705).
+    assert_eq!(from_entries, 8, "views read from an entry");
+    // The route's ranks, spelled out for the corrected gun: at the finish 705 is out, 701
+    // and 704 tie at 39:40, 702 ran 38:55, 703 41:00 from B's corrected gun, 706 has no rank.
+    let finish_rank = |view: &Value| view["checkpoints"][3]["rank"].clone();
+    let mut finish = Vec::new();
+    for bib in ["701", "702", "703", "704", "705", "706"] {
+        finish.push(finish_rank(
+            &app.get(&format!("/api/v1/competitors/{bib}/times")).await.1,
+        ));
+    }
+    assert_eq!(
+        finish,
+        [
+            json!(2),
+            json!(1),
+            json!(4),
+            json!(2),
+            Value::Null,
+            Value::Null
+        ]
+    );
+}
+
 /// Wave B's gun was fired at 09:10 but recorded as 09:20 by mistake; runner 302 (B) shows a
 /// gun time ten minutes too short and ranks first by gun time. Correcting the wave's gun time
 /// re-ranks its competitors at once, and is audited.

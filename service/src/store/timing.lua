@@ -514,16 +514,23 @@ local function outcome(c, i, rd, t, from, manual)
   return 'kept', 'an earlier read counts'
 end
 
+-- The net ranking score of time of day ms: elapsed from the start read, else from the wave's
+-- gun time; nil without either. Shared by the writes (rank) and the times route's read
+-- (competitor_times), which ranks by it.
+local function net_score(start, gun, ms)
+  local ref = start or gun
+  if ref then return elapsed(ref, ms) end
+end
+
 -- Writes the ranking scores of checkpoints `only` (all when nil) from times t. Without a
 -- wave gun time the gun scores stay K.UNTIMED, written only when all are (`only` nil).
 local function rank(c, t, only)
   local order = c.status and (K.OUT + (STATUS_ORDER[c.status] or 9))
-  local ref = t[1] or c.gun
   for i = 2, N do
     if not only or only[i] then
       local net, gun = order, order
       if not order then
-        net = (t[i] and ref) and elapsed(ref, t[i]) or K.UNTIMED
+        net = t[i] and net_score(t[1], c.gun, t[i]) or K.UNTIMED
         gun = (t[i] and c.gun) and elapsed(c.gun, t[i]) or K.UNTIMED
       end
       local gun_too = not only or c.gun
@@ -1361,38 +1368,61 @@ end
 -- ranks are those of the times and the version that of both. Returns {version, false} when
 -- the competitor does not exist, else {version, {wave, gun, status, times (flat checkpoint, ms
 -- pairs), the checkpoints with a manual time, ranks (one per checkpoint, false where there is
--- none: always at the start)}}. Only a checkpoint with a time, of a competitor without a
--- status, is ranked (`rank` above), so only those cost a ZSCORE and a ZCOUNT; equal times share
--- a rank.
+-- none: always at the start)}}.
+-- The times, manual flags, status and wave come from the competitor's times index entry when
+-- there is one (one HGET for four reads; it is exact, see INDEX), else from their keys. Only a
+-- checkpoint with a time, of a competitor without a status, is ranked (as `rank` ranks), and
+-- its rank costs one ZCOUNT: the competitor's score there is their net_score, which `rank`
+-- wrote; equal times share a rank.
 local RANK_ALL = {}
 for i = 2, N do RANK_ALL[i] = NET[i](K.all) end
+
+-- What competitor_times reads of a competitor, from their times index entry e: wave, status,
+-- times (flat checkpoint, ms text pairs), manual checkpoints.
+local function times_of_entry(bib, e)
+  local known, _, _, wave = entry_record(e)
+  if not known then wave = redis.call('HGET', K.competitor .. bib, 'wave') end
+  local times, manual = {}, {}
+  for i = 1, N do
+    local ms = entry_time(e, i)
+    if ms then
+      times[#times + 1] = CPS[i]
+      times[#times + 1] = string.format('%d', ms)
+    end
+    if entry_manual(e, i) then manual[#manual + 1] = CPS[i] end
+  end
+  return wave or false, entry_status(e) or false, times, manual
+end
 
 local function competitor_times(_, a)
   local bib = a[1]
   local version = redis.call('HGET', K.live_version, K.all) or '0'
-  local ckey = K.competitor .. bib
-  -- Every record holds its bib; EXISTS only for one that would not.
-  local record = redis.call('HMGET', ckey, 'bib', 'wave')
-  if not record[1] and redis.call('EXISTS', ckey) == 0 then return { version, false } end
-  local wave = record[2]
+  local wave, status, times, manual
+  local e = redis.call('HGET', INDEX, bib)
+  if e then
+    wave, status, times, manual = times_of_entry(bib, e)
+  else
+    local ckey = K.competitor .. bib
+    -- Every record holds its bib; EXISTS only for one that would not.
+    local record = redis.call('HMGET', ckey, 'bib', 'wave')
+    if not record[1] and redis.call('EXISTS', ckey) == 0 then return { version, false } end
+    wave = record[2]
+    status = redis.call('HGET', K.status, bib)
+    times = redis.call('ZRANGE', K.times .. bib, 0, -1, 'WITHSCORES')
+    manual = redis.call('HKEYS', K.manual .. bib)
+  end
   local gun = false
   if wave then gun = redis.call('HGET', K.waves, wave) end
-  local status = redis.call('HGET', K.status, bib)
-  local times = redis.call('ZRANGE', K.times .. bib, 0, -1, 'WITHSCORES')
+  local t = by_position(times)
   local ranks = {}
-  for i = 1, N do ranks[i] = false end
-  if not status then
-    for j = 1, #times, 2 do
-      local i = POS[times[j]]
-      if i and i > 1 then
-        local score = redis.call('ZSCORE', RANK_ALL[i], bib)
-        if score and tonumber(score) < K.UNTIMED then
-          ranks[i] = redis.call('ZCOUNT', RANK_ALL[i], '-inf', '(' .. score) + 1
-        end
-      end
+  for i = 1, N do
+    ranks[i] = false
+    local score = i > 1 and t[i] and not status and net_score(t[1], gun and tonumber(gun), t[i])
+    if score then
+      ranks[i] = redis.call('ZCOUNT', RANK_ALL[i], '-inf', string.format('(%d', score)) + 1
     end
   end
-  return { version, { wave, gun, status, times, redis.call('HKEYS', K.manual .. bib), ranks } }
+  return { version, { wave, gun, status, times, manual, ranks } }
 end
 
 -- Every function starts without a number (seq): each call takes its own.
