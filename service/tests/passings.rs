@@ -258,6 +258,68 @@ async fn backup_reader_and_a_batch_uploaded_twice() {
     assert_eq!(reads["passings"][1]["source"], "mat-1");
 }
 
+/// A competitor's reads are listed whole, in order received, each saying whether it is the
+/// one its checkpoint's time comes from, read with their times in one step: with or without
+/// the competitor's times index entry alike, past a thousand reads (a mat that read one chip
+/// all day), and with a manual finish time, which no read counts for.
+#[tokio::test]
+async fn a_competitors_reads_are_listed_whole_with_what_counts() {
+    use redis::AsyncCommands;
+    let app = app().await;
+    runner(&app, "105", None, None).await;
+    let many: Vec<Value> = (0..1000)
+        .map(|k| {
+            let time = format!("10:10:{:02}.{:03}", k / 1000, k % 1000);
+            by_bib(&format!("r{k:04}"), "split1", "105", &time)
+        })
+        .collect();
+    upload(&app, many).await;
+    upload(
+        &app,
+        vec![
+            by_bib("s", "start", "105", "10:00:00.000"),
+            by_bib("f", "finish", "105", "10:40:00.000"),
+            by_bib("g", "finish", "105", "10:40:01.000"),
+        ],
+    )
+    .await;
+    // Typed in by hand, equal to the read that counted: now no read counts there.
+    app.set_time("105", "finish", "10:40:00.000").await;
+    let listing = |view: &Value| -> Vec<(String, bool)> {
+        view["passings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{view}"))
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap_or_default().to_owned(),
+                    r["counts"] == true,
+                )
+            })
+            .collect()
+    };
+    let (status, view) = app.get("/api/v1/competitors/105/passings").await;
+    assert_eq!(status, 200, "{view}");
+    let listed = listing(&view);
+    let mut expected: Vec<(String, bool)> =
+        (0..1000).map(|k| (format!("r{k:04}"), k == 0)).collect();
+    expected.extend([("s".into(), true), ("f".into(), false), ("g".into(), false)]);
+    assert_eq!(listed, expected);
+    // The same read the long way, without the entry.
+    let mut conn = app.redis.connection().await;
+    let removed: u64 = conn
+        .hdel(keys::times_index(&race().checkpoints), "105")
+        .await
+        .expect("hdel");
+    assert_eq!(removed, 1, "the manual time wrote an entry");
+    assert_eq!(app.get("/api/v1/competitors/105/passings").await.1, view);
+    assert_error(
+        &app.get("/api/v1/competitors/999/passings").await,
+        404,
+        "999",
+    );
+}
+
 /// Runner 104 has a start read at 09:00:10 and a finish at 09:50:00 (net 49:50). A start read
 /// that arrives late from another device, 09:01:00, is the last in the window: it moves the
 /// start, and the net time and the ranking follow (49:00).

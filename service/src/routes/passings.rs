@@ -290,18 +290,13 @@ async fn competitor_passings(
     ApiPath(bib): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let bib = bib_in_path(&bib)?;
-    let raw = state
+    let stored = state
         .store
         .competitor_passings(&bib)
         .await?
         .ok_or_else(|| not_found(&bib))?;
-    let times = state
-        .store
-        .competitor_times(&bib)
-        .await?
-        .ok_or_else(|| not_found(&bib))?;
     let mut counted = HashSet::new();
-    let passings: Vec<Value> = parse_all(&raw)
+    let passings: Vec<Value> = parse_all(&stored.raw)
         .into_iter()
         .map(|mut read| {
             let checkpoint = read["checkpoint"].as_str().unwrap_or_default().to_owned();
@@ -309,9 +304,9 @@ async fn competitor_passings(
                 .as_str()
                 .and_then(|t| parse_time_of_day(t).ok());
             // The first read with the checkpoint's time is the one it comes from.
-            let counts = !times.manual.contains(&checkpoint)
+            let counts = !stored.manual.contains(&checkpoint)
                 && time.is_some()
-                && times.times.get(&checkpoint).copied() == time
+                && stored.times.get(&checkpoint).copied() == time
                 && counted.insert(checkpoint);
             if let Value::Object(map) = &mut read {
                 map.insert("counts".into(), json!(counts));

@@ -50,7 +50,7 @@ pub use self::{
     passings::Read,
     rankings::{DEFAULT_KEPT_RANKING_ROWS, RankedEntry},
     results::{OUT, PageQuery, Ranking, ResultsRow, UNTIMED},
-    timing::{AuditPage, CompetitorTimes, Wave},
+    timing::{AuditPage, CompetitorPassings, CompetitorTimes, Wave},
     versions::{Change, Subscription},
     writes::Assigned,
 };

@@ -1,8 +1,8 @@
--- The timing service's Redis Functions library: every write of the service, and the times
--- route's read (see mod.rs and keys.rs). Loaded once (FUNCTION LOAD REPLACE) when the store
--- connects and again whenever Redis answers that a function is missing (a restarted Redis
--- without persistence), so helpers and tables below are built once per load, not per call (the
--- cost of the former EVAL script).
+-- The timing service's Redis Functions library: every write of the service, and the reads
+-- of the times and competitor passings routes (see mod.rs and keys.rs). Loaded once
+-- (FUNCTION LOAD REPLACE) when the store connects and again whenever Redis answers that a
+-- function is missing (a restarted Redis without persistence), so helpers and tables below
+-- are built once per load, not per call (the cost of the former EVAL script).
 -- Named by its version, as are its functions (store/functions.rs: two versions of the service
 -- run side by side during a deploy).
 --
@@ -1368,17 +1368,14 @@ end
 -- ranks are those of the times and the version that of both. Returns {version, false} when
 -- the competitor does not exist, else {version, {wave, gun, status, times (flat checkpoint, ms
 -- pairs), the checkpoints with a manual time, ranks (one per checkpoint, false where there is
--- none: always at the start)}}.
--- The times, manual flags, status and wave come from the competitor's times index entry when
--- there is one (one HGET for four reads; it is exact, see INDEX), else from their keys. Only a
--- checkpoint with a time, of a competitor without a status, is ranked (as `rank` ranks), and
--- its rank costs one ZCOUNT: the competitor's score there is their net_score, which `rank`
--- wrote; equal times share a rank.
+-- none: always at the start)}}. The times come from times_read below. Only a checkpoint with
+-- a time, of a competitor without a status, is ranked (as `rank` ranks), and its rank costs
+-- one ZCOUNT: the competitor's score there is their net_score, which `rank` wrote; equal
+-- times share a rank.
 local RANK_ALL = {}
 for i = 2, N do RANK_ALL[i] = NET[i](K.all) end
 
--- What competitor_times reads of a competitor, from their times index entry e: wave, status,
--- times (flat checkpoint, ms text pairs), manual checkpoints.
+-- times_read (below) from the competitor's times index entry e.
 local function times_of_entry(bib, e)
   local known, _, _, wave = entry_record(e)
   if not known then wave = redis.call('HGET', K.competitor .. bib, 'wave') end
@@ -1391,26 +1388,29 @@ local function times_of_entry(bib, e)
     end
     if entry_manual(e, i) then manual[#manual + 1] = CPS[i] end
   end
-  return wave or false, entry_status(e) or false, times, manual
+  return true, wave or false, entry_status(e) or false, times, manual
+end
+
+-- A competitor's times as the read routes give them: found (false: no such competitor), then
+-- wave, status, times (flat checkpoint, ms pairs) and the checkpoints with a manual time; from
+-- their times index entry when there is one (one HGET for four reads; it is exact, see
+-- INDEX), else from their keys.
+local function times_read(bib)
+  local e = redis.call('HGET', INDEX, bib)
+  if e then return times_of_entry(bib, e) end
+  local ckey = K.competitor .. bib
+  -- Every record holds its bib; EXISTS only for one that would not.
+  local record = redis.call('HMGET', ckey, 'bib', 'wave')
+  if not record[1] and redis.call('EXISTS', ckey) == 0 then return false end
+  return true, record[2], redis.call('HGET', K.status, bib),
+    redis.call('ZRANGE', K.times .. bib, 0, -1, 'WITHSCORES'), redis.call('HKEYS', K.manual .. bib)
 end
 
 local function competitor_times(_, a)
   local bib = a[1]
   local version = redis.call('HGET', K.live_version, K.all) or '0'
-  local wave, status, times, manual
-  local e = redis.call('HGET', INDEX, bib)
-  if e then
-    wave, status, times, manual = times_of_entry(bib, e)
-  else
-    local ckey = K.competitor .. bib
-    -- Every record holds its bib; EXISTS only for one that would not.
-    local record = redis.call('HMGET', ckey, 'bib', 'wave')
-    if not record[1] and redis.call('EXISTS', ckey) == 0 then return { version, false } end
-    wave = record[2]
-    status = redis.call('HGET', K.status, bib)
-    times = redis.call('ZRANGE', K.times .. bib, 0, -1, 'WITHSCORES')
-    manual = redis.call('HKEYS', K.manual .. bib)
-  end
+  local found, wave, status, times, manual = times_read(bib)
+  if not found then return { version, false } end
   local gun = false
   if wave then gun = redis.call('HGET', K.waves, wave) end
   local t = by_position(times)
@@ -1423,6 +1423,33 @@ local function competitor_times(_, a)
     end
   end
   return { version, { wave, gun, status, times, manual, ranks } }
+end
+
+-- The competitor passings route's read (`GET /api/v1/competitors/{bib}/passings`), in one
+-- atomic step, so the reads and the times they are shown to count for agree: false when the
+-- competitor does not exist, else {the competitor's raw reads (JSON as received, in order
+-- received), times (flat checkpoint, ms pairs), the checkpoints with a manual time}.
+-- (HMGET in slices: unpack takes a few thousand values at most, and nothing bounds how many
+-- reads one bib is sent.)
+local SLICE = 1000
+local function competitor_passings(_, a)
+  local bib = a[1]
+  local found, _, _, times, manual = times_read(bib)
+  if not found then return false end
+  local listed = redis.call('LRANGE', K.reads .. bib, 0, -1)
+  local raw = {}
+  for first = 1, #listed, SLICE do
+    local ids = {}
+    for k = first, math.min(first + SLICE - 1, #listed) do
+      -- (Entries are "<checkpoint index> <ms> <id>", see read_entry.)
+      ids[#ids + 1] = string.match(listed[k], '^%d+ %d+ (.*)$')
+    end
+    local got = redis.call('HMGET', K.passings, unpack(ids))
+    for k = 1, #ids do
+      if got[k] then raw[#raw + 1] = got[k] end
+    end
+  end
+  return { raw, times, manual }
 end
 
 -- Every function starts without a number (seq): each call takes its own.
@@ -1454,3 +1481,4 @@ register('timing_passings_planned', passings_planned)
 register('timing_assign', assign)
 register('timing_import', import)
 register_read('timing_competitor_times', competitor_times)
+register_read('timing_competitor_passings', competitor_passings)

@@ -37,6 +37,17 @@ pub struct CompetitorTimes {
     pub ranks: Vec<Option<u64>>,
 }
 
+/// A competitor's raw reads with the times they may count for.
+#[derive(Debug, Clone)]
+pub struct CompetitorPassings {
+    /// The raw reads (JSON as received), in order received.
+    pub raw: Vec<String>,
+    /// (checkpoint, time of day in ms) for every checkpoint with a time.
+    pub times: BTreeMap<String, u64>,
+    /// The checkpoints whose time is manual (overrides the reads).
+    pub manual: Vec<String>,
+}
+
 /// A page of audit entries (JSON objects as stored), newest first.
 #[derive(Debug, Clone)]
 pub struct AuditPage {
@@ -111,22 +122,23 @@ impl Store {
         }))
     }
 
-    /// A competitor's raw reads (JSON as stored), in order received; `None` when the
-    /// competitor does not exist.
-    pub async fn competitor_passings(&self, bib: &Bib) -> Result<Option<Vec<String>>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.exists(keys::competitor(bib.as_str()))
-            .lrange(keys::reads(bib.as_str()), 0, -1);
-        let (exists, entries): (bool, Vec<String>) = self.conn.query(&pipe).await?;
-        if !exists {
-            return Ok(None);
-        }
-        // Entries are "<checkpoint index> <ms> <id>"; ids never contain spaces.
-        let ids: Vec<&str> = entries
-            .iter()
-            .filter_map(|e| e.splitn(3, ' ').nth(2))
-            .collect();
-        self.raw_reads(&ids).await.map(Some)
+    /// A competitor's raw reads (JSON as stored, in order received) with their times and
+    /// which are manual; `None` when the competitor does not exist. One atomic read (the
+    /// library's `timing_competitor_passings`), so the reads and times agree.
+    pub async fn competitor_passings(
+        &self,
+        bib: &Bib,
+    ) -> Result<Option<CompetitorPassings>, StoreError> {
+        const FUNCTION: &str = "timing_competitor_passings";
+        type Reply = Option<(Vec<String>, Vec<(String, f64)>, Vec<String>)>;
+        let reply = self.fcall(FUNCTION, &[bib.as_str()]).await?;
+        let reply: Reply = redis::from_redis_value(reply)
+            .map_err(|err| parse_err(format!("{FUNCTION}: {err}")))?;
+        Ok(reply.map(|(raw, times, manual)| CompetitorPassings {
+            raw,
+            times: times.into_iter().map(|(c, ms)| (c, ms as u64)).collect(),
+            manual,
+        }))
     }
 
     async fn raw_reads(&self, ids: &[&str]) -> Result<Vec<String>, StoreError> {
